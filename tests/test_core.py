@@ -1,0 +1,49 @@
+"""Core types: stages, splits, metrics, predictions contract. Run: python -m pytest tests/test_core.py"""
+
+import numpy as np
+import pytest
+
+from psgvlm.metrics import stage_metrics
+from psgvlm.predictions import make_rows, read_predictions, write_predictions
+from psgvlm.splits import split_subjects
+from psgvlm.stages import ISRUC_CODES, UNSCORED, map_codes
+
+
+def test_map_codes_rejects_unknown():
+    assert map_codes([0, 1, 5], ISRUC_CODES, source="x").tolist() == [0, 1, 4]
+    with pytest.raises(ValueError, match="unknown stage code 7"):
+        map_codes([0, 7], ISRUC_CODES, source="x.txt")
+
+
+def test_split_subjects_disjoint_and_seeded():
+    subs = [f"s{i}" for i in range(10)]
+    a = split_subjects(subs, seed=0)
+    assert a == split_subjects(subs, seed=0)
+    assert a != split_subjects(subs, seed=1)
+    assert len(a["test"]) == 2 and len(a["validation"]) == 1 and len(a["train"]) == 7
+    assert not (set(a["train"]) & set(a["test"])) and not (set(a["validation"]) & set(a["test"]))
+    with pytest.raises(ValueError, match="needs >= 3 subjects"):
+        split_subjects(["a", "b"])
+
+
+def test_stage_metrics_against_sklearn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 500)
+    p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 5, 500))
+    m = stage_metrics(np.r_[y, UNSCORED], np.r_[p, 0])
+    assert m["n_unscored"] == 1
+    assert m["accuracy"] == pytest.approx(sk.accuracy_score(y, p))
+    assert m["kappa"] == pytest.approx(sk.cohen_kappa_score(y, p))
+    assert m["macro_f1"] == pytest.approx(sk.f1_score(y, p, average="macro"))
+    assert m["weighted_f1"] == pytest.approx(sk.f1_score(y, p, average="weighted"))
+    assert m["balanced_accuracy"] == pytest.approx(sk.balanced_accuracy_score(y, p))
+
+
+def test_predictions_roundtrip(tmp_path):
+    probs = np.eye(5)[[0, 1, 2, 3, 4, 2]] * 0.9 + 0.02
+    rows = make_rows(dataset="isruc", subjects=["a"] * 6, recordings=["a"] * 6, epochs=range(6),
+                     starts_s=np.arange(6) * 30.0, labels=[0, 1, 2, 3, 4, UNSCORED], probs=probs)
+    metrics = write_predictions(tmp_path, rows)
+    assert metrics["pooled"]["accuracy"] == 1.0 and metrics["n_unscored"] == 1
+    assert read_predictions(tmp_path) == rows
