@@ -1,0 +1,7 @@
+"""``python -m render ...`` is ``psgvlm render ...``."""
+
+import sys
+
+from render.build import main
+
+sys.exit(main())
