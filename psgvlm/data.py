@@ -1,0 +1,203 @@
+"""Prompts, rendered-dataset loading and the LLaVA-NeXT collator (loss on the answer tokens only).
+
+A training example is ``chat(user=template with <image>) + " " + stage + "</s>"``. The prompt is
+built with the processor's chat template; the answer's token ids are derived once per template by
+tokenising prompt and prompt+answer and checking the prompt is an exact prefix, so training labels
+and scoring use the very same tokens. Image tokens are never truncated: a too-long sequence raises.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from psgvlm.stages import STAGES
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+IGNORE_INDEX = -100
+
+
+# --------------------------------------------------------------------------- prompts
+
+
+def load_prompts(path=None) -> dict:
+    """The prompt file (``prompts/sleep_stage.yaml`` by default), every template validated."""
+    import yaml
+
+    path = Path(path) if path else PROMPTS_DIR / "sleep_stage.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"prompt file {path} not found")
+    with open(path, encoding="utf-8") as f:
+        prompts = yaml.safe_load(f)
+    if not isinstance(prompts, dict) or not isinstance(prompts.get("templates"), dict):
+        raise ValueError(f"{path}: expected a mapping with a 'templates' mapping")
+    placeholder = prompts.get("image_placeholder", "<image>")
+    for name, text in prompts["templates"].items():
+        validate_template(text, placeholder, name=name)
+    answers = prompts.get("answers", list(STAGES))
+    if list(answers) != list(STAGES):
+        raise ValueError(f"{path}: answers {answers} must be the stages {list(STAGES)} in order")
+    return prompts
+
+
+def validate_template(text: str, placeholder: str = "<image>", name: str = "template") -> str:
+    """Raise unless ``text`` holds the image placeholder exactly once."""
+    if not isinstance(text, str):
+        raise ValueError(f"prompt {name!r} must be a string, got {type(text).__name__}")
+    n = text.count(placeholder)
+    if n != 1:
+        raise ValueError(f"prompt {name!r} must contain the image placeholder {placeholder!r} exactly "
+                         f"once; found {n} in {text!r}")
+    return text
+
+
+def get_template(name_or_text: str | None = None, *, channels=None, prompts_path=None) -> str:
+    """A template by name from the prompt file, or a literal template containing ``<image>``."""
+    prompts = load_prompts(prompts_path)
+    name = name_or_text or prompts.get("default_template", "default")
+    if name in prompts["templates"]:
+        text = prompts["templates"][name]
+    elif "<" in name or " " in name:
+        text = validate_template(name, prompts.get("image_placeholder", "<image>"), name="custom")
+    else:
+        raise ValueError(f"prompt {name!r} not found; choose from {sorted(prompts['templates'])} "
+                         f"or pass a template containing '<image>'")
+    if "{channels}" in text:
+        text = text.replace("{channels}", ", ".join(channels) if channels else "the recorded channels")
+    return text
+
+
+def _chat(processor):
+    return getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
+
+
+def prompt_text(processor, template: str) -> str:
+    """The full prompt (up to where the answer starts) for a user ``template``."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": template}]}]
+    if _chat(processor):
+        return processor.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=_chat(processor))
+    return f"USER: {template} ASSISTANT:"
+
+
+def answer_text(processor, template: str, stage: str) -> str:
+    """The text that follows :func:`prompt_text` for ``stage`` (e.g. ``" N2</s>"``)."""
+    if not _chat(processor):
+        return f" {stage}{processor.tokenizer.eos_token}"
+    messages = [{"role": "user", "content": [{"type": "text", "text": template}]},
+                {"role": "assistant", "content": [{"type": "text", "text": stage}]}]
+    full = processor.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=_chat(processor))
+    prompt = prompt_text(processor, template)
+    if not full.startswith(prompt):
+        raise ValueError("chat template: the assistant turn does not extend the user turn")
+    return full[len(prompt):].rstrip()
+
+
+def answer_token_ids(processor, template: str) -> list[list[int]]:
+    """Token ids of each stage's answer after the prompt, in STAGES order.
+
+    Derived from the full tokenisation so boundary effects are exact; raises if the tokenizer merges
+    across the prompt/answer boundary or two answers tokenise identically.
+    """
+    tok = processor.tokenizer
+    prompt = prompt_text(processor, template)
+    ids_prompt = tok(prompt, add_special_tokens=True)["input_ids"]
+    out = []
+    for stage in STAGES:
+        ids_full = tok(prompt + answer_text(processor, template, stage), add_special_tokens=True)["input_ids"]
+        if ids_full[: len(ids_prompt)] != ids_prompt or len(ids_full) == len(ids_prompt):
+            raise ValueError(f"answer {stage!r} does not tokenise as a suffix of the prompt; "
+                             f"prompt ids end {ids_prompt[-3:]}, full ids {ids_full[len(ids_prompt) - 3:]}")
+        out.append(ids_full[len(ids_prompt):])
+    if len({tuple(a) for a in out}) != len(out):
+        raise ValueError(f"two answers tokenise identically: {dict(zip(STAGES, out))}")
+    return out
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+def load_image_dataset(path, split: str | None = None):
+    """A ``psgvlm render`` dataset dir -> ``(DatasetDict or Dataset, meta)`` with clear errors."""
+    from datasets import load_from_disk
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"dataset dir {str(path)!r} does not exist; build one with `psgvlm render`")
+    if not path.is_dir():
+        raise ValueError(f"dataset path {str(path)!r} is a file, expected a `psgvlm render` directory")
+    missing = [n for n in ("meta.json", "dataset_dict.json") if not (path / n).exists()]
+    if missing:
+        raise ValueError(f"{path} is not a psgvlm dataset: missing {missing} (expected the output of "
+                         f"`psgvlm render`: DatasetDict.save_to_disk + meta.json)")
+    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+    if meta.get("kind") != "psgvlm-image-dataset":
+        raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected 'psgvlm-image-dataset'")
+    dsd = load_from_disk(str(path))
+    for name, ds in dsd.items():
+        absent = [c for c in ("image", "label", "subject", "epoch") if c not in ds.column_names]
+        if absent:
+            raise ValueError(f"{path} split {name!r} lacks columns {absent}; has {ds.column_names}")
+    if split is None:
+        return dsd, meta
+    if split not in dsd:
+        raise ValueError(f"split {split!r} not in {path}; available: {sorted(dsd)}")
+    return dsd[split], meta
+
+
+# --------------------------------------------------------------------------- collator
+
+
+@dataclass
+class VLMCollator:
+    """Batches ``{"image": PIL, "label": int}`` rows for LLaVA-NeXT.
+
+    ``mode="train"``: prompt + answer, right padding, ``labels`` = answer tokens only (prompt, image
+    and padding tokens are -100). ``mode="score"``: prompt only, left padding, no labels.
+    ``max_length`` raises instead of truncating (truncation would cut image tokens).
+    """
+
+    processor: object
+    template: str
+    mode: str = "train"
+    max_length: int | None = None
+    answers: list = field(init=False)
+
+    def __post_init__(self):
+        if self.mode not in ("train", "score"):
+            raise ValueError(f"mode {self.mode!r} not allowed; choose 'train' or 'score'")
+        self.prompt = prompt_text(self.processor, self.template)
+        self.answers = answer_token_ids(self.processor, self.template)
+        self.answer_texts = [answer_text(self.processor, self.template, s) for s in STAGES]
+
+    def __call__(self, rows: list[dict]) -> dict:
+        import torch
+
+        images = [r["image"].convert("RGB") for r in rows]
+        tok = self.processor.tokenizer
+        if self.mode == "train":
+            labels_in = [int(r["label"]) for r in rows]
+            bad = [v for v in labels_in if not 0 <= v < len(STAGES)]
+            if bad:
+                raise ValueError(f"labels {bad} outside 0..{len(STAGES) - 1} (unscored epochs must not be trained on)")
+            texts = [self.prompt + self.answer_texts[v] for v in labels_in]
+            tok.padding_side = "right"
+        else:
+            texts = [self.prompt] * len(rows)
+            tok.padding_side = "left"
+        batch = self.processor(images=images, text=texts, padding=True, truncation=False, return_tensors="pt")
+        n_tokens = batch["input_ids"].shape[1]
+        if self.max_length is not None and n_tokens > self.max_length:
+            raise ValueError(f"sequence of {n_tokens} tokens exceeds max_length {self.max_length}; image "
+                             f"tokens are never truncated: raise max_length or pin the anyres grid")
+        if self.mode == "train":
+            labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+            lengths = batch["attention_mask"].sum(1).tolist()
+            for i, v in enumerate(labels_in):
+                ans = torch.tensor(self.answers[v])
+                end = int(lengths[i])
+                span = batch["input_ids"][i, end - len(ans): end]
+                assert torch.equal(span, ans), f"answer tokens misplaced: {span.tolist()} != {ans.tolist()}"
+                labels[i, end - len(ans): end] = ans
+            batch["labels"] = labels
+        return dict(batch)

@@ -1,0 +1,155 @@
+"""Label scoring: the log-likelihood of each of the five answers given image and prompt.
+
+Two forward passes per batch, whatever the answers' lengths:
+
+1. the prompt (left padded, images expanded) with ``use_cache=True``; its last-position logits give
+   every answer's first token;
+2. the key/value cache repeated 5x and one batched pass over the five answer continuations
+   (``batch * 5`` rows of at most a few tokens); their logits give the remaining answer tokens.
+
+Each answer's log-likelihood is the sum over all its tokens (including ``</s>``), so answers that share
+first tokens (``N1``/``N2``/``N3`` = ``N`` + digit with the Mistral tokenizer) are told apart exactly.
+A softmax over the five sums gives the hypnodensity row. Free generation + :func:`parse_stage` is the
+alternative read-out; :func:`unparseable_rate` reports how often its text is not a stage.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from psgvlm.stages import STAGE_TO_CODE, STAGES
+
+
+def _device(model):
+    return next(model.parameters()).device
+
+
+def score_batch(model, batch: dict, answers: list[list[int]]):
+    """Log-likelihoods ``(batch, 5)`` (torch float32) of the answers after a left-padded prompt batch.
+
+    Parameters
+    ----------
+    model : LlavaNextForConditionalGeneration (or a peft wrapper)
+    batch : dict
+        Output of ``VLMCollator(mode="score")``: input_ids, attention_mask, pixel_values, image_sizes.
+    answers : list of list of int
+        Token ids of each stage's answer (``psgvlm.data.answer_token_ids``).
+    """
+    import torch
+
+    dev = _device(model)
+    ids = batch["input_ids"].to(dev)
+    mask = batch["attention_mask"].to(dev)
+    if bool((mask[:, -1] == 0).any()):
+        raise ValueError("score_batch needs left padding (the last prompt position must be a real token)")
+    n, k = ids.shape[0], len(answers)
+    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                    pixel_values=batch["pixel_values"].to(dev, dtype=model.dtype),
+                    image_sizes=batch["image_sizes"].to(dev), use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (n, vocab)
+        max_len = max(len(a) for a in answers)
+        scores = torch.stack([first[:, a[0]] for a in answers], dim=1)  # (n, k)
+        if max_len == 1:
+            return scores
+        # Continuations: tokens a[0..L-2] are fed, predicting a[1..L-1]; shorter answers padded.
+        pad = 0
+        feed = torch.full((k, max_len - 1), pad, dtype=ids.dtype, device=dev)
+        target = torch.full((k, max_len - 1), -1, dtype=ids.dtype, device=dev)
+        for j, a in enumerate(answers):
+            feed[j, : len(a) - 1] = torch.tensor(a[:-1], device=dev)
+            target[j, : len(a) - 1] = torch.tensor(a[1:], device=dev)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(k)  # row i*k + j = example i, answer j
+        feed_rows = feed.repeat(n, 1)
+        target_rows = target.repeat(n, 1)
+        cont_mask = (target_rows >= 0).long()
+        full_mask = torch.cat([mask.repeat_interleave(k, 0), cont_mask], dim=1)
+        start = mask.sum(1).repeat_interleave(k).unsqueeze(1)
+        cont_pos = start + torch.arange(max_len - 1, device=dev).unsqueeze(0)
+        cache_position = torch.arange(ids.shape[1], ids.shape[1] + max_len - 1, device=dev)
+        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+        out2 = lm(input_ids=feed_rows, attention_mask=full_mask, position_ids=cont_pos,
+                  past_key_values=cache, cache_position=cache_position, use_cache=True)
+        logp = torch.log_softmax(out2.logits.float(), dim=-1)  # (n*k, L-1, vocab)
+        tok_lp = logp.gather(-1, target_rows.clamp(min=0).unsqueeze(-1)).squeeze(-1) * cont_mask
+        return scores + tok_lp.sum(1).view(n, k)
+
+
+def score_dataset(model, collator, rows, *, batch_size: int = 8, progress: bool = True) -> np.ndarray:
+    """Hypnodensity ``(n, 5)`` (float64, rows sum to 1) for an iterable of ``{"image": ...}`` rows."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if collator.mode != "score":
+        raise ValueError("score_dataset needs a collator with mode='score' (left padding)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rows = list(rows) if not hasattr(rows, "__len__") else rows
+    was_training = model.training
+    model.eval()
+    probs = []
+    try:
+        for i in tqdm(range(0, len(rows), batch_size), desc="label scoring", disable=not progress,
+                      unit="batch"):
+            chunk = [rows[j] for j in range(i, min(i + batch_size, len(rows)))]
+            lls = score_batch(model, collator(chunk), collator.answers)
+            probs.append(torch.softmax(lls, dim=1).double().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(probs) if probs else np.zeros((0, len(STAGES)))
+
+
+# --------------------------------------------------------------------------- generation
+
+
+_STAGE_RE = re.compile(r"^\W*(?:(?:sleep\s+)?stage\s*[:\-]?\s*)?(W|WAKE|N\s?[123]|REM|R)\b", re.IGNORECASE)
+
+
+def parse_stage(text: str | None) -> int | None:
+    """Stage code from free text (``"N2"``, ``"Stage: REM"``, ``"wake"``), or None when unparseable."""
+    if not text:
+        return None
+    m = _STAGE_RE.match(text.strip())
+    if not m:
+        return None
+    word = m.group(1).upper().replace(" ", "")
+    word = {"WAKE": "W", "R": "REM"}.get(word, word)
+    return STAGE_TO_CODE.get(word)
+
+
+def unparseable_rate(texts: list[str]) -> float:
+    """Share of texts :func:`parse_stage` cannot read (0.0 for an empty list)."""
+    return float(np.mean([parse_stage(t) is None for t in texts])) if texts else 0.0
+
+
+def generate_batch(model, processor, batch: dict, *, max_new_tokens: int = 5) -> list[str]:
+    """Greedy generation after a left-padded prompt batch; returns the decoded new text per row."""
+    import torch
+
+    dev = _device(model)
+    inputs = {k: v.to(dev) for k, v in batch.items() if k != "labels"}
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    tok = processor.tokenizer
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    return tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def generate_dataset(model, collator, rows, *, batch_size: int = 8, max_new_tokens: int = 5,
+                     progress: bool = True) -> tuple[list[str], list[int | None]]:
+    """Free-generation read-out: ``(texts, codes)``; a code is None where the text is unparseable."""
+    from tqdm.auto import tqdm
+
+    if collator.mode != "score":
+        raise ValueError("generate_dataset needs a collator with mode='score' (left padding)")
+    model.eval()
+    texts = []
+    for i in tqdm(range(0, len(rows), batch_size), desc="generate", disable=not progress, unit="batch"):
+        chunk = [rows[j] for j in range(i, min(i + batch_size, len(rows)))]
+        texts += generate_batch(model, collator.processor, collator(chunk), max_new_tokens=max_new_tokens)
+    return texts, [parse_stage(t) for t in texts]
