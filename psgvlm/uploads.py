@@ -1,0 +1,223 @@
+"""Server-side checks of an uploaded recording, before any reader touches it.
+
+The browser's file name and MIME type are the user's word, not evidence: the type is decided from
+the bytes (the EDF/BDF fixed header and its per-signal header), the extension is only compared
+case-insensitively, and the file must be exactly as long as its header says (a truncated or padded
+file is refused with the numbers). Size, duration and channel limits stop a shared server from being
+tied up by one upload. Header fields that identify the patient (the 80-byte patient and recording
+identification fields: name, birth date, hospital code, technician) are read here only to be
+dropped: :class:`EdfHeader` keeps none of them, so nothing downstream can copy them into outputs.
+
+The fixed-header layout is the EDF specification (Kemp et al. 1992; EDF+ 2003; BioSemi BDF): parsing
+256 + 256 * n_signals bytes by hand is simpler and stricter than asking mne, which accepts truncated
+files with a warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXTENSIONS = (".edf", ".bdf", ".rec")  # .rec: ISRUC's EDF files
+HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml")
+MAX_BYTES = 1024**3  # 1 GiB: a whole night of 20+ channels at 256 Hz is ~0.5 GiB
+MAX_HYPNOGRAM_BYTES = 20 * 1024**2
+MIN_DURATION_S = 30.0  # one scoring epoch
+MAX_DURATION_S = 36 * 3600.0
+MAX_SIGNALS = 512
+
+
+class UploadError(ValueError):
+    """An upload that fails a check; the message is safe to show to the user."""
+
+
+@dataclass
+class SignalHeader:
+    label: str
+    unit: str
+    sfreq: float  # Hz
+    samples_per_record: int
+
+
+@dataclass
+class EdfHeader:
+    """What the server needs from an EDF/BDF header, and nothing that identifies the patient."""
+
+    kind: str  # "EDF", "EDF+C", "EDF+D", "BDF", "BDF+C", "BDF+D"
+    n_records: int
+    record_s: float
+    signals: list[SignalHeader] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_records * self.record_s
+
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.signals if s.label != "EDF Annotations" and s.label != "BDF Annotations"]
+
+
+def _field(raw: bytes, start: int, width: int, what: str) -> str:
+    chunk = raw[start:start + width]
+    try:
+        return chunk.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        # EDF allows only printable ASCII; writers also use UTF-8 or latin-1 in labels: accepted.
+        return chunk.decode("latin-1").strip()
+
+
+def _number(text: str, what: str, cast=float):
+    try:
+        return cast(text)
+    except ValueError:
+        raise UploadError(f"not a valid EDF/BDF file: header field {what} is {text!r}, not a number") from None
+
+
+def check_extension(name: str, allowed=EXTENSIONS) -> str:
+    """The lower-cased extension of ``name`` if it is one of ``allowed``, else :class:`UploadError`."""
+    ext = Path(name).suffix.lower()
+    if ext not in allowed:
+        raise UploadError(f"file extension {Path(name).suffix!r} is not accepted; allowed: {', '.join(allowed)}")
+    return ext
+
+
+def read_edf_header(path, *, max_signals: int = MAX_SIGNALS) -> EdfHeader:
+    """Parse and check the EDF/BDF header of ``path`` against the file's actual length.
+
+    Raises
+    ------
+    UploadError
+        When the bytes are not an EDF/BDF header, a field is malformed, or the file is shorter or
+        longer than ``header + n_records * record_bytes``.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        fixed = f.read(256)
+        if len(fixed) < 256:
+            raise UploadError(f"not an EDF/BDF file: only {size} bytes, an EDF header alone is 256")
+        if fixed[:8] == b"0       ":
+            base, sample_bytes = "EDF", 2
+        elif fixed[:1] == b"\xff" and fixed[1:8] == b"BIOSEMI":
+            base, sample_bytes = "BDF", 3
+        else:
+            raise UploadError("not an EDF/BDF file: the first 8 bytes are not the EDF ('0') or BDF "
+                              "(0xFF 'BIOSEMI') version field")
+        reserved = _field(fixed, 192, 44, "reserved")
+        kind = base
+        for tag in ("EDF+C", "EDF+D", "BDF+C", "BDF+D"):
+            if reserved.startswith(tag):
+                kind = base + tag[3:]
+        header_bytes = _number(_field(fixed, 184, 8, "header bytes"), "number of header bytes", int)
+        n_records = _number(_field(fixed, 236, 8, "records"), "number of data records", int)
+        record_s = _number(_field(fixed, 244, 8, "record duration"), "data record duration")
+        ns = _number(_field(fixed, 252, 4, "signals"), "number of signals", int)
+        if not 1 <= ns <= max_signals:
+            raise UploadError(f"EDF header declares {ns} signals; allowed: 1..{max_signals}")
+        if header_bytes != 256 * (ns + 1):
+            raise UploadError(f"EDF header size {header_bytes} bytes does not match {ns} signals "
+                              f"(expected {256 * (ns + 1)})")
+        if record_s < 0:
+            raise UploadError(f"EDF data record duration {record_s!r} s must be >= 0")
+        per = f.read(256 * ns)
+        if len(per) < 256 * ns:
+            raise UploadError(f"truncated EDF/BDF file: the signal headers need {256 * ns} bytes, "
+                              f"only {len(per)} are present")
+
+    def column(offset, width, i):
+        return _field(per, offset * ns + i * width, width, "signal")
+
+    labels = [column(0, 16, i) for i in range(ns)]
+    units = [column(96, 8, i) for i in range(ns)]  # label 16 + transducer 80 -> offset 96 * ns
+    spr_offset = (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80) * ns
+    samples = [_number(_field(per, spr_offset + i * 8, 8, "samples"), f"samples per record of signal {i}", int)
+               for i in range(ns)]
+    if any(s <= 0 for s in samples):
+        raise UploadError(f"EDF header gives non-positive samples per record: {samples}")
+    record_bytes = sample_bytes * sum(samples)
+    data_bytes = size - header_bytes
+    if n_records == -1:  # allowed while recording; the length decides
+        n_records = data_bytes // record_bytes
+    if n_records <= 0:
+        raise UploadError(f"EDF header declares {n_records} data records; the file holds no signal")
+    expected = header_bytes + n_records * record_bytes
+    if size < expected:
+        raise UploadError(f"truncated EDF/BDF file: {size} bytes, but its header promises {expected} "
+                          f"({n_records} records of {record_bytes} bytes); the upload is incomplete")
+    if size > expected:
+        raise UploadError(f"malformed EDF/BDF file: {size} bytes, {size - expected} more than its header "
+                          f"declares ({expected})")
+    is_annotation = [lab in ("EDF Annotations", "BDF Annotations") for lab in labels]
+    if record_s == 0 and not all(is_annotation):  # 0 is legal only for annotation-only EDF+
+        raise UploadError("EDF data record duration is 0 s but the file holds signals; it must be > 0")
+    signals = [SignalHeader(label=lab, unit=u, sfreq=s / record_s if record_s else 0.0, samples_per_record=s)
+               for lab, u, s in zip(labels, units, samples)]
+    return EdfHeader(kind=kind, n_records=n_records, record_s=record_s, signals=signals)
+
+
+def validate_recording_upload(path, *, name: str | None = None, max_bytes: int = MAX_BYTES,
+                              min_duration_s: float = MIN_DURATION_S,
+                              max_duration_s: float = MAX_DURATION_S) -> EdfHeader:
+    """All checks for an uploaded PSG file; returns its (de-identified) header.
+
+    Parameters
+    ----------
+    path : path-like
+        The uploaded file on the server.
+    name : str, optional
+        The name the client gave (defaults to ``path``'s name); only its extension is checked.
+    max_bytes, min_duration_s, max_duration_s
+        Limits; durations in seconds.
+    """
+    path = Path(path)
+    check_extension(name or path.name)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UploadError(f"file is {size / 1024**2:.1f} MiB; the limit is {max_bytes / 1024**2:.0f} MiB")
+    header = read_edf_header(path)
+    if header.kind.endswith("+D"):
+        raise UploadError(f"{header.kind} (discontinuous) recordings are not supported; export a "
+                          "continuous EDF/EDF+C")
+    if not header.labels:
+        raise UploadError("the file holds only annotations, no signals to stage")
+    if header.duration_s < min_duration_s:
+        raise UploadError(f"recording lasts {header.duration_s:.1f} s; at least {min_duration_s:.0f} s "
+                          "(one 30-s epoch) is needed")
+    if header.duration_s > max_duration_s:
+        raise UploadError(f"recording lasts {header.duration_s / 3600:.1f} h; the limit is "
+                          f"{max_duration_s / 3600:.0f} h")
+    return header
+
+
+def validate_hypnogram_upload(path, *, name: str | None = None,
+                              max_bytes: int = MAX_HYPNOGRAM_BYTES) -> str:
+    """Checks for an uploaded expert hypnogram; returns its kind: ``"edf"``, ``"xml"`` or ``"text"``.
+
+    Text hypnograms must decode as UTF-8 and hold no NUL bytes; EDF+ hypnograms must pass
+    :func:`read_edf_header`; NSRR XML must start with an XML declaration or element.
+    """
+    path = Path(path)
+    ext = check_extension(name or path.name, HYPNOGRAM_EXTENSIONS)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UploadError(f"hypnogram file is {size / 1024**2:.1f} MiB; the limit is "
+                          f"{max_bytes / 1024**2:.0f} MiB")
+    if size == 0:
+        raise UploadError("hypnogram file is empty")
+    head = path.read_bytes()[:8]
+    if ext == ".edf" or head == b"0       ":
+        read_edf_header(path)
+        return "edf"
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise UploadError("hypnogram file holds binary data; expected text (CSV/TSV/one label per line), "
+                          "an EDF+ hypnogram or NSRR XML")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UploadError(f"hypnogram file is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    if ext == ".xml":
+        if not text.lstrip().startswith("<"):
+            raise UploadError("hypnogram .xml file does not start with an XML element")
+        return "xml"
+    return "text"
