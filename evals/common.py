@@ -1,0 +1,167 @@
+"""What every suite shares: reading run dirs and image datasets, matching them, writing results.
+
+A results dir holds ``results.json`` (config, provenance, numbers), ``samples.jsonl`` (one line per
+scored item) and PNG plots. Suites never import a recipe: they read run dirs and dataset dirs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from psgvlm.predictions import read_predictions
+from psgvlm.provenance import provenance, read_json, write_json_atomic, write_text_atomic
+from psgvlm.stages import EPOCH_S
+
+
+@dataclass
+class Run:
+    """A run dir (or a bare predictions.jsonl): its rows and what its meta.json says about it."""
+
+    path: Path
+    rows: list[dict]
+    meta: dict = field(default_factory=dict)
+    name: str = ""  # model name shown in tables
+    seed: int | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "unknown"))
+
+    @property
+    def datasets(self) -> list[str]:
+        return sorted({str(r["dataset"]) for r in self.rows})
+
+
+def load_run(path, name: str | None = None) -> Run:
+    """Read ``predictions.jsonl`` (+ ``meta.json`` when present) of a run dir or a predictions file.
+
+    The model name is ``name``, else ``meta["config"]["name"]``/``["model"]``, else ``meta["kind"]``,
+    else the folder name; the seed is ``config["seed"]`` (else ``split_seed``) when present.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run {path} does not exist")
+    run_dir = path if path.is_dir() else path.parent
+    rows = read_predictions(path)
+    meta = read_json(run_dir / "meta.json") if (run_dir / "meta.json").exists() else {}
+    config = meta.get("config") or {}
+    if name is None:
+        name = config.get("name") or config.get("model") or config.get("model_name")
+        name = str(name) if name else str(meta.get("kind") or run_dir.name)
+    seed = config.get("seed", config.get("split_seed"))
+    return Run(path=run_dir, rows=rows, meta=meta, name=name, seed=None if seed is None else int(seed))
+
+
+def load_image_dataset(path, split: str | None = None):
+    """An image dataset written by ``psgvlm render``: (split dataset or DatasetDict, meta dict).
+
+    ``split`` None returns the whole DatasetDict; otherwise that split, or a ValueError naming the
+    splits there are.
+    """
+    import datasets
+
+    path = Path(path)
+    if not (path / "meta.json").exists():
+        raise FileNotFoundError(f"{path} is not a psgvlm image dataset (no meta.json); build one with psgvlm render")
+    meta = read_json(path / "meta.json")
+    dd = datasets.load_from_disk(str(path))
+    if split is None:
+        return dd, meta
+    if split not in dd:
+        raise ValueError(f"split {split!r} not in dataset {path}; available: {list(dd)}")
+    return dd[split], meta
+
+
+def row_key(row: dict) -> tuple[str, str, int]:
+    return (str(row["subject"]), str(row["recording"]), int(row["epoch"]))
+
+
+def check_match(rows: list[dict], keys: list[tuple[str, str, int]], *, what: str = "dataset") -> None:
+    """Refuse predictions that do not cover exactly the epochs of ``keys`` (subject, recording, epoch).
+
+    The error names the subjects only on one side and a few epochs missing on each side.
+    """
+    pred_keys = [row_key(r) for r in rows]
+    dup = len(pred_keys) - len(set(pred_keys))
+    if dup:
+        raise ValueError(f"predictions hold {dup} duplicate (subject, recording, epoch) rows")
+    a, b = set(pred_keys), set(keys)
+    if a == b:
+        return
+    sa, sb = {k[0] for k in a}, {k[0] for k in b}
+    only_pred, only_data = sorted(a - b), sorted(b - a)
+    raise ValueError(
+        f"predictions and {what} do not match: subjects only in predictions {sorted(sa - sb)}, "
+        f"only in {what} {sorted(sb - sa)}; {len(only_pred)} epochs only in predictions "
+        f"(e.g. {only_pred[:3]}), {len(only_data)} only in {what} (e.g. {only_data[:3]})"
+    )
+
+
+def dataset_keys(ds) -> list[tuple[str, str, int]]:
+    cols = ds.select_columns(["subject", "recording", "epoch"]).to_dict()
+    return list(zip(map(str, cols["subject"]), map(str, cols["recording"]), map(int, cols["epoch"])))
+
+
+def band_layout(meta: dict) -> list[dict]:
+    """Pixel rows of each channel band and the time span of the image, from a dataset's meta.json.
+
+    The renderer draws each channel in its own horizontal band, top to bottom in ``meta["channels"]``
+    order. Band edges are taken from ``settings["band_edges_px"]`` when the renderer records them;
+    otherwise bands are equal slices of the image height (the renderer's layout), after the
+    optional ``margin_px`` on each side.
+
+    Returns
+    -------
+    list of {"channel", "modality", "top", "bottom"} (pixel rows, bottom exclusive).
+    """
+    channels = list(meta.get("channels") or [])
+    if not channels:
+        raise ValueError("dataset meta has no 'channels' list; cannot map image rows to channels")
+    settings = meta.get("settings") or {}
+    size = int(settings.get("size", 336))
+    modalities = meta.get("modalities") or {}
+    edges = settings.get("band_edges_px")
+    if edges is None:
+        margin = int(settings.get("margin_px", 0) or 0)
+        edges = np.round(np.linspace(margin, size - margin, len(channels) + 1)).astype(int).tolist()
+    if len(edges) != len(channels) + 1:
+        raise ValueError(f"band_edges_px has {len(edges)} edges for {len(channels)} channels")
+    return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(edges[i]), "bottom": int(edges[i + 1])}
+            for i, ch in enumerate(channels)]
+
+
+def epoch_seconds(meta: dict) -> float:
+    return float((meta.get("settings") or {}).get("epoch_s", EPOCH_S))
+
+
+def write_results(out_dir, suite: str, config: dict, results: dict, samples: list[dict] | None = None) -> Path:
+    """Write ``results.json`` (suite, config, provenance, results) and ``samples.jsonl`` atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out_dir / "results.json",
+                      {"suite": suite, "config": config, "provenance": provenance(), **results})
+    if samples is not None:
+        write_text_atomic(out_dir / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    return out_dir / "results.json"
+
+
+def load_predictor_for(run: str | Path):
+    """``psgvlm.predict.load_predictor(run)``, or a ValueError naming the run's kind when it has none."""
+    try:
+        from psgvlm.predict import load_predictor
+    except ImportError as err:  # the VLM engineer's module is not installed in this tree
+        raise RuntimeError(f"psgvlm.predict is not available ({err}); image suites need it") from err
+    run = Path(run)
+    meta = read_json(run / "meta.json") if (run / "meta.json").exists() else {}
+    try:
+        return load_predictor(run)
+    except (ValueError, NotImplementedError, KeyError) as err:
+        raise ValueError(
+            f"run {run} (kind {meta.get('kind', 'unknown')!r}) cannot be scored on images: {err}. "
+            "This suite needs an image model (VLM or image classifier); signal baselines run only "
+            "the metrics suite and the train-and-test-corrupted robustness setting"
+        ) from err

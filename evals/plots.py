@@ -1,0 +1,180 @@
+"""PNG plots of the eval suites: pure functions (data in, file out), no pyplot global state.
+
+Each function builds a ``matplotlib.figure.Figure`` with a ``FigureCanvasAgg`` and writes one PNG;
+nothing touches ``plt`` or ``rcParams``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from psgvlm.metrics import row_normalised
+from psgvlm.stages import STAGES, UNSCORED
+
+# Hypnogram convention: W at the top, REM drawn between W and N1, N3 at the bottom.
+_HYPNO_LEVEL = {0: 4, 4: 3, 1: 2, 2: 1, 3: 0}
+_HYPNO_TICKS = ([4, 3, 2, 1, 0], ["W", "REM", "N1", "N2", "N3"])
+STAGE_COLORS = ("#f4d03f", "#85c1e9", "#2e86c1", "#1b2631", "#e74c3c")
+
+
+def _figure(width_in: float, height_in: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", bbox_inches="tight")
+    fig.clear()
+    return path
+
+
+def plot_confusion(cm, path, title: str = "") -> Path:
+    """Counts and row-normalised confusion matrices side by side (rows truth, columns prediction)."""
+    cm = np.asarray(cm)
+    norm = row_normalised(cm)
+    fig = _figure(9, 4)
+    for ax, mat, fmt, sub in [(fig.add_subplot(1, 2, 1), cm, "d", "counts"),
+                              (fig.add_subplot(1, 2, 2), norm, ".2f", "row-normalised")]:
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks(range(len(STAGES)), STAGES)
+        ax.set_yticks(range(len(STAGES)), STAGES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("expert")
+        ax.set_title(f"{title} ({sub})" if title else sub, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_hypnogram(truth, pred, start_s, path, title: str = "") -> Path:
+    """Expert and predicted hypnograms on one time axis (hours); unscored truth drawn as gaps."""
+    t_h = np.asarray(start_s, dtype=float) / 3600
+    fig = _figure(10, 3)
+    ax = fig.add_subplot(1, 1, 1)
+    for codes, label, style in [(truth, "expert", dict(color="black", lw=1.2)),
+                                (pred, "model", dict(color="tab:red", lw=0.9, alpha=0.8))]:
+        codes = np.asarray(codes)
+        level = np.array([_HYPNO_LEVEL.get(int(c), np.nan) if c != UNSCORED else np.nan for c in codes], float)
+        ax.step(t_h, level, where="post", label=label, **style)
+    ax.set_yticks(*_HYPNO_TICKS)
+    ax.set_xlabel("time (h)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_hypnodensity(probs, start_s, path, title: str = "") -> Path:
+    """Stacked per-epoch stage probabilities over the night."""
+    probs = np.asarray(probs, dtype=float)
+    t_h = np.asarray(start_s, dtype=float) / 3600
+    fig = _figure(10, 2.6)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.stackplot(t_h, probs.T, labels=STAGES, colors=STAGE_COLORS, step="post")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel("probability")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict] | None = None,
+                 title: str = "") -> Path:
+    """The epoch image with its attribution: top ``top_frac`` patches overlaid, and the raw map.
+
+    Parameters
+    ----------
+    image : np.ndarray, shape (H, W, 3) uint8
+    scores : np.ndarray, shape (n_rows, n_cols)
+        Min-max normalised patch scores in [0, 1].
+    bands : list of dict, optional
+        :func:`evals.common.band_layout` output; band edges and channel names are drawn.
+    """
+    image = np.asarray(image)
+    scores = np.asarray(scores, dtype=float)
+    h, w = image.shape[:2]
+    up = np.kron(scores, np.ones((h // scores.shape[0], w // scores.shape[1])))
+    cut = np.quantile(scores, 1 - top_frac) if scores.size else 0.0
+    shown = np.ma.masked_where(up < cut, up)
+    fig = _figure(10, 4.6)
+    for k, (sub, overlay) in enumerate([(f"top {int(top_frac * 100)}% patches", shown), ("raw map", None)]):
+        ax = fig.add_subplot(1, 2, k + 1)
+        if overlay is not None:
+            ax.imshow(image)
+            ax.imshow(overlay, cmap="jet", alpha=0.45, vmin=0, vmax=1, extent=(0, w, h, 0))
+        else:
+            im = ax.imshow(scores, cmap="viridis", vmin=0, vmax=1, extent=(0, w, h, 0), interpolation="nearest")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+        for b in bands or []:
+            ax.axhline(b["top"], color="white", lw=0.4, alpha=0.6)
+            ax.text(2, (b["top"] + b["bottom"]) / 2, b["channel"], color="tab:orange", fontsize=6, va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"{title} {sub}".strip(), fontsize=9)
+    return _save(fig, path)
+
+
+def plot_training_loss(train_log, path, title: str = "") -> Path | None:
+    """Training (and eval, when logged) loss against step from a run's ``train_log.jsonl``; None if absent."""
+    train_log = Path(train_log)
+    if not train_log.exists():
+        return None
+    steps, losses, esteps, elosses = [], [], [], []
+    for line in train_log.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        step = rec.get("step", rec.get("global_step", len(steps)))
+        if "loss" in rec:
+            steps.append(step)
+            losses.append(rec["loss"])
+        if "eval_loss" in rec:
+            esteps.append(step)
+            elosses.append(rec["eval_loss"])
+    if not losses and not elosses:
+        return None
+    fig = _figure(6, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    if losses:
+        ax.plot(steps, losses, label="train loss", lw=1)
+    if elosses:
+        ax.plot(esteps, elosses, "o-", label="eval loss", lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)
+
+
+def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", errors=None) -> Path:
+    """Grouped bars: ``table[setting][metric] -> value``; ``errors`` the same shape of [low, high]."""
+    settings = list(table)
+    metrics = list(next(iter(table.values()))) if table else []
+    fig = _figure(max(6, 1.2 * len(metrics) * max(1, len(settings)) / 2), 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    width = 0.8 / max(1, len(settings))
+    for k, s in enumerate(settings):
+        vals = [table[s][m] for m in metrics]
+        x = np.arange(len(metrics)) + k * width
+        yerr = None
+        if errors is not None:
+            lo = [vals[i] - errors[s][m][0] for i, m in enumerate(metrics)]
+            hi = [errors[s][m][1] - vals[i] for i, m in enumerate(metrics)]
+            yerr = np.abs(np.array([lo, hi]))
+        ax.bar(x, vals, width, label=s, yerr=yerr, capsize=2)
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(settings) - 1) / 2, metrics, fontsize=8)
+    ax.axhline(0, color="black", lw=0.5)
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,114 @@
+"""Failure injection and channel dropping (psgvlm.corruption). Run: python -m pytest -q tests/test_corruption.py"""
+
+import pickle
+
+import numpy as np
+import pytest
+
+from psgvlm.corruption import (
+    CORE_EEG,
+    ChannelFailure,
+    DropChannels,
+    blank_bands,
+    collect_manifest,
+    drop_channels,
+    select_subjects,
+)
+from psgvlm.recording import Channel, Recording
+
+SFREQ = 50.0
+
+
+def make_rec(subject: str, n_epochs: int = 20, seed: int = 0) -> Recording:
+    rng = np.random.default_rng(seed)
+    n = int(n_epochs * 30 * SFREQ)
+    chans = [Channel(name=f"{c}-M2", canonical=c, modality="EEG", sfreq=SFREQ,
+                     data=(rng.standard_normal(n) * 20).astype(np.float32)) for c in ("F3", "C3", "O1", "C4")]
+    chans.append(Channel(name="E1-M2", canonical="LOC", modality="EOG", sfreq=SFREQ,
+                         data=(rng.standard_normal(n) * 50).astype(np.float32)))
+    chans.append(Channel(name="X1", canonical="EMG", modality="EMG", sfreq=SFREQ * 2,
+                         data=(rng.standard_normal(2 * n) * 5).astype(np.float32)))
+    return Recording(channels=chans, subject=subject, recording=subject, dataset="isruc", source=f"{subject}.rec",
+                     stages=rng.integers(0, 5, n_epochs).astype(np.int8))
+
+
+def test_select_subjects_exact_share_and_seeded():
+    subs = [str(i) for i in range(10)]
+    a = select_subjects(subs, fraction=0.7, seed=3)
+    assert len(a) == 7 and a == select_subjects(reversed(subs), fraction=0.7, seed=3)
+    assert a != select_subjects(subs, fraction=0.7, seed=4)
+    with pytest.raises(ValueError, match="fraction must be in"):
+        select_subjects(subs, fraction=1.5)
+
+
+def test_failure_is_reproducible_order_free_and_matches_manifest():
+    recs = [make_rec(str(i), seed=i) for i in range(6)]
+    subs = [r.subject for r in recs]
+    inj1 = ChannelFailure(seed=7, subjects=subs)
+    out1 = [inj1(r) for r in recs]
+    inj2 = pickle.loads(pickle.dumps(ChannelFailure(seed=7, subjects=subs)))
+    out2 = {r.subject: inj2(r) for r in reversed(recs)}  # other order, pickled (worker process)
+    for a in out1:
+        b = out2[a.subject]
+        for ca, cb in zip(a.channels, b.channels):
+            assert ca.data.tobytes() == cb.data.tobytes()
+    key = lambda e: (e["subject"], e["channel"])  # noqa: E731
+    assert sorted(inj1.manifest, key=key) == sorted(inj2.manifest, key=key)
+    affected = {e["subject"] for e in inj1.manifest}
+    assert affected == set(inj1.selected) and len(affected) == 4  # round(0.7 * 6)
+    for rec, new in zip(recs, out1):
+        entries = {e["channel"]: e for e in inj1.manifest if e["subject"] == rec.subject}
+        for ch, nch in zip(rec.channels, new.channels):
+            if ch.canonical not in entries:
+                assert nch.data is ch.data or np.array_equal(nch.data, ch.data)
+                continue
+            assert ch.canonical in CORE_EEG
+            e = entries[ch.canonical]
+            start = int(np.ceil(e["onset_s"] * ch.sfreq))
+            assert np.array_equal(nch.data[:start], ch.data[:start])
+            tail = nch.data[start:]
+            if e["kind"] == "zeros":
+                assert not tail.any()
+            else:
+                assert abs(tail.std() - ch.data[:start].std()) < 0.15 * ch.data[:start].std()
+                assert not np.array_equal(tail, ch.data[start:])
+        assert rec.channel("LOC").data is new.channel("LOC").data  # non-core channels untouched
+    kinds = {e["kind"] for e in inj1.manifest}
+    assert kinds == {"noise", "zeros"}  # both kinds drawn over 4 subjects x 4 channels
+
+
+def test_failure_seed_changes_result_and_input_not_mutated(tmp_path):
+    rec = make_rec("a")
+    before = rec.channel("C3").data.copy()
+    a = ChannelFailure(seed=1, fraction=1.0, manifest_dir=tmp_path)(rec)
+    b = ChannelFailure(seed=2, fraction=1.0)(rec)
+    assert np.array_equal(rec.channel("C3").data, before)
+    assert a.channel("C3").data.tobytes() != b.channel("C3").data.tobytes()
+    assert [e["channel"] for e in collect_manifest(tmp_path)] == ["C3", "C4", "F3", "O1"]
+    with pytest.raises(ValueError, match="failure kinds"):
+        ChannelFailure(seed=0, kinds=("spikes",))
+
+
+def test_drop_channels_by_name_and_modality():
+    rec = make_rec("a")
+    assert drop_channels(rec, ["EOG"]).ch_names == ["F3", "C3", "O1", "C4", "EMG"]
+    assert drop_channels(rec, ["C3", "EMG"]).ch_names == ["F3", "O1", "C4", "LOC"]
+    assert DropChannels(["EEG", "EMG"])(rec).ch_names == ["LOC"]
+    with pytest.raises(ValueError, match="channel 'Pz' not available"):
+        drop_channels(rec, ["Pz"])
+    with pytest.raises(ValueError, match="modality 'ECG' has no channel"):
+        drop_channels(rec, ["ECG"])
+    with pytest.raises(ValueError, match="no channel"):
+        drop_channels(rec, ["EEG", "EOG", "EMG"])
+
+
+def test_blank_bands_paints_only_that_band():
+    img = np.full((12, 8, 3), 255, np.uint8)
+    img[1, :] = 0
+    img[5, :] = 0
+    bands = [{"channel": "C3", "top": 0, "bottom": 4}, {"channel": "LOC", "top": 4, "bottom": 8},
+             {"channel": "EMG", "top": 8, "bottom": 12}]
+    out = blank_bands(img, bands, ["LOC"])
+    assert (out[4:8] == 255).all() and (out[1] == 0).all() and (img[5] == 0).all()
+    with pytest.raises(ValueError, match="channel 'O2' has no band"):
+        blank_bands(img, bands, ["O2"])
