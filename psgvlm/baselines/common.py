@@ -1,0 +1,168 @@
+"""Training and prediction helpers the baseline recipes share: windows, the optimiser loop, run dirs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psgvlm.baselines.signal_data import SignalRecording, sequence_starts
+from psgvlm.predictions import make_rows, write_predictions
+from psgvlm.provenance import provenance, write_json_atomic
+from psgvlm.stages import N_STAGES, UNSCORED
+
+
+def arrays_for(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
+    """``{model_input_name: (n_epochs, n_times)}``; ``modalities`` maps input name -> channel or None.
+
+    The input name is a modality (``"EEG"``); a channel of None takes the recording's first channel of
+    that modality. A missing modality raises ValueError naming it and what the recording has.
+    """
+    return {m: rec.modality_array(m.upper(), ch) for m, ch in modalities.items()}
+
+
+def available_modalities(rec: SignalRecording, wanted) -> list[str]:
+    return [m for m in wanted if rec.channels_of(m.upper())]
+
+
+def random_windows(recs_arrays: list[tuple[dict, np.ndarray]], *, seq_len: int, batch_size: int,
+                   rng: np.random.Generator):
+    """One batch of random windows: ({name: (B, L, n_times) tensor}, labels (B, L) long).
+
+    ``recs_arrays`` is a list of (arrays dict, stages) per recording; recordings are drawn in proportion
+    to their number of windows. Every recording must have >= ``seq_len`` epochs.
+    """
+    sizes = np.array([len(st) - seq_len + 1 for _, st in recs_arrays], dtype=float)
+    if (sizes < 1).any():
+        short = [len(st) for _, st in recs_arrays if len(st) < seq_len]
+        raise ValueError(f"recordings of {short} epochs are shorter than the window K={seq_len}")
+    idx = rng.choice(len(recs_arrays), size=batch_size, p=sizes / sizes.sum())
+    xs, ys = {}, []
+    for i in idx:
+        arrays, stages = recs_arrays[i]
+        s = int(rng.integers(0, len(stages) - seq_len + 1))
+        for m, a in arrays.items():
+            xs.setdefault(m, []).append(a[s:s + seq_len])
+        ys.append(stages[s:s + seq_len])
+    return ({m: torch.from_numpy(np.stack(v)) for m, v in xs.items()},
+            torch.from_numpy(np.stack(ys).astype(np.int64)))
+
+
+@torch.no_grad()
+def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: int | None = None,
+                    batch_size: int = 16) -> np.ndarray:
+    """Hypnodensity (n_epochs, 5): ``fn({name: (B, L, n)}) -> logits (B, L, 5)`` over sliding windows.
+
+    Windows of ``seq_len`` epochs with ``stride`` (default seq_len // 2); overlapping probabilities are
+    averaged. Raises ValueError when the recording is shorter than ``seq_len``.
+    """
+    n_epochs = len(next(iter(arrays.values())))
+    starts = sequence_starts(n_epochs, seq_len, stride or max(1, seq_len // 2))
+    acc = np.zeros((n_epochs, N_STAGES))
+    cnt = np.zeros(n_epochs)
+    for b in range(0, len(starts), batch_size):
+        chunk = starts[b:b + batch_size]
+        x = {m: torch.from_numpy(np.stack([a[s:s + seq_len] for s in chunk])) for m, a in arrays.items()}
+        p = torch.softmax(fn(x), -1).numpy()
+        for j, s in enumerate(chunk):
+            acc[s:s + seq_len] += p[j]
+            cnt[s:s + seq_len] += 1
+    return acc / cnt[:, None]
+
+
+def train_loop(params, step_fn, *, steps: int, lr: float, weight_decay: float = 0.01,
+               warmup_frac: float = 0.05, desc: str = "train", log_every: int = 10) -> list[float]:
+    """AdamW with linear warm-up and cosine decay; ``step_fn(step) -> loss tensor``. Returns losses."""
+    from tqdm import tqdm
+
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("no trainable parameters")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    warm = max(1, int(warmup_frac * steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    losses = []
+    bar = tqdm(range(steps), desc=desc, mininterval=5)
+    for step in bar:
+        loss = step_fn(step)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: loss became {float(loss)} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        if step % log_every == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
+    return losses
+
+
+def class_weights(stages_list, *, power: float = 0.5) -> torch.Tensor:
+    """Inverse-frequency class weights (frequency ** -power, mean 1) from the training labels."""
+    y = np.concatenate([s[s != UNSCORED] for s in stages_list])
+    counts = np.bincount(y, minlength=N_STAGES).astype(float)
+    w = np.where(counts > 0, (counts.clip(1) / counts.sum()) ** -power, 0.0)
+    return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+
+
+def write_run(out_dir, *, kind: str, config: dict, recs: list[SignalRecording], probs: list[np.ndarray],
+              dataset_meta: dict | None = None, extra: dict | None = None, name: str = "predictions") -> dict:
+    """Write ``meta.json`` and the predictions/metrics of ``recs`` into ``out_dir``; returns metrics.
+
+    ``name="predictions"`` writes the contract files ``predictions.jsonl`` + ``metrics.json``; other
+    names (e.g. ``predictions_train``) go to a sub-folder ``out_dir/<name>/`` with the same two files.
+    """
+    out_dir = Path(out_dir)
+    rows = []
+    for r, p in zip(recs, probs):
+        rows += make_rows(dataset=r.dataset, subjects=[r.subject] * r.n_epochs,
+                          recordings=[r.recording] * r.n_epochs, epochs=range(r.n_epochs),
+                          starts_s=r.starts_s, labels=r.stages.tolist(), probs=p)
+    target = out_dir if name == "predictions" else out_dir / name
+    metrics = write_predictions(target, rows, extra_meta={"kind": kind, "split": name})
+    meta = {"kind": kind, "config": config, "dataset": dataset_meta or {}, **(extra or {}),
+            "provenance": provenance()}
+    write_json_atomic(out_dir / "meta.json", meta)
+    return metrics
+
+
+def parse_recipe_args(args_cls, argv=None):
+    """``HfArgumentParser`` over ``args_cls`` with ``--config x.yaml`` as defaults and flags as overrides."""
+    import argparse
+
+    import yaml
+    from transformers import HfArgumentParser
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, rest = pre.parse_known_args(argv)
+    parser = HfArgumentParser(args_cls)
+    if known.config:
+        with open(known.config, encoding="utf-8") as f:
+            defaults = yaml.safe_load(f) or {}
+        fields = {f.name for f in __import__("dataclasses").fields(args_cls)}
+        unknown = sorted(set(defaults) - fields)
+        if unknown:
+            raise ValueError(f"{known.config}: unknown keys {unknown}; allowed: {sorted(fields)}")
+        parser.set_defaults(**defaults)
+        for action in parser._actions:  # a value from the config satisfies a required flag
+            if action.dest in defaults:
+                action.required = False
+    (args,) = parser.parse_args_into_dataclasses(args=rest)
+    return args
+
+
+def load_or_build_signal_data(path, *, fmt=None, input=None, split_from=None, split_seed: int = 0):
+    """Load the signal dataset at ``path``; build it first from ``fmt``/``input`` when absent."""
+    from psgvlm.baselines.signal_data import build_signal_dataset, load_signal_dataset
+
+    path = Path(path)
+    if not (path / "meta.json").exists():
+        if not (fmt and input):
+            raise FileNotFoundError(f"no signal dataset at {path}; give --format and --input to build it")
+        build_signal_dataset(fmt=fmt, input=input, out=path, split_from=split_from, split_seed=split_seed)
+    return load_signal_dataset(path)

@@ -1,0 +1,312 @@
+"""NAP (Neural Aggregator of Predictions): tri-axial attention over hypnodensities of frozen predictors.
+
+Input: hypnodensities ``p`` (B, C, T, P, 5) of P frozen predictors on C channels over T epochs, with an
+availability mask (C, P) (a multi-channel predictor such as the VLM or sDREAMER gives one stream on its
+own pseudo-channel; YASA gives one per EEG channel). Mechanisms (paper "Methods"), each switchable:
+
+- Embedding: a bias-free linear map of each 5-d probability vector to ``d_model`` (24) plus a fixed
+  sinusoidal time position (channels and predictors are sets: no position, so any subset works).
+- Tri-axial attention: the ``n_heads`` heads are split evenly over the axes in ``axes`` (default
+  channel, time, predictor); each group attends along its axis only, the others held fixed. Pre-norm,
+  LayerNorm on queries and keys, no bias anywhere; 4 layers. Removing an axis from ``axes`` is the
+  ablation (its heads go to the remaining axes). Missing (channel, predictor) cells are masked as keys.
+- Fusion: a learned score per (channel, predictor) stream, softmax over the available streams of each
+  epoch, weighted sum -> a bias-free classifier -> logits (B, T, 5).
+- Dimension-adaptive training (``sample_subgrid``): every batch draws a random sequence length and
+  random non-empty subsets of channels and predictors, so any subset works at test without padding.
+- ``soft_vote``: the mean hypnodensity of the available streams, computed beside NAP.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from psgvlm.stages import N_STAGES
+
+AXES = ("channel", "time", "predictor")
+
+
+@dataclass
+class NAPConfig:
+    d_model: int = 24  # token width (paper: 24)
+    n_layers: int = 4  # tri-axial layers (paper: 4)
+    n_heads: int = 6  # split evenly over the axes in use
+    ffn_mult: int = 4  # FFN width / d_model
+    axes: tuple[str, ...] = AXES  # attention axes; drop one for the ablation
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        self.axes = tuple(self.axes)
+        bad = [a for a in self.axes if a not in AXES]
+        if bad or not self.axes or len(set(self.axes)) != len(self.axes):
+            raise ValueError(f"axes {self.axes!r} must be a non-empty subset of {AXES}")
+        if self.n_heads % len(self.axes) or self.d_model % self.n_heads:
+            raise ValueError(f"n_heads {self.n_heads} must split evenly over {len(self.axes)} axes and "
+                             f"divide d_model {self.d_model}")
+
+
+class TriAxialAttention(nn.Module):
+    """Multi-head attention whose head groups attend along different axes of (B, C, T, P, D)."""
+
+    def __init__(self, config: NAPConfig):
+        super().__init__()
+        c = config
+        self.axes = c.axes
+        self.n_heads = c.n_heads
+        self.head_dim = c.d_model // c.n_heads
+        self.qkv = nn.Linear(c.d_model, 3 * c.d_model, bias=False)
+        self.q_norm = nn.LayerNorm(self.head_dim, bias=False)
+        self.k_norm = nn.LayerNorm(self.head_dim, bias=False)
+        self.out = nn.Linear(c.d_model, c.d_model, bias=False)
+        self.dropout = c.dropout
+
+    def forward(self, x, avail):
+        """x (B, C, T, P, D); avail (C, P) bool."""
+        b, c, t, p, d = x.shape
+        q, k, v = self.qkv(x).reshape(b, c, t, p, 3, self.n_heads, self.head_dim).unbind(4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        per_axis = self.n_heads // len(self.axes)
+        outs = []
+        for i, axis in enumerate(self.axes):
+            hs = slice(i * per_axis, (i + 1) * per_axis)
+            qa, ka, va = q[..., hs, :], k[..., hs, :], v[..., hs, :]  # (B, C, T, P, h, e)
+            # move the attended axis to position -2 and everything else to the batch dims
+            perm = {"channel": (0, 2, 3, 4, 1, 5), "time": (0, 1, 3, 4, 2, 5), "predictor": (0, 1, 2, 4, 3, 5)}[axis]
+            qa, ka, va = (z.permute(*perm) for z in (qa, ka, va))
+            mask = None
+            if axis == "channel":  # keys (c', p) available; batch dims (B, T, P, h)
+                mask = avail.T[None, None, :, None, None, :]  # (1,1,P,1,1,C)
+            elif axis == "predictor":  # keys (c, p'); batch dims (B, C, T, h)
+                mask = avail[None, :, None, None, None, :]  # (1,C,1,1,1,P)
+            o = F.scaled_dot_product_attention(qa, ka, va, attn_mask=mask,
+                                               dropout_p=self.dropout if self.training else 0.0)
+            inv = np.argsort(perm)
+            outs.append(o.permute(*inv))
+        o = torch.cat(outs, dim=-2).reshape(b, c, t, p, d)
+        return self.out(o)
+
+
+class NAPLayer(nn.Module):
+    def __init__(self, config: NAPConfig):
+        super().__init__()
+        d = config.d_model
+        self.norm1 = nn.LayerNorm(d, bias=False)
+        self.attn = TriAxialAttention(config)
+        self.norm2 = nn.LayerNorm(d, bias=False)
+        self.ffn = nn.Sequential(nn.Linear(d, config.ffn_mult * d, bias=False), nn.GELU(),
+                                 nn.Linear(config.ffn_mult * d, d, bias=False))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, avail):
+        x = x + self.drop(self.attn(self.norm1(x), avail))
+        return x + self.drop(self.ffn(self.norm2(x)))
+
+
+def _time_encoding(t: int, d: int) -> torch.Tensor:
+    pos = torch.arange(t, dtype=torch.float32)[:, None]
+    div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
+    pe = torch.zeros(t, d)
+    pe[:, 0::2] = torch.sin(pos * div)
+    pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    return pe
+
+
+class NAP(nn.Module):
+    """``forward(p (B, C, T, P, 5), avail (C, P) bool)`` -> logits (B, T, 5); also returns fusion weights."""
+
+    def __init__(self, *, config: NAPConfig):
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Linear(N_STAGES, c.d_model, bias=False)
+        self.layers = nn.ModuleList(NAPLayer(c) for _ in range(c.n_layers))
+        self.norm = nn.LayerNorm(c.d_model, bias=False)
+        self.score = nn.Linear(c.d_model, 1, bias=False)
+        self.classifier = nn.Linear(c.d_model, N_STAGES, bias=False)
+
+    def forward(self, p, avail=None, return_weights: bool = False):
+        if p.ndim != 5 or p.shape[-1] != N_STAGES:
+            raise ValueError(f"hypnodensities must be (batch, channels, epochs, predictors, {N_STAGES}), "
+                             f"got {tuple(p.shape)}")
+        b, c, t, npred, _ = p.shape
+        avail = torch.ones(c, npred, dtype=torch.bool) if avail is None else torch.as_tensor(avail, dtype=torch.bool)
+        if avail.shape != (c, npred):
+            raise ValueError(f"availability mask has shape {tuple(avail.shape)}, expected {(c, npred)}")
+        if not avail.any(0).all() or not avail.any(1).all():
+            raise ValueError("every channel and every predictor needs at least one available stream")
+        if torch.isnan(p[:, avail.nonzero()[:, 0], :, avail.nonzero()[:, 1]]).any():
+            raise ValueError("hypnodensities hold NaN values")
+        p = torch.nan_to_num(p) * avail[None, :, None, :, None]
+        x = self.embed(p) + _time_encoding(t, self.config.d_model)[None, None, :, None, :]
+        for layer in self.layers:
+            x = layer(x, avail)
+        x = self.norm(x)
+        s = self.score(x).squeeze(-1)  # (B, C, T, P)
+        s = s.masked_fill(~avail[None, :, None, :], float("-inf"))
+        w = torch.softmax(s.permute(0, 2, 1, 3).reshape(b, t, c * npred), -1)  # (B, T, C*P)
+        fused = torch.einsum("btk,btkd->btd", w, x.permute(0, 2, 1, 3, 4).reshape(b, t, c * npred, -1))
+        logits = self.classifier(fused)
+        return (logits, w.reshape(b, t, c, npred)) if return_weights else logits
+
+
+def soft_vote(p, avail=None) -> np.ndarray:
+    """Mean hypnodensity over the available streams: p (C, T, P, 5) -> (T, 5)."""
+    p = np.asarray(p, dtype=np.float64)
+    avail = np.ones(p.shape[0:1] + p.shape[2:3], bool) if avail is None else np.asarray(avail, bool)
+    ci, pi = np.nonzero(avail)
+    sel = p[ci, :, pi]  # (n_streams, T, 5)
+    return sel.mean(0)
+
+
+def sample_subgrid(avail: np.ndarray, rng: np.random.Generator, *, fix_channels: bool = False,
+                   fix_predictors: bool = False):
+    """Random non-empty channel and predictor subsets that leave every kept row/column non-empty."""
+    c, p = avail.shape
+    for _ in range(100):
+        ch = np.arange(c) if fix_channels else np.flatnonzero(rng.random(c) < 0.6)
+        pr = np.arange(p) if fix_predictors else np.flatnonzero(rng.random(p) < 0.6)
+        if len(ch) == 0 or len(pr) == 0:
+            continue
+        sub = avail[np.ix_(ch, pr)]
+        ch, pr = ch[sub.any(1)], pr[sub.any(0)]
+        if len(ch) and len(pr) and avail[np.ix_(ch, pr)].any(0).all() and avail[np.ix_(ch, pr)].any(1).all():
+            return ch, pr
+    return np.arange(c), np.arange(p)
+
+
+# -- streams of frozen predictors --------------------------------------------------------------------
+
+ALL_CHANNELS = "*"  # pseudo-channel of a predictor that sees the whole montage (VLM, sDREAMER, sleep2vec)
+
+
+def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
+    """(channel, predictions file) pairs of a run dir: top-level + ``predictions_*/`` for the run's own
+    channel-free stream, and ``channels/<ch>/`` sub-runs for per-channel predictors such as YASA."""
+    files = []
+    if (run_dir / "channels").is_dir():
+        for sub in sorted((run_dir / "channels").iterdir()):
+            if (sub / "predictions.jsonl").exists():
+                files.append((sub.name, sub / "predictions.jsonl"))
+    for f in [run_dir / "predictions.jsonl", *sorted(run_dir.glob("predictions_*/predictions.jsonl"))]:
+        if f.exists():
+            files.append((ALL_CHANNELS, f))
+    if not files:
+        raise FileNotFoundError(f"{run_dir} holds no predictions.jsonl (nor channels/*/predictions.jsonl)")
+    return files
+
+
+def load_streams(sources: dict[str, str]) -> dict:
+    """Load hypnodensity streams of frozen predictors and check that they describe the same epochs.
+
+    Parameters
+    ----------
+    sources : dict
+        Predictor name -> run dir (or a ``predictions.jsonl`` file). A run dir contributes its
+        ``predictions.jsonl`` and ``predictions_<split>/predictions.jsonl`` files (one stream on the
+        pseudo-channel ``"*"``) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel).
+
+    Returns
+    -------
+    dict with ``channels`` (list), ``predictors`` (list), ``avail`` (C, P) bool and ``recordings``:
+    {(dataset, subject, recording): {"probs": (C, T, P, 5) float32, "labels": (T,), "starts_s": (T,)}}.
+
+    Raises
+    ------
+    ValueError
+        When streams disagree: a recording present in one stream and absent from another, a different
+        number of epochs, different labels, or a different subject for the same recording.
+    """
+    from psgvlm.predictions import read_predictions
+
+    per_stream = {}  # (channel, predictor) -> {key: {epoch: row}}
+    for pred, src in sources.items():
+        src = Path(src)
+        files = [(ALL_CHANNELS, src)] if src.is_file() else _run_files(src)
+        for ch, f in files:
+            d = per_stream.setdefault((ch, pred), {})
+            for r in read_predictions(f):
+                d.setdefault((r["dataset"], r["recording"]), {})[int(r["epoch"])] = r
+    channels = sorted({c for c, _ in per_stream}, key=lambda c: (c == ALL_CHANNELS, c))
+    predictors = list(sources)
+    avail = np.zeros((len(channels), len(predictors)), bool)
+    for c, p in per_stream:
+        avail[channels.index(c), predictors.index(p)] = True
+    keys = None
+    for (c, p), d in per_stream.items():
+        if keys is None:
+            keys, ref = set(d), (c, p)
+        elif set(d) != keys:
+            only_a, only_b = sorted(keys - set(d)), sorted(set(d) - keys)
+            raise ValueError(f"predictor {p!r} channel {c!r} and predictor {ref[1]!r} channel {ref[0]!r} cover "
+                             f"different recordings: missing {only_a[:5]}, extra {only_b[:5]}")
+    recordings = {}
+    for ds, rec in sorted(keys):
+        ref_rows = None
+        probs = None
+        for (c, p), d in per_stream.items():
+            rows = d[(ds, rec)]
+            epochs = sorted(rows)
+            if ref_rows is None:
+                ref_rows, ref_name = rows, (p, c)
+                ref_epochs = epochs
+                probs = np.zeros((len(channels), len(epochs), len(predictors), N_STAGES), np.float32)
+            elif epochs != ref_epochs:
+                raise ValueError(f"recording {rec!r}: predictor {p!r} channel {c!r} has {len(epochs)} epochs "
+                                 f"but {ref_name[0]!r} channel {ref_name[1]!r} has {len(ref_epochs)}")
+            for e in epochs:
+                a, b = rows[e], ref_rows[e]
+                if a["subject"] != b["subject"]:
+                    raise ValueError(f"recording {rec!r}: subject {a['subject']!r} in {p!r} vs "
+                                     f"{b['subject']!r} in {ref_name[0]!r}")
+                if a["label"] != b["label"]:
+                    raise ValueError(f"recording {rec!r} epoch {e}: label {a['label']} in {p!r} vs "
+                                     f"{b['label']} in {ref_name[0]!r}")
+            probs[channels.index(c), :, predictors.index(p)] = [rows[e]["probs"] for e in epochs]
+        if not np.all(np.isfinite(probs)):
+            raise ValueError(f"recording {rec!r}: hypnodensities hold NaN values")
+        labels = np.array([-1 if ref_rows[e]["label"] is None else ref_rows[e]["label"] for e in ref_epochs])
+        recordings[(ds, ref_rows[ref_epochs[0]]["subject"], rec)] = {
+            "probs": probs, "labels": labels, "epochs": np.array(ref_epochs),
+            "starts_s": np.array([ref_rows[e]["start_s"] for e in ref_epochs])}
+    return {"channels": channels, "predictors": predictors, "avail": avail, "recordings": recordings}
+
+
+def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, batch_size: int,
+              min_len: int, max_len: int, adaptive: bool = True):
+    """A dimension-adaptive batch: random length, random channel/predictor subsets (same for the batch).
+
+    Returns (p (B, C', T', P', 5) tensor, avail (C', P') tensor, labels (B, T') long tensor).
+    """
+    if adaptive:
+        ch, pr = sample_subgrid(avail, rng)
+        longest = min(len(d["labels"]) for d in data)
+        t = int(rng.integers(min(min_len, longest), min(max_len, longest) + 1))
+    else:
+        ch, pr = np.arange(avail.shape[0]), np.arange(avail.shape[1])
+        t = min(max_len, min(len(d["labels"]) for d in data))
+    ps, ys = [], []
+    for i in rng.integers(0, len(data), size=batch_size):
+        d = data[i]
+        s = int(rng.integers(0, len(d["labels"]) - t + 1))
+        ps.append(d["probs"][np.ix_(ch, np.arange(s, s + t), pr)])
+        ys.append(d["labels"][s:s + t])
+    return (torch.from_numpy(np.stack(ps)), torch.from_numpy(avail[np.ix_(ch, pr)]),
+            torch.from_numpy(np.stack(ys).astype(np.int64)))
+
+
+def load(run_dir) -> NAP:
+    """The model of a ``recipes/nap.py`` run dir."""
+    from psgvlm.provenance import read_json
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").exists():
+        raise FileNotFoundError(f"{run_dir} is not a NAP run (no model.pt)")
+    model = NAP(config=NAPConfig(**read_json(run_dir / "model_config.json")))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model.eval()

@@ -1,0 +1,215 @@
+"""sDREAMER: sequence-level mixture-of-modality-experts (MoME) transformer with self-distillation.
+
+Mechanisms (paper section IV), each switchable:
+
+- Patch tokens per modality: each 30-s EEG and EMG epoch is cut into non-overlapping patches of
+  ``patch_s`` seconds, linearly embedded, plus learned positional and modality embeddings and a [CLS].
+- MoME layer: pre-norm multi-head self-attention SHARED by the EEG, EMG and mixed pathways, then a
+  feed-forward expert per pathway.
+- Epoch-level MoME encoder over the patches of one epoch (EEG pathway on EEG patches, EMG pathway on
+  EMG patches; the mixed pathway at epoch level is off by default as in Sequence sDREAMER,
+  ``epoch_mix``), then a sequence-level MoME encoder over K=16 consecutive epochs: EEG and EMG
+  pathways on each modality's epoch tokens and the mixed pathway on both concatenated.
+- Heads per pathway. Loss = CE(mixed) [+ CE(EEG) + CE(EMG) if ``unimodal_ce``] + ``distill_weight`` *
+  (T_eeg^2 KL(mix/T_eeg || eeg/T_eeg) + T_emg^2 KL(mix/T_emg || emg/T_emg)), teacher detached,
+  T_eeg = 1.0, T_emg = 3.0. With ``distill_weight=0`` (and no unimodal CE) the unimodal heads get no
+  training signal: single-channel inference collapses, which is the paper's ablation.
+- Single-channel inference: ``forward(eeg=x)`` or ``forward(emg=x)`` runs only that pathway.
+- A recording without EMG trains the EEG pathway alone with CE (``forward`` returns what is present).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
+
+PATHWAYS = ("eeg", "emg", "mix")
+
+
+@dataclass
+class SDreamerConfig:
+    sfreq: float = 128.0  # Hz of EEG and EMG input
+    epoch_s: float = EPOCH_S  # seconds per epoch
+    patch_s: float = 0.5  # seconds per patch token (64 samples at 128 Hz)
+    d_model: int = 128  # token width
+    n_heads: int = 8  # attention heads (shared across pathways)
+    epoch_layers: int = 2  # MoME layers of the epoch-level encoder
+    seq_layers: int = 2  # MoME layers of the sequence-level encoder
+    ffn_mult: int = 4  # expert FFN width / d_model
+    dropout: float = 0.1
+    seq_len: int = 16  # K consecutive epochs
+    epoch_mix: bool = False  # mixed pathway at epoch level too (the paper disables it for Sequence sDREAMER)
+    distill_weight: float = 1.0  # 0 = ablation without self-distillation
+    t_eeg: float = 1.0  # distillation temperature, EEG student
+    t_emg: float = 3.0  # distillation temperature, EMG student
+    unimodal_ce: bool = False  # also supervise the unimodal heads with labels
+
+    @property
+    def patch_len(self) -> int:
+        return int(round(self.patch_s * self.sfreq))
+
+    @property
+    def n_patches(self) -> int:
+        n = self.epoch_s * self.sfreq / self.patch_len
+        if abs(n - round(n)) > 1e-6:
+            raise ValueError(f"epoch of {self.epoch_s} s at {self.sfreq} Hz is not a whole number of "
+                             f"{self.patch_s} s patches")
+        return int(round(n))
+
+
+SIZES = {
+    "tiny": dict(d_model=32, n_heads=4, epoch_layers=1, seq_layers=1, patch_s=1.0),
+    "paper": dict(d_model=128, n_heads=8, epoch_layers=2, seq_layers=2, patch_s=0.5),
+}
+
+
+class MoMELayer(nn.Module):
+    """Pre-norm block: shared multi-head self-attention, then the pathway's own FFN expert."""
+
+    def __init__(self, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(d_model)
+        self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
+        self.norm2 = nn.ModuleDict({p: nn.LayerNorm(d_model) for p in PATHWAYS})
+        self.experts = nn.ModuleDict({p: nn.Sequential(
+            nn.Linear(d_model, ffn_mult * d_model), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(ffn_mult * d_model, d_model)) for p in PATHWAYS})
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, pathway: str):
+        h = self.norm1(x)
+        x = x + self.drop(self.attn(h, h, h, need_weights=False)[0])
+        return x + self.drop(self.experts[pathway](self.norm2[pathway](x)))
+
+
+class MoMEEncoder(nn.Module):
+    def __init__(self, n_layers: int, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+        super().__init__()
+        self.layers = nn.ModuleList(MoMELayer(d_model, n_heads, ffn_mult, dropout) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x, pathway: str):
+        for layer in self.layers:
+            x = layer(x, pathway)
+        return self.norm(x)
+
+
+class SDreamer(nn.Module):
+    """Sequence sDREAMER. ``forward(eeg=(B, K, n_times), emg=(B, K, n_times))`` -> {pathway: logits (B, K, 5)}.
+
+    Either modality may be omitted (single-channel inference); the "mix" output needs both.
+    """
+
+    def __init__(self, *, config: SDreamerConfig):
+        super().__init__()
+        self.config = c = config
+        d = c.d_model
+        self.patch_embed = nn.ModuleDict({m: nn.Linear(c.patch_len, d) for m in ("eeg", "emg")})
+        self.epoch_pos = nn.Parameter(0.02 * torch.randn(c.n_patches + 1, d))
+        self.epoch_cls = nn.Parameter(0.02 * torch.randn(d))
+        self.seq_pos = nn.Parameter(0.02 * torch.randn(c.seq_len, d))
+        self.modality_emb = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(d)) for m in ("eeg", "emg")})
+        self.epoch_encoder = MoMEEncoder(c.epoch_layers, d, c.n_heads, c.ffn_mult, c.dropout)
+        self.seq_encoder = MoMEEncoder(c.seq_layers, d, c.n_heads, c.ffn_mult, c.dropout)
+        self.heads = nn.ModuleDict({p: nn.Linear(d, N_STAGES) for p in PATHWAYS})
+
+    def _patches(self, x, m):
+        b, k, n = x.shape
+        c = self.config
+        if n != c.n_patches * c.patch_len:
+            raise ValueError(f"{m.upper()} epochs have {n} samples, expected {c.n_patches * c.patch_len} "
+                             f"({c.sfreq} Hz x {c.epoch_s} s)")
+        tok = self.patch_embed[m](x.reshape(b * k, c.n_patches, c.patch_len))
+        return tok + self.modality_emb[m] + self.epoch_pos[1:]
+
+    def _cls(self, n):
+        return (self.epoch_cls + self.epoch_pos[0]).expand(n, 1, -1)
+
+    def forward(self, eeg=None, emg=None):
+        c = self.config
+        given = {m: x for m, x in (("eeg", eeg), ("emg", emg)) if x is not None}
+        if not given:
+            raise ValueError("sDREAMER needs EEG and/or EMG epochs; got neither")
+        for m, x in given.items():
+            if x.ndim != 3:
+                raise ValueError(f"{m.upper()} must be (batch, K, n_times), got shape {tuple(x.shape)}")
+            if x.shape[1] != c.seq_len:
+                raise ValueError(f"{m.upper()} sequence has {x.shape[1]} epochs; the model needs K={c.seq_len}")
+            if torch.isnan(x).any():
+                raise ValueError(f"{m.upper()} input holds {int(torch.isnan(x).sum())} NaN values")
+        b = next(iter(given.values())).shape[0]
+        patches = {m: self._patches(x, m) for m, x in given.items()}
+        epoch_tok = {}
+        for m, p in patches.items():  # epoch level: each modality through its own pathway
+            epoch_tok[m] = self.epoch_encoder(torch.cat([self._cls(p.shape[0]), p], 1), m)[:, 0]
+        if c.epoch_mix and len(given) == 2:
+            both = torch.cat([self._cls(b * c.seq_len), patches["eeg"], patches["emg"]], 1)
+            epoch_tok["mix"] = self.epoch_encoder(both, "mix")[:, 0]
+        out = {}
+        seq = {m: t.reshape(b, c.seq_len, -1) + self.seq_pos + self.modality_emb.get(m, 0)
+               for m, t in epoch_tok.items() if m in ("eeg", "emg")}
+        for m, s in seq.items():
+            out[m] = self.heads[m](self.seq_encoder(s, m))
+        if len(given) == 2:
+            if c.epoch_mix:
+                mixed = epoch_tok["mix"].reshape(b, c.seq_len, -1) + self.seq_pos
+                h = self.seq_encoder(torch.cat([mixed, seq["eeg"], seq["emg"]], 1), "mix")[:, : c.seq_len]
+            else:
+                h = self.seq_encoder(torch.cat([seq["eeg"], seq["emg"]], 1), "mix")
+                h = (h[:, : c.seq_len] + h[:, c.seq_len:]) / 2
+            out["mix"] = self.heads["mix"](h)
+        return out
+
+    def loss(self, out: dict, labels):
+        """CE on the mixed pathway (or the only one present) + self-distillation to the unimodal ones.
+
+        ``labels`` (B, K) int with UNSCORED (-1) ignored. Returns (loss, parts dict of floats).
+        """
+        c = self.config
+        y = labels.reshape(-1)
+        keep = y != UNSCORED
+        parts = {}
+
+        def ce(logits):
+            return F.cross_entropy(logits.reshape(-1, N_STAGES)[keep], y[keep]) if keep.any() else logits.sum() * 0
+
+        if "mix" not in out:  # a single modality: plain supervised training of that pathway
+            (m,) = out
+            parts[f"ce_{m}"] = ce(out[m])
+        else:
+            parts["ce_mix"] = ce(out["mix"])
+            if c.unimodal_ce:
+                parts["ce_eeg"], parts["ce_emg"] = ce(out["eeg"]), ce(out["emg"])
+            if c.distill_weight > 0:
+                teacher = out["mix"].detach().reshape(-1, N_STAGES)[keep]
+                for m, t in (("eeg", c.t_eeg), ("emg", c.t_emg)):
+                    student = out[m].reshape(-1, N_STAGES)[keep]
+                    kl = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1),
+                                  log_target=True, reduction="batchmean") * t * t
+                    parts[f"kd_{m}"] = c.distill_weight * kl
+        total = sum(parts.values())
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    @staticmethod
+    def primary(out: dict) -> torch.Tensor:
+        """The prediction to report: the mixed pathway when both modalities are present."""
+        return out["mix"] if "mix" in out else next(iter(out.values()))
+
+
+def load(run_dir) -> SDreamer:
+    """The model of a ``recipes/sdreamer.py`` run dir."""
+    from pathlib import Path
+
+    from psgvlm.provenance import read_json
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").exists():
+        raise FileNotFoundError(f"{run_dir} is not an sDREAMER run (no model.pt)")
+    model = SDreamer(config=SDreamerConfig(**read_json(run_dir / "model_config.json")))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model.eval()

@@ -1,0 +1,250 @@
+"""The shared signal dataset of the baselines: 30-s epochs as arrays per channel at the model's rate.
+
+Built from the same recordings (``psgvlm.readers``) and the same subject-wise split manifests as the
+image datasets, so that the VLM and the baselines are compared on identical subjects. Each channel is
+resampled to the rate of its modality (128 Hz for EEG/EOG/EMG/ECG, 4 Hz for RESP/SPO2, as sleep2vec
+does), cut into epochs paired by time with the expert stages, and z-scored per recording and channel.
+
+On disk: ``DIR/<recording>.npz`` (one array per channel, ``stages``, ``starts_s``) and ``DIR/meta.json``
+(``kind: psgvlm-signal-dataset``, channels, modalities, rates, split, per-recording metadata,
+provenance). Unscored epochs stay in the arrays (label -1) so that sequences of consecutive epochs keep
+their time structure; the losses and metrics skip them.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from psgvlm.provenance import provenance, read_json, write_json_atomic
+from psgvlm.splits import split_subjects
+from psgvlm.stages import EPOCH_S, UNSCORED
+
+HIGH_RATE_HZ = 128.0  # electrophysiology (EEG, EOG, EMG, ECG), as in sleep2vec
+LOW_RATE_HZ = 4.0  # slow physiology (respiration, SpO2), as in sleep2vec
+MODALITY_RATE_HZ = {"EEG": HIGH_RATE_HZ, "EOG": HIGH_RATE_HZ, "EMG": HIGH_RATE_HZ, "ECG": HIGH_RATE_HZ,
+                    "RESP": LOW_RATE_HZ, "SPO2": LOW_RATE_HZ}
+KIND = "psgvlm-signal-dataset"
+
+
+@dataclass
+class SignalRecording:
+    """One recording as epochs: ``x[ch]`` is (n_epochs, n_times) float32, z-scored, at ``sfreq[ch]`` Hz."""
+
+    subject: str
+    recording: str
+    dataset: str
+    x: dict[str, np.ndarray]
+    modalities: dict[str, str]  # channel -> modality
+    sfreq: dict[str, float]  # channel -> Hz
+    stages: np.ndarray  # (n_epochs,) int, UNSCORED = -1
+    starts_s: np.ndarray  # (n_epochs,) float, signal time of each epoch's start
+    meta: dict = field(default_factory=dict)  # age (years), sex, site when known
+
+    @property
+    def n_epochs(self) -> int:
+        return len(self.stages)
+
+    def channels_of(self, modality: str) -> list[str]:
+        """Channels of one modality, in dataset order."""
+        return [c for c, m in self.modalities.items() if m == modality]
+
+    def modality_array(self, modality: str, channel: str | None = None) -> np.ndarray:
+        """(n_epochs, n_times) of ``channel`` (default: the first channel of ``modality``).
+
+        Raises ValueError naming the missing modality and what the recording has.
+        """
+        chans = self.channels_of(modality)
+        if not chans:
+            raise ValueError(
+                f"recording {self.recording!r} has no {modality} channel; present: "
+                f"{ {c: m for c, m in self.modalities.items()} }"
+            )
+        if channel is None:
+            return self.x[chans[0]]
+        if channel not in chans:
+            raise ValueError(f"channel {channel!r} is not a {modality} channel of {self.recording!r}; "
+                             f"{modality} channels: {chans}")
+        return self.x[channel]
+
+
+def _resample(x: np.ndarray, sfreq: float, target: float) -> np.ndarray:
+    """Polyphase anti-aliased resampling (psgvlm.signal.resample when present, else scipy)."""
+    try:
+        from psgvlm.signal import resample
+    except ImportError:
+        resample = None
+    if resample is not None:
+        return np.asarray(resample(x, sfreq, target), dtype=np.float32)
+    if sfreq == target:
+        return np.asarray(x, dtype=np.float32)
+    from scipy.signal import resample_poly
+
+    frac = Fraction(target / sfreq).limit_denominator(1000)
+    return resample_poly(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator).astype(np.float32)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """Per-recording z-score; a flat channel maps to zeros."""
+    sd = float(np.std(x))
+    return ((x - float(np.mean(x))) / sd).astype(np.float32) if sd > 1e-8 else np.zeros_like(x, np.float32)
+
+
+def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
+    """Cut a :class:`psgvlm.recording.Recording` into epochs at the model rates.
+
+    Parameters
+    ----------
+    rec : Recording
+    channels : list of str, optional
+        Canonical channel names to keep (default: every channel whose modality has a rate).
+    rates : dict, optional
+        Modality -> Hz (default ``MODALITY_RATE_HZ``).
+
+    Returns
+    -------
+    SignalRecording with ``x[ch]`` of shape (n_epochs, epoch_s * rate).
+    """
+    rates = dict(MODALITY_RATE_HZ if rates is None else rates)
+    if rec.stages is None:
+        raise ValueError(f"recording {rec.recording!r} has no expert stages; the baselines need labels")
+    names = [c.canonical for c in rec.channels if c.modality in rates] if channels is None else list(channels)
+    if not names:
+        raise ValueError(f"recording {rec.recording!r} has no channel of modalities {sorted(rates)}; "
+                         f"present: {rec.modalities}")
+    n_epochs = rec.n_epochs
+    x, mods, sf = {}, {}, {}
+    for name in names:
+        ch = rec.channel(name)
+        if ch.modality not in rates:
+            raise ValueError(f"channel {name!r} has modality {ch.modality!r}; allowed: {sorted(rates)}")
+        data = np.asarray(ch.data, dtype=np.float64)
+        if not np.all(np.isfinite(data)):
+            raise ValueError(f"recording {rec.recording!r} channel {name!r} holds "
+                             f"{int(np.sum(~np.isfinite(data)))} NaN/inf samples")
+        target = float(rates[ch.modality])
+        y = _resample(data, ch.sfreq, target)
+        n_times = int(round(rec.epoch_s * target))
+        start = int(round(rec.onset_s * target))
+        y = y[start:start + n_epochs * n_times]
+        if len(y) < n_epochs * n_times:  # resampling may lose a sample at the end
+            y = np.pad(y, (0, n_epochs * n_times - len(y)), mode="edge")
+        x[ch.canonical] = _zscore(y).reshape(n_epochs, n_times)
+        mods[ch.canonical] = ch.modality
+        sf[ch.canonical] = target
+    stages = np.asarray(rec.stages[:n_epochs], dtype=np.int64)
+    starts = rec.onset_s + rec.epoch_s * np.arange(n_epochs)
+    meta = {k: rec.meta.get(k) for k in ("age", "sex", "site")}
+    return SignalRecording(subject=str(rec.subject), recording=str(rec.recording), dataset=rec.dataset,
+                           x=x, modalities=mods, sfreq=sf, stages=stages, starts_s=starts, meta=meta)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def save_signal_dataset(recs: list[SignalRecording], out, *, split: dict, extra: dict | None = None,
+                        overwrite: bool = False) -> Path:
+    """Write ``recs`` and ``meta.json`` to ``out`` atomically (temp dir, then rename)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True to replace it")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if out.parent.exists() else None))
+    entries = []
+    for r in recs:
+        fname = _safe(f"{r.dataset}-{r.recording}") + ".npz"
+        np.savez(tmp / fname, stages=r.stages, starts_s=r.starts_s,
+                 **{f"x__{c}": a for c, a in r.x.items()})
+        entries.append({"file": fname, "subject": r.subject, "recording": r.recording, "dataset": r.dataset,
+                        "modalities": r.modalities, "sfreq": r.sfreq, "n_epochs": r.n_epochs,
+                        "n_unscored": int(np.sum(r.stages == UNSCORED)), "meta": r.meta})
+    meta = {"kind": KIND, "epoch_s": EPOCH_S, "rates": MODALITY_RATE_HZ, "split": split,
+            "recordings": entries, **(extra or {}), "provenance": provenance()}
+    write_json_atomic(tmp / "meta.json", meta)
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out)
+    return out
+
+
+def load_signal_dataset(path) -> tuple[list[SignalRecording], dict]:
+    """(recordings, meta) of a dataset written by :func:`save_signal_dataset`."""
+    path = Path(path)
+    if not (path / "meta.json").exists():
+        raise FileNotFoundError(f"{path} is not a signal dataset (no meta.json)")
+    meta = read_json(path / "meta.json")
+    if meta.get("kind") != KIND:
+        raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected {KIND!r}")
+    recs = []
+    for e in meta["recordings"]:
+        with np.load(path / e["file"]) as z:
+            x = {k[3:]: z[k] for k in z.files if k.startswith("x__")}
+            recs.append(SignalRecording(subject=e["subject"], recording=e["recording"], dataset=e["dataset"],
+                                        x=x, modalities=e["modalities"], sfreq=e["sfreq"],
+                                        stages=z["stages"], starts_s=z["starts_s"], meta=e.get("meta", {})))
+    return recs, meta
+
+
+def resolve_split(subjects, *, split_from=None, seed: int = 0) -> dict:
+    """The image dataset's split manifest (``split_from``/meta.json "split") or ``split_subjects(seed)``."""
+    subjects = sorted(set(map(str, subjects)))
+    if split_from:
+        meta = read_json(Path(split_from) / "meta.json" if Path(split_from).is_dir() else split_from)
+        split = meta["split"]
+        listed = set(split.get("train", [])) | set(split.get("validation", [])) | set(split.get("test", []))
+        missing = sorted(set(subjects) - listed)
+        if missing:
+            raise ValueError(f"subjects {missing} are not in the split manifest of {split_from}")
+        return split
+    return {"kind": "subject", "seed": seed, **split_subjects(subjects, seed=seed)}
+
+
+def build_signal_dataset(*, fmt: str, input, out, channels=None, split_from=None, split_seed: int = 0,
+                         overwrite: bool = False) -> Path:
+    """Read every recording of ``input`` with ``psgvlm.readers`` and write the signal dataset to ``out``."""
+    from tqdm import tqdm
+
+    from psgvlm.readers import find_recordings, read_recording
+
+    found = find_recordings(fmt, input)
+    if not found:
+        raise ValueError(f"no {fmt!r} recordings found under {input}")
+    recs = [recording_to_signal(read_recording(fmt, **kw), channels=channels)
+            for kw in tqdm(found, desc=f"signal dataset {fmt}")]
+    split = resolve_split([r.subject for r in recs], split_from=split_from, seed=split_seed)
+    return save_signal_dataset(recs, out, split=split, overwrite=overwrite,
+                               extra={"input": {"format": fmt, "path": str(input), "channels": channels}})
+
+
+def select(recs: list[SignalRecording], subjects) -> list[SignalRecording]:
+    subjects = set(map(str, subjects))
+    return [r for r in recs if r.subject in subjects]
+
+
+def sequence_starts(n_epochs: int, seq_len: int, stride: int | None = None) -> np.ndarray:
+    """Start indices of windows of ``seq_len`` consecutive epochs covering all ``n_epochs``.
+
+    The last window is aligned to the end so every epoch is covered. Raises ValueError when the
+    recording is shorter than one window.
+    """
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    if n_epochs < seq_len:
+        raise ValueError(f"sequence of {n_epochs} epochs is shorter than the model's window K={seq_len}")
+    stride = seq_len if stride is None else stride
+    starts = list(range(0, n_epochs - seq_len + 1, stride))
+    if starts[-1] != n_epochs - seq_len:
+        starts.append(n_epochs - seq_len)
+    return np.asarray(starts)
+
+
+def stack_modalities(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
+    """``{modality: (n_epochs, n_times)}`` for the model's modalities; ``channel`` None = first of that kind."""
+    return {m: rec.modality_array(m, ch) for m, ch in modalities.items()}

@@ -1,0 +1,320 @@
+"""sleep2vec: per-modality MLP tokenizers, a RoFormer encoder, (DASH-)InfoNCE pre-training, LoRA fine-tuning.
+
+Mechanisms (paper section 3 and appendix A.3), each switchable for ablation:
+
+- One 30-s epoch of one modality is one token. ``MLPTokenizer``: Linear(n_times, 2D) -> SiLU ->
+  Dropout(0.1) -> Linear(2D, D), plus a residual Linear(n_times, D), then LayerNorm. Each modality keeps
+  its own tokenizer at its own rate (128 Hz high-rate, 4 Hz low-rate).
+- A modality-agnostic RoFormer (rotary positions, ``transformers.RoFormerModel``) over the epochs of one
+  modality with a learnable [CLS] token prepended.
+- Pre-training: one modality pair (m_a, m_b) per batch; each token replaced with probability 0.15 by a
+  learnable modality-specific mask token (``mask_prob``); hidden states projected by a shared 3-layer MLP
+  to a 128-d alignment space; per time step InfoNCE (tau 0.2) or DASH-InfoNCE (``loss``).
+- DASH-InfoNCE (eq. 3-6): negatives weighted by omega_ij = alpha_ij / sum_k alpha_ik with
+  alpha_ij = exp(-|a_i - a_j| / 20) * s_sex * s_site + eps * h_ij (sex 1.0/0.8, site 1.3/0.8,
+  eps 1e-6; h_ij = same subject-night and j != i), and a margin 0.1 subtracted from the logits of
+  same-night pseudo-negatives. **Unknown metadata**: when either age is unknown the age kernel is 1
+  (no age information, no down-weighting); when either sex is unknown the sex factor is 1.0 (= the
+  "same" factor, i.e. no penalty); when either site is unknown the site factor is 1.0 (neutral between
+  1.3 and 0.8). With all metadata unknown omega is uniform (1/B up to eps) and DASH reduces to InfoNCE
+  plus the constant log B and the same-night margin.
+- Fine-tuning (``Sleep2vecStager``): masking and projection head removed; LoRA (r 8, alpha 16,
+  dropout 0.05, peft) on the q/k/v projections of the frozen encoder; a 2-layer MLP head per time
+  step; gated scalar fusion of modalities (softmax over learnable scalars of the modalities present),
+  so any subset of the trained modalities works at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from psgvlm.baselines.signal_data import MODALITY_RATE_HZ
+from psgvlm.stages import EPOCH_S, N_STAGES
+
+LOSSES = ("dash", "infonce")
+
+
+@dataclass
+class Sleep2vecConfig:
+    modalities: tuple[str, ...] = ("EEG", "EOG", "EMG")  # token streams the model knows
+    hidden_size: int = 512  # D (paper: small 512, medium 768, large 1024)
+    n_layers: int = 8  # RoFormer layers (paper: 8 / 12 / 16)
+    n_heads: int = 16  # attention heads (paper: 16 at every size)
+    intermediate_mult: int = 4  # FFN width / D
+    max_epochs: int = 1200  # longest sequence of epochs + [CLS] (rotary table size)
+    epoch_s: float = EPOCH_S  # token length, seconds
+    dropout: float = 0.1  # tokenizer and encoder dropout
+    proj_dim: int = 128  # alignment space of the contrastive head
+    mask_prob: float = 0.15  # per-token masking probability in pre-training (0 disables)
+    temperature: float = 0.2  # tau
+    loss: str = "dash"  # "dash" or "infonce"
+    age_bandwidth_y: float = 20.0  # Laplace kernel bandwidth, years
+    sex_same: float = 1.0
+    sex_diff: float = 0.8
+    site_same: float = 1.3
+    site_diff: float = 0.8
+    eps: float = 1e-6  # weight kept by same-night pseudo-negatives
+    margin: float = 0.1  # gamma*m subtracted from same-night pseudo-negative logits
+    sfreq: dict = field(default_factory=lambda: dict(MODALITY_RATE_HZ))  # modality -> Hz
+
+    def __post_init__(self):
+        self.modalities = tuple(self.modalities)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r} not in {LOSSES}")
+        if self.hidden_size % self.n_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} not divisible by n_heads {self.n_heads}")
+        unknown = [m for m in self.modalities if m not in self.sfreq]
+        if unknown:
+            raise ValueError(f"modalities {unknown} have no rate; known: {sorted(self.sfreq)}")
+
+    def n_times(self, modality: str) -> int:
+        return int(round(self.epoch_s * self.sfreq[modality]))
+
+
+SIZES = {  # paper Table 5, plus a CPU-sized one
+    "tiny": dict(hidden_size=32, n_layers=2, n_heads=4),
+    "small": dict(hidden_size=512, n_layers=8, n_heads=16),
+    "medium": dict(hidden_size=768, n_layers=12, n_heads=16),
+    "large": dict(hidden_size=1024, n_layers=16, n_heads=16),
+}
+
+
+class MLPTokenizer(nn.Module):
+    """(B, L, n_times) -> (B, L, D): two linear layers with SiLU and dropout, a residual linear, LayerNorm."""
+
+    def __init__(self, *, n_times: int, hidden_size: int, dropout: float = 0.1):
+        super().__init__()
+        self.fc1 = nn.Linear(n_times, 2 * hidden_size)
+        self.drop = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(2 * hidden_size, hidden_size)
+        self.residual = nn.Linear(n_times, hidden_size)
+        self.norm = nn.LayerNorm(hidden_size)
+
+    def forward(self, x):
+        return self.norm(self.fc2(self.drop(F.silu(self.fc1(x)))) + self.residual(x))
+
+
+def _check_input(x: dict, known) -> None:
+    if not x:
+        raise ValueError(f"no modality given; the model knows {list(known)}")
+    unknown = [m for m in x if m not in known]
+    if unknown:
+        raise ValueError(f"modalities {unknown} are not known to the model; known: {list(known)}")
+    for m, v in x.items():
+        if torch.isnan(v).any():
+            raise ValueError(f"modality {m!r} holds {int(torch.isnan(v).sum())} NaN values")
+
+
+class Sleep2vec(nn.Module):
+    """The pre-training model: tokenizers, mask tokens, [CLS], RoFormer encoder, projection head."""
+
+    def __init__(self, *, config: Sleep2vecConfig):
+        super().__init__()
+        from transformers import RoFormerConfig, RoFormerModel
+
+        self.config = c = config
+        self.tokenizers = nn.ModuleDict({m: MLPTokenizer(n_times=c.n_times(m), hidden_size=c.hidden_size,
+                                                         dropout=c.dropout) for m in c.modalities})
+        self.mask_tokens = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(c.hidden_size))
+                                             for m in c.modalities})
+        self.cls = nn.Parameter(0.02 * torch.randn(c.hidden_size))
+        self.encoder = RoFormerModel(RoFormerConfig(
+            vocab_size=2, embedding_size=c.hidden_size, hidden_size=c.hidden_size,
+            num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
+            intermediate_size=c.intermediate_mult * c.hidden_size, max_position_embeddings=c.max_epochs + 1,
+            hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout, type_vocab_size=1))
+        d = c.hidden_size
+        self.proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d), nn.GELU(),
+                                  nn.Linear(d, c.proj_dim))
+
+    def encode(self, x, modality: str, mask=None):
+        """Hidden states (B, L, D) of the epochs (the [CLS] output dropped) of one modality.
+
+        ``x`` is (B, L, n_times); ``mask`` (B, L) bool marks tokens replaced by the mask token.
+        """
+        if modality not in self.tokenizers:
+            raise ValueError(f"modality {modality!r} not known; known: {list(self.tokenizers)}")
+        if x.shape[-1] != self.config.n_times(modality):
+            raise ValueError(f"{modality} epochs have {x.shape[-1]} samples, expected "
+                             f"{self.config.n_times(modality)} ({self.config.sfreq[modality]} Hz x "
+                             f"{self.config.epoch_s} s)")
+        if x.shape[1] > self.config.max_epochs:
+            raise ValueError(f"sequence of {x.shape[1]} epochs exceeds max_epochs {self.config.max_epochs}")
+        tok = self.tokenizers[modality](x)
+        if mask is not None:
+            tok = torch.where(mask[..., None], self.mask_tokens[modality].to(tok.dtype), tok)
+        cls = self.cls.expand(tok.shape[0], 1, -1)
+        h = self.encoder(inputs_embeds=torch.cat([cls, tok], 1)).last_hidden_state
+        return h[:, 1:]
+
+    def pretrain_loss(self, xa, xb, *, pair, meta, generator=None):
+        """Contrastive loss aligning modality ``pair[0]`` (xa, (B, L, n_a)) with ``pair[1]`` (xb).
+
+        ``meta``: dict of ``age`` (B,) float (NaN unknown), ``sex``/``site``/``night`` lists (None unknown).
+        """
+        c = self.config
+        _check_input({pair[0]: xa, pair[1]: xb}, self.tokenizers)
+        masks = [None, None]
+        if self.training and c.mask_prob > 0:  # independent time-step masking of each view
+            masks = [torch.rand(x.shape[:2], generator=generator) < c.mask_prob for x in (xa, xb)]
+        za = F.normalize(self.proj(self.encode(xa, pair[0], masks[0])), dim=-1)
+        zb = F.normalize(self.proj(self.encode(xb, pair[1], masks[1])), dim=-1)
+        sim = torch.einsum("itd,jtd->tij", za, zb)  # (L, B, B) cosine similarities s_ijt
+        if c.loss == "infonce":
+            return contrastive_loss(sim, temperature=c.temperature)
+        omega, pseudo = dash_weights(meta["age"], meta["sex"], meta["site"], meta["night"], config=c)
+        return contrastive_loss(sim, temperature=c.temperature, omega=torch.as_tensor(omega, dtype=sim.dtype),
+                                pseudo=torch.as_tensor(pseudo), margin=c.margin)
+
+
+def dash_weights(age, sex, site, night, *, config: Sleep2vecConfig):
+    """DASH negative weights omega (B, B) (rows sum to 1) and the pseudo-negative mask h (B, B).
+
+    Parameters
+    ----------
+    age : sequence of float, years; NaN or None = unknown (age kernel 1 against anyone).
+    sex, site : sequences of str or None (None = unknown: factor 1.0).
+    night : sequence of subject-night ids; h_ij = (night_i == night_j) and i != j.
+    """
+    c = config
+    a = np.array([np.nan if v is None else float(v) for v in age])
+    b = len(a)
+    with np.errstate(invalid="ignore"):
+        kern = np.exp(-np.abs(a[:, None] - a[None, :]) / c.age_bandwidth_y)
+    kern = np.where(np.isnan(kern), 1.0, kern)
+
+    def factor(vals, same, diff):
+        known = np.array([v is not None for v in vals])
+        eq = np.array([[vals[i] == vals[j] for j in range(b)] for i in range(b)])
+        f = np.where(eq, same, diff)
+        return np.where(known[:, None] & known[None, :], f, 1.0)
+
+    h = np.array([[night[i] == night[j] and i != j for j in range(b)] for i in range(b)])
+    alpha = kern * factor(list(sex), c.sex_same, c.sex_diff) * factor(list(site), c.site_same, c.site_diff)
+    alpha = alpha + c.eps * h
+    return alpha / alpha.sum(1, keepdims=True), h
+
+
+def contrastive_loss(sim, *, temperature: float, omega=None, pseudo=None, margin: float = 0.0):
+    """Per-time-step InfoNCE (omega None) or DASH-InfoNCE over sim (L, B, B), averaged over t and i.
+
+    DASH: -s_ii/tau + log sum_j omega_ij exp((s_ij - margin h_ij)/tau). Both directions (a->b and
+    b->a) are averaged; the DASH weights and pseudo-negative mask are symmetric.
+    """
+    b = sim.shape[-1]
+    target = torch.arange(b)
+    losses = []
+    for s in (sim, sim.transpose(1, 2)):
+        logits = s / temperature
+        if omega is None:
+            losses.append(F.cross_entropy(logits.reshape(-1, b), target.repeat(s.shape[0])))
+            continue
+        logits = logits - (margin / temperature) * pseudo.to(logits.dtype)
+        denom = torch.logsumexp(logits + torch.log(omega.clamp_min(1e-30)), dim=-1)  # (L, B)
+        pos = torch.diagonal(s, dim1=1, dim2=2) / temperature
+        losses.append((denom - pos).mean())
+    return sum(losses) / 2
+
+
+class Sleep2vecStager(nn.Module):
+    """Fine-tuning model: frozen pre-trained sleep2vec + LoRA on q/k/v, gated fusion, per-epoch MLP head.
+
+    ``forward(x)`` takes ``{modality: (B, L, n_times)}`` for any non-empty subset of the trained
+    modalities and returns logits (B, L, 5) over W, N1, N2, N3, REM.
+    """
+
+    def __init__(self, *, backbone: Sleep2vec, modalities=None, lora_r: int = 8, lora_alpha: int = 16,
+                 lora_dropout: float = 0.05, use_lora: bool = True, fusion: str = "gate",
+                 train_tokenizers: bool = False):
+        super().__init__()
+        from peft import LoraConfig, get_peft_model
+
+        self.config = backbone.config
+        self.modalities = tuple(modalities or backbone.config.modalities)
+        missing = [m for m in self.modalities if m not in backbone.tokenizers]
+        if missing:
+            raise ValueError(f"modalities {missing} were not pre-trained; backbone has {list(backbone.tokenizers)}")
+        if fusion not in ("gate", "mean"):
+            raise ValueError(f"fusion {fusion!r} not in ('gate', 'mean')")
+        self.fusion = fusion
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        self.backbone = backbone
+        self.use_lora = use_lora
+        if use_lora:
+            backbone.encoder = get_peft_model(backbone.encoder, LoraConfig(
+                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                target_modules=["query", "key", "value"]))
+        if train_tokenizers:
+            for m in self.modalities:
+                for p in backbone.tokenizers[m].parameters():
+                    p.requires_grad_(True)
+        d = self.config.hidden_size
+        self.gate = nn.Parameter(torch.zeros(len(self.modalities)))  # gated scalar fusion
+        self.head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Dropout(self.config.dropout), nn.Linear(d, N_STAGES))
+
+    def fusion_weights(self, present) -> dict[str, float]:
+        idx = [self.modalities.index(m) for m in present]
+        w = torch.softmax(self.gate[idx], 0)
+        return {m: float(v) for m, v in zip(present, w)}
+
+    def forward(self, x: dict):
+        _check_input(x, self.modalities)
+        present = [m for m in self.modalities if m in x]
+        hs = torch.stack([self.backbone.encode(x[m], m) for m in present])  # (M, B, L, D)
+        if self.fusion == "gate":
+            w = torch.softmax(self.gate[[self.modalities.index(m) for m in present]], 0)
+        else:
+            w = torch.full((len(present),), 1.0 / len(present))
+        return self.head(torch.einsum("m,mbld->bld", w, hs))
+
+
+def config_dict(config: Sleep2vecConfig) -> dict:
+    d = asdict(config)
+    d["modalities"] = list(config.modalities)
+    return d
+
+
+def save_backbone(out_dir, model: Sleep2vec) -> None:
+    """``model.pt`` (state dict) + ``model_config.json`` of a pre-trained backbone."""
+    from pathlib import Path
+
+    from psgvlm.provenance import write_json_atomic
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out_dir / "model.pt")
+    write_json_atomic(out_dir / "model_config.json", config_dict(model.config))
+
+
+def load_backbone(run_dir) -> Sleep2vec:
+    """The pre-trained backbone of a ``sleep2vec_pretrain`` run dir."""
+    from pathlib import Path
+
+    from psgvlm.provenance import read_json
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").exists():
+        raise FileNotFoundError(f"{run_dir} is not a sleep2vec pre-training run (no model.pt)")
+    model = Sleep2vec(config=Sleep2vecConfig(**read_json(run_dir / "model_config.json")))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model
+
+
+def load_stager(run_dir) -> Sleep2vecStager:
+    """The fine-tuned stager of a ``sleep2vec_finetune`` run dir (backbone + LoRA + head + gates)."""
+    from pathlib import Path
+
+    from psgvlm.provenance import read_json
+
+    run_dir = Path(run_dir)
+    cfg = read_json(run_dir / "model_config.json")
+    backbone = Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"]))
+    model = Sleep2vecStager(backbone=backbone, **cfg["stager"])
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model.eval()
