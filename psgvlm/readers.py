@@ -162,9 +162,9 @@ def _parse_patient(patient: str, start: dt.date | None) -> dict:
             meta["age"] = start.year - birth.year - ((start.month, start.day) < (birth.month, birth.day))
     text = patient.casefold()
     if "sex" not in meta:
-        if re.search(r"\b(female|woman)\b", text):
+        if re.search(r"(?<![a-z])(female|woman)(?![a-z])", text):
             meta["sex"] = "F"
-        elif re.search(r"\b(male|man)\b", text):
+        elif re.search(r"(?<![a-z])(male|man)(?![a-z])", text):
             meta["sex"] = "M"
     if "age" not in meta:
         m = re.search(r"(\d{1,3})\s*(?:yrs?|years?)\b", text)

@@ -1,0 +1,426 @@
+"""Readers and channel names: real recordings from ../shared/data/real, tiny files written here in each
+dataset's true on-disk format (ISRUC .rec + scorer txt, MASS PSG/Base EDF+, SHHS EDF + NSRR XML,
+Sleep-EDF PSG/Hypnogram EDF+, generic EDF + CSV/TSV), and the bad inputs of issue 2.
+
+Run: python -m pytest -q tests/test_readers.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edfio import Edf, EdfAnnotation, EdfSignal, Patient
+from edfio import Recording as EdfRecording
+
+from psgvlm.channels import (
+    ALIASES,
+    DATASET_CHANNELS,
+    canonical_names,
+    infer_modality,
+    pick_default_channels,
+)
+from psgvlm.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
+from psgvlm.recording import MODALITIES
+from psgvlm.stages import N1, N2, N3, REM, UNSCORED, W
+
+START = dt.date(2020, 5, 1)
+
+
+# -- writers for the true on-disk formats (test fixtures, edfio) -------------------------------------
+def _signal(label, sfreq, seconds, *, unit="uV", seed=0):
+    amp = {"uV": 30.0, "mV": 0.5}.get(unit, 5.0)
+    x = np.random.default_rng(seed).normal(0, amp, int(round(sfreq * seconds)))
+    rng = (-500.0, 500.0) if unit == "uV" else (float(x.min()) - 1, float(x.max()) + 1)
+    return EdfSignal(x, sfreq, label=label, physical_dimension=unit, physical_range=rng)
+
+
+def write_edf(path: Path, channels, seconds, *, starttime=dt.time(22, 0, 0), patient=None):
+    """channels: list of (label, sfreq) or (label, sfreq, unit)."""
+    sigs = [_signal(c[0], c[1], seconds, unit=c[2] if len(c) > 2 else "uV", seed=i) for i, c in enumerate(channels)]
+    edf = Edf(sigs, patient=patient, recording=EdfRecording(startdate=START), starttime=starttime)
+    tmp = path.with_suffix(".tmp.edf")
+    edf.write(tmp)
+    tmp.rename(path)  # ISRUC's .rec is an EDF under another extension
+    return path
+
+
+def write_annotations(path: Path, annotations, *, starttime=dt.time(22, 0, 0)):
+    """An annotation-only EDF+ (Sleep-EDF *-Hypnogram.edf, MASS * Base.edf)."""
+    edf = Edf([], annotations=[EdfAnnotation(o, d, t) for o, d, t in annotations],
+              recording=EdfRecording(startdate=START), starttime=starttime)
+    edf.write(path)
+    return path
+
+
+ISRUC_A = [("LOC-A2", 200), ("ROC-A1", 200), ("F3-A2", 200), ("C3-A2", 200), ("O1-A2", 200), ("F4-A1", 200),
+           ("C4-A1", 200), ("O2-A1", 200), ("X1", 200), ("X2", 200), ("X3", 200), ("X4", 200), ("SaO2", 200, "%")]
+ISRUC_M = [("E1-M2", 200), ("E2-M1", 200), ("F3-M2", 200), ("C3-M2", 200), ("O1-M2", 200), ("F4-M1", 200),
+           ("C4-M1", 200), ("O2-M1", 200), ("X1", 200), ("X2", 200), ("X3", 200), ("X4", 200), ("SaO2", 200, "%")]
+SCORER1 = [0, 0, 1, 2, 2, 3, 3, 5, 5, 2]  # 10 epochs; the signal has 12 (ISRUC files stop short)
+SCORER2 = [0, 1, 1, 2, 2, 3, 2, 5, 5, 0]
+
+
+@pytest.fixture(scope="module")
+def isruc_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("isruc")
+    for sid, chans in (("7", ISRUC_A), ("12", ISRUC_M)):
+        (root / sid).mkdir()
+        write_edf(root / sid / f"{sid}.rec", chans, 12 * 30)
+        (root / sid / f"{sid}_1.txt").write_text("\n".join(map(str, SCORER1)) + "\n\n")
+        (root / sid / f"{sid}_2.txt").write_text("\n".join(map(str, SCORER2)) + "\n")
+    return root
+
+
+MASS_CHANS = [(f"EEG {e}-CLE", 256) for e in ("F3", "C3", "O1", "F4", "C4", "O2")] + [
+    ("EOG Left Horiz", 256), ("EOG Right Horiz", 256), ("EMG Chin1", 256), ("EMG Chin2", 256),
+    ("EMG Chin3", 256), ("ECG ECGI", 256), ("Resp Belt Thor", 64)]
+
+
+@pytest.fixture(scope="module")
+def mass_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mass")
+    write_edf(root / "01-03-0001 PSG.edf", MASS_CHANS, 200,
+              patient=Patient(sex="M", birthdate=dt.date(1970, 6, 1), name="X"))
+    # Scoring starts 4 s into the signal (as in MASS); 30-s epochs; "?" is unscored.
+    stages = ["W", "1", "2", "2", "3", "4", "R", "?"]
+    write_annotations(root / "01-03-0001 Base.edf",
+                      [(4.0 + 30 * k, 30.0, f"Sleep stage {s}") for k, s in enumerate(stages)])
+    return root
+
+
+def _nsrr_xml(events) -> str:
+    rows = "".join(
+        f"<ScoredEvent><EventType>{t}</EventType><EventConcept>{c}</EventConcept><Start>{s}</Start>"
+        f"<Duration>{d}</Duration></ScoredEvent>" for t, c, s, d in events)
+    return ('<?xml version="1.0" encoding="UTF-8" standalone="no"?><PSGAnnotation><SoftwareVersion>Compumedics'
+            "</SoftwareVersion><EpochLength>30</EpochLength><ScoredEvents><ScoredEvent><EventType/>"
+            "<EventConcept>Recording Start Time</EventConcept><Start>0</Start><Duration>300.0</Duration>"
+            f"<ClockTime>00.00.00 22.00.00</ClockTime></ScoredEvent>{rows}</ScoredEvents></PSGAnnotation>")
+
+
+SHHS_CHANS = [("SaO2", 1, "%"), ("H.R.", 1, "bpm"), ("EEG(sec)", 125), ("ECG", 125, "mV"), ("EMG", 125),
+              ("EOG(L)", 50), ("EOG(R)", 50), ("EEG", 125), ("THOR RES", 10, ""), ("ABDO RES", 10, ""),
+              ("POSITION", 1, ""), ("LIGHT", 1, ""), ("AIRFLOW", 10, ""), ("OX stat", 1, "")]
+SHHS_CONCEPTS = ["Wake|0", "Stage 1 sleep|1", "Stage 2 sleep|2", "Stage 3 sleep|3", "Stage 4 sleep|4",
+                 "REM sleep|5", "Unscored|9"]
+
+
+@pytest.fixture(scope="module")
+def shhs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("shhs") / "polysomnography"
+    (root / "edfs" / "shhs1").mkdir(parents=True)
+    (root / "annotations-events-nsrr" / "shhs1").mkdir(parents=True)
+    write_edf(root / "edfs" / "shhs1" / "shhs1-200001.edf", SHHS_CHANS, 240)
+    events = [("Stages|Stages", c, 30.0 * k, 30.0) for k, c in enumerate(SHHS_CONCEPTS)]
+    events.insert(3, ("Respiratory|Respiratory", "Hypopnea|Hypopnea", 61.5, 12.0))
+    (root / "annotations-events-nsrr" / "shhs1" / "shhs1-200001-nsrr.xml").write_text(_nsrr_xml(events))
+    (root.parent / "datasets").mkdir()
+    (root.parent / "datasets" / "shhs1-dataset-0.21.0.csv").write_text("nsrrid,age_s1,gender\n200001,63,2\n")
+    return root.parent
+
+
+@pytest.fixture(scope="module")
+def sleepedf_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sleepedf")
+    chans = [("EEG Fpz-Cz", 100), ("EEG Pz-Oz", 100), ("EOG horizontal", 100), ("Resp oro-nasal", 1),
+             ("EMG submental", 1), ("Temp rectal", 1, "DegC"), ("Event marker", 1, "")]
+    write_edf(root / "SC4011E0-PSG.edf", chans, 270, patient=Patient(name="Male_58yr"))
+    # The hypnogram starts 60 s after the PSG and runs past its end.
+    write_annotations(root / "SC4011EH-Hypnogram.edf",
+                      [(0, 90, "Sleep stage W"), (90, 30, "Sleep stage 1"), (120, 60, "Sleep stage 2"),
+                       (180, 30, "Movement time"), (210, 600, "Sleep stage ?")],
+                      starttime=dt.time(22, 1, 0))
+    return root
+
+
+# -- real recordings ---------------------------------------------------------------------------------
+DREAMS_EXPECTED = {1: (10, 1, 36, 13, 0), 2: (0, 4, 32, 24, 0), 3: (6, 12, 39, 3, 0), 4: (18, 14, 24, 4, 0),
+                   5: (6, 2, 35, 17, 0), 6: (2, 2, 40, 16, 0)}
+
+
+def _counts(rec):
+    c = rec.stage_counts()
+    return tuple(c[k] for k in ("W", "N1", "N2", "N3", "REM"))
+
+
+@pytest.mark.parametrize("n", sorted(DREAMS_EXPECTED))
+def test_dreams_text_excerpts(real_data_dir, n):
+    rec = read_recording("dreams", real_data_dir / "dreams_spindles" / f"excerpt{n}.txt")
+    assert rec.n_epochs == 60 and _counts(rec) == DREAMS_EXPECTED[n]
+    assert rec.stage_counts()["UNS"] == 0
+    (ch,) = rec.channels
+    assert ch.modality == "EEG" and ch.canonical in ("C3", "Cz") and ch.unit == "uV"
+    assert 3 < float(np.std(ch.data)) < 300  # microvolts, not volts
+    assert rec.pairing["n_paired"] == 60 and rec.pairing["dropped_label_epochs"] == 0
+
+
+def test_dreams_excerpt3_edf_units_and_rates(real_data_dir):
+    rec = read_recording("dreams", real_data_dir / "dreams_spindles" / "excerpt3.edf")
+    assert rec.n_epochs == 60 and _counts(rec) == DREAMS_EXPECTED[3]
+    assert len(rec.channels) == 20
+    c3 = rec.channel("C3")
+    assert c3.name == "C3-A1" and c3.sfreq == 50.0 and c3.unit == "uV"
+    assert 5 < float(np.std(c3.data)) < 200  # header says "UV": microvolts, not 1e6 off
+    txt = read_recording("dreams", real_data_dir / "dreams_spindles" / "excerpt3.txt")
+    np.testing.assert_allclose(c3.data[:1000], txt.channels[0].data[:1000], atol=0.1)  # same signal
+    assert rec.channel("hypnogram").sfreq == 1.0  # per-channel rates kept
+    assert {"LOC", "ROC", "EMG", "ECG", "Fp1", "O1", "SpO2"} <= set(rec.ch_names)
+    assert rec.meta.get("sex") == "M" and "name" not in rec.meta
+    assert pick_default_channels(rec) == DATASET_CHANNELS["dreams"]
+
+
+def test_prerau(real_data_dir):
+    rec = read_recording("prerau", real_data_dir / "prerau" / "segment_data.csv")
+    assert rec.onset_s == pytest.approx(10.01)
+    assert rec.n_epochs == 167 and _counts(rec) == (2, 7, 95, 37, 26)
+    assert rec.channels[0].sfreq == 100.0 and rec.channels[0].data.size == 502_600
+    assert rec.pairing["dropped_signal_s"] == pytest.approx(5026 - 167 * 30)
+
+
+def test_sleepedf_crop_pairs_by_time(real_data_dir):
+    d = real_data_dir / "sleepedf_crop"
+    rec = read_recording("sleepedf", d / "short_psg.edf", d / "SC4001EC-Hypnogram.edf")
+    assert rec.n_epochs == 10 and _counts(rec) == (10, 0, 0, 0, 0)
+    p = rec.pairing
+    assert p["n_signal_epochs"] == 10 and p["n_paired"] == 10
+    assert p["n_label_epochs"] > 1000 and p["dropped_label_epochs"] == p["n_label_epochs"] - 10
+    assert rec.channel("Fpz-Cz").sfreq == 100.0 and rec.channel("EMG").sfreq == 1.0
+    assert rec.meta == {"sex": "F", "age": 33}
+    assert find_recordings("sleepedf", d) == [{"path": str(d / "short_psg.edf"),
+                                               "hypnogram": str(d / "SC4001EC-Hypnogram.edf")}]
+
+
+def test_nox_unlabelled_89_channels(real_data_dir):
+    rec = read_recording("generic", real_data_dir / "nox_unlabeled" / "subject1.edf")
+    assert len(rec.channels) == 89 and rec.stages is None and rec.n_epochs == 4
+    names = [c.name for c in rec.channels]
+    assert "1 Impédance" in names and "Jambe droite Imp" in names  # UTF-8 labels decoded, not mojibake
+    assert len(set(rec.ch_names)) == 89
+    assert all(c.modality in MODALITIES for c in rec.channels)
+    mods = {c.name: c.modality for c in rec.channels}
+    assert mods["1 Impédance"] == "OTHER" and mods["C3 Impédance"] == "OTHER"
+    assert mods["C3-M2"] == "EEG" and mods["E1-M2"] == "EOG" and mods["ECG"] == "ECG"
+    assert mods["Saturation"] == "SPO2" and mods["Abdomen"] == "RESP" and mods["1-2"] == "EMG"
+    by_canonical = {c.canonical: c for c in rec.channels}
+    assert by_canonical["C3"].name == "C3-M2"  # the referenced derivation wins the canonical name
+    assert by_canonical["C3 #15"].name == "C3"  # the bare electrode keeps a unique name
+    assert 1 < float(np.std(by_canonical["C3"].data)) < 1000  # volts in the file -> microvolts
+    assert pick_default_channels(rec) == ["F3", "C3", "O1", "F4", "C4", "O2", "LOC", "ROC", "EMG"]
+
+
+def test_find_real(real_data_dir):
+    dreams = find_recordings("dreams", real_data_dir / "dreams_spindles")
+    assert [Path(d["path"]).name for d in dreams] == [f"excerpt{i}.txt" for i in range(1, 7)]
+    assert all(d["hypnogram"] for d in dreams)
+    edf = find_recordings("dreams", real_data_dir / "dreams_spindles", source="edf")
+    assert [Path(d["path"]).name for d in edf] == ["excerpt3.edf"]
+    (prerau,) = find_recordings("prerau", real_data_dir / "prerau")
+    assert prerau["hypnogram"].endswith("segment_stages.csv")
+
+
+def test_info_cli(real_data_dir, capsys):
+    d = real_data_dir / "sleepedf_crop"
+    assert info_main(["--format", "sleepedf", str(d / "short_psg.edf"), "--hypnogram",
+                      str(d / "SC4001EC-Hypnogram.edf"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_epochs"] == 10 and out["stage_counts"]["W"] == 10 and out["pairing"]["dropped_label_epochs"] > 0
+    assert info_main(["--format", "dreams", str(real_data_dir / "dreams_spindles" / "excerpt1.txt")]) == 0
+    text = capsys.readouterr().out
+    assert "C3-A1" in text and "100 Hz" in text and "'N2': 36" in text
+
+
+# -- true-format synthetic files -----------------------------------------------------------------------
+def test_isruc_both_spellings_and_scorers(isruc_dir):
+    found = find_recordings("isruc", isruc_dir)
+    assert [Path(d["path"]).name for d in found] == ["7.rec", "12.rec"]  # natural order
+    a = read_recording("isruc", **found[0])
+    m = read_recording("isruc", isruc_dir / "12")  # the <id> folder works too
+    assert a.ch_names[:12] == m.ch_names[:12]
+    assert set(DATASET_CHANNELS["isruc"]) <= set(a.ch_names)
+    assert pick_default_channels(m) == DATASET_CHANNELS["isruc"]
+    assert a.channel("LOC").name == "LOC-A2" and m.channel("LOC").name == "E1-M2"
+    assert a.channel("EMG").name == "X1" and a.channel("ECG").name == "X2" and a.channel("LEG1").modality == "EMG"
+    assert a.channel("SpO2").modality == "SPO2" and a.channel("SpO2").unit == "%"
+    assert a.stages.tolist() == [W, W, N1, N2, N2, N3, N3, REM, REM, N2]
+    assert a.pairing["n_signal_epochs"] == 12 and a.pairing["dropped_signal_s"] == 60.0
+    b = read_recording("isruc", found[0]["path"], scorer=2)
+    assert b.stages.tolist() == [W, N1, N1, N2, N2, N3, N2, REM, REM, W]
+    assert find_recordings("isruc", isruc_dir, scorer=2)[0]["hypnogram"].endswith("7_2.txt")
+    with pytest.raises(ValueError, match="scorer=3"):
+        read_recording("isruc", found[0]["path"], scorer=3)
+
+
+def test_mass_offset_annotations(mass_dir):
+    (found,) = find_recordings("mass", mass_dir)
+    rec = read_recording("mass", **found)
+    assert rec.subject == "01-03-0001" and rec.onset_s == 4.0
+    assert rec.stages.tolist() == [W, N1, N2, N2, N3, N3]  # 6 whole epochs after 4 s; "R", "?" past the end
+    assert rec.pairing["n_label_epochs"] == 8 and rec.pairing["dropped_label_epochs"] == 2
+    assert rec.channel("C3").name == "EEG C3-CLE" and rec.channel("LOC").modality == "EOG"
+    assert rec.channel("THOR").sfreq == 64.0 and rec.channel("C3").sfreq == 256.0
+    assert rec.meta == {"sex": "M", "age": 49}
+
+
+def test_mass_20s_epochs_by_time(tmp_path):
+    write_edf(tmp_path / "01-01-0001 PSG.edf", [("EEG C3-LER", 256)], 120)
+    labels = ["W", "W", "2", "2", "R", "R"]  # 20-s scoring (MASS SS1/SS2 style)
+    write_annotations(tmp_path / "01-01-0001 Base.edf",
+                      [(20.0 * k, 20.0, f"Sleep stage {s}") for k, s in enumerate(labels)])
+    rec = read_recording("mass", tmp_path / "01-01-0001 PSG.edf")
+    assert rec.stages.tolist() == [W, N2, N2, REM]  # each 30-s epoch: the 20-s epoch inside it
+    assert rec.pairing["scoring_epoch_s"] == 20.0
+
+
+def test_shhs_rates_xml_and_csv_meta(shhs_dir):
+    (found,) = find_recordings("shhs", shhs_dir)
+    assert found["hypnogram"].endswith("shhs1-200001-nsrr.xml")
+    rec = read_recording("shhs", found["path"])  # XML found in the NSRR layout
+    assert rec.subject == "200001"
+    assert rec.stages.tolist() == [W, N1, N2, N3, N3, REM, UNSCORED]
+    assert rec.pairing["n_paired"] == 7 and rec.pairing["dropped_signal_s"] == 30.0
+    rates = {c.canonical: c.sfreq for c in rec.channels}
+    assert rates["C4"] == 125 and rates["C3"] == 125 and rates["LOC"] == 50 and rates["THOR"] == 10
+    assert rates["SpO2"] == 1 and rec.channel("EEG").canonical == "C4"
+    assert rec.channel("ECG").unit == "uV" and 400 < float(np.std(rec.channel("ECG").data)) < 600  # mV -> uV
+    assert rec.meta == {"age": 63.0, "sex": "F"}
+    assert pick_default_channels(rec) == DATASET_CHANNELS["shhs"]
+
+
+def test_sleepedf_hypnogram_shift(sleepedf_dir):
+    (found,) = find_recordings("sleepedf", sleepedf_dir)
+    rec = read_recording("sleepedf", **found)
+    assert rec.subject == "SC401" and rec.recording == "SC4011E0"
+    assert rec.onset_s == 60.0 and rec.pairing["hypnogram_shift_s"] == 60.0
+    # 270-s signal from 60 s: 7 epochs; W W W N1 N2 N2 MT
+    assert rec.stages.tolist() == [W, W, W, N1, N2, N2, UNSCORED]
+    assert rec.meta == {"age": 58, "sex": "M"}
+    assert rec.channel("EMG").sfreq == 1.0
+
+
+def test_generic_hypnogram_forms(tmp_path):
+    write_edf(tmp_path / "night.edf", [("C4-M1", 128), ("E1-M2", 128), ("Chin", 128)], 150)
+    (tmp_path / "night.csv").write_text("init_sec,duration_sec,stage\n0,30,W\n30,30,N1\n60,60,N2\n120,30,REM\n")
+    (found,) = find_recordings("generic", tmp_path)
+    rec = read_recording("generic", **found)
+    assert rec.stages.tolist() == [W, N1, N2, N2, REM] and rec.ch_names == ["C4", "LOC", "EMG"]
+    lines = tmp_path / "labels.txt"
+    lines.write_text("W\nN1\nS2\n3\nR\n?\nN2\n")  # longer than the signal
+    rec = read_recording("generic", tmp_path / "night.edf", lines)
+    assert rec.stages.tolist() == [W, N1, N2, N3, REM]
+    assert rec.pairing["dropped_label_epochs"] == 2 and rec.pairing["n_label_epochs"] == 7
+    tsv = tmp_path / "short.tsv"
+    tsv.write_text("0\t30\tSleep stage W\n30\t30\tSleep stage 2\n")  # shorter than the signal
+    rec = read_recording("generic", tmp_path / "night.edf", tsv)
+    assert rec.stages.tolist() == [W, N2] and rec.pairing["dropped_signal_s"] == 90.0
+    assert read_recording("generic", tmp_path / "night.edf").stages is None
+
+
+def test_pair_by_time_rules():
+    # DREAMS-like 5-s labels: an epoch needs 4 of 6 slots, else unscored
+    codes = np.array([W] * 3 + [N2] * 3 + [N2] * 4 + [W] * 2)
+    stages, onset, p = pair_by_time(np.arange(12) * 5.0, np.full(12, 5.0), codes, 100.0, onset_s=0.0)
+    assert stages.tolist() == [UNSCORED, N2] and onset == 0.0 and p["n_unscored"] == 1
+    # a gap in the labels is unscored and counted
+    stages, _, p = pair_by_time([0.0, 90.0], [30.0, 30.0], [W, REM], 1000.0)
+    assert stages.tolist() == [W, UNSCORED, UNSCORED, REM] and p["n_gap_epochs"] == 2
+    # labels before the signal start: grid moves into the signal, head counted as dropped
+    stages, onset, p = pair_by_time([-30.0, 0.0, 30.0], [30.0] * 3, [W, N1, N2], 60.0)
+    assert stages.tolist() == [N1, N2] and onset == 0.0 and p["dropped_label_epochs"] == 1
+
+
+def test_registry_complete():
+    # every registered reader has a test above (completeness check, braindecode style)
+    tested = {"isruc", "mass", "shhs", "sleepedf", "dreams", "prerau", "generic"}
+    assert set(READERS) == tested
+
+
+def test_channel_tables():
+    assert all(mod in MODALITIES for _, mod in ALIASES.values())
+    for spelling_a, spelling_m in zip(ISRUC_A[:8], ISRUC_M[:8]):
+        assert ALIASES[spelling_a[0]] == ALIASES[spelling_m[0]]
+    assert ALIASES["EEG C3-CLE"] == ALIASES["EEG C3-LER"] == ("C3", "EEG")
+    assert ALIASES["EOG Left Horiz"] == ("LOC", "EOG") and ALIASES["ECG ECGI"] == ("ECG", "ECG")
+    assert ALIASES["EEG Fpz-Cz"] == ("Fpz-Cz", "EEG") and ALIASES["CZ-A1"] == ("Cz", "EEG")
+    assert infer_modality("Fp2-M1") == "EEG" and infer_modality("EOG gauche") == "EOG"
+    assert infer_modality("EMG menton") == "EMG" and infer_modality("Thorax") == "RESP"
+    assert infer_modality("Débit nasal") == "RESP" and infer_modality("SpO2 B-B") == "SPO2"
+    assert infer_modality("O2 Impédance", "Ohm") == "OTHER" and infer_modality("Pulse") == "OTHER"
+    assert infer_modality("C3", "Ohm") == "OTHER"
+    assert canonical_names(["C3", "C3-M2", "E1"]) == [("C3 #0", "EEG"), ("C3", "EEG"), ("LOC", "EOG")]
+
+
+# -- bad input ----------------------------------------------------------------------------------------
+def test_not_an_edf(tmp_path):
+    bad = tmp_path / "fake.edf"
+    bad.write_text("this is a CSV, not an EDF\n" * 20)
+    with pytest.raises(ValueError, match=r"fake\.edf: not an EDF/BDF file"):
+        read_recording("generic", bad)
+
+
+def test_truncated_edf(tmp_path):
+    good = write_edf(tmp_path / "good.edf", [("C3-A2", 200)], 60)
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(good.read_bytes()[:-5000])
+    with pytest.raises(ValueError, match=r"cut\.edf: truncated EDF file: .* bytes, the header promises"):
+        read_recording("generic", cut)
+
+
+def test_unknown_stage_codes(isruc_dir, tmp_path, shhs_dir):
+    d = tmp_path / "3"
+    shutil.copytree(isruc_dir / "7", d)
+    (d / "7.rec").rename(d / "3.rec")
+    (d / "3_1.txt").write_text("0\n2\n7\n")
+    with pytest.raises(ValueError, match=r"3_1\.txt: unknown stage code 7 at epoch 2"):
+        read_recording("isruc", d / "3.rec")
+    xml = tmp_path / "x-nsrr.xml"
+    xml.write_text(_nsrr_xml([("Stages|Stages", "Stage 9 sleep|9", 0, 30)]))
+    edf = next((shhs_dir / "polysomnography").rglob("*.edf"))
+    with pytest.raises(ValueError, match=r"unknown stage code 'Stage 9 sleep\|9'"):
+        read_recording("shhs", edf, xml)
+
+
+def test_missing_hypnogram_and_channel(isruc_dir, tmp_path):
+    d = tmp_path / "5"
+    d.mkdir()
+    shutil.copy(isruc_dir / "7" / "7.rec", d / "5.rec")
+    with pytest.raises(FileNotFoundError, match=r"5_1\.txt not found"):
+        read_recording("isruc", d / "5.rec")
+    with pytest.raises(ValueError, match=r"requested channels \['Cz'\] not in the recording; available: .*'C3'"):
+        read_recording("isruc", isruc_dir / "7" / "7.rec", channels=["C3", "Cz"])
+    rec = read_recording("isruc", isruc_dir / "7" / "7.rec", channels=["EMG", "C3-A2"])
+    assert rec.ch_names == ["EMG", "C3"]
+
+
+def test_duplicate_channel_names(tmp_path):
+    write_edf(tmp_path / "dup.edf", [("EMG", 100), ("C3", 100), ("EMG", 100)], 30)
+    with pytest.raises(ValueError, match=r"dup\.edf: duplicate channel names \['EMG'\]"):
+        read_recording("generic", tmp_path / "dup.edf")
+
+
+def test_nonfinite_samples(tmp_path):
+    x = np.random.default_rng(0).normal(0, 20, 50 * 1800)
+    x[[5, 70, 900]] = [np.nan, np.inf, -np.inf]
+    sig = tmp_path / "excerpt3.txt"
+    sig.write_text("[C3-A1]\n" + "\n".join(f"{v:.4f}" for v in x) + "\n")
+    (tmp_path / "Hypnogram_excerpt3.txt").write_text("[Hypnogram]\n" + "2\n" * 360)
+    with pytest.raises(ValueError, match=r"excerpt3\.txt: channel 'C3-A1' has 3 NaN/inf samples"):
+        read_recording("dreams", sig)
+    rec = read_recording("dreams", sig, nonfinite="zero")
+    assert np.isfinite(rec.channels[0].data).all() and rec.meta["nonfinite_zeroed"] == {"C3-A1": 3}
+    assert rec.stage_counts()["N2"] == 60
+
+
+def test_bad_format_and_info_exit_code(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"format 'edf' unknown; choose from"):
+        read_recording("edf", tmp_path / "x.edf")
+    bad = tmp_path / "fake.edf"
+    bad.write_bytes(b"\x00" * 300)
+    assert info_main(["--format", "generic", str(bad)]) != 0
+    assert "fake.edf: not an EDF/BDF file" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="no sleepedf recordings found"):
+        find_recordings("sleepedf", tmp_path / "nothing" if (tmp_path / "nothing").mkdir() is None else tmp_path)
