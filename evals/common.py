@@ -107,31 +107,48 @@ def dataset_keys(ds) -> list[tuple[str, str, int]]:
 
 
 def band_layout(meta: dict) -> list[dict]:
-    """Pixel rows of each channel band and the time span of the image, from a dataset's meta.json.
+    """Pixel rows of each channel band of a dataset's images, from its ``meta.json``.
 
     The renderer draws each channel in its own horizontal band, top to bottom in ``meta["channels"]``
-    order. Band edges are taken from ``settings["band_edges_px"]`` when the renderer records them;
-    otherwise bands are equal slices of the image height (the renderer's layout), after the
-    optional ``margin_px`` on each side.
+    order. With the renderer's settings in ``meta["settings"]["render"]`` (what ``psgvlm render``
+    writes) the bands come from the renderer's own geometry (band gaps, label margin); otherwise
+    bands are equal slices of ``size`` (``settings["band_edges_px"]`` overrides).
 
     Returns
     -------
-    list of {"channel", "modality", "top", "bottom"} (pixel rows, bottom exclusive).
+    list of {"channel", "modality", "top", "bottom", "left", "right"}: band rows (pixels, bottom
+    exclusive, fractional edges rounded outwards) and the x of the epoch's first and last sample.
     """
     channels = list(meta.get("channels") or [])
     if not channels:
         raise ValueError("dataset meta has no 'channels' list; cannot map image rows to channels")
     settings = meta.get("settings") or {}
-    size = int(settings.get("size", 336))
     modalities = meta.get("modalities") or {}
-    edges = settings.get("band_edges_px")
-    if edges is None:
-        margin = int(settings.get("margin_px", 0) or 0)
-        edges = np.round(np.linspace(margin, size - margin, len(channels) + 1)).astype(int).tolist()
-    if len(edges) != len(channels) + 1:
-        raise ValueError(f"band_edges_px has {len(edges)} edges for {len(channels)} channels")
-    return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(edges[i]), "bottom": int(edges[i + 1])}
-            for i, ch in enumerate(channels)]
+    render = settings.get("render")
+    if render is not None:
+        from render.renderer import RenderSettings, _layout
+
+        lay = _layout(len(channels), RenderSettings.from_dict(render))
+        tops = [float(t) for t in lay.band_tops]
+        edges = [(t, t + lay.band_h) for t in tops]
+        left, right = float(lay.left), float(lay.right)
+    else:
+        size = int(settings.get("size", meta.get("size", 336)))
+        e = settings.get("band_edges_px")
+        if e is None:
+            e = np.linspace(0, size, len(channels) + 1).tolist()
+        if len(e) != len(channels) + 1:
+            raise ValueError(f"band_edges_px has {len(e)} edges for {len(channels)} channels")
+        edges = list(zip(e[:-1], e[1:]))
+        left, right = 0.0, float(size)
+    return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(np.floor(a + 1e-6)),
+             "bottom": int(np.ceil(b - 1e-6)), "left": left, "right": right}
+            for ch, (a, b) in zip(channels, edges)]
+
+
+def image_size(meta: dict) -> int:
+    settings = meta.get("settings") or {}
+    return int((settings.get("render") or {}).get("size") or settings.get("size") or meta.get("size") or 336)
 
 
 def epoch_seconds(meta: dict) -> float:
