@@ -170,9 +170,19 @@ def infer_modality(label: str, unit: str | None = None) -> str:
     return "OTHER"
 
 
+# Any 10-20 electrode referenced to a mastoid/ear ("EEG Cz-M1", "P4:A1", "Fp2-Ref"): the electrode.
+_ELECTRODES = {e.casefold(): e for e in (*_MASS_EEG, "M1", "M2", "A1", "AF3", "AF4", "FC1", "FC2", "FC5", "FC6",
+                                         "CP1", "CP2", "CP5", "CP6", "PO3", "PO4", "T7", "T8", "P7", "P8")}
+_REFERENCED = re.compile(r"^(?:eeg\s*)?([a-z]{1,2}[0-9z]{1,2})\s*[-:/]\s*(?:a1|a2|m1|m2|cle|ler|ref|avg|\(?a1\+a2\)?)$")
+
+
 def lookup(label: str, unit: str | None = None) -> tuple[str, str, int]:
     """``(canonical, modality, rank)`` for one label; unknown labels keep their label, rank = +inf."""
     hit = _LOOKUP.get(_key(label))
+    if hit is None:
+        m = _REFERENCED.match(_key(label))
+        if m and m.group(1) in _ELECTRODES:
+            hit = (10**6, _ELECTRODES[m.group(1)], "EEG")
     if hit is not None:
         rank, canonical, modality = hit
         unit_key = (unit or "").strip().casefold()

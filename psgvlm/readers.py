@@ -30,6 +30,7 @@ import json
 import math
 import re
 import sys
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -130,12 +131,14 @@ def check_edf(path: Path) -> dict:
 def _read_edfio(path: Path):
     import edfio
 
-    reader = edfio.read_bdf if check_edf(path)["kind"] == "BDF" else edfio.read_edf
+    is_bdf = check_edf(path)["kind"] == "BDF"
     last = None
     # EDF headers are ASCII by the standard; clinical exports write UTF-8 (Nox: "Impédance") or latin-1.
     for encoding in ("utf-8", "latin-1"):
         try:
-            return reader(path, lazy_load_data=True, header_encoding=encoding)
+            if is_bdf:
+                return edfio.read_bdf(path, header_encoding=encoding)
+            return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
         except UnicodeDecodeError as err:
             last = err
         except Exception as err:  # edfio raises ValueError/others on non-compliant headers
@@ -218,7 +221,11 @@ def _channels_from_signals(
     out = []
     for i in wanted:
         canon, modality = names[i]
-        x = np.asarray(getters[i](), dtype=np.float64)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            x = np.asarray(getters[i](), dtype=np.float64)
+        for w in caught:  # e.g. edfio: "digital minimum equals digital maximum ... uncalibrated"
+            meta.setdefault("read_warnings", []).append(str(w.message))
         unit = units[i].strip()
         factor = _uv_factor(unit)
         if factor is not None:

@@ -424,3 +424,20 @@ def test_bad_format_and_info_exit_code(tmp_path, capsys):
     assert "fake.edf: not an EDF/BDF file" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no sleepedf recordings found"):
         find_recordings("sleepedf", tmp_path / "nothing" if (tmp_path / "nothing").mkdir() is None else tmp_path)
+
+
+def test_bdf_and_cli_entry(tmp_path, capsys):
+    from edfio import Bdf, BdfSignal
+
+    from psgvlm.cli import main as cli
+
+    x = np.random.default_rng(1).normal(0, 20, 256 * 60)
+    Bdf([BdfSignal(x, 256, label="Cz-M1", physical_dimension="uV", physical_range=(-400, 400))]).write(
+        tmp_path / "rec.bdf")
+    rec = read_recording("generic", tmp_path / "rec.bdf")
+    assert rec.ch_names == ["Cz"] and rec.channels[0].sfreq == 256.0
+    np.testing.assert_allclose(rec.channels[0].data, x, atol=1e-3)  # 24-bit: tiny quantisation
+    assert cli(["info", "--format", "generic", str(tmp_path / "rec.bdf")]) == 0
+    assert "Cz-M1" in capsys.readouterr().out
+    assert cli(["info", "--format", "generic", str(tmp_path / "missing.edf")]) != 0
+    assert "missing.edf: no such file" in capsys.readouterr().err
