@@ -100,6 +100,14 @@ def check_edf(path: Path) -> dict:
         n_records = field(236, 244, "number of data records", int)
         record_s = field(244, 252, "data record duration", float)
         n_signals = field(252, 256, "number of signals", int)
+        reserved = head[192:236].decode("latin-1").strip()
+        if reserved.startswith(("EDF+D", "BDF+D")):
+            # Discontinuous files have gaps between data records; reading them as continuous would
+            # shift every label after the first gap, so refuse rather than mis-pair.
+            raise ValueError(
+                f"{path}: discontinuous {reserved[:5]} file (gaps between records) is not supported; "
+                f"convert it to a continuous EDF (e.g. with the gaps filled) first"
+            )
         if n_signals < 0 or n_header != 256 * (n_signals + 1):
             raise ValueError(
                 f"{path}: malformed {kind} header: {n_signals} signals need {256 * (n_signals + 1)} header "
@@ -119,6 +127,11 @@ def check_edf(path: Path) -> dict:
     record_bytes = sum(spr) * bytes_per_sample
     if n_records >= 0:
         expected = n_header + n_records * record_bytes
+        if size > expected + record_bytes:
+            raise ValueError(
+                f"{path}: {size} bytes, but the header describes {expected} ({n_records} data records); "
+                f"the number-of-records field is wrong or the file holds something else"
+            )
         if size < expected:
             whole = (size - n_header) // record_bytes if record_bytes else 0
             raise ValueError(

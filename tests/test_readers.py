@@ -441,3 +441,12 @@ def test_bdf_and_cli_entry(tmp_path, capsys):
     assert "Cz-M1" in capsys.readouterr().out
     assert cli(["info", "--format", "generic", str(tmp_path / "missing.edf")]) != 0
     assert "missing.edf: no such file" in capsys.readouterr().err
+
+
+def test_discontinuous_edf_refused(tmp_path):
+    good = write_edf(tmp_path / "c.edf", [("C3-A2", 100)], 30)
+    b = bytearray(good.read_bytes())
+    b[192:197] = b"EDF+D"
+    (tmp_path / "d.edf").write_bytes(bytes(b))
+    with pytest.raises(ValueError, match=r"d\.edf: discontinuous EDF\+D file"):
+        read_recording("generic", tmp_path / "d.edf")
