@@ -241,14 +241,14 @@ _EEG_PREFERENCE = ("F3", "C3", "O1", "F4", "C4", "O2", "Fpz-Cz", "Pz-Oz", "Cz", 
 _MIN_AUTO_SFREQ = 50.0  # Hz; below this a channel is a trend (impedance, rate), not a waveform
 
 
-def pick_default_channels(rec, *, max_channels: int = 12) -> list[str]:
+def pick_default_channels(rec, *, max_channels: int | None = None) -> list[str]:
     """Channels to render for a recording: the dataset's default order, else EEG/EOG/EMG auto-detected.
 
     Parameters
     ----------
     rec : psgvlm.recording.Recording
-    max_channels : int
-        Upper bound on the number of channels returned.
+    max_channels : int, optional
+        Upper bound on the number of channels returned (no bound by default: MASS has 26).
 
     Returns
     -------
@@ -262,7 +262,7 @@ def pick_default_channels(rec, *, max_channels: int = 12) -> list[str]:
     ValueError
         When the recording has no EEG, EOG or EMG channel sampled at >= 50 Hz.
     """
-    if max_channels < 1:
+    if max_channels is not None and max_channels < 1:
         raise ValueError(f"max_channels={max_channels!r} must be >= 1")
     present = set(rec.ch_names)
     default = DATASET_CHANNELS.get(rec.dataset)
@@ -276,7 +276,7 @@ def pick_default_channels(rec, *, max_channels: int = 12) -> list[str]:
     eog = [n for n in ("LOC", "ROC") if n in eog] or eog[:2]
     emg = [c.canonical for c in usable if c.modality == "EMG"]
     emg = ["EMG"] if "EMG" in emg else emg[:1]
-    picked = (eeg + eog + emg)[:max_channels]
+    picked = (eeg + eog + emg)[:max_channels]  # [:None] keeps all
     if not picked:
         raise ValueError(
             f"recording {rec.recording!r}: no EEG/EOG/EMG channel sampled at >= {_MIN_AUTO_SFREQ:g} Hz; "

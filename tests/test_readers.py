@@ -450,3 +450,25 @@ def test_discontinuous_edf_refused(tmp_path):
     (tmp_path / "d.edf").write_bytes(bytes(b))
     with pytest.raises(ValueError, match=r"d\.edf: discontinuous EDF\+D file"):
         read_recording("generic", tmp_path / "d.edf")
+
+
+@pytest.mark.parametrize("fmt", ["isruc", "mass", "shhs", "sleepedf"])
+def test_synth_round_trip(fmt, tmp_path):
+    """``psgvlm synth`` output (true on-disk formats) reads back with its manifest's channels and stages."""
+    synth = pytest.importorskip("psgvlm.synth", reason="psgvlm.synth (synthetic PSG writer) not in this tree")
+    out = tmp_path / fmt
+    assert synth.main(["--format", fmt, "--subjects", "2", "--minutes", "5", "--seed", "3", "--out", str(out)]) == 0
+    manifest = json.loads((out / "synth.json").read_text())
+    found = find_recordings(fmt, out)
+    assert len(found) == len(manifest["recordings"]) == 2
+    for job, expect in zip(found, manifest["recordings"]):
+        assert Path(job["path"]) == out / expect["files"]["signal"]
+        rec = read_recording(fmt, **job)
+        assert [c.name for c in rec.channels] == expect["channels"]
+        assert {c.name: c.sfreq for c in rec.channels} == expect["sfreq"]
+        assert rec.n_epochs == expect["n_epochs"] and rec.stage_counts() == expect["stage_counts"]
+        assert rec.meta["sex"] == expect["sex"] and abs(rec.meta["age"] - expect["age"]) <= 1
+        assert pick_default_channels(rec) == DATASET_CHANNELS[fmt]
+        for c in rec.channels:
+            if c.modality in ("EEG", "EOG") and c.sfreq >= 50:
+                assert c.unit == "uV" and 2 < float(np.std(c.data)) < 300, c.name  # microvolts
