@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import inspect
 import json
 import math
 import re
@@ -212,6 +213,8 @@ def _channels_from_signals(
     *, channels: list[str] | None, nonfinite: str, meta: dict,
 ) -> list[Channel]:
     """Build Channels (canonical names, microvolts) from per-signal data getters, checking input."""
+    if nonfinite not in ("raise", "zero"):
+        raise ValueError(f"nonfinite={nonfinite!r}; allowed: 'raise', 'zero'")
     stripped = [lab.strip() for lab in labels]
     dup = sorted({lab for lab in stripped if stripped.count(lab) > 1})
     if dup:
@@ -289,8 +292,6 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
         The open file (annotations, start time).
     """
     path = Path(path)
-    if nonfinite not in ("raise", "zero"):
-        raise ValueError(f"nonfinite={nonfinite!r}; allowed: 'raise', 'zero'")
     edf = _read_edfio(path)
     signals = list(edf.signals)
     if not signals:
@@ -766,7 +767,12 @@ def read_recording(fmt: str, path, hypnogram=None, **opts) -> Recording:
     """
     if fmt not in READERS:
         raise ValueError(f"format {fmt!r} unknown; choose from {sorted(READERS)}")
-    return READERS[fmt](path, hypnogram, **opts)
+    reader = READERS[fmt]
+    allowed = [n for n, p in inspect.signature(reader).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(f"option(s) {unknown} not accepted by the {fmt!r} reader; allowed: {allowed}")
+    return reader(path, hypnogram, **opts)
 
 
 # ==================================================================================================

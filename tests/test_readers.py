@@ -472,3 +472,13 @@ def test_synth_round_trip(fmt, tmp_path):
         for c in rec.channels:
             if c.modality in ("EEG", "EOG") and c.sfreq >= 50:
                 assert c.unit == "uV" and 2 < float(np.std(c.data)) < 300, c.name  # microvolts
+
+
+def test_reader_options_checked(real_data_dir):
+    txt = real_data_dir / "dreams_spindles" / "excerpt1.txt"
+    with pytest.raises(ValueError, match=r"option\(s\) \['scorer'\] not accepted by the 'dreams' reader; allowed"):
+        read_recording("dreams", txt, scorer=2)
+    with pytest.raises(ValueError, match=r"nonfinite='drop'; allowed: 'raise', 'zero'"):
+        read_recording("dreams", txt, nonfinite="drop")
+    with pytest.raises(ValueError, match=r"400000 samples at 200 Hz|180000 samples at 200 Hz"):
+        read_recording("dreams", txt, sfreq=200.0)  # excerpt1 is 100 Hz: the length check catches it
