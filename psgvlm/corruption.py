@@ -102,6 +102,11 @@ class ChannelFailure:
         self.manifest_dir = None if manifest_dir is None else Path(manifest_dir)
         self.manifest: list[dict] = []
 
+    @property
+    def description(self) -> str:
+        """Stable text of the settings (the dataset builder hashes it to key resumable shards)."""
+        return f"ChannelFailure({json.dumps(self.config(), sort_keys=True)})"
+
     def config(self) -> dict:
         return {"seed": self.seed, "fraction": self.fraction, "channels": list(self.channels),
                 "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac,
@@ -213,6 +218,10 @@ class DropChannels:
 
     def __init__(self, names_or_modalities):
         self.names = list(names_or_modalities)
+
+    @property
+    def description(self) -> str:
+        return f"DropChannels({self.names})"
 
     def __call__(self, rec: Recording) -> Recording:
         return drop_channels(rec, self.names)

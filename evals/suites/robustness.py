@@ -1,0 +1,196 @@
+"""``python -m evals robustness``: failing core EEG channels, the PSG-image paper's protocol.
+
+    # trained clean, tested corrupted (any image model run)
+    python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob --seed 0
+    # trained and tested corrupted: re-render everything corrupted, re-train with the recipe command
+    python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob2 \
+        --setting train-corrupted --train-cmd "accelerate launch recipes/llava_isruc.py --dataset {dataset} --output_dir {out}"
+
+Corruption (``psgvlm.corruption.ChannelFailure``): a seeded ``--fraction`` (0.7) of the evaluated
+subjects get, on each present core EEG channel (C3, C4, F3, F4, O1, O2), white noise (matched to the
+channel's std) or zeros from a random onset on; applied to the signals before rendering (the
+builder's ``transform``), so image and signal models see the same corruption. The manifest
+(subject, recording, channel, onset_s, kind) is saved as ``manifest.json``.
+
+Settings:
+
+- ``clean-train`` (default): the run's predictor scores the clean and the corrupted renderings of the
+  same split (same channels, render settings, rate and split as the run's training data). Needs an
+  image model (``psgvlm.predict.load_predictor``).
+- ``train-corrupted``: all subjects are eligible (``--fraction`` of them corrupted, train and test
+  alike), the dataset is re-rendered corrupted to ``OUT/dataset_corrupted`` and ``--train-cmd`` is
+  run with placeholders ``{dataset}`` (that dir), ``{out}`` (``OUT/run_corrupted``, where the recipe
+  must write predictions.jsonl), ``{seed}``, ``{fraction}``, ``{manifest}``. Its predictions are
+  compared with the clean run's ``predictions.jsonl`` on the same epochs. Signal recipes reproduce
+  the same corruption from ``{seed}`` and ``{fraction}`` with ``ChannelFailure(seed=seed,
+  subjects=all_subjects, fraction=fraction)`` (deterministic per subject and channel).
+
+Output: metrics clean and corrupted, paired deltas (corrupted - clean) with subject-bootstrap CIs,
+split into affected and intact subjects; results.json, samples.jsonl, manifest.json, plots.
+Bit-for-bit reproducible from ``--seed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evals.common import load_predictor_for, load_run, write_results
+from evals.inference import (
+    align,
+    compare,
+    eval_split_name,
+    predict_rows,
+    render,
+    train_with_command,
+    trained_render_kwargs,
+)
+from evals.plots import plot_confusion, plot_metric_bars
+from psgvlm.corruption import CORE_EEG, FAILURE_KINDS, ChannelFailure
+from psgvlm.metrics import SCALAR_METRICS
+from psgvlm.provenance import write_json_atomic
+
+SETTINGS = ("clean-train", "train-corrupted")
+
+
+def _default_build():
+    from render.build import build_dataset
+
+    return build_dataset
+
+
+def _finish(out: Path, setting: str, cmp: dict, clean_rows, bad_rows, manifest, injector, config) -> dict:
+    write_json_atomic(out / "manifest.json", manifest)
+    plot_metric_bars({"clean": {k: cmp["clean"][k] for k in SCALAR_METRICS},
+                      "corrupted": {k: cmp["other"][k] for k in SCALAR_METRICS}},
+                     out / "metrics_clean_vs_corrupted.png", title=f"robustness ({setting})",
+                     errors={"clean": {k: cmp["clean_ci"][k] for k in SCALAR_METRICS},
+                             "corrupted": {k: cmp["other_ci"][k] for k in SCALAR_METRICS}})
+    plot_confusion(cmp["clean"]["confusion"], out / "confusion_clean.png", title="clean")
+    plot_confusion(cmp["other"]["confusion"], out / "confusion_corrupted.png", title="corrupted")
+    affected = {e["subject"] for e in manifest}
+    samples = [{"subject": a["subject"], "recording": a["recording"], "epoch": a["epoch"], "label": a["label"],
+                "pred_clean": a["pred"], "pred_corrupted": b["pred"], "subject_corrupted": a["subject"] in affected,
+                "probs_clean": a["probs"], "probs_corrupted": b["probs"]} for a, b in zip(clean_rows, bad_rows)]
+    results = {"setting": setting, "corruption": injector.config(), "manifest": manifest,
+               "n_subjects_affected": len(affected),
+               "clean": cmp["clean"], "corrupted": cmp["other"], "clean_ci": cmp["clean_ci"],
+               "corrupted_ci": cmp["other_ci"], "delta": cmp["delta"],
+               **{k: cmp[k] for k in ("affected", "intact") if k in cmp}}
+    write_results(out, "robustness", config, results, samples)
+    return results
+
+
+def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: int = 0, fraction: float = 0.7,
+                    split: str = "test", channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000,
+                    batch_size: int = 16, num_proc: int = 1, build=None, config: dict | None = None) -> dict:
+    """Trained clean, tested corrupted: score clean and corrupted renderings of one split."""
+    out = Path(out)
+    build = build or _default_build()
+    kw = trained_render_kwargs(getattr(predictor, "dataset_meta", None) or {})
+    clean_dd, clean_meta = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_clean",
+                                  num_proc=num_proc, overwrite=True, **kw)
+    split = eval_split_name(clean_dd, split)
+    subjects = (clean_meta.get("split") or {}).get(split) or sorted(set(clean_dd[split]["subject"]))
+    injector = ChannelFailure(seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds,
+                              manifest_dir=out / "manifest_parts")
+    bad_dd, _ = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
+                       num_proc=num_proc, overwrite=True, transform=injector, **kw)
+    from psgvlm.corruption import collect_manifest
+
+    manifest = collect_manifest(out / "manifest_parts")
+    clean_rows = predict_rows(predictor, clean_dd[split], batch_size=batch_size, desc="clean")
+    bad_rows = predict_rows(predictor, bad_dd[split], batch_size=batch_size, desc="corrupted")
+    clean_rows, bad_rows = align(clean_rows, bad_rows, what="the clean rendering")
+    cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
+    cfg = {"setting": "clean-train", "format": fmt, "input": str(input), "split": split, "seed": seed,
+           "fraction": fraction, "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot,
+           "render": {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in kw.items()}, **(config or {})}
+    return _finish(out, "clean-train", cmp, clean_rows, bad_rows, manifest, injector, cfg)
+
+
+def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, render_kwargs: dict, hypnogram=None,
+                        seed: int = 0, fraction: float = 0.7, channels=CORE_EEG, kinds=FAILURE_KINDS,
+                        n_boot: int = 1000, num_proc: int = 1, build=None, config: dict | None = None) -> dict:
+    """Trained and tested corrupted: re-render all subjects corrupted, re-train, compare with the clean run."""
+    from psgvlm.readers import find_recordings, read_recording
+
+    out = Path(out)
+    build = build or _default_build()
+    jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
+    subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
+    injector = ChannelFailure(seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds,
+                              manifest_dir=out / "manifest_parts")
+    render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted", num_proc=num_proc,
+           overwrite=True, transform=injector, **render_kwargs)
+    from psgvlm.corruption import collect_manifest
+
+    manifest = collect_manifest(out / "manifest_parts")
+    write_json_atomic(out / "manifest.json", manifest)
+    bad_rows = train_with_command(train_cmd, out_dir=out / "run_corrupted", dataset=out / "dataset_corrupted",
+                                  seed=seed, fraction=fraction, manifest=out / "manifest.json")
+    clean_rows, bad_rows = align(clean_run.rows, bad_rows, what="the clean run's predictions")
+    cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
+    cfg = {"setting": "train-corrupted", "format": fmt, "input": str(input), "seed": seed, "fraction": fraction,
+           "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot, "train_cmd": train_cmd,
+           "clean_run": str(clean_run.path), **(config or {})}
+    return _finish(out, "train-corrupted", cmp, clean_rows, bad_rows, manifest, injector, cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m evals robustness", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, help="the clean-trained run dir")
+    ap.add_argument("--format", required=True, help="reader of the raw recordings (isruc, mass, ...)")
+    ap.add_argument("--input", required=True, help="raw recordings (folder or one file)")
+    ap.add_argument("--hypnogram", help="labels for a single-file --input")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--setting", choices=SETTINGS, default="clean-train")
+    ap.add_argument("--train-cmd", help="recipe command for --setting train-corrupted (placeholders: "
+                                        "{dataset} {out} {seed} {fraction} {manifest})")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the corruption and of the bootstrap")
+    ap.add_argument("--fraction", type=float, default=0.7, help="share of subjects corrupted (paper: 0.7)")
+    ap.add_argument("--channels", default=",".join(CORE_EEG), help="channels eligible for failure")
+    ap.add_argument("--kinds", default=",".join(FAILURE_KINDS), help="failure kinds drawn per channel")
+    ap.add_argument("--split", default="test", help="split scored in the clean-train setting")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--num-proc", type=int, default=1)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    channels = [c.strip() for c in args.channels.split(",") if c.strip()]
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    try:
+        if args.setting == "clean-train":
+            if args.train_cmd:
+                raise ValueError("--train-cmd goes with --setting train-corrupted")
+            predictor = load_predictor_for(args.run)
+            res = run_clean_train(predictor, fmt=args.format, input=args.input, hypnogram=args.hypnogram,
+                                  out=args.out, seed=args.seed, fraction=args.fraction, split=args.split,
+                                  channels=channels, kinds=kinds, n_boot=args.n_boot, batch_size=args.batch_size,
+                                  num_proc=args.num_proc, config={"run": args.run})
+        else:
+            if not args.train_cmd:
+                raise ValueError("--setting train-corrupted needs --train-cmd (the recipe command to re-train)")
+            clean = load_run(args.run)
+            meta = (clean.meta.get("dataset") or clean.meta.get("dataset_meta") or {})
+            res = run_train_corrupted(clean, fmt=args.format, input=args.input, hypnogram=args.hypnogram,
+                                      out=args.out, train_cmd=args.train_cmd, render_kwargs=trained_render_kwargs(meta),
+                                      seed=args.seed, fraction=args.fraction, channels=channels, kinds=kinds,
+                                      n_boot=args.n_boot, num_proc=args.num_proc, config={"run": args.run})
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"evals robustness: {err}", file=sys.stderr)
+        return 2
+    d = res["delta"]
+    print(f"{res['n_subjects_affected']} subjects corrupted; " + ", ".join(
+        f"{k} {res['clean'][k]:.4f} -> {res['corrupted'][k]:.4f} (delta {d[k]['delta']:+.4f}, "
+        f"CI {d[k]['ci'][0]:+.4f}..{d[k]['ci'][1]:+.4f})" for k in ("accuracy", "kappa", "macro_f1")))
+    print(f"wrote {Path(args.out) / 'results.json'}")
+    return 0
+
+
+
