@@ -65,9 +65,9 @@ _MASS: dict[str, tuple[str, str]] = {
 }
 
 _SHHS: dict[str, tuple[str, str]] = {
-    # SHHS-1 (NSRR EDFs): EEG is C4-A1, EEG(sec) is C3-A2; spellings vary between sites.
-    "EEG": ("C4", "EEG"), "EEG(sec)": ("C3", "EEG"), "EEG(SEC)": ("C3", "EEG"), "EEG sec": ("C3", "EEG"),
-    "EEG2": ("C3", "EEG"), "EEG 2": ("C3", "EEG"),
+    # SHHS-1 (NSRR EDFs): EEG(sec) is C3-A2 (plain "EEG", C4-A1, is in DATASET_ALIASES["shhs"]: in other
+    # files "EEG" names no electrode); spellings vary between sites.
+    "EEG(sec)": ("C3", "EEG"), "EEG(SEC)": ("C3", "EEG"), "EEG sec": ("C3", "EEG"),
     "EOG(L)": ("LOC", "EOG"), "EOG(R)": ("ROC", "EOG"),
     "EMG": ("EMG", "EMG"), "ECG": ("ECG", "ECG"),
     "THOR RES": ("THOR", "RESP"), "ABDO RES": ("ABDO", "RESP"),
@@ -115,6 +115,10 @@ _COMMON: dict[str, tuple[str, str]] = {
 }
 
 ALIASES: dict[str, tuple[str, str]] = {**_ISRUC, **_MASS, **_SHHS, **_SLEEPEDF, **_DREAMS, **_NOX, **_COMMON}
+# Labels whose meaning depends on the dataset: consulted before ALIASES when the reader names it.
+DATASET_ALIASES: dict[str, dict[str, tuple[str, str]]] = {
+    "shhs": {"EEG": ("C4", "EEG"), "EEG2": ("C3", "EEG"), "EEG 2": ("C3", "EEG")},
+}
 
 
 def _key(label: str) -> str:
@@ -176,9 +180,13 @@ _ELECTRODES = {e.casefold(): e for e in (*_MASS_EEG, "M1", "M2", "A1", "AF3", "A
 _REFERENCED = re.compile(r"^(?:eeg\s*)?([a-z]{1,2}[0-9z]{1,2})\s*[-:/]\s*(?:a1|a2|m1|m2|cle|ler|ref|avg|\(?a1\+a2\)?)$")
 
 
-def lookup(label: str, unit: str | None = None) -> tuple[str, str, int]:
-    """``(canonical, modality, rank)`` for one label; unknown labels keep their label, rank = +inf."""
-    hit = _LOOKUP.get(_key(label))
+def lookup(label: str, unit: str | None = None, *, dataset: str | None = None) -> tuple[str, str, int]:
+    """``(canonical, modality, rank)`` for one label; unknown labels keep their label, rank = +inf.
+
+    ``dataset`` (a reader name) selects its :data:`DATASET_ALIASES` first (SHHS "EEG" is C4).
+    """
+    special = {_key(k): v for k, v in DATASET_ALIASES.get(dataset or "", {}).items()}
+    hit = (-1, *special[_key(label)]) if _key(label) in special else _LOOKUP.get(_key(label))
     if hit is None:
         m = _REFERENCED.match(_key(label))
         if m and m.group(1) in _ELECTRODES:
@@ -192,7 +200,8 @@ def lookup(label: str, unit: str | None = None) -> tuple[str, str, int]:
     return label.strip(), infer_modality(label, unit), 10**9
 
 
-def canonical_names(labels: list[str], units: list[str] | None = None) -> list[tuple[str, str]]:
+def canonical_names(labels: list[str], units: list[str] | None = None, *,
+                    dataset: str | None = None) -> list[tuple[str, str]]:
     """``(canonical, modality)`` per label of one recording, with collisions resolved.
 
     Parameters
@@ -201,6 +210,8 @@ def canonical_names(labels: list[str], units: list[str] | None = None) -> list[t
         Channel labels in file order (must be unique; the readers check that first).
     units : list of str, optional
         Physical dimensions, same order.
+    dataset : str, optional
+        Reader name, for :data:`DATASET_ALIASES`.
 
     Returns
     -------
@@ -210,7 +221,7 @@ def canonical_names(labels: list[str], units: list[str] | None = None) -> list[t
         (suffixed ``" #<index>"`` if even that is taken).
     """
     units = units if units is not None else [None] * len(labels)
-    found = [lookup(lab, u) for lab, u in zip(labels, units)]
+    found = [lookup(lab, u, dataset=dataset) for lab, u in zip(labels, units)]
     order = sorted(range(len(labels)), key=lambda i: (found[i][2], i))
     taken: set[str] = set()
     out: list[tuple[str, str] | None] = [None] * len(labels)

@@ -210,7 +210,7 @@ def _edf_start(edf) -> dt.datetime | None:
 
 def _channels_from_signals(
     source: Path, labels: list[str], sfreqs: list[float], units: list[str], getters: list,
-    *, channels: list[str] | None, nonfinite: str, meta: dict,
+    *, channels: list[str] | None, nonfinite: str, meta: dict, dataset: str | None = None,
 ) -> list[Channel]:
     """Build Channels (canonical names, microvolts) from per-signal data getters, checking input."""
     if nonfinite not in ("raise", "zero"):
@@ -219,7 +219,7 @@ def _channels_from_signals(
     dup = sorted({lab for lab in stripped if stripped.count(lab) > 1})
     if dup:
         raise ValueError(f"{source}: duplicate channel names {dup} in {stripped}")
-    names = canonical_names(stripped, units)
+    names = canonical_names(stripped, units, dataset=dataset)
     wanted = range(len(stripped))
     if channels is not None:
         index = {}
@@ -271,7 +271,8 @@ def _channels_from_signals(
     return out
 
 
-def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str = "raise") -> tuple[list[Channel], dict, object]:
+def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str = "raise",
+                     dataset: str | None = None) -> tuple[list[Channel], dict, object]:
     """Read an EDF/EDF+/BDF file into Channels (own rates, microvolts) and subject metadata.
 
     Parameters
@@ -282,6 +283,8 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
         Canonical or file names to read (in that order); all signals when None.
     nonfinite : {"raise", "zero"}
         What to do with NaN/inf samples.
+    dataset : str, optional
+        Reader name, for dataset-specific channel aliases (SHHS "EEG" is C4).
 
     Returns
     -------
@@ -305,7 +308,7 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
     chans = _channels_from_signals(
         path, [s.label for s in signals], [s.sampling_frequency for s in signals],
         [s.physical_dimension for s in signals], [lambda s=s: s.data for s in signals],
-        channels=channels, nonfinite=nonfinite, meta=meta,
+        channels=channels, nonfinite=nonfinite, meta=meta, dataset=dataset,
     )
     return chans, meta, edf
 
@@ -544,7 +547,7 @@ def read_shhs(path, hypnogram=None, *, channels=None, nonfinite="raise") -> Reco
     hyp = Path(hypnogram) if hypnogram else _shhs_xml_for(path)
     if not hyp.is_file():
         raise FileNotFoundError(f"hypnogram {hyp} not found (SHHS labels are in 'shhs1-<id>-nsrr.xml')")
-    chans, meta, _ = read_edf_signals(path, channels=channels, nonfinite=nonfinite)
+    chans, meta, _ = read_edf_signals(path, channels=channels, nonfinite=nonfinite, dataset="shhs")
     meta.update(_shhs_csv_meta(path, sid))
     return _finish(chans, subject=sid, recording=path.stem, dataset="shhs", source=path, meta=meta,
                    labels=_nsrr_xml_intervals(hyp), label_source=hyp)

@@ -22,6 +22,7 @@ from psgvlm.channels import (
     DATASET_CHANNELS,
     canonical_names,
     infer_modality,
+    lookup,
     pick_default_channels,
 )
 from psgvlm.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
@@ -179,6 +180,7 @@ def test_prerau(real_data_dir):
     assert rec.onset_s == pytest.approx(10.01)
     assert rec.n_epochs == 167 and _counts(rec) == (2, 7, 95, 37, 26)
     assert rec.channels[0].sfreq == 100.0 and rec.channels[0].data.size == 502_600
+    assert rec.ch_names == ["EEG"] and pick_default_channels(rec) == DATASET_CHANNELS["prerau"]
     assert rec.pairing["dropped_signal_s"] == pytest.approx(5026 - 167 * 30)
 
 
@@ -351,6 +353,7 @@ def test_channel_tables():
     assert infer_modality("Débit nasal") == "RESP" and infer_modality("SpO2 B-B") == "SPO2"
     assert infer_modality("O2 Impédance", "Ohm") == "OTHER" and infer_modality("Pulse") == "OTHER"
     assert infer_modality("C3", "Ohm") == "OTHER"
+    assert lookup("EEG")[:2] == ("EEG", "EEG") and lookup("EEG", dataset="shhs")[:2] == ("C4", "EEG")
     assert canonical_names(["C3", "C3-M2", "E1"]) == [("C3 #0", "EEG"), ("C3", "EEG"), ("LOC", "EOG")]
 
 
