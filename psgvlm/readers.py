@@ -249,9 +249,11 @@ def _channels_from_signals(
         elif modality in _ELECTRO:
             meta.setdefault("unit_assumed_uv", []).append(f"{stripped[i]} ({unit!r})")
             unit = "uV"
+        if x.size == 0:
+            raise ValueError(f"{source}: channel {stripped[i]!r} has no samples")
         x = x.astype(np.float32)
         bad = ~np.isfinite(x)
-        if unit == "uV" and modality in _ELECTRO and not bad.any() and x.size:
+        if unit == "uV" and modality in _ELECTRO and not bad.any():
             peak = float(np.max(np.abs(x)))
             if peak > 1e5:  # > 100 mV: no scalp or skin potential is that large; the header unit is suspect
                 meta.setdefault("unit_warnings", []).append(
@@ -582,14 +584,13 @@ def read_sleepedf(path, hypnogram=None, *, channels=None, nonfinite="raise") -> 
 
 
 def _read_numbers(path: Path, *, skip_header: bool) -> np.ndarray:
-    import pandas as pd
-
+    """One number per line (NaN/inf allowed: checked later, per channel)."""
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n", 1 if skip_header else 0)
+    body = lines[-1] if skip_header else lines[0]
     try:
-        values = pd.read_csv(path, header=None, skiprows=1 if skip_header else 0, usecols=[0],
-                             dtype=np.float64, engine="c").iloc[:, 0].to_numpy()
+        return np.array(body.split(), dtype=np.float64)
     except ValueError as err:
         raise ValueError(f"{path}: expected one number per line: {err}") from err
-    return values
 
 
 def read_dreams(path, hypnogram=None, *, sfreq: float | None = None, channels=None,
