@@ -22,10 +22,10 @@ in output pixels; ``benchmarks/render.py`` measures speed and agreement (SSIM).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 RENDERER_VERSION = "1.0.0"
 
@@ -149,7 +149,7 @@ def _layout(n_chans: int, settings: RenderSettings) -> _Layout:
                    band_tops=band_tops, band_h=band_h)
 
 
-def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings) -> np.ndarray:
+def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings, dtype=np.float64) -> np.ndarray:
     x = np.asarray(x_scaled)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
         raise ValueError(f"x_scaled must have shape (n_chans >= 1, n_times >= 2); got {x.shape}")
@@ -169,7 +169,8 @@ def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings) -> np.ndarray:
         val = getattr(settings, name)
         if val and len(val) != n:
             raise ValueError(f"settings.{name} has {len(val)} entries for {n} channels: {list(val)}")
-    return np.clip(x, -1.0, 1.0).astype(np.float64, copy=False)
+    x = x.astype(dtype, copy=False)
+    return np.clip(x, -1.0, 1.0) if lo < -1.0 or hi > 1.0 else x
 
 
 def _colors(n_chans: int, settings: RenderSettings) -> list[tuple[int, int, int]]:
@@ -192,6 +193,71 @@ def _draw_labels(img: Image.Image, lay: _Layout, settings: RenderSettings, scale
 
 
 # -- fast renderer ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    """Everything render_epoch needs that depends only on (settings, n_chans, n_times)."""
+
+    lay: _Layout
+    w_hi: int  # high-res width, sub-columns
+    win: int  # pen width in sub-columns (cells per column window)
+    i0: np.ndarray  # (n_cells + 1,) sample left of each cell edge
+    f: np.ndarray  # (n_cells + 1,) float32 interpolation weight at each cell edge
+    inside: slice  # samples that fall in some cell
+    starts: np.ndarray | None  # reduceat starts of each occupied cell within `inside`
+    cells: np.ndarray | slice  # the occupied cells (a slice when contiguous)
+    outside: np.ndarray  # (n_cells,) bool, cells wholly outside the drawn x-range
+    hk: np.ndarray  # (win,) float32 pen half-height per cell offset, output px
+    cols: np.ndarray  # (w_hi,) output column of each sub-column
+    lut: np.ndarray  # (n_colours * 256, 3) uint8 colour per (colour, coverage level)
+    row_lut: np.ndarray | None  # (size, 1) offset into lut per row, None for one colour
+
+
+@lru_cache(maxsize=16)
+def _plan(settings: RenderSettings, n_chans: int, n_times: int) -> _Plan:
+    lay = _layout(n_chans, settings)
+    s, size, lw = settings.supersample, settings.size, settings.line_width_px
+    w_hi = size * s
+    dx = (lay.right - lay.left) / (n_times - 1)
+    win = max(1, int(round(lw * s)))
+    off = 0.5 / s - win / (2 * s)  # output x of the first cell edge
+    n_cells = w_hi + win - 1
+    edges = off + np.arange(n_cells + 1) / s  # output px
+    t = np.clip((edges - lay.left) / dx, 0.0, n_times - 1)
+    i0 = np.minimum(t.astype(np.int64), n_times - 2)
+    f = (t - i0).astype(np.float32)
+    cell = np.floor((lay.left + np.arange(n_times) * dx - off) * s).astype(np.int64)
+    inside_idx = np.flatnonzero((cell >= 0) & (cell < n_cells))
+    starts, cells, inside = None, slice(0, 0), slice(0, 0)
+    if inside_idx.size:
+        inside = slice(int(inside_idx[0]), int(inside_idx[-1]) + 1)
+        cell_in = cell[inside]
+        starts = np.flatnonzero(np.r_[True, cell_in[1:] != cell_in[:-1]])  # samples sorted by x
+        cells = cell_in[starts]
+        if np.all(np.diff(cells) == 1):
+            cells = slice(int(cells[0]), int(cells[-1]) + 1)
+    outside = (edges[1:] <= lay.left) | (edges[:-1] >= lay.right)
+    half = lw / 2
+    dxk = (np.arange(win) + 0.5 - win / 2) / s
+    hk = np.sqrt(np.maximum(half * half - dxk * dxk, 0.0)).astype(np.float32)
+    # Colour lookup: coverage level (0..255) -> RGB per distinct colour; rows take the colour of
+    # the lowest band starting above the row's bottom edge. Exact when band_gap_px >= 1 (no row
+    # holds two bands' ink); with a smaller gap and per-channel colours a shared row takes the
+    # lower band's colour.
+    bg = np.asarray(_rgb(settings.background, "background"), dtype=np.float64)
+    colors = np.asarray(_colors(n_chans, settings), dtype=np.float64)
+    uniq, band_lut = np.unique(colors, axis=0, return_inverse=True)
+    levels = np.arange(256)[None, :, None] / 255.0
+    lut = np.rint(bg + levels * (uniq[:, None, :] - bg)).astype(np.uint8).reshape(-1, 3)
+    row_lut = None
+    if len(uniq) > 1:
+        row_band = np.searchsorted(lay.band_tops, np.arange(size) + 1.0, side="left") - 1
+        row_lut = 256 * band_lut.ravel()[np.clip(row_band, 0, n_chans - 1)][:, None]
+    for a in (i0, f, hk, lut, outside):
+        a.flags.writeable = False
+    return _Plan(lay=lay, w_hi=w_hi, win=win, i0=i0, f=f, inside=inside, starts=starts, cells=cells,
+                 outside=outside, hk=hk, cols=np.arange(w_hi) // s, lut=lut, row_lut=row_lut)
+
+
 def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings()) -> np.ndarray:  # noqa: B008
     """Render one scaled epoch as an RGB image with the numpy rasteriser.
 
@@ -207,62 +273,64 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     np.ndarray, shape (size, size, 3), uint8
         A new array; the same input and settings always give the same bytes.
     """
-    x = _check_epoch(x_scaled, settings)
+    x = _check_epoch(x_scaled, settings, np.float32)
     n_chans, n_times = x.shape
-    s = settings.supersample
-    size = settings.size
-    lay = _layout(n_chans, settings)
-    lw = settings.line_width_px
-    w_hi = size * s
+    p = _plan(settings, n_chans, n_times)
+    lay, s, size, w_hi = p.lay, settings.supersample, settings.size, p.w_hi
 
-    # Sample positions in output px; y per channel (n_chans, n_times), y grows downwards.
-    dx = (lay.right - lay.left) / (n_times - 1)
-    y = lay.tops[:, None] + (1.0 - x) * lay.scale
+    # Sample y in output px (float32 is ample: 1e-4 px at 336), growing downwards.
+    y = (1.0 - x) * np.float32(lay.scale)
+    y += lay.tops[:, None].astype(np.float32)  # (n_chans, n_times)
 
-    # Per high-res column c (covering output x in [c/s, (c+1)/s)), the polyline's y-interval:
-    # the line's y at both column edges plus every sample inside the column.
-    edges = np.arange(w_hi + 1) / s  # output px
-    t = np.clip((edges - lay.left) / dx, 0.0, n_times - 1)
-    i0 = np.minimum(t.astype(np.int64), n_times - 2)
-    f = t - i0
-    y_edge = y[:, i0] * (1.0 - f) + y[:, i0 + 1] * f  # (n_chans, w_hi + 1)
-    ymin = np.minimum(y_edge[:, :-1], y_edge[:, 1:])
-    ymax = np.maximum(y_edge[:, :-1], y_edge[:, 1:])
-    col = np.minimum(((lay.left + np.arange(n_times) * dx) * s).astype(np.int64), w_hi - 1)
-    starts = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])  # samples are sorted by column
-    cols = col[starts]
-    ymin[:, cols] = np.minimum(ymin[:, cols], np.minimum.reduceat(y, starts, axis=1))
-    ymax[:, cols] = np.maximum(ymax[:, cols], np.maximum.reduceat(y, starts, axis=1))
-    # Columns outside the drawn x-range carry no ink (before thickening adds the caps).
-    x_lo, x_hi = lay.left * s, lay.right * s
-    centres = np.arange(w_hi) + 0.5
-    outside = (centres < np.floor(x_lo)) | (centres > np.ceil(x_hi))
-    ymin[:, outside] = np.inf
-    ymax[:, outside] = -np.inf
+    # The stroke is the polyline swept by a round pen of diameter lw. Sub-column c (centre at
+    # output x = (c + 0.5) / s) sees the pen from line points within lw/2 of its centre; split that
+    # window into `win` cells of width 1/s, take the line's y-interval in each cell (its y at the
+    # cell edges plus every sample inside), and pad each cell's interval by the pen's half-height
+    # at the cell's offset from the column centre.
+    y0, y1 = y[:, p.i0], y[:, p.i0 + 1]
+    y_edge = y0 + (y1 - y0) * p.f  # (n_chans, n_cells + 1)
+    cmin = np.minimum(y_edge[:, :-1], y_edge[:, 1:])
+    cmax = np.maximum(y_edge[:, :-1], y_edge[:, 1:])
+    if p.starts is not None:
+        y_in = y[:, p.inside]
+        cmin[:, p.cells] = np.minimum(cmin[:, p.cells], np.minimum.reduceat(y_in, p.starts, axis=1))
+        cmax[:, p.cells] = np.maximum(cmax[:, p.cells], np.maximum.reduceat(y_in, p.starts, axis=1))
+    cmin[:, p.outside] = np.inf  # cells wholly outside the drawn x-range carry no ink
+    cmax[:, p.outside] = -np.inf
+    hk = p.hk
+    lo = cmin[:, 0:w_hi] - hk[0]
+    hi = cmax[:, 0:w_hi] + hk[0]
+    for k in range(1, p.win):
+        np.minimum(lo, cmin[:, k:k + w_hi] - hk[k], out=lo)
+        np.maximum(hi, cmax[:, k:k + w_hi] + hk[k], out=hi)
 
-    # Thicken: the stroke reaches lw/2 either side horizontally (sliding min/max over columns)
-    # and vertically (pad the interval).
-    win = max(1, int(round(lw * s)))
-    if win > 1:
-        ymin = minimum_filter1d(ymin, win, axis=1, mode="nearest")
-        ymax = maximum_filter1d(ymax, win, axis=1, mode="nearest")
-    lo = ymin - lw / 2
-    hi = ymax + lw / 2
-
-    # Exact vertical coverage of each output row of each band, averaged over the s sub-columns.
-    img = np.empty((size, size, 3), dtype=np.float32)
-    img[:] = np.asarray(_rgb(settings.background, "background"), dtype=np.float32)
-    n_rows = int(np.ceil(lay.band_h)) + 2
-    row0 = np.floor(lay.band_tops).astype(np.int64)
-    for k, color in enumerate(_colors(n_chans, settings)):
-        rows = np.arange(row0[k], min(row0[k] + n_rows, size))
-        r = rows[:, None].astype(np.float64)
-        cov = np.minimum(hi[k][None, :], r + 1.0) - np.maximum(lo[k][None, :], r)
-        np.clip(cov, 0.0, 1.0, out=cov)
-        cov = cov.reshape(len(rows), size, s).mean(axis=2, dtype=np.float64).astype(np.float32)
-        band = img[rows[0]:rows[-1] + 1]
-        band += cov[:, :, None] * (np.asarray(color, dtype=np.float32) - band)
-    out = np.rint(img).astype(np.uint8)
+    # Exact vertical coverage of each output pixel (interval overlap, averaged over the s
+    # sub-columns) without touching every pixel of every sub-column: the coverage of row r by
+    # [lo, hi] is F(hi)[r] - F(lo)[r] with F(y)[r] = clip(y - r, 0, 1), and F(y) is the reverse
+    # cumulative sum of frac(y) at row floor(y) and 1 - frac(y) at the row above. All channels
+    # and sub-columns add into one histogram (bincount), then one cumsum over rows.
+    keep = hi > lo  # sub-columns with ink; the others contribute F(0) - F(0) = 0
+    ends = np.stack([np.where(keep, hi, 0.0), np.where(keep, lo, 0.0)])  # (2, n_chans, w_hi)
+    fl = np.floor(ends)
+    fr = ends - fl
+    sign = np.array([255.0 / s, -255.0 / s], dtype=np.float32)[:, None, None]  # coverage in 1/255
+    fr *= sign
+    # Rows are stored reversed (index size - row) so a forward cumsum gives the reverse cumulative
+    # sum; the (floor - 1) row is the next index.
+    row = fl.astype(np.intp)
+    np.clip(row, 0, size, out=row)
+    base = (size - row) * size + p.cols
+    g = np.bincount(np.concatenate([base.ravel(), base.ravel() + size]),
+                    weights=np.concatenate([fr.ravel(), (sign - fr).ravel()]),
+                    minlength=(size + 2) * size)
+    cov = np.cumsum(g.reshape(size + 2, size), axis=0)
+    # Coverage in 0..255 (clip: rounding noise only), then a colour lookup table: one gather.
+    np.clip(cov, 0.0, 255.0, out=cov)
+    cov += 0.5
+    q = cov.astype(np.intp)[size:0:-1]  # (rows, cols)
+    if p.row_lut is not None:
+        q += p.row_lut
+    out = np.take(p.lut, q, axis=0)  # (size, size, 3) uint8
     if settings.labels:
         pil = Image.fromarray(out)
         _draw_labels(pil, lay, settings, 1)
@@ -330,7 +398,7 @@ def render_epoch_reference(x_scaled: np.ndarray, settings: RenderSettings = Rend
     ys = lay.tops[:, None] + (1.0 - x) * lay.scale
     colors = [tuple(v / 255 for v in c) for c in _colors(n_chans, settings)]
     rc = {"path.simplify": False, "lines.antialiased": True, "agg.path.chunksize": 0,
-          "lines.solid_capstyle": "projecting", "lines.solid_joinstyle": "miter"}
+          "lines.solid_capstyle": "round", "lines.solid_joinstyle": "round"}
     with matplotlib.rc_context(rc):
         fig = Figure(figsize=(size * s / dpi, size * s / dpi), dpi=dpi,
                      facecolor=tuple(v / 255 for v in _rgb(settings.background, "background")))
