@@ -656,7 +656,8 @@ def read_prerau(path, hypnogram=None, *, sfreq: float = PRERAU_SFREQ, channels=N
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     meta: dict = {}
-    first = path.open(encoding="utf-8", errors="replace").readline().strip()
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline().strip()
     has_header = not re.fullmatch(r"[-+0-9.eE,\s]+", first or "0")
     x = _read_numbers(path, skip_header=has_header)
     chans = _channels_from_signals(path, ["EEG"], [sfreq], ["uV"], [lambda: x], channels=channels,
@@ -678,7 +679,8 @@ def read_prerau(path, hypnogram=None, *, sfreq: float = PRERAU_SFREQ, channels=N
     if np.any(np.abs(off - np.round(off)) > 1e-3):
         raise ValueError(f"{hyp}: stage changes {inner.tolist()} do not fall on one {EPOCH_S:g}-s grid")
     onset = phase if times[0] < phase else float(times[0])
-    return _finish(chans, subject="prerau", recording=path.parent.name or "prerau", dataset="prerau",
+    name = path.parent.name or "prerau"  # one segment per folder, as the example ships
+    return _finish(chans, subject=name, recording=name, dataset="prerau",
                    source=path, meta=meta, labels=(times[:-1], np.diff(times), codes), label_source=hyp,
                    onset_s=onset)
 
