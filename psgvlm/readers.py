@@ -270,7 +270,12 @@ def _channels_from_signals(
             meta.setdefault("nonfinite_zeroed", {})[stripped[i]] = n_bad
         out.append(Channel(name=stripped[i], canonical=canon, modality=modality, sfreq=float(sfreqs[i]),
                            data=x, unit=unit))
-    return out
+    # Recording.channel(name) matches canonical or file names in channel order. A bare electrode
+    # labelled "C3" beside "C3-M2" (canonical "C3") would shadow it, so such a channel is moved right
+    # after the channel whose canonical name it carries; every other channel keeps file order.
+    owner = {c.canonical: k for k, c in enumerate(out)}
+    keys = [max(k, owner[c.name] + 0.5) if owner.get(c.name, k) != k else k for k, c in enumerate(out)]
+    return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)]
 
 
 def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str = "raise",
