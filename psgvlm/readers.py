@@ -16,6 +16,10 @@ covers at least 20 s of it (DREAMS: 4 of 6 five-second slots; 20-s MASS scoring:
 inside it), otherwise it is unscored. Label epochs past the end of the signal and signal past the
 last label are dropped (the unmatched tail); the counts go to ``rec.pairing``.
 
+Refused with an error naming the file and value: not EDF/BDF, truncated (file size vs header),
+discontinuous EDF+D (gaps would shift labels), duplicate channel labels, NaN/inf samples (unless
+``nonfinite="zero"``), unknown stage codes, a missing hypnogram, a requested channel that is absent.
+
 Units: voltage channels are converted to microvolts whatever the header says (``V``, ``mV``, ``uV``,
 and upper-case spellings such as DREAMS' ``UV``, which means microvolts, not volts). EEG/EOG/EMG/ECG
 channels with an empty or unknown unit are taken as microvolts and listed in
