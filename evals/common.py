@@ -166,14 +166,23 @@ def write_results(out_dir, suite: str, config: dict, results: dict, samples: lis
     return out_dir / "results.json"
 
 
+# Run kinds that score signals, not images: no image predictor exists for them.
+SIGNAL_KINDS = ("sleep2vec", "sdreamer", "nap", "soft_vote", "yasa")
+
+
 def load_predictor_for(run: str | Path):
     """``psgvlm.predict.load_predictor(run)``, or a ValueError naming the run's kind when it has none."""
+    run = Path(run)
+    meta = read_json(run / "meta.json") if (run / "meta.json").exists() else {}
+    if meta.get("kind") in SIGNAL_KINDS:
+        raise ValueError(
+            f"run {run} is a {meta['kind']!r} signal model: this suite scores images and needs an image model "
+            "(VLM or image classifier). Signal baselines run the metrics suite and the train-corrupted "
+            "robustness setting (the recipe applies the same ChannelFailure to the signals)")
     try:
         from psgvlm.predict import load_predictor
     except ImportError as err:  # the VLM engineer's module is not installed in this tree
         raise RuntimeError(f"psgvlm.predict is not available ({err}); image suites need it") from err
-    run = Path(run)
-    meta = read_json(run / "meta.json") if (run / "meta.json").exists() else {}
     try:
         return load_predictor(run)
     except (ValueError, NotImplementedError, KeyError) as err:
