@@ -78,9 +78,12 @@ class Recording:
         return {c.canonical: c.modality for c in self.channels}
 
     def channel(self, name: str) -> Channel:
-        """A channel by canonical name or by its name in the file."""
+        """A channel by canonical name (first) or by its name in the file."""
         for c in self.channels:
-            if name in (c.canonical, c.name):
+            if name == c.canonical:
+                return c
+        for c in self.channels:
+            if name == c.name:
                 return c
         raise ValueError(
             f"channel {name!r} not in recording {self.recording!r}; available: {self.ch_names}"

@@ -181,7 +181,7 @@ def is_dataset_dir(path) -> bool:
 def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] | None = None,
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
-                  progress: bool = True) -> dict:
+                  label_channels: bool = False, progress: bool = True) -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
 
     Parameters
@@ -209,6 +209,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         ``transform(rec) -> Recording`` applied after reading (corruption, channel dropping).
     scorer : int, optional
         Which scorer's labels for datasets with several (ISRUC: 1 or 2).
+    label_channels : bool
+        Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
     """
     import datasets
 
@@ -245,7 +247,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
 
     target = float(sfreq) if sfreq else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
-                    "renderer_version": RENDERER_VERSION, "scorer": scorer,
+                    "renderer_version": RENDERER_VERSION, "scorer": scorer, "label_channels": label_channels,
                     "transform": getattr(transform, "description", None if transform is None else repr(transform))}
     key = _settings_hash(run_settings)
     partial = out.parent / f".{out.name}.partial"
@@ -279,7 +281,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                 target = max(c.sfreq for c in rec.channels if c.modality == "EEG") if any(
                     c.modality == "EEG" for c in rec.channels) else max(c.sfreq for c in rec.channels)
                 run_settings["sfreq"] = target
-            rows, dropped, summary = render_recording(rec, channels=chans, sfreq=target, settings=settings,
+            rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
+            rows, dropped, summary = render_recording(rec, channels=chans, sfreq=target, settings=rec_settings,
                                                       pool=pool, n_chunks=4 * num_proc, progress=progress)
             tmp = shard.with_name(shard.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -415,11 +418,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
     try:
-        settings = replace(RenderSettings(), size=args.size, **({"labels": True} if args.labels else {}))
+        settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
-                             scorer=args.scorer, progress=not args.quiet)
+                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 1
