@@ -418,3 +418,41 @@ def render_epoch_reference(x_scaled: np.ndarray, settings: RenderSettings = Rend
         _draw_labels(pil, lay, settings, 1)
         out = np.asarray(pil).copy()
     return out
+
+
+# -- agreement between two renderings ----------------------------------------------------------------
+def image_agreement(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """How alike two RGB renderings are: mean absolute pixel difference and SSIM.
+
+    Written here (a few lines of scipy) rather than pulling scikit-image in for one metric.
+
+    Parameters
+    ----------
+    a, b : np.ndarray, shape (H, W, 3) or (n, H, W, 3), uint8
+
+    Returns
+    -------
+    dict
+        ``mad``: mean |a - b| over pixels and channels, in 0..255 levels; ``ssim``: mean structural
+        similarity (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03, L 255) of the
+        luma images, averaged over the batch; 1.0 means identical.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim not in (3, 4) or a.shape[-1] != 3:
+        raise ValueError(f"need two RGB images of one shape (H, W, 3) or (n, H, W, 3); got {a.shape} and {b.shape}")
+    mad = float(np.abs(a - b).mean())
+    luma = np.array([0.299, 0.587, 0.114])
+    ya, yb = a @ luma, b @ luma
+    if ya.ndim == 2:
+        ya, yb = ya[None], yb[None]
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    sig = (0, 1.5, 1.5)  # no smoothing across the batch axis
+    mu_a, mu_b = gaussian_filter(ya, sig), gaussian_filter(yb, sig)
+    var_a = gaussian_filter(ya * ya, sig) - mu_a ** 2
+    var_b = gaussian_filter(yb * yb, sig) - mu_b ** 2
+    cov = gaussian_filter(ya * yb, sig) - mu_a * mu_b
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return {"mad": mad, "ssim": float(ssim_map.mean())}

@@ -1,0 +1,167 @@
+"""render.renderer: the fast numpy renderer, the matplotlib reference, settings validation.
+
+Run: python -m pytest -q tests/test_renderer.py
+"""
+
+import matplotlib
+import numpy as np
+import pytest
+
+from psgvlm.signal import minmax_scale
+from render.renderer import (
+    RENDERER_VERSION,
+    RenderSettings,
+    colors_for_modalities,
+    image_agreement,
+    render_epoch,
+    render_epoch_reference,
+    render_epochs,
+)
+
+
+def _psg_like(n_chans=12, sfreq=200.0, seed=0):
+    """One scaled 30-s epoch: 1/f-ish background, alpha / spindle bursts, slow waves, EMG-like noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(30 * sfreq)) / sfreq
+    rows = []
+    for k in range(n_chans):
+        brown = np.cumsum(rng.standard_normal(t.size)) / 20
+        tone = np.sin(2 * np.pi * (0.7 + 1.3 * k) * t + k) * (1 + np.sin(2 * np.pi * t / 7))
+        rows.append(brown + tone + (0.8 if k % 4 == 3 else 0.1) * rng.standard_normal(t.size))
+    return minmax_scale(np.stack(rows))
+
+
+def test_shape_dtype_and_determinism():
+    x = _psg_like()
+    s = RenderSettings()
+    a = render_epoch(x, s)
+    assert a.shape == (336, 336, 3) and a.dtype == np.uint8
+    assert a.tobytes() == render_epoch(x.copy(), s).tobytes()
+    b = render_epoch_reference(x, s)
+    assert b.shape == (336, 336, 3) and b.dtype == np.uint8
+    assert b.tobytes() == render_epoch_reference(x, s).tobytes()
+    batch = render_epochs(np.stack([x, x[::-1]]), s)
+    assert batch.shape == (2, 336, 336, 3)
+    assert batch[0].tobytes() == a.tobytes()
+    assert batch[1].tobytes() == render_epoch(x[::-1], s).tobytes()
+
+
+def test_fast_agrees_with_matplotlib_reference():
+    s = RenderSettings()
+    for seed in (0, 1):
+        x = _psg_like(seed=seed)
+        agree = image_agreement(render_epoch(x, s), render_epoch_reference(x, s))
+        assert agree["ssim"] > 0.95, agree
+        assert agree["mad"] < 8.0, agree
+    # the metric itself separates different drawings
+    other = image_agreement(render_epoch(_psg_like(seed=0), s), render_epoch(_psg_like(seed=1), s))
+    assert other["ssim"] < 0.6, other
+
+
+def test_reference_leaves_matplotlib_global_state_alone():
+    before = dict(matplotlib.rcParams)
+    render_epoch_reference(_psg_like(n_chans=2), RenderSettings(size=64))
+    assert dict(matplotlib.rcParams) == before
+
+
+def _band_rows(n_chans, s: RenderSettings):
+    band_h = (s.size - s.band_gap_px * (n_chans - 1)) / n_chans
+    return [(k * (band_h + s.band_gap_px), k * (band_h + s.band_gap_px) + band_h) for k in range(n_chans)]
+
+
+@pytest.mark.parametrize("renderer", [render_epoch, render_epoch_reference])
+def test_each_channel_ink_stays_in_its_band(renderer):
+    n = 6
+    s0 = RenderSettings(size=120, line_width_px=1.5)
+    rows = _band_rows(n, s0)
+    t = np.arange(3000)
+    x = np.where((t // 37) % 2 == 0, 1.0, -1.0)  # square wave: full-height steep strokes, both extremes
+    x = np.tile(x, (n, 1))
+    for k in (0, 2, n - 1):
+        colors = ["white"] * n
+        colors[k] = "black"
+        img = renderer(x, RenderSettings(size=120, line_width_px=1.5, line_colors=tuple(colors)))
+        ink_rows = np.flatnonzero((img < 250).any(axis=(1, 2)))
+        top, bottom = rows[k]
+        assert ink_rows.min() >= np.floor(top) and ink_rows.max() <= np.ceil(bottom) - 1, (k, ink_rows, rows[k])
+        # and the stroke reaches both ends of the band (square wave spans [-1, 1])
+        assert ink_rows.min() <= top + 1.5 and ink_rows.max() >= bottom - 2.5
+
+
+def test_top_band_is_first_channel():
+    x = np.zeros((3, 600))
+    x[0] = np.sin(np.arange(600) / 3)  # only channel 0 wiggles
+    img = render_epoch(x, RenderSettings(size=90, band_gap_px=3.0)).astype(int)
+    ink = 255 - img[..., 0]
+    per_band = [ink[0:28].sum(), ink[31:59].sum(), ink[62:90].sum()]
+    assert per_band[0] > 3 * per_band[1] and per_band[1] == pytest.approx(per_band[2], rel=0.05)
+
+
+def test_flat_channel_renders_as_a_flat_line():
+    raw = np.zeros((2, 6000), np.float32)
+    raw[1] = np.random.default_rng(0).standard_normal(6000)
+    x = minmax_scale(raw)  # channel 0 is flat -> 0, not NaN
+    assert np.all(np.isfinite(x))
+    s = RenderSettings(size=100)
+    for renderer in (render_epoch, render_epoch_reference):
+        img = renderer(x, s)
+        band0 = img[: 49]  # (100 - 2) / 2 = 49 px per band
+        ink_rows = np.flatnonzero((band0 < 200).any(axis=(1, 2)))
+        assert 1 <= len(ink_rows) <= 2 and abs(ink_rows.mean() - 24.5) <= 1.0
+        # the flat line spans the width
+        assert (band0[ink_rows].min(axis=(0, 2)) < 200)[1:-1].all()
+
+
+def test_labels_colors_and_settings_dict():
+    x = _psg_like(n_chans=3)
+    mods = ["EEG", "EOG", "EMG"]
+    s = RenderSettings(labels=("C3", "LOC", "EMG"), line_colors=colors_for_modalities(mods))
+    img = render_epoch(x, s)
+    plain = render_epoch(x, RenderSettings(line_colors=colors_for_modalities(mods)))
+    margin = slice(0, s.label_margin_px)
+    assert (img[:, margin] != 255).any()  # text drawn in the margin...
+    assert (img[:, margin] != 255).sum() < 0.5 * (plain[:, margin] != 255).sum()  # ...instead of waveform
+    # EOG band (middle) is blue-ish, EMG band (bottom) red-ish
+    mid, bot = img[120:210, 40:], img[240:, 40:]
+    assert mid[..., 2].astype(int).mean() > mid[..., 0].astype(int).mean()
+    assert bot[..., 0].astype(int).mean() > bot[..., 2].astype(int).mean()
+    d = s.as_dict()
+    assert d["renderer_version"] == RENDERER_VERSION and d["labels"] == ["C3", "LOC", "EMG"]
+    assert RenderSettings.from_dict(d) == s
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"size": 0}, r"size=0"),
+    ({"size": 336.0}, r"size=336.0"),
+    ({"supersample": 0}, r"supersample=0"),
+    ({"line_width_px": -1.0}, r"line_width_px=-1.0"),
+    ({"line_width_px": float("nan")}, r"line_width_px=nan"),
+    ({"band_gap_px": -2}, r"band_gap_px=-2"),
+    ({"background": "notacolour"}, r"background='notacolour'"),
+    ({"line_colors": ("black", "nope")}, r"line_colors\[1\]='nope'"),
+    ({"labels": True}, r"labels=True"),
+    ({"labels": ("a",), "label_margin_px": 0}, r"label_margin_px=0"),
+])
+def test_bad_settings_rejected_by_value(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RenderSettings(**kwargs)
+
+
+def test_bad_epochs_rejected():
+    s = RenderSettings()
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\].*minmax_scale"):
+        render_epoch(np.full((2, 100), 50.0), s)
+    x = np.zeros((2, 100))
+    x[1, 7] = np.nan
+    with pytest.raises(ValueError, match=r"channel 1, sample 7"):
+        render_epoch(x, s)
+    with pytest.raises(ValueError, match=r"shape \(n_chans >= 1, n_times >= 2\); got \(100,\)"):
+        render_epoch(np.zeros(100), s)
+    with pytest.raises(ValueError, match=r"line_colors has 1 entries for 2 channels"):
+        render_epoch(np.zeros((2, 100)), RenderSettings(line_colors=("red",)))
+    with pytest.raises(ValueError, match=r"200 channels in 336 px"):
+        render_epoch(np.zeros((200, 100)), s)
+    with pytest.raises(ValueError, match=r"no colour for modalities \['XYZ'\]"):
+        colors_for_modalities(["EEG", "XYZ"])
+    with pytest.raises(ValueError, match=r"unknown render settings \['dpi'\]"):
+        RenderSettings.from_dict({"dpi": 3})
