@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +95,19 @@ def run_channels(dataset_meta: dict) -> tuple[list[str], dict[str, str], float]:
     if not channels:
         raise ValueError("the run's dataset meta lists no channels; cannot map a recording onto its bands")
     modalities = dict(dataset_meta.get("modalities") or {})
-    sfreq = float(dataset_meta.get("sfreq") or 0)
+    sfreq = float(dataset_meta.get("sfreq") or (dataset_meta.get("settings") or {}).get("sfreq") or 0)
     if not sfreq > 0:
         raise ValueError(f"the run's dataset meta gives sampling rate {dataset_meta.get('sfreq')!r}; need > 0 Hz")
     return channels, modalities, sfreq
+
+
+def render_settings(dataset_meta: dict) -> dict:
+    """The renderer settings a run's images were drawn with (``meta["settings"]["render"]``)."""
+    settings = dataset_meta.get("settings") or {}
+    render = settings.get("render")
+    if render is None:
+        raise ValueError("the run's dataset meta has no settings.render; cannot draw images like its training data")
+    return render
 
 
 def _band_modality(band: str, modalities: dict[str, str]) -> str:
@@ -254,7 +264,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     t_load = time.perf_counter()
     dmeta = predictor.dataset_meta
     bands, modalities, sfreq = run_channels(dmeta)
-    settings = RenderSettings.from_dict(dmeta.get("settings") or {})
+    settings = RenderSettings.from_dict(render_settings(dmeta))
     mapping = resolve_channel_map(rec, bands, modalities, channels)
     present = [m for m in mapping if m is not None]
     x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
@@ -317,6 +327,79 @@ def render_one(result: StageResult, epoch: int) -> np.ndarray:
         raise ValueError(f"epoch {epoch!r} out of range; the night has epochs 0..{result.n_epochs - 1}")
     x = np.load(result.epochs_path, mmap_mode="r")
     return render_epoch(np.asarray(x[epoch], dtype=np.float32), RenderSettings.from_dict(result.settings))
+
+
+# ------------------------------------------------------------------------------------------------
+# Reference: YASA's pretrained stager (LightGBM classifiers shipped inside the yasa package)
+# ------------------------------------------------------------------------------------------------
+YASA_SFREQ = 100.0  # YASA resamples to 100 Hz itself; we hand it 100 Hz so our filter is the one used
+
+
+def yasa_channels(rec) -> dict[str, str | None]:
+    """The recording's EEG, EOG and EMG channel YASA should read (central EEG, LOC, chin EMG first)."""
+    usable = [c for c in rec.channels if c.sfreq >= _MIN_SFREQ]
+    out: dict[str, str | None] = {}
+    for modality, pref in (("EEG", _EEG_ORDER), ("EOG", _EOG_ORDER), ("EMG", _EMG_ORDER)):
+        names = [c.canonical for c in usable if c.modality == modality]
+        names.sort(key=lambda n: pref.index(n) if n in pref else len(pref))
+        out[modality.lower()] = names[0] if names else None
+    return out
+
+
+def yasa_reference(rec, n_epochs: int, *, eeg: str | None = None, eog: str | None = None,
+                   emg: str | None = None) -> dict:
+    """Stage the same epochs with ``yasa.SleepStaging`` (Vallat & Walker 2021), as a reference.
+
+    Parameters
+    ----------
+    rec : Recording
+        The night; epochs start at ``rec.onset_s`` like :func:`stage_recording`'s.
+    n_epochs : int
+        Epochs to return (the staged night's count).
+    eeg, eog, emg : str, optional
+        Channel names; default :func:`yasa_channels` (EEG is required, EOG/EMG optional).
+
+    Returns
+    -------
+    dict with ``probs`` (n_epochs, 5) in our stage order, ``channels`` used, ``classifier`` name.
+    """
+    import mne
+    import yasa
+
+    from psgvlm.signal import resample
+
+    picked = yasa_channels(rec)
+    eeg, eog, emg = eeg or picked["eeg"], eog or picked["eog"], emg or picked["emg"]
+    if eeg is None:
+        raise ValueError(f"YASA needs an EEG channel; none found among {rec.ch_names}")
+    names, types, data = [], [], []
+    start = int(round(rec.onset_s * YASA_SFREQ))
+    stop = start + int(n_epochs * rec.epoch_s * YASA_SFREQ)
+    for name, kind in ((eeg, "eeg"), (eog, "eog"), (emg, "emg")):
+        if name is None:
+            continue
+        ch = rec.channel(name)
+        y = resample(ch.data, ch.sfreq, YASA_SFREQ)[start:stop]
+        if len(y) < stop - start:
+            y = np.pad(y, (0, stop - start - len(y)), mode="edge")
+        names.append(f"{kind}:{ch.canonical}")
+        types.append(kind)
+        data.append(y.astype(np.float64) * 1e-6)  # MNE holds volts; our channels are microvolts
+    raw = mne.io.RawArray(np.vstack(data), mne.create_info(names, YASA_SFREQ, types), verbose="error")
+    kinds = dict(zip(types, names))
+    sls = yasa.SleepStaging(raw, eeg_name=kinds["eeg"], eog_name=kinds.get("eog"), emg_name=kinds.get("emg"))
+    with warnings.catch_warnings():
+        # YASA's classifiers were pickled with an older scikit-learn (a LabelEncoder only); known, harmless.
+        warnings.filterwarnings("ignore", message=".*Trying to unpickle estimator.*")
+        proba = sls.predict().proba  # yasa >= 0.7: a Hypnogram carrying per-epoch probabilities
+    # Column names differ across YASA versions ("W"/"R" from the classifier, "WAKE"/"REM" after 0.7).
+    cols = {"W": ("WAKE", "W"), "N1": ("N1",), "N2": ("N2",), "N3": ("N3",), "REM": ("REM", "R")}
+    pick = [next(c for c in cols[s] if c in proba.columns) for s in STAGES]
+    probs = np.stack([proba[c].to_numpy() for c in pick], axis=1).astype(np.float32)[:n_epochs]
+    if len(probs) < n_epochs:
+        raise ValueError(f"YASA returned {len(probs)} epochs for a night of {n_epochs}")
+    return {"probs": probs, "channels": {"eeg": eeg, "eog": eog, "emg": emg},
+            "classifier": f"yasa {yasa.__version__} SleepStaging (LightGBM, pretrained)"}
 
 
 # ------------------------------------------------------------------------------------------------

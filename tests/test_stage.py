@@ -23,6 +23,7 @@ from psgvlm.uploads import (
     validate_hypnogram_upload,
     validate_recording_upload,
 )
+from render.renderer import RenderSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -96,7 +97,7 @@ class FixturePredictor:
             "channels": list(channels),
             "modalities": {"C3": "EEG", "C4": "EEG", "LOC": "EOG", "ROC": "EOG", "EMG": "EMG"},
             "sfreq": 100.0,
-            "settings": {"size": 336},
+            "settings": {"render": RenderSettings().as_dict(), "sfreq": 100.0},
         }
         self.calls = 0
 
