@@ -269,7 +269,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                 dropped_all += done["dropped"]
                 order = order or done["channels"]
                 continue
-            rec = read_recording(fmt, **job)
+            # read only the requested channels (memory: a night of 20 signals is ~1 GB as float64)
+            rec = read_recording(fmt, **job, **({"channels": list(channels)} if channels else {}))
             if transform is not None:
                 rec = transform(rec)
             chans = resolve_channels(rec, channels or order, fmt)
