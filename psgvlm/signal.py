@@ -237,17 +237,22 @@ def epochs_from_recording(
     return x, stages, starts_s
 
 
-def minmax_scale(x: np.ndarray) -> np.ndarray:
+def minmax_scale(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     """Min-max scale each epoch of each channel to [-1, 1] (the PSG-image paper's eq. 3).
 
     Parameters
     ----------
     x : np.ndarray, shape (..., n_times)
-        E.g. (n_epochs, n_chans, n_times) or (n_chans, n_times), any units; not modified.
+        E.g. (n_epochs, n_chans, n_times) or (n_chans, n_times), any units; not modified unless
+        passed as ``out``.
+    out : np.ndarray, optional
+        float32 array of ``x``'s shape to write into; ``out=x`` scales in place, which saves a copy of
+        a whole night (8 h x 12 channels x 200 Hz is 265 MB in float32).
 
     Returns
     -------
     np.ndarray, same shape, float32
+        ``out`` when given, else a new array.
         ``2 (x - min) / (max - min) - 1`` over the last axis; a flat row (max == min) maps to 0,
         never NaN.
 
@@ -273,7 +278,12 @@ def minmax_scale(x: np.ndarray) -> np.ndarray:
     span = hi.astype(np.float64) - lo
     gain = np.divide(2.0, span, out=np.zeros_like(span), where=span > 0)
     mid = lo + span / 2.0
-    out = np.subtract(x, mid.astype(np.float32), dtype=np.float32)
+    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape):
+        raise ValueError(
+            f"out must be a float32 array of shape {x.shape}; got "
+            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
+        )
+    out = np.subtract(x, mid.astype(np.float32), out=out, dtype=np.float32)
     out *= gain.astype(np.float32)
     np.clip(out, -1.0, 1.0, out=out)
     return out

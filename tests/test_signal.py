@@ -144,6 +144,16 @@ def test_minmax_scale_range_flat_and_input_untouched():
     np.testing.assert_allclose(np.corrcoef(x[0, 0], y[0, 0])[0, 1], 1.0, atol=1e-6)
 
 
+def test_minmax_scale_in_place():
+    x = np.random.default_rng(1).standard_normal((2, 3, 50)).astype(np.float32)
+    expect = minmax_scale(x)
+    y = minmax_scale(x, out=x)
+    assert y is x
+    np.testing.assert_array_equal(x, expect)
+    with pytest.raises(ValueError, match=r"out must be a float32 array of shape \(2, 3, 50\); got float64"):
+        minmax_scale(x, out=np.zeros((2, 3, 50)))
+
+
 def test_minmax_scale_nan_names_where():
     x = np.zeros((3, 2, 100), np.float32)
     x[2, 1, 50] = np.nan
