@@ -372,7 +372,8 @@ def render_epoch_reference(x_scaled: np.ndarray, settings: RenderSettings = Rend
     Same layout and stroke width (in output pixels) as :func:`render_epoch`: the figure is
     ``size * supersample`` pixels square, axes fill it with limits in output-pixel coordinates, and
     the result is area-downsampled by ``supersample``. No global matplotlib state is touched
-    (``rc_context`` pins the few rc values that affect the drawing).
+    (``rc_context`` pins the few rc values that affect the drawing). Channel labels, when set, are
+    drawn with the same PIL text call as the fast renderer, so a comparison isolates the waveforms.
 
     Parameters
     ----------
