@@ -8,8 +8,8 @@ ISRUC's on-disk format and read back through the real reader) with both renderer
 epochs/s, the ratio, and their agreement (mean absolute pixel difference, SSIM); it writes
 ``side_by_side.png`` (fast | reference | |difference| inverted, so white = identical) to --out.
 Part 2 times ``render.build.build_dataset`` on that whole night with --num-proc workers in a
-child process: wall time and peak resident memory (sampled sum over the process tree, and the
-largest single process from getrusage). Figures are plain lines, then one JSON line (also written
+child process: wall time and peak memory (PSS and RSS summed over the process tree, sampled, and
+the largest single process's RSS from getrusage). Figures are plain lines, then one JSON line (also written
 to --out/benchmark_render.json with provenance). Timings on a shared machine are pessimistic.
 """
 
@@ -49,26 +49,33 @@ def _timed(fn, xs, settings) -> tuple[list[np.ndarray], float, float]:
     return imgs, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _peak_tree_rss(proc: subprocess.Popen, interval_s: float = 0.05) -> int:
-    """Poll the RSS summed over ``proc`` and its children until it exits; returns the peak, bytes."""
+def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[int, int]:
+    """Poll ``proc`` and its children until it exits; returns the peaks of (summed RSS, summed PSS).
+
+    RSS counts pages shared between processes (a memory-mapped epoch file read by two workers) once
+    per process, so its sum overstates; PSS splits shared pages between their users (Linux only;
+    0 where unavailable).
+    """
     import psutil
 
-    peak = 0
+    peak_rss = peak_pss = 0
     try:
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
-            total = 0
+            rss = pss = 0
             for p in [root, *root.children(recursive=True)]:
                 try:
-                    total += p.memory_info().rss
+                    info = p.memory_full_info()
+                    rss += info.rss
+                    pss += getattr(info, "pss", 0)
                 except psutil.Error:
                     pass
-            peak = max(peak, total)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(interval_s)
     except psutil.Error:
         pass
     proc.wait()
-    return peak
+    return peak_rss, peak_pss
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(REPO), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-            peak_tree = _peak_tree_rss(proc)
+            peak_tree, peak_pss = _peak_tree_memory(proc)
             wall = time.perf_counter() - t0
             stdout, stderr = proc.stdout.read(), proc.stderr.read()
             max_single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
@@ -211,12 +218,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dataset build, {args.num_proc} workers: {wall:.1f} s wall for the process "
                       f"(build_dataset itself {inner['build_s']:.1f} s, with imports {inner['with_imports_s']:.1f} s), "
                       f"{n_rows} images")
-                print(f"peak RSS: {peak_tree / 2**30:.2f} GiB summed over the process tree (sampled), "
-                      f"{max_single / 2**30:.2f} GiB largest single process"
+                print(f"peak memory: {peak_pss / 2**30:.2f} GiB PSS / {peak_tree / 2**30:.2f} GiB RSS summed over "
+                      f"the process tree (sampled every 0.1 s), {max_single / 2**30:.2f} GiB RSS of the largest "
+                      f"single process"
                       + ("" if before == 0 else " (getrusage max includes earlier children)"))
                 res["part2"] = {"num_proc": args.num_proc, "wall_s": round(wall, 2),
                                 "build_s": inner["build_s"], "with_imports_s": round(inner["with_imports_s"], 2),
-                                "peak_rss_tree_gib": round(peak_tree / 2**30, 3),
+                                "peak_rss_tree_gib": round(peak_tree / 2**30, 3), "peak_pss_tree_gib": round(peak_pss / 2**30, 3),
                                 "peak_rss_single_gib": round(max_single / 2**30, 3), "images": n_rows}
 
     res["provenance"] = provenance()
