@@ -153,6 +153,8 @@ def _layout(n_chans: int, settings: RenderSettings) -> _Layout:
 
 
 def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings, dtype=np.float64) -> np.ndarray:
+    if not isinstance(settings, RenderSettings):
+        raise ValueError(f"settings must be a RenderSettings; got {type(settings).__name__} {settings!r}")
     x = np.asarray(x_scaled)
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] < 2:
         raise ValueError(f"x_scaled must have shape (n_chans >= 1, n_times >= 2); got {x.shape}")

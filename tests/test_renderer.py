@@ -161,6 +161,8 @@ def test_bad_epochs_rejected():
         render_epoch(np.zeros((2, 100)), RenderSettings(line_colors=("red",)))
     with pytest.raises(ValueError, match=r"200 channels in 336 px"):
         render_epoch(np.zeros((200, 100)), s)
+    with pytest.raises(ValueError, match=r"settings must be a RenderSettings; got dict"):
+        render_epoch(np.zeros((2, 100)), {"size": 336})
     with pytest.raises(ValueError, match=r"no colour for modalities \['XYZ'\]"):
         colors_for_modalities(["EEG", "XYZ"])
     with pytest.raises(ValueError, match=r"unknown render settings \['dpi'\]"):
