@@ -65,6 +65,11 @@ def test_clean_train_corrupted_test_reproducible(edf_dir, tmp_path):
     samples = [json.loads(s) for s in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
     changed = {s["subject"] for s in samples if s["probs_clean"] != s["probs_corrupted"]}
     assert changed == set(a["affected"]["subjects"])
+    from evals.suites.report import run_report
+
+    run_report([tmp_path / "a"], tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "## Robustness (clean-train)" in md and "| Acc |" in md and "metrics_clean_vs_corrupted" in md
 
 
 def test_train_corrupted_runs_recipe_command(edf_dir, tmp_path):
@@ -111,5 +116,10 @@ def test_channel_loss_blank_and_rerender(edf_dir, tmp_path):
     again = run_channel_loss(predictor(), fmt="generic", input=edf_dir, out=tmp_path / "cl2", drops=[["EOG"]],
                              n_boot=30)
     assert json.dumps(res["tables"][:2], sort_keys=True) == json.dumps(again["tables"], sort_keys=True)
+    from evals.suites.report import run_report
+
+    run_report([tmp_path / "cl"], tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| EOG | blank |" in md and "| C3+C4 | rerender |" in md
     with pytest.raises(ValueError, match="channel 'Pz' not available"):
         run_channel_loss(predictor(), fmt="generic", input=edf_dir, out=tmp_path / "x", drops=[["Pz"]])
