@@ -199,14 +199,18 @@ def main(argv: list[str] | None = None) -> int:
                     f"num_proc={args.num_proc}, split='none', progress=False); "
                     "print(json.dumps({'build_s': meta.get('build_s'), "
                     "'with_imports_s': time.perf_counter() - t0}))")
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            before = ru0.ru_maxrss
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, "-c", code], cwd=str(REPO), stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
             peak_tree, peak_pss = _peak_tree_memory(proc)
             wall = time.perf_counter() - t0
             stdout, stderr = proc.stdout.read(), proc.stderr.read()
-            max_single = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+            ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            max_single = ru1.ru_maxrss * 1024  # KiB on Linux
+            # CPU of the build process and its workers: on an idle 2-core machine wall >= cpu / 2.
+            cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
             if proc.returncode != 0:
                 print(f"dataset build FAILED (exit {proc.returncode}):\n{stderr[-2000:]}")
                 res["part2"] = {"failed": stderr[-2000:]}
@@ -217,13 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                 n_rows = sum(len(d) for d in datasets.load_from_disk(str(ds_out)).values())
                 print(f"dataset build, {args.num_proc} workers: {wall:.1f} s wall for the process "
                       f"(build_dataset itself {inner['build_s']:.1f} s, with imports {inner['with_imports_s']:.1f} s), "
-                      f"{n_rows} images")
+                      f"{n_rows} images; {cpu:.1f} CPU-s over all its processes (load average now "
+                      f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
                 print(f"peak memory: {peak_pss / 2**30:.2f} GiB PSS / {peak_tree / 2**30:.2f} GiB RSS summed over "
                       f"the process tree (sampled every 0.1 s), {max_single / 2**30:.2f} GiB RSS of the largest "
                       f"single process"
                       + ("" if before == 0 else " (getrusage max includes earlier children)"))
                 res["part2"] = {"num_proc": args.num_proc, "wall_s": round(wall, 2),
-                                "build_s": inner["build_s"], "with_imports_s": round(inner["with_imports_s"], 2),
+                                "build_s": inner["build_s"], "with_imports_s": round(inner["with_imports_s"], 2), "cpu_s": round(cpu, 2),
+                                "load_average": round(os.getloadavg()[0], 2),
                                 "peak_rss_tree_gib": round(peak_tree / 2**30, 3), "peak_pss_tree_gib": round(peak_pss / 2**30, 3),
                                 "peak_rss_single_gib": round(max_single / 2**30, 3), "images": n_rows}
 
