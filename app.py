@@ -180,7 +180,7 @@ def _stats_rows(result) -> list[list[str]]:
     return [[a[0], a[1], b[1]] for a, b in zip(pred, exp)]
 
 
-def _agreement_md(title: str, truth, pred) -> str:
+def _agreement_md(title: str, truth, pred, rows: str = "expert", cols: str = "model") -> str:
     from psgvlm.metrics import stage_metrics
 
     truth = np.asarray(truth)
@@ -190,7 +190,7 @@ def _agreement_md(title: str, truth, pred) -> str:
     lines = [f"**{title}** ({m['n_epochs']} epochs, {m['n_unscored']} unscored left out): "
              f"accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
              f"Cohen's kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}", "",
-             "| rows: first, columns: second | " + " | ".join(STAGES) + " |",
+             f"| {rows} ↓ / {cols} → | " + " | ".join(STAGES) + " |",
              "|---|" + "---|" * len(STAGES)]
     for name, row in zip(STAGES, m["confusion"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
@@ -199,7 +199,7 @@ def _agreement_md(title: str, truth, pred) -> str:
 
 def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
               min_duration_s: float = MIN_DURATION_S, max_duration_s: float = MAX_DURATION_S,
-              session_ttl_s: float = SESSION_TTL_S, workdir=None):
+              session_ttl_s: float = SESSION_TTL_S, workdir=None, example=None, example_hypnogram=None):
     """The Gradio Blocks app.
 
     Parameters
@@ -214,6 +214,8 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         Idle time after which a session's files are deleted.
     workdir : path-like, optional
         Root of the per-session folders (default a fresh temporary folder).
+    example, example_hypnogram : path-like, optional
+        A recording (and hypnogram) every new page opens with, staged: for demos and screenshots.
 
     Returns
     -------
@@ -252,11 +254,12 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
     # -- events -------------------------------------------------------------------------------
     def load(rec_file, hyp_file, state, request: gr.Request):
         """Validate and keep the upload; propose a channel per band."""
-        sess = _session(state, request)
-        folder = Path(sess.dir)
         if rec_file is None:
             raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
-        rec_path = Path(rec_file)
+        return _accept(Path(rec_file), hyp_file, _session(state, request), discard=True)
+
+    def _accept(rec_path: Path, hyp_file, sess: Session, *, discard: bool):
+        folder = Path(sess.dir)
         try:
             header = validate_recording_upload(rec_path, name=rec_path.name, max_bytes=max_bytes,
                                                min_duration_s=min_duration_s, max_duration_s=max_duration_s)
@@ -276,9 +279,10 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         except (ValueError, OSError) as err:
             raise gr.Error(f"Could not read this file: {_safe(err, folder)}") from None
         finally:
-            _discard_upload(rec_path)
-            if hyp_file is not None:
-                _discard_upload(hyp_file)
+            if discard:
+                _discard_upload(rec_path)
+                if hyp_file is not None:
+                    _discard_upload(hyp_file)
         # Auto-detect from the header alone (cheap); the full read happens when staging.
         from psgvlm.recording import Channel, Recording
         from psgvlm.stage import auto_channels
@@ -330,17 +334,20 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
             ref = yasa_reference(rec, result.n_epochs) if with_yasa else None
         except (UploadError, ValueError, OSError, KeyError) as err:
             raise gr.Error(f"Could not stage this recording: {_safe(err, folder)}") from None
-        sess = replace(sess, result=result, yasa=ref)
+        return _present(replace(sess, result=result, yasa=ref), paths)
+
+    def _present(sess, paths):
+        """UI values for a staged session: state, status, plot, statistics, agreement, files, slider."""
+        result, ref = sess.result, sess.yasa
         agreement = []
         if result.expert is not None:
-            agreement.append(_agreement_md("Expert hypnogram (first) vs model (second)", result.expert,
-                                           result.stages))
+            agreement.append(_agreement_md("Model vs expert hypnogram", result.expert, result.stages))
         if ref is not None:
             ref_stages = ref["probs"].argmax(1)
             agreement.append(f"YASA reference: {ref['classifier']}, channels {ref['channels']}.")
-            agreement.append(_agreement_md("YASA (first) vs model (second)", ref_stages, result.stages))
+            agreement.append(_agreement_md("Model vs YASA", ref_stages, result.stages, "YASA", "model"))
             if result.expert is not None:
-                agreement.append(_agreement_md("Expert (first) vs YASA (second)", result.expert, ref_stages))
+                agreement.append(_agreement_md("YASA vs expert", result.expert, ref_stages, "expert", "YASA"))
         if not agreement:
             agreement.append("Upload an expert hypnogram or tick the YASA reference to see agreement.")
         flat = [b for b, m in zip(result.bands, result.channel_map) if m is None]
@@ -352,13 +359,40 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         return [sess, status, str(paths["hypnogram.png"]), _stats_rows(result), "\n\n".join(agreement), files,
                 slider]
 
-    def epoch_view(state, epoch, with_attribution):
+    # The example (demos, screenshots) is staged once at start-up; each page gets its own copy.
+    example_cache: dict = {}
+    if example is not None:
+        folder = store.root / "example"
+        folder.mkdir(parents=True, exist_ok=True)
+        validate_recording_upload(example, max_bytes=max_bytes, min_duration_s=min_duration_s,
+                                  max_duration_s=max_duration_s)
+        rec = read_input(example, example_hypnogram)
+        with model_lock:
+            example_cache["result"] = stage_recording(rec, run_dir=run_dir, predictor=predictor,
+                                                      epochs_path=folder / "epochs.npy")
+        example_cache["paths"] = write_outputs(example_cache["result"], folder / "outputs")
+        example_cache["labels"] = rec.ch_names
+        del rec
+
+    def _example_session(request) -> Session:
+        """A session holding its own copy of the staged example (so the epoch viewer works on it)."""
+        sess = _session(None, request)
+        folder = Path(sess.dir)
+        _delete_session_files(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(example_cache["result"].epochs_path, folder / "epochs.npy")
+        result = replace(example_cache["result"], epochs_path=str(folder / "epochs.npy"))
+        return replace(sess, labels=example_cache["labels"], result=result)
+
+    def epoch_view(state, epoch, with_attribution, request: gr.Request):
         """The rendered image of one epoch, its stage probabilities and (on request) attribution."""
         sess = state
+        if (sess is None or sess.result is None) and example_cache:
+            sess = _example_session(request)  # the page still shows the example
         if sess is None or sess.result is None:
             raise gr.Error("Stage a recording first.")
         with store.busy(sess.dir):
-            return _epoch_in(sess, int(epoch), with_attribution)
+            return [sess, *_epoch_in(sess, int(epoch), with_attribution)]
 
     def _epoch_in(sess, k, with_attribution):
         result = sess.result
@@ -395,6 +429,22 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         store.delete(request.session_hash)
 
     # -- layout -------------------------------------------------------------------------------
+    # Initial page values: the staged example (instant, identical for everyone: it is synthetic), or empty.
+    init = {"status": "Upload a recording to begin. Files are validated on the server and deleted when you "
+                      "close the page.", "hypno": None, "stats": None, "agreement": "", "files": None,
+            "epoch": 0, "epoch_max": 1, "img": None, "probs": None, "text": "", "labels": [],
+            "mapping": [None] * len(bands)}
+    if example_cache:
+        ex = Session(dir=str(store.root / "example"), labels=example_cache["labels"], result=example_cache["result"])
+        _, ex_status, init["hypno"], init["stats"], init["agreement"], init["files"], _ = _present(
+            ex, example_cache["paths"])
+        res = ex.result
+        k = int(np.argmax(res.stages == 4)) if (res.stages == 4).any() else res.n_epochs // 2
+        init["img"], init["probs"], init["text"] = _epoch_in(ex, k, False)
+        init.update(epoch=k, epoch_max=max(res.n_epochs - 1, 1), labels=ex.labels, mapping=res.channel_map,
+                    status="**Example**: a synthetic night (no real patient), already staged. Upload a recording "
+                           "to stage your own. " + ex_status)
+
     with gr.Blocks(title=TITLE, delete_cache=CACHE_SWEEP) as demo:
         state = gr.State(None, time_to_live=session_ttl_s,
                          delete_callback=lambda s: s is not None and store.delete_dir(s.dir))
@@ -407,33 +457,33 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
                                          "one label per line; EDF+; NSRR XML)", type="filepath")
                 load_btn = gr.Button("Check file", variant="secondary")
             with gr.Column(scale=3):
-                status = gr.Markdown("Upload a recording to begin. Files are validated on the server and "
-                                     "deleted when you close the page.")
+                status = gr.Markdown(init["status"])
                 gr.Markdown("**Channels**: the model draws one band per channel below (top to bottom); "
                             "each was auto-detected from the file, change it if needed ('-' = leave flat).")
                 with gr.Row():
-                    dropdowns = [gr.Dropdown(choices=[NO_CHANNEL], value=NO_CHANNEL,
+                    dropdowns = [gr.Dropdown(choices=[NO_CHANNEL, *init["labels"]], value=m or NO_CHANNEL,
                                              label=f"{b} ({modalities.get(b, '?')})", min_width=110)
-                                 for b in bands]
+                                 for b, m in zip(bands, init["mapping"])]
                 with_yasa = gr.Checkbox(label="Also run YASA's pretrained stager as a reference", value=False)
                 stage_btn = gr.Button("Stage", variant="primary")
-        hypno = gr.Image(label="Hypnogram and hypnodensity", type="filepath", interactive=False)
+        hypno = gr.Image(init["hypno"], label="Hypnogram and hypnodensity", type="filepath", interactive=False)
         with gr.Row():
-            stats = gr.Dataframe(headers=["Statistic", "Model", "Expert"], label="Sleep statistics",
-                                 interactive=False)
+            stats = gr.Dataframe(init["stats"], headers=["Statistic", "Model", "Expert"], label="Sleep statistics",
+                                 interactive=False, max_height=720)
             with gr.Column():
-                agreement = gr.Markdown()
-                files = gr.File(label="Downloads", file_count="multiple", interactive=False)
+                agreement = gr.Markdown(init["agreement"])
+                files = gr.File(init["files"], label="Downloads", file_count="multiple", interactive=False)
         gr.Markdown("### Epoch viewer")
         with gr.Row():
             with gr.Column(scale=1):
-                epoch = gr.Slider(0, 1, value=0, step=1, label="Epoch", interactive=False)
+                epoch = gr.Slider(0, init["epoch_max"], value=init["epoch"], step=1, label="Epoch",
+                                  interactive=bool(example_cache))
                 with_attr = gr.Checkbox(label="Show attribution heatmap (patch occlusion; slower)", value=False)
                 show_btn = gr.Button("Show epoch")
-                epoch_text = gr.Markdown()
-                epoch_probs = gr.Label(label="Stage probabilities", num_top_classes=5)
+                epoch_text = gr.Markdown(init["text"])
+                epoch_probs = gr.Label(init["probs"], label="Stage probabilities", num_top_classes=5)
             with gr.Column(scale=1):
-                epoch_img = gr.Image(label="Rendered epoch (336x336, the model's input)", type="filepath",
+                epoch_img = gr.Image(init["img"], label="Rendered epoch (336x336, the model's input)", type="filepath",
                                      interactive=False, height=360)
 
         load_inputs = [rec_file, hyp_file, state]
@@ -443,7 +493,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         stage_btn.click(stage, [state, with_yasa, *dropdowns],
                         [state, status, hypno, stats, agreement, files, epoch],
                         api_name="stage", concurrency_limit=1, concurrency_id="model")
-        show_btn.click(epoch_view, [state, epoch, with_attr], [epoch_img, epoch_probs, epoch_text],
+        show_btn.click(epoch_view, [state, epoch, with_attr], [state, epoch_img, epoch_probs, epoch_text],
                        api_name="epoch", concurrency_limit=1, concurrency_id="model")
         demo.unload(unload)
     demo.queue(default_concurrency_limit=1)
@@ -486,12 +536,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-file-mb", type=float, default=MAX_BYTES / 1024**2, help="upload size limit, MiB")
+    parser.add_argument("--example", help="recording every new page opens with, already staged (demos)")
+    parser.add_argument("--example-hypnogram", help="expert hypnogram for --example")
     args = parser.parse_args(argv)
+    for name in ("example", "example_hypnogram"):
+        value = getattr(args, name)
+        if value and not Path(value).is_file():
+            print(f"app.py: --{name.replace('_', '-')} {value!r} is not a file", file=sys.stderr)
+            return 2
     if args.run and not Path(args.run).is_dir():
         print(f"app.py: --run {args.run!r} is not a directory", file=sys.stderr)
         return 2
     max_bytes = int(args.max_file_mb * 1024**2)
-    demo, _ = build_app(args.run, max_bytes=max_bytes)
+    demo, _ = build_app(args.run, max_bytes=max_bytes, example=args.example,
+                        example_hypnogram=args.example_hypnogram)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False)
     return 0
 

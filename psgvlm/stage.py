@@ -478,8 +478,9 @@ def plot_hypnogram(result: StageResult, path) -> None:
     for ax, (title, codes) in zip(axes, rows):
         y = np.array([level.get(int(c), np.nan) for c in codes], dtype=float)
         ax.stairs(y, edges, baseline=None, color="black", linewidth=1.0)
-        rem = np.ma.masked_where(np.asarray(codes) != 4, y)
-        ax.stairs(rem, edges, baseline=None, color="tab:red", linewidth=2.5)
+        is_rem = np.asarray(codes) == 4  # REM drawn thick red, as sleep reports do
+        ax.hlines(np.full(is_rem.sum(), 3.0), edges[:-1][is_rem], edges[1:][is_rem], color="tab:red",
+                  linewidth=2.5)
         ax.set_yticks([4, 3, 2, 1, 0], ["W", "REM", "N1", "N2", "N3"])
         ax.set_ylim(-0.5, 4.5)
         ax.set_ylabel(title)

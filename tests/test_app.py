@@ -168,7 +168,7 @@ def test_real_sleepedf_with_expert_hypnogram_and_yasa(served, real_data_dir):
     assert "Recording accepted" in status and "Fpz-Cz" in channels
     st_status, _, stats, agreement, downloads, _ = result
     assert "Staged 10 epochs" in st_status
-    assert "YASA" in agreement and "Expert hypnogram" in agreement
+    assert "Model vs YASA" in agreement and "Model vs expert hypnogram" in agreement and "YASA vs expert" in agreement
     tsv = next(Path(f) for f in downloads if Path(f).name == "hypnogram.tsv").read_text().splitlines()
     assert len(tsv) == 11
     client.close()
