@@ -130,7 +130,7 @@ def plot_training_loss(train_log, path, title: str = "") -> Path | None:
     train_log = Path(train_log)
     if not train_log.exists():
         return None
-    steps, losses, esteps, elosses = [], [], [], []
+    steps, losses, esteps, elosses, ksteps, kappas = [], [], [], [], [], []
     for line in train_log.read_text(encoding="utf-8").splitlines():
         if not line.strip():
             continue
@@ -142,6 +142,9 @@ def plot_training_loss(train_log, path, title: str = "") -> Path | None:
         if "eval_loss" in rec:
             esteps.append(step)
             elosses.append(rec["eval_loss"])
+        if "val_kappa" in rec:
+            ksteps.append(step)
+            kappas.append(rec["val_kappa"])
     if not losses and not elosses:
         return None
     fig = _figure(6, 3.5)
@@ -152,7 +155,12 @@ def plot_training_loss(train_log, path, title: str = "") -> Path | None:
         ax.plot(esteps, elosses, "o-", label="eval loss", lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
+    if kappas:  # the recipes log validation kappa at each scoring
+        ax2 = ax.twinx()
+        ax2.plot(ksteps, kappas, "s--", color="tab:green", lw=1, label="validation kappa")
+        ax2.set_ylabel("kappa")
+        ax2.legend(fontsize=8, loc="upper right")
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
 

@@ -8,6 +8,8 @@ scikit-learn.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from psgvlm.stages import N_STAGES, STAGES, UNSCORED
@@ -42,7 +44,9 @@ def scores_from_confusion(cm) -> dict[str, np.ndarray]:
     support = cm.sum(-1)
     predicted = cm.sum(-2)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # classes absent from a (resampled) night give NaN and are left out; silence numpy's empty-slice warnings
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         acc = tp.sum(-1) / n
         recall = np.where(support > 0, tp / support, np.nan)
         f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), np.nan)
@@ -134,7 +138,9 @@ def _resample_weights(n_subjects: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def _interval(values: np.ndarray, alpha: float) -> list[float | None]:
-    lo, hi = np.nanpercentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    with warnings.catch_warnings():  # a class absent from every resample has no interval (None)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo, hi = np.nanpercentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
     return [None if np.isnan(lo) else float(lo), None if np.isnan(hi) else float(hi)]
 
 

@@ -72,6 +72,8 @@ def test_metrics_suite_cli_several_seeds(tmp_path):
         y, p, s = noisy(seed)
         runs.append(str(write_run(tmp_path / f"run{seed}", labels=y, preds=p, subjects=s.tolist(),
                                   name="psg-llava", seed=seed)))
+    log = [{"step": k, "epoch": 0, "loss": 2.0 / (k + 1)} for k in range(1, 6)] + [{"step": 5, "val_kappa": 0.4}]
+    (tmp_path / "run0" / "train_log.jsonl").write_text("".join(json.dumps(x) + "\n" for x in log))
     y, p, s = noisy(9, acc=0.4)
     runs.append(str(write_run(tmp_path / "base", labels=y, preds=p, subjects=s.tolist(), name="resnet", seed=0)))
     out = tmp_path / "res"
@@ -89,6 +91,7 @@ def test_metrics_suite_cli_several_seeds(tmp_path):
     assert len(r0["per_subject"]) == 8 and r0["ci"]["unit"] == "subject"
     assert len((out / "samples.jsonl").read_text().splitlines()) == 3 * 600
     assert (out / "confusion_0_psg-llava_isruc.png").stat().st_size > 1000
+    assert (out / "training_loss_0_psg-llava.png").exists() and not (out / "training_loss_2_resnet.png").exists()
     assert len(list(out.glob("hypnogram_*.png"))) == 9 and len(list(out.glob("hypnodensity_*.png"))) == 9
 
 
