@@ -108,61 +108,92 @@ def resolve_channels(rec, channels: list[str] | None, fmt: str) -> list[str]:
     return list(pick_default_channels(rec))
 
 
-def render_recording(rec, *, channels: list[str], sfreq: float, settings, pool=None, n_chunks: int = 1,
-                     progress: bool = True):
-    """Render one recording's scored epochs; returns (rows, dropped, summary).
+def cut_recording(rec, *, channels: list[str], sfreq: float):
+    """Resampled 30-s epochs of ``channels`` and the recording's summary for ``meta.json``.
+
+    Returns ``(x (n_epochs, n_chans, n_times) float32 raw units, stages or None, starts_s, summary)``;
+    the caller may drop ``rec`` afterwards (the night's signals are the largest thing in memory).
+    """
+    import warnings as _w
+
+    from psgvlm.signal import epochs_from_recording, resample_plan
+
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        x, stages, starts_s = epochs_from_recording(rec, channels, sfreq)
+    for w in caught:  # shown once to the user and kept in meta.json
+        _w.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    summary = {
+        "recording": rec.recording, "subject": rec.subject, "dataset": rec.dataset, "source": rec.source,
+        "meta": rec.meta,
+        "channels": {c: {"name": rec.channel(c).name, "sfreq": rec.channel(c).sfreq,
+                         "modality": rec.channel(c).modality} for c in channels},
+        "resample": resample_plan(rec, channels, sfreq),
+        "warnings": [str(w.message) for w in caught],
+        "n_epochs": int(len(x)),
+        "stage_counts": stage_counts(stages) if stages is not None else {},
+        "pairing": rec.pairing,
+    }
+    return x, stages, starts_s, summary
+
+
+def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, pool=None, n_chunks: int = 1,
+                progress: bool = True):
+    """Render cut epochs to dataset rows; returns ``(rows, dropped)``.
 
     Unscored epochs are dropped with reason ``unscored``; unlabelled recordings keep every epoch
-    with label None (they can be staged but not trained on).
+    with label None (they can be staged but not trained on). ``x`` is scaled in place.
     """
     from tqdm.auto import tqdm
 
-    from psgvlm.signal import epochs_from_recording, minmax_scale
+    from psgvlm.signal import minmax_scale
 
-    x, stages, starts_s = epochs_from_recording(rec, channels, sfreq)
     n_total = len(x)
-    if stages is None:
-        keep = np.arange(n_total)
-    else:
-        keep = np.flatnonzero(stages != UNSCORED)
-    dropped = [{"recording": rec.recording, "epoch": int(i), "start_s": float(starts_s[i]), "reason": "unscored"}
-               for i in np.setdiff1d(np.arange(n_total), keep)]
-    x = minmax_scale(x[keep])
+    keep = np.arange(n_total) if stages is None else np.flatnonzero(stages != UNSCORED)
+    dropped = [{"recording": summary["recording"], "epoch": int(i), "start_s": float(starts_s[i]),
+                "reason": "unscored"} for i in np.setdiff1d(np.arange(n_total), keep)]
+    if len(keep) < n_total:
+        x = x[keep]
+    x = minmax_scale(x, out=x)
     images: list[bytes] = []
     if len(x):
         with tempfile.TemporaryDirectory(prefix="psgvlm-render-") as tmp:
+            # workers read the epochs from a memory map instead of receiving pickled copies
             path = os.path.join(tmp, "epochs.npy")
             np.save(path, x)
+            shape = x.shape
             del x
             bounds = np.linspace(0, len(keep), max(1, n_chunks) + 1).astype(int)
-            jobs = [(path, (len(keep), len(channels), int(round(sfreq * rec.epoch_s))), int(lo), int(hi), settings)
-                    for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+            jobs = [(path, shape, int(lo), int(hi), settings) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
             results = pool.map(_render_chunk, jobs) if pool is not None else map(_render_chunk, jobs)
-            with tqdm(total=len(keep), desc=f"render {rec.recording}", unit="epoch", disable=not progress,
+            with tqdm(total=len(keep), desc=f"render {summary['recording']}", unit="epoch", disable=not progress,
                       leave=False) as bar:
                 for chunk in results:
                     images.extend(chunk)
                     bar.update(len(chunk))
     labels = stages[keep] if stages is not None else None
+    n = len(keep)
     rows = {
         "image": [{"bytes": b, "path": None} for b in images],
-        "label": [int(v) for v in labels] if labels is not None else [None] * len(keep),
-        "stage": [STAGES[int(v)] for v in labels] if labels is not None else [""] * len(keep),
-        "subject": [rec.subject] * len(keep),
-        "recording": [rec.recording] * len(keep),
+        "label": [int(v) for v in labels] if labels is not None else [None] * n,
+        "stage": [STAGES[int(v)] for v in labels] if labels is not None else [""] * n,
+        "subject": [summary["subject"]] * n,
+        "recording": [summary["recording"]] * n,
         "epoch": [int(i) for i in keep],
         "start_s": [float(starts_s[i]) for i in keep],
-        "dataset": [rec.dataset] * len(keep),
-        "channels": [",".join(channels)] * len(keep),
+        "dataset": [summary["dataset"]] * n,
+        "channels": [",".join(channels)] * n,
     }
-    summary = {
-        "recording": rec.recording, "subject": rec.subject, "source": rec.source, "meta": rec.meta,
-        "channels": {c: {"name": rec.channel(c).name, "sfreq": rec.channel(c).sfreq,
-                         "modality": rec.channel(c).modality} for c in channels},
-        "n_epochs": int(n_total), "n_images": int(len(keep)),
-        "stage_counts": stage_counts(stages) if stages is not None else {},
-        "pairing": rec.pairing,
-    }
+    summary["n_images"] = n
+    return rows, dropped
+
+
+def render_recording(rec, *, channels: list[str], sfreq: float, settings, pool=None, n_chunks: int = 1,
+                     progress: bool = True):
+    """Cut and render one recording; returns ``(rows, dropped, summary)`` (see :func:`render_rows`)."""
+    x, stages, starts_s, summary = cut_recording(rec, channels=channels, sfreq=sfreq)
+    rows, dropped = render_rows(x, stages, starts_s, summary, channels=channels, settings=settings, pool=pool,
+                                n_chunks=n_chunks, progress=progress)
     return rows, dropped, summary
 
 
@@ -283,8 +314,11 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                     c.modality == "EEG" for c in rec.channels) else max(c.sfreq for c in rec.channels)
                 run_settings["sfreq"] = target
             rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
-            rows, dropped, summary = render_recording(rec, channels=chans, sfreq=target, settings=rec_settings,
-                                                      pool=pool, n_chunks=4 * num_proc, progress=progress)
+            x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=target)
+            del rec  # the raw night is no longer needed while rendering
+            rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
+                                        pool=pool, n_chunks=4 * num_proc, progress=progress)
+            del x
             tmp = shard.with_name(shard.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             datasets.Dataset.from_dict(rows, features=features()).save_to_disk(str(tmp))
