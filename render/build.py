@@ -249,6 +249,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     from render.renderer import RENDERER_VERSION, RenderSettings
 
     t0 = time.perf_counter()
+    if not progress:
+        datasets.disable_progress_bars()
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose from {sorted(READERS)}")
     if split not in SPLIT_KINDS:
