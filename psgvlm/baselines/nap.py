@@ -310,3 +310,41 @@ def load(run_dir) -> NAP:
     model = NAP(config=NAPConfig(**read_json(run_dir / "model_config.json")))
     model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
     return model.eval()
+
+
+def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: int = 400, lr: float = 3e-3,
+              batch_size: int = 16, min_len: int = 10, max_len: int = 60, adaptive: bool = True,
+              seed: int = 0, class_weight=None, desc: str = "NAP") -> tuple[NAP, list[float]]:
+    """Train NAP on ``data`` (dicts with ``probs`` (C, T, P, 5) and ``labels`` (T,)) with dimension-adaptive batches."""
+    from psgvlm.baselines.common import train_loop
+    from psgvlm.stages import UNSCORED
+
+    if not data:
+        raise ValueError("NAP needs at least one training recording")
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = NAP(config=config)
+
+    def step(_):
+        p, av, y = nap_batch(data, avail, rng, batch_size=batch_size, min_len=min_len, max_len=max_len,
+                             adaptive=adaptive)
+        logits = model(p, av)
+        return F.cross_entropy(logits.reshape(-1, N_STAGES), y.reshape(-1), weight=class_weight,
+                               ignore_index=UNSCORED)
+
+    model.train()
+    losses = train_loop(model.parameters(), step, steps=steps, lr=lr, weight_decay=1e-4, desc=desc)
+    return model.eval(), losses
+
+
+@torch.no_grad()
+def predict_nap(model: NAP, probs: np.ndarray, avail: np.ndarray, channels=None, predictors=None) -> np.ndarray:
+    """NAP hypnodensity (T, 5) of one recording ``probs`` (C, T, P, 5) on a subset of channels/predictors."""
+    ch = np.arange(probs.shape[0]) if channels is None else np.asarray(channels)
+    pr = np.arange(probs.shape[2]) if predictors is None else np.asarray(predictors)
+    sub = avail[np.ix_(ch, pr)]
+    ch, pr = ch[sub.any(1)], pr[sub.any(0)]
+    if len(ch) == 0 or len(pr) == 0:
+        raise ValueError("the chosen channels and predictors share no available stream")
+    p = torch.from_numpy(np.ascontiguousarray(probs[np.ix_(ch, np.arange(probs.shape[1]), pr)]))[None]
+    return torch.softmax(model(p, torch.from_numpy(avail[np.ix_(ch, pr)])), -1)[0].numpy()

@@ -165,10 +165,11 @@ class SDreamer(nn.Module):
             out["mix"] = self.heads["mix"](h)
         return out
 
-    def loss(self, out: dict, labels):
+    def loss(self, out: dict, labels, class_weight=None):
         """CE on the mixed pathway (or the only one present) + self-distillation to the unimodal ones.
 
-        ``labels`` (B, K) int with UNSCORED (-1) ignored. Returns (loss, parts dict of floats).
+        ``labels`` (B, K) int with UNSCORED (-1) ignored; ``class_weight`` (5,) optional CE weights.
+        Returns (loss, parts dict of floats).
         """
         c = self.config
         y = labels.reshape(-1)
@@ -176,7 +177,9 @@ class SDreamer(nn.Module):
         parts = {}
 
         def ce(logits):
-            return F.cross_entropy(logits.reshape(-1, N_STAGES)[keep], y[keep]) if keep.any() else logits.sum() * 0
+            if not keep.any():
+                return logits.sum() * 0
+            return F.cross_entropy(logits.reshape(-1, N_STAGES)[keep], y[keep], weight=class_weight)
 
         if "mix" not in out:  # a single modality: plain supervised training of that pathway
             (m,) = out

@@ -97,3 +97,71 @@ def yasa_streams(rec, eeg_channels=None) -> dict[str, np.ndarray]:
     if not chans:
         raise ValueError(f"recording {rec.recording!r} has no EEG channel; present: {rec.modalities}")
     return {c: yasa_hypnodensity(rec, c) for c in chans}
+
+
+def write_yasa_run(recordings, out, *, eeg_channels=None) -> dict:
+    """Run YASA per EEG channel on ``recordings`` and write ``OUT/channels/<ch>/predictions.jsonl``.
+
+    Every recording must have the same EEG channels (or hold all of ``eeg_channels``). Returns
+    ``{channel: metrics}``.
+    """
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from psgvlm.predictions import make_rows, write_predictions
+    from psgvlm.provenance import provenance, write_json_atomic
+
+    out = Path(out)
+    rows: dict[str, list] = {}
+    chans = None
+    for rec in tqdm(recordings, desc="YASA"):
+        eeg = [c.canonical for c in rec.channels if c.modality == "EEG"]
+        want = list(eeg_channels) if eeg_channels else eeg
+        missing = [c for c in want if c not in eeg]
+        if missing:
+            raise ValueError(f"recording {rec.recording!r} lacks EEG channels {missing}; it has {eeg}")
+        if chans is None:
+            chans = want
+        elif want != chans:
+            raise ValueError(f"recording {rec.recording!r} has EEG channels {want}, earlier ones {chans}; "
+                             f"pass eeg_channels to pick a common set")
+        n = rec.n_epochs
+        for ch, probs in yasa_streams(rec, chans).items():
+            rows.setdefault(ch, []).extend(make_rows(
+                dataset=rec.dataset, subjects=[rec.subject] * n, recordings=[rec.recording] * n,
+                epochs=range(n), starts_s=rec.onset_s + rec.epoch_s * np.arange(n),
+                labels=rec.stages[:n].tolist(), probs=probs))
+    metrics = {ch: write_predictions(out / "channels" / ch, r, extra_meta={"kind": "yasa", "channel": ch})
+               for ch, r in rows.items()}
+    import yasa
+
+    write_json_atomic(out / "meta.json", {"kind": "yasa", "config": {"yasa": yasa.__version__, "channels": chans,
+                                                                     "classifier": "yasa default (eeg)"},
+                                          "provenance": provenance()})
+    return metrics
+
+
+def main(argv=None) -> int:
+    """``python -m psgvlm.baselines.yasa_stager --format F --input DIR --out RUN [--channels C3 C4]``."""
+    import argparse
+
+    from psgvlm.readers import find_recordings, read_recording
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--format", required=True)
+    ap.add_argument("--input", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--channels", nargs="*")
+    a = ap.parse_args(argv)
+    found = find_recordings(a.format, a.input)
+    if not found:
+        raise SystemExit(f"no {a.format!r} recordings under {a.input}")
+    metrics = write_yasa_run((read_recording(a.format, **kw) for kw in found), a.out, eeg_channels=a.channels)
+    for ch, m in metrics.items():
+        print(ch, {k: round(m["pooled"].get(k, float("nan")), 3) for k in ("kappa", "macro_f1")})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Train NAP over the hypnodensities of frozen predictors and compare with soft voting.
+
+    python recipes/nap.py --config recipes/configs/nap_paper.yaml --signal_data runs/isruc_signal \
+        --predictors yasa=runs/yasa sdreamer=runs/sdreamer sleep2vec=runs/s2v_ft vlm=runs/llava --out runs/nap
+
+Each ``name=RUN_DIR`` is a frozen predictor: its ``predictions.jsonl`` + ``predictions_<split>/`` (one
+stream over the whole montage) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel, as
+``python -m psgvlm.baselines.yasa_stager`` writes). All streams must cover the same recordings and
+epochs (else the run stops and names the mismatch). NAP trains on the ``train_on`` split subjects and
+is tested on the test subjects. Ablations: ``--axes time predictor`` (one axis removed),
+``--adaptive false`` (no dimension-adaptive training).
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psgvlm.baselines.common import parse_recipe_args
+from psgvlm.baselines.nap import NAPConfig, load_streams, predict_nap, soft_vote, train_nap
+from psgvlm.predictions import make_rows, write_predictions
+from psgvlm.provenance import provenance, read_json, write_json_atomic
+from psgvlm.splits import split_subjects
+
+
+@dataclass
+class Args:
+    out: str = field(metadata={"help": "run dir to write"})
+    predictors: list[str] = field(metadata={"help": "name=run_dir entries of frozen predictors"})
+    signal_data: str | None = None  # dataset dir whose meta.json holds the split (or --split_from)
+    split_from: str | None = None  # any dir/meta.json with a "split"
+    split_seed: int = 0  # used when neither gives a split
+    train_on: list[str] = field(default_factory=lambda: ["train", "validation"])
+    axes: list[str] = field(default_factory=lambda: ["channel", "time", "predictor"])
+    n_heads: int = 6
+    d_model: int = 24
+    n_layers: int = 4
+    adaptive: bool = True  # dimension-adaptive training
+    min_len: int = 10
+    max_len: int = 60
+    steps: int = 400
+    batch_size: int = 16
+    lr: float = 3e-3
+    seed: int = 0
+    threads: int = 2
+
+
+def main(argv=None):
+    args = parse_recipe_args(Args, argv)
+    torch.set_num_threads(args.threads)
+
+    # ---- streams of frozen predictors, checked to describe the same epochs ----------------------
+    sources = {}
+    for item in args.predictors:
+        if "=" not in item:
+            raise ValueError(f"predictor {item!r} must be name=run_dir")
+        name, path = item.split("=", 1)
+        sources[name] = path
+    streams = load_streams(sources)
+    avail, channels, predictors = streams["avail"], streams["channels"], streams["predictors"]
+    recs = streams["recordings"]
+
+    # ---- split by subject -----------------------------------------------------------------------
+    meta_src = args.split_from or args.signal_data
+    if meta_src:
+        p = Path(meta_src)
+        split = read_json(p / "meta.json" if p.is_dir() else p)["split"]
+    else:
+        split = split_subjects([k[1] for k in recs], seed=args.split_seed)
+    train_subj = {s for name in args.train_on for s in split.get(name, [])}
+    train = [d for k, d in recs.items() if k[1] in train_subj]
+    test_keys = [k for k in recs if k[1] in set(split["test"])]
+    if not train or not test_keys:
+        raise ValueError(f"NAP needs training and test recordings; train subjects {sorted(train_subj)}, "
+                         f"test subjects {split['test']}, streams cover subjects {sorted({k[1] for k in recs})}")
+
+    # ---- model + dimension-adaptive training ----------------------------------------------------
+    config = NAPConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, axes=tuple(args.axes))
+    model, losses = train_nap(train, avail, config=config, steps=args.steps, lr=args.lr,
+                              batch_size=args.batch_size, min_len=args.min_len, max_len=args.max_len,
+                              adaptive=args.adaptive, seed=args.seed)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), f"{args.out}/model.pt")
+    write_json_atomic(f"{args.out}/model_config.json", asdict(config))
+
+    # ---- evaluate: NAP, soft voting, every single stream, and predictor subsets -------------------
+    def rows_of(fn):
+        rows = []
+        for k in test_keys:
+            d = recs[k]
+            rows += make_rows(dataset=k[0], subjects=[k[1]] * len(d["labels"]), recordings=[k[2]] * len(d["labels"]),
+                              epochs=d["epochs"], starts_s=d["starts_s"], labels=d["labels"].tolist(), probs=fn(d))
+        return rows
+
+    meta = {"kind": "nap", "config": {"args": asdict(args), "model_config": asdict(config)}, "split": split,
+            "channels": channels, "predictors": predictors, "avail": avail.tolist(), "losses": losses,
+            "sources": sources, "provenance": provenance()}
+    metrics = write_predictions(args.out, rows_of(lambda d: predict_nap(model, d["probs"], avail)),
+                                extra_meta={"kind": "nap"})
+    vote = write_predictions(Path(args.out) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),
+                             extra_meta={"kind": "soft_vote"})
+    table = {"nap": metrics["pooled"], "soft_vote": vote["pooled"]}
+    for ci, pi in zip(*np.nonzero(avail)):
+        m = write_predictions(Path(args.out) / "streams" / f"{predictors[pi]}__{channels[ci]}".replace("*", "all"),
+                              rows_of(lambda d, ci=ci, pi=pi: d["probs"][ci, :, pi]))
+        table[f"{predictors[pi]}@{channels[ci]}"] = m["pooled"]
+    for pi, name in enumerate(predictors):  # any subset at test: NAP with one predictor left out / alone
+        rest = [j for j in range(len(predictors)) if j != pi]
+        if rest:
+            from psgvlm.predictions import metrics_from_rows
+
+            table[f"nap_without_{name}"] = metrics_from_rows(rows_of(
+                lambda d, rest=rest: predict_nap(model, d["probs"], avail, predictors=rest)))["pooled"]
+    write_json_atomic(f"{args.out}/metrics_table.json", table)
+    write_json_atomic(f"{args.out}/meta.json", meta)
+    print({k: {"kappa": round(v["kappa"], 3), "macro_f1": round(v["macro_f1"], 3)} for k, v in table.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""Fine-tune a pre-trained sleep2vec for sleep staging: LoRA on q/k/v, gated fusion, per-epoch MLP head.
+
+    python recipes/sleep2vec_finetune.py --config recipes/configs/sleep2vec_tiny_finetune.yaml \
+        --signal_data runs/isruc_signal --pretrained runs/s2v_pre --out runs/s2v_ft
+
+Trains on the train-split subjects, writes ``predictions.jsonl`` + ``metrics.json`` for the test
+subjects (all trained modalities), ``predictions_<split>/`` for train and validation (NAP's inputs),
+and ``metrics_subsets.json``: test metrics for every inference subset in ``eval_subsets``.
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from psgvlm.baselines.common import (
+    arrays_for,
+    class_weights,
+    load_or_build_signal_data,
+    parse_recipe_args,
+    predict_windows,
+    random_windows,
+    train_loop,
+    write_run,
+)
+from psgvlm.baselines.signal_data import select
+from psgvlm.baselines.sleep2vec import Sleep2vecStager, config_dict, load_backbone
+from psgvlm.predictions import make_rows, metrics_from_rows
+from psgvlm.provenance import write_json_atomic
+from psgvlm.stages import N_STAGES, UNSCORED
+
+
+@dataclass
+class Args:
+    out: str = field(metadata={"help": "run dir to write"})
+    pretrained: str = field(metadata={"help": "run dir of recipes/sleep2vec_pretrain.py"})
+    signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
+    format: str | None = None
+    input: str | None = None
+    split_from: str | None = None
+    split_seed: int = 0
+    modalities: list[str] = field(default_factory=list)  # default: every pre-trained modality
+    eval_subsets: list[str] = field(default_factory=lambda: ["EEG", "EEG+EOG", "EEG+EOG+EMG"])
+    use_lora: bool = True  # False: frozen backbone, head + gates only
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    fusion: str = "gate"  # gate | mean
+    train_tokenizers: bool = True  # the tokenizers are small; the paper fine-tunes the backbone via LoRA only
+    modality_dropout: float = 0.3  # chance per batch of training on a random subset (any-subset inference)
+    seq_len: int = 20
+    batch_size: int = 16
+    steps: int = 300
+    lr: float = 1e-3
+    seed: int = 0
+    threads: int = 2
+
+
+def main(argv=None):
+    args = parse_recipe_args(Args, argv)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+
+    # ---- data ------------------------------------------------------------------------------------
+    recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
+                                              split_from=args.split_from, split_seed=args.split_seed)
+    split = ds_meta["split"]
+    backbone = load_backbone(args.pretrained)
+    mods = list(args.modalities or backbone.config.modalities)
+    train = [r for r in select(recs, split["train"]) if r.n_epochs >= args.seq_len]
+    pool = [(arrays_for(r, {m: None for m in mods}), r.stages) for r in train]
+
+    # ---- model + LoRA --------------------------------------------------------------------------------
+    stager_kw = dict(modalities=mods, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                     lora_dropout=args.lora_dropout, use_lora=args.use_lora, fusion=args.fusion,
+                     train_tokenizers=args.train_tokenizers)
+    model = Sleep2vecStager(backbone=backbone, **stager_kw)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    weights = class_weights([r.stages for r in train])
+
+    # ---- train -----------------------------------------------------------------------------------
+    def step(_):
+        x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.batch_size, rng=rng)
+        if len(mods) > 1 and rng.random() < args.modality_dropout:  # a random non-empty subset
+            keep = [m for m in mods if rng.random() < 0.5] or [mods[int(rng.integers(len(mods)))]]
+            x = {m: x[m] for m in keep}
+        logits = model(x)
+        return F.cross_entropy(logits.reshape(-1, N_STAGES), y.reshape(-1), weight=weights,
+                               ignore_index=UNSCORED)
+
+    model.train()
+    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, desc="sleep2vec finetune")
+
+    # ---- save + evaluate ----------------------------------------------------------------------------
+    model.eval()
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), f"{args.out}/model.pt")
+    write_json_atomic(f"{args.out}/model_config.json", {"backbone": config_dict(backbone.config),
+                                                      "stager": stager_kw})
+
+    def predict(rs, subset):
+        return [predict_windows(model, arrays_for(r, {m: None for m in subset}), seq_len=args.seq_len) for r in rs]
+
+    ds_info = {k: ds_meta.get(k) for k in ("split", "input", "rates")}
+    config = {"args": asdict(args), "trainable_params": n_train, "all_params": n_all,
+              "fusion_weights": model.fusion_weights(mods), "losses": losses}
+    for name in ("train", "validation"):
+        rs = [r for r in select(recs, split.get(name, [])) if r.n_epochs >= args.seq_len]
+        if rs:
+            write_run(args.out, kind="sleep2vec", config=config, recs=rs, probs=predict(rs, mods),
+                      dataset_meta=ds_info, name=f"predictions_{name}")
+    test = [r for r in select(recs, split["test"]) if r.n_epochs >= args.seq_len]
+    metrics = write_run(args.out, kind="sleep2vec", config=config, recs=test, probs=predict(test, mods),
+                        dataset_meta=ds_info, extra={"pretrained": args.pretrained})
+    subsets = {}
+    for s in args.eval_subsets:
+        sub = s.split("+")
+        if not all(m in mods for m in sub):
+            continue
+        rows = []
+        for r, p in zip(test, predict(test, sub)):
+            rows += make_rows(dataset=r.dataset, subjects=[r.subject] * r.n_epochs, recordings=[r.recording] * r.n_epochs,
+                              epochs=range(r.n_epochs), starts_s=r.starts_s, labels=r.stages.tolist(), probs=p)
+        subsets[s] = metrics_from_rows(rows)["pooled"]
+    write_json_atomic(f"{args.out}/metrics_subsets.json", subsets)
+    print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
+           "subsets": {s: round(m["kappa"], 3) for s, m in subsets.items()}, "trainable": n_train})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Pre-train sleep2vec: cross-modal contrastive alignment with DASH-InfoNCE (or plain InfoNCE).
+
+    python recipes/sleep2vec_pretrain.py --config recipes/configs/sleep2vec_tiny_pretrain.yaml \
+        --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --out runs/s2v_pre
+
+Reads (or builds) the shared signal dataset, trains on the train-split subjects only, writes
+``OUT/model.pt`` + ``model_config.json`` + ``meta.json`` (config, dataset meta, provenance, losses and
+the validation cross-modal retrieval accuracy). Fine-tune with ``recipes/sleep2vec_finetune.py``.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from psgvlm.baselines.common import load_or_build_signal_data, parse_recipe_args, train_loop
+from psgvlm.baselines.signal_data import select
+from psgvlm.baselines.sleep2vec import SIZES, Sleep2vec, Sleep2vecConfig, config_dict, save_backbone
+from psgvlm.provenance import provenance, write_json_atomic
+
+
+@dataclass
+class Args:
+    out: str = field(metadata={"help": "run dir to write"})
+    signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
+    format: str | None = None  # reader name, to build the signal dataset
+    input: str | None = None  # recordings folder, to build the signal dataset
+    split_from: str | None = None  # image dataset dir whose meta.json split to reuse
+    split_seed: int = 0
+    size: str = "tiny"  # tiny | small | medium | large
+    modalities: list[str] = field(default_factory=lambda: ["EEG", "EOG", "EMG"])
+    loss: str = "dash"  # dash | infonce (ablation)
+    mask_prob: float = 0.15
+    seq_len: int = 20  # epochs per segment
+    batch_size: int = 16  # segments per batch (B)
+    segments_per_night: int = 2  # segments drawn from the same night (gives same-night pseudo-negatives)
+    steps: int = 300
+    lr: float = 5e-4
+    seed: int = 0
+    threads: int = 2
+
+
+def main(argv=None):
+    args = parse_recipe_args(Args, argv)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)  # parameter init; batches use rng / the generator below
+    gen = torch.Generator().manual_seed(args.seed)
+
+    # ---- data: train subjects only, modalities every train recording has -----------------------
+    recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
+                                              split_from=args.split_from, split_seed=args.split_seed)
+    train = [r for r in select(recs, ds_meta["split"]["train"]) if r.n_epochs >= args.seq_len]
+    val = [r for r in select(recs, ds_meta["split"].get("validation", [])) if r.n_epochs >= args.seq_len]
+    if not train:
+        raise ValueError(f"no training recording with >= {args.seq_len} epochs in {args.signal_data}")
+    mods = [m for m in args.modalities if all(r.channels_of(m) for r in train)]
+    if len(mods) < 2:
+        raise ValueError(f"contrastive pre-training needs >= 2 modalities present in every training recording; "
+                         f"asked {args.modalities}, present in all: {mods}")
+
+    def batch(pool, pair, n):
+        nights = rng.choice(len(pool), size=max(1, n // args.segments_per_night))
+        xa, xb, meta = [], [], {"age": [], "sex": [], "site": [], "night": []}
+        for i in nights:
+            r = pool[i]
+            for _ in range(args.segments_per_night):
+                s = int(rng.integers(0, r.n_epochs - args.seq_len + 1))
+                xa.append(r.modality_array(pair[0])[s:s + args.seq_len])
+                xb.append(r.modality_array(pair[1])[s:s + args.seq_len])
+                for k in ("age", "sex", "site"):
+                    meta[k].append(r.meta.get(k))
+                meta["night"].append(f"{r.dataset}:{r.recording}")
+        return torch.from_numpy(np.stack(xa)), torch.from_numpy(np.stack(xb)), meta
+
+    # ---- model -----------------------------------------------------------------------------------
+    if args.size not in SIZES:
+        raise ValueError(f"size {args.size!r} not in {list(SIZES)}")
+    config = Sleep2vecConfig(modalities=tuple(mods), loss=args.loss, mask_prob=args.mask_prob,
+                             max_epochs=max(args.seq_len, 64), **SIZES[args.size])
+    model = Sleep2vec(config=config)
+
+    # ---- train: one modality pair per batch --------------------------------------------------------
+    def step(_):
+        pair = tuple(rng.choice(mods, size=2, replace=False))
+        xa, xb, meta = batch(train, pair, args.batch_size)
+        return model.pretrain_loss(xa, xb, pair=pair, meta=meta, generator=gen)
+
+    model.train()
+    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, desc="sleep2vec pretrain")
+
+    # ---- evaluate: validation loss and cross-modal retrieval recall@1 --------------------------------
+    model.eval()
+    evaluation = {}
+    with torch.no_grad():
+        pool = val or train
+        for pair in [(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]]:
+            xa, xb, meta = batch(pool, pair, args.batch_size)
+            za = torch.nn.functional.normalize(model.proj(model.encode(xa, pair[0])), dim=-1)
+            zb = torch.nn.functional.normalize(model.proj(model.encode(xb, pair[1])), dim=-1)
+            sim = torch.einsum("itd,jtd->tij", za, zb)
+            recall1 = float((sim.argmax(-1) == torch.arange(sim.shape[-1])).float().mean())
+            evaluation["+".join(pair)] = {"loss": float(model.pretrain_loss(xa, xb, pair=pair, meta=meta)),
+                                          "retrieval_recall_at_1": recall1, "chance": 1 / sim.shape[-1],
+                                          "on": "validation" if val else "train (no validation subjects)"}
+
+    # ---- save ------------------------------------------------------------------------------------
+    save_backbone(args.out, model)
+    write_json_atomic(f"{args.out}/meta.json", {
+        "kind": "sleep2vec-pretrain", "args": asdict(args), "model_config": config_dict(config),
+        "dataset": {k: ds_meta.get(k) for k in ("split", "input", "rates")}, "losses": losses,
+        "evaluation": evaluation, "provenance": provenance()})
+    print({"final_loss": float(np.mean(losses[-10:])), "evaluation": evaluation})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
