@@ -49,7 +49,7 @@ MIN_MINUTES = 5.0  # shortest night that still holds all five stages
 PROFILE: dict[str, tuple[float, float, float, float, float]] = {
     "alpha": (1.0, 0.30, 0.06, 0.04, 0.18),  # occipital 8-12 Hz, x subject alpha std
     "theta": (0.25, 1.0, 0.65, 0.55, 0.75),  # 4-7 Hz
-    "delta": (0.12, 0.22, 0.40, 1.0, 0.18),  # 0.5-2 Hz, N3 further scaled by its slow-wave fraction
+    "delta": (0.12, 0.22, 0.35, 1.0, 0.18),  # 0.5-2 Hz, N3 further scaled by its slow-wave fraction
     "beta": (1.0, 0.5, 0.35, 0.3, 0.6),  # 15-25 Hz
     "bg": (0.85, 0.8, 1.0, 1.15, 0.72),  # 1/f background
     "spindle": (0.0, 0.08, 1.0, 0.35, 0.02),  # per minute, x subject spindle density
@@ -247,7 +247,7 @@ def _second_scorer(stages: np.ndarray, clarity: np.ndarray, rng: np.random.Gener
     prev = np.r_[stages[:1], stages[:-1]]
     nxt = np.r_[stages[1:], stages[-1:]]
     at_change = (prev != stages) | (nxt != stages)
-    p = 0.05 + 0.22 * at_change + 0.18 * (stages == N1) + 0.5 * (1 - clarity) + 0.04 * (stages == N3)
+    p = 0.07 + 0.25 * at_change + 0.2 * (stages == N1) + 0.5 * (1 - clarity) + 0.05 * (stages == N3)
     flip = rng.random(n) < np.clip(p, 0, 0.8)
     out = stages.copy()
     for i in np.flatnonzero(flip):
@@ -346,9 +346,9 @@ def _draw_subject(rng, age_range: tuple[float, float]) -> dict:
         "age": round(age, 1),
         "sex": str(rng.choice(["F", "M"])),
         "alpha_hz": float(np.clip(rng.normal(10.0, 0.7) - 0.01 * (age - 40), 8.3, 11.7)),
-        "alpha_uv": float(17.0 * ln(0, 0.3)),
+        "alpha_uv": float(17.0 * ln(0, 0.45)),
         "theta_uv": float(8.0 * ln(0, 0.2)),
-        "delta_uv": float(32.0 * (0.75 + 0.25 * young) * ln(0, 0.15)),
+        "delta_uv": float(36.0 * (0.8 + 0.2 * young) * ln(0, 0.15)),
         "bg_uv": float(8.0 * ln(0, 0.2)),
         "beta_uv": float(2.5 * ln(0, 0.2)),
         "spindle_hz": float(np.clip(rng.normal(13.2, 0.5), 12.2, 14.5)),
@@ -357,6 +357,8 @@ def _draw_subject(rng, age_range: tuple[float, float]) -> dict:
         "kc_per_min": float(1.3 * ln(0, 0.3)),
         "kc_uv": float(110.0 * ln(0, 0.2)),
         "emg_uv": float(16.0 * ln(0, 0.35)),
+        "emg_nrem": float(rng.uniform(0.6, 1.2)),
+        "emg_rem": float(rng.uniform(0.8, 2.2)),
         "eog_uv": float(110.0 * ln(0, 0.2)),
         "hr_bpm": float(np.clip(rng.normal(63, 6), 48, 82)),
         "ecg_uv": float(1000.0 * ln(0, 0.25)),
@@ -385,16 +387,27 @@ class _Night:
         clarity = np.ones(n_ep)
         at_change = (prev != stages) | (nxt != stages)
         u = rng.random(n_ep)
-        pick = at_change & (u < 0.55)
+        pick = at_change & (u < 0.65)
         alt[pick] = np.where(prev[pick] != stages[pick], prev[pick], nxt[pick])
-        clarity[pick] = rng.uniform(0.45, 0.85, pick.sum())
-        other = ~at_change & (u < 0.10)
+        clarity[pick] = rng.uniform(0.3, 0.8, pick.sum())
+        other = ~at_change & (u < 0.15)
         for i in np.flatnonzero(other):
             alts, probs = _CONFUSABLE[int(stages[i])]
             alt[i] = alts[rng.choice(len(alts), p=probs)]
-        clarity[other] = rng.uniform(0.5, 0.85, other.sum())
+        clarity[other] = rng.uniform(0.4, 0.85, other.sum())
         self.clarity = clarity
         prof = clarity[:, None] * _PROF[stages] + (1 - clarity[:, None]) * _PROF[alt]
+        # Epoch-to-epoch variability: no two epochs of a stage look alike.
+        for f in ("alpha", "theta", "delta", "beta", "bg", "emg", "sem"):
+            prof[:, _F[f]] *= rng.lognormal(0, 0.22, n_ep)
+        for f in ("spindle", "kc", "vertex", "rem", "blink", "saccade", "saw", "twitch"):
+            prof[:, _F[f]] *= rng.lognormal(0, 0.4, n_ep)
+        # Chin tone differs between people (how far NREM and REM sit below wake) and falls
+        # across the night.
+        nrem = np.isin(stages, (N1, N2, N3))
+        prof[nrem, _F["emg"]] *= subj["emg_nrem"]
+        prof[stages == REM, _F["emg"]] *= subj["emg_rem"]
+        prof[:, _F["emg"]] *= np.linspace(1.0, 0.75, n_ep)
         # N3 delta grows with the epoch's slow-wave fraction; N2 near N3 gets a little more.
         deltafac = np.where(stages == N3, 0.45 + 0.95 * swf, 1.0 + 1.2 * swf * (stages == N2))
         prof[:, _F["delta"]] *= deltafac
@@ -1085,9 +1098,10 @@ def _write_subject(fmt: str, out: Path, subject: int, *, minutes: float, seed: i
         write_annotations_edf(paths["hypnogram"], onsets, durs, runs, startdatetime=start,
                               patient=edf_patient(sex=sex, name=name))
     counts = stage_counts(scored_stages(night, fmt))
+    recording = {"isruc": str(subject + 1), "mass": paths["signal"].name[:10],
+                 "shhs": paths["signal"].stem, "sleepedf": paths["signal"].name[:8]}[fmt]
     return {
-        "subject": paths["signal"].stem.replace(" PSG", "").replace("-PSG", "").replace("E0", "")
-        if fmt != "isruc" else str(subject + 1),
+        "recording": recording,
         "files": {k: str(v.relative_to(out)) for k, v in paths.items()},
         "age": age, "sex": sex, "n_epochs": night.n_epochs, "stage_counts": counts,
         "channels": [s.label for s in specs], "sfreq": {s.label: s.sfreq for s in specs},
@@ -1151,7 +1165,7 @@ def synth_dataset(fmt: str, out, *, subjects: int, minutes: float, seed: int = 0
         records.append(_write_subject(fmt, out, i, minutes=float(minutes), seed=int(seed)))
     if fmt == "shhs":  # SHHS keeps age and sex in a dataset CSV (gender: 1 male, 2 female)
         rows = ["nsrrid,age_s1,gender"] + [
-            f"{r['subject'].split('-')[1]},{int(r['age'])},{1 if r['sex'] == 'M' else 2}" for r in records]
+            f"{r['recording'].split('-')[1]},{int(r['age'])},{1 if r['sex'] == 'M' else 2}" for r in records]
         write_text_atomic(out / "datasets" / "shhs1-dataset-synthetic.csv", "\n".join(rows) + "\n")
     write_json_atomic(out / "synth.json", {
         "kind": "psgvlm-synthetic-psg", "format": fmt,
