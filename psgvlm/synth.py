@@ -482,7 +482,7 @@ class _Night:
         m = len(order)
         sign = np.where(rng.random(m) < 0.75, -1.0, 1.0)  # eyes tend to swing back
         target = np.cumprod(sign) * rng.uniform(0.3, 1.2, m) * p["eog_uv"]
-        self.sacc["target"] = np.where(self.sacc["rem"], target * 1.4, target * 0.8)
+        self.sacc["target"] = np.where(self.sacc["rem"], target * 0.9, target * 0.6)
         tw = _events_from_rate(rng, c["twitch"])
         self.twitch = dict(onset=tw, dur=rng.uniform(0.05, 0.25, len(tw)), gain=rng.uniform(4, 15, len(tw)))
         mvb = _events_from_rate(rng, 1.2 * (self.stage_s == W) + 0.1 * (self.stage_s != W))
@@ -570,9 +570,9 @@ class _Night:
                 jumps = np.diff(np.r_[0.0, s["target"]])
                 x += np.bincount(idx, weights=jumps, minlength=n).astype(np.float32)
                 x = np.cumsum(x, dtype=np.float32)
-                rise = max(1, int(0.05 * fs))
+                rise = max(1, int(0.08 * fs))  # a saccade takes ~50-100 ms
                 x = _smooth(x, rise).astype(np.float32)
-            sem = _band_noise(rng, n, fs, 0.1, 0.5, slope=0.5) * self._up(c["sem"] * p["eog_uv"] * 0.55, fs)
+            sem = _band_noise(rng, n, fs, 0.1, 0.5, slope=0.5) * self._up(c["sem"] * p["eog_uv"] * 0.4, fs)
             return x + sem
         if name == "eye_v":  # blinks (vertical)
             x = np.zeros(n, np.float32)
