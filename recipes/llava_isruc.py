@@ -1,0 +1,245 @@
+"""Fine-tune LLaVA-NeXT with LoRA to score sleep stages from rendered PSG epochs (PSG-image paper).
+
+GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe, their configs):
+
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/llava_isruc.yaml
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/llava_mass.yaml
+    accelerate launch --config_file recipes/accelerate/deepspeed_zero3.yaml recipes/llava_isruc.py \
+        --config recipes/configs/llava_shhs.yaml
+
+CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, minutes on 2 cores):
+
+    psgvlm synth --format isruc --out data/synth_isruc --subjects 8 --seed 0
+    psgvlm render --format isruc --input data/synth_isruc --out data/synth_isruc_img
+    psgvlm tiny-model --out runs/tiny-llava
+    accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
+        --config recipes/configs/llava_tiny_cpu.yaml
+
+Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint RUN/checkpoints/step-N``
+continues exactly (refused when the config differs). ``--train false`` scores the untuned model
+(zero-shot ablation). The run dir holds adapter/, processor/, meta.json, train_log.jsonl,
+loss_curve.png, val_metrics.json, and the test split's predictions.jsonl + metrics.json.
+"""
+
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from peft import get_peft_model
+from torch.utils.data import DataLoader, Subset
+
+from psgvlm import training
+from psgvlm.data import VLMCollator, get_template, load_image_dataset
+from psgvlm.metrics import stage_metrics
+from psgvlm.predictions import make_rows, write_predictions
+from psgvlm.scoring import score_dataset
+from psgvlm.vlm import load_model, lora_config, trainable_parameters
+
+
+@dataclass
+class Args:
+    dataset: str = "data/isruc_img"  # `psgvlm render` output dir (train/validation/test splits)
+    output_dir: str = "runs/llava_isruc"  # the run dir
+    model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
+    prompt: str = "default"  # template name in prompts/sleep_stage.yaml, or a literal with <image>
+    pin_grid: int = 336  # pin the anyres grid to one NxN tile (0: the model's default grid)
+    train: bool = True  # False: no fine-tuning, score the untuned model (zero-shot ablation)
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_vision: bool = True  # LoRA on the vision tower too (the layers that feed the projector)
+    quantization: str = "none"  # "4bit": bitsandbytes QLoRA (CUDA only)
+    gradient_checkpointing: bool = False
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = 2
+    gradient_accumulation_steps: int = 8
+    learning_rate: float = 1e-4  # peak, cosine decay after linear warmup
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
+    max_eval_samples: int = 0
+    eval_batch_size: int = 8
+    eval_every: int = 0  # optimizer steps between validation scorings (0: end of each epoch)
+    save_every: int = 0  # optimizer steps between checkpoints (0: end of each epoch)
+    max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
+    resume_from_checkpoint: str = ""
+    embed_base_model: bool = False  # copy a local base model into the run dir (self-contained runs)
+    seed: int = 0
+    config: str = ""  # the YAML this run was read from (recorded)
+
+
+args = training.parse_args(Args)
+config = asdict(args)
+out = Path(args.output_dir)
+accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
+                          mixed_precision=training.mixed_precision())
+set_seed(args.seed)  # torch RNG drives LoRA init and dropout; data order uses its own seeded rng
+main = accelerator.is_main_process
+saved_state = training.check_resume(args.resume_from_checkpoint, config) if args.resume_from_checkpoint else None
+
+# ----------------------------------------------------------------------------- data
+dsd, dataset_meta = load_image_dataset(args.dataset)
+for split in ("train", "validation") if args.train else ():
+    if split not in dsd:
+        raise SystemExit(f"{args.dataset} has no {split!r} split (has {sorted(dsd)}); render with a subject split")
+template = get_template(args.prompt, channels=dataset_meta.get("channels"))
+
+
+def subset(ds, n, seed):
+    """A seeded random subset of ``n`` rows (all rows when n is 0 or larger than the split)."""
+    return ds if not n or n >= len(ds) else ds.select(np.random.default_rng(seed).permutation(len(ds))[:n])
+
+
+# ----------------------------------------------------------------------------- model
+model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid or None,
+                              dtype="auto")
+train_collator = VLMCollator(processor, template, mode="train")
+score_collator = VLMCollator(processor, template, mode="score")
+
+# ----------------------------------------------------------------------------- LoRA
+if args.train:
+    if args.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    model = get_peft_model(model, lora_config(model, r=args.lora_r, alpha=args.lora_alpha,
+                                              dropout=args.lora_dropout, vision=args.lora_vision))
+params = trainable_parameters(model)
+accelerator.print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} ({params['per_part']})")
+
+
+def evaluate(ds, desc):
+    """Label-score ``ds`` across processes -> (probs (n, 5), labels (n,)) on every process."""
+    idx = list(range(len(ds)))
+    with accelerator.split_between_processes(idx) as mine:
+        probs = score_dataset(accelerator.unwrap_model(model), score_collator, ds.select(mine) if mine else [],
+                              batch_size=args.eval_batch_size, progress=main)
+    from accelerate.utils import gather_object
+
+    probs = np.concatenate(gather_object([probs]))
+    return probs, np.asarray(ds["label"])[: len(probs)]
+
+
+# ----------------------------------------------------------------------------- train
+log_path = out / "train_log.jsonl"
+step = 0
+if args.train:
+    train_ds = subset(dsd["train"], args.max_train_samples, args.seed)
+    val_ds = subset(dsd["validation"], args.max_eval_samples, args.seed + 1)
+    steps_per_epoch = math.ceil(len(train_ds) / (args.per_device_train_batch_size * accelerator.num_processes
+                                                * args.gradient_accumulation_steps))
+    total_steps = math.ceil(steps_per_epoch * args.num_train_epochs)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
+                                  weight_decay=args.weight_decay)
+    scheduler = training.warmup_cosine(optimizer, total_steps=total_steps, warmup_ratio=args.warmup_ratio)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    # Checkpoints hold only the trainable (LoRA) weights, not the frozen base model.
+    trainable = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+
+    def keep_trainable(models, weights, _dir):
+        weights[0] = {k: v for k, v in weights[0].items() if k.split("module.", 1)[-1] in trainable}
+
+    accelerator.register_save_state_pre_hook(keep_trainable)
+    if saved_state:
+        accelerator.load_state(args.resume_from_checkpoint, strict=False)
+        step = saved_state["step"]
+        training.truncate_log(log_path, step)
+        accelerator.print(f"resumed from {args.resume_from_checkpoint} at optimizer step {step}")
+    elif main and log_path.exists():
+        log_path.unlink()
+
+    def checkpoint():
+        ckpt = out / "checkpoints" / f"step-{step}"
+        accelerator.save_state(str(ckpt))
+        if main:
+            training.save_run_config(ckpt, config, step=step)
+
+    def validate(epoch):
+        probs, labels = evaluate(val_ds, "validation")
+        m = stage_metrics(labels, probs.argmax(1))
+        if main:
+            training.append_jsonl(log_path, {"step": step, "epoch": epoch, "val_kappa": m["kappa"],
+                                             "val_macro_f1": m["macro_f1"], "val_accuracy": m["accuracy"]})
+        accelerator.print(f"step {step}: validation kappa {m['kappa']:.3f} macro-F1 {m['macro_f1']:.3f} "
+                          f"accuracy {m['accuracy']:.3f}")
+        return m
+
+    model.train()
+    t0, running, n_micro, done = time.time(), 0.0, 0, False
+    for epoch in range(math.ceil(args.num_train_epochs)):
+        # Epoch order from its own seeded rng, so a resumed run sees the same batches.
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(train_ds)).tolist()
+        loader = accelerator.prepare(DataLoader(Subset(train_ds, order), batch_size=args.per_device_train_batch_size,
+                                                collate_fn=train_collator))
+        skip = (step - epoch * steps_per_epoch) * args.gradient_accumulation_steps
+        if skip >= len(loader):
+            continue
+        batches = accelerator.skip_first_batches(loader, skip) if skip > 0 else loader
+        for batch in batches:
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            running += loss.detach().float().item()
+            n_micro += 1
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            if main:
+                training.append_jsonl(log_path, {"step": step, "epoch": epoch, "loss": running / n_micro,
+                                                 "lr": scheduler.get_last_lr()[0], "elapsed_s": time.time() - t0})
+            running, n_micro = 0.0, 0
+            if args.eval_every and step % args.eval_every == 0:
+                validate(epoch)
+            if args.save_every and step % args.save_every == 0:
+                checkpoint()
+            if step >= total_steps or (args.max_steps and step >= args.max_steps):
+                done = True
+                break
+        if not args.eval_every and (done or step % steps_per_epoch == 0):
+            validate(epoch)
+        if not args.save_every and not args.max_steps:
+            checkpoint()
+        if done:
+            break
+
+# ----------------------------------------------------------------------------- save
+accelerator.wait_for_everyone()
+net = accelerator.unwrap_model(model)
+if main:
+    if args.train:
+        net.save_pretrained(out / "adapter")
+        training.plot_loss_curve(log_path, out / "loss_curve.png")
+    processor.save_pretrained(out / "processor")
+    base_model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
+    if args.embed_base_model:
+        if not Path(args.model).is_dir():
+            raise SystemExit(f"--embed_base_model needs a local model dir, got {args.model!r}")
+        shutil.copytree(args.model, out / "base_model", dirs_exist_ok=True)
+        base_model = "base_model"  # resolved relative to the run dir by psgvlm.predict
+    training.write_run_meta(out, kind="psgvlm-vlm-run", config=config, dataset_meta=dataset_meta,
+                            base_model=base_model, adapter="adapter" if args.train else None,
+                            prompt={"name": args.prompt, "template": template}, pin_grid=args.pin_grid,
+                            trainable_parameters=params, optimizer_steps=step)
+
+# ----------------------------------------------------------------------------- evaluate
+for split in ("validation", "test"):
+    if split not in dsd:
+        continue
+    ds = subset(dsd[split], args.max_eval_samples if split == "validation" else 0, args.seed + 1)
+    probs, labels = evaluate(ds, split)
+    if main:
+        rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
+                         epochs=ds["epoch"], starts_s=ds["start_s"], labels=labels.tolist(), probs=probs)
+        target = out if split == "test" else out / "validation"
+        m = write_predictions(target, rows, extra_meta={"split": split, "run": str(out)})
+        accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} macro-F1 {m['pooled']['macro_f1']:.3f} "
+                          f"accuracy {m['pooled']['accuracy']:.3f} ({len(rows)} epochs) -> {target}")
+accelerator.end_training()

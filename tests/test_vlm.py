@@ -1,0 +1,371 @@
+"""Tests of the VLM stack: tiny LLaVA-NeXT, LoRA targets, collator masking, label scoring, recipe,
+resume, predict, bad inputs, and the real 7B tokenizer/processor (files only, no weights).
+
+    python -m pytest -q tests/test_vlm.py
+
+Hermetic: the model is built in code (``psgvlm tiny-model``), the dataset is a handful of synthetic
+images in the ``psgvlm render`` format whose class is visible (sine waves whose frequency is set by the
+stage), and HF_HUB_OFFLINE is set so nothing can reach the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch")
+
+from psgvlm.stages import STAGES  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_MODEL = ROOT.parent / "shared" / "models" / "llava-v1.6-mistral-7b-hf"
+RECIPE = ROOT / "recipes" / "llava_isruc.py"
+
+
+# --------------------------------------------------------------------------- fixtures (test data only)
+
+
+def wave_image(label: int, rng, size: int = 336):
+    """A fake PSG image: 4 bands of noisy sines whose frequency encodes the stage (a known answer)."""
+    from PIL import Image
+
+    img = np.full((size, size, 3), 255, np.uint8)
+    t = np.arange(size)
+    for band in range(4):
+        freq = (1.5 + 2.5 * label) * (1 + 0.1 * band)
+        y = np.sin(2 * np.pi * freq * t / size + rng.uniform(0, 6.28)) * 30 + rng.normal(0, 4, size)
+        yc = (size // 8 + band * size // 4 + y).clip(0, size - 2).astype(int)
+        img[yc, t] = 0
+        img[yc + 1, t] = 0
+    return Image.fromarray(img)
+
+
+def make_image_dataset(out: Path, *, n_subjects: int = 6, per_subject: int = 10, seed: int = 0) -> Path:
+    """A DatasetDict (train/validation/test by subject) + meta.json in the `psgvlm render` format."""
+    import datasets
+
+    rng = np.random.default_rng(seed)
+    feats = datasets.Features({
+        "image": datasets.Image(), "label": datasets.ClassLabel(names=list(STAGES)),
+        "stage": datasets.Value("string"), "subject": datasets.Value("string"),
+        "recording": datasets.Value("string"), "epoch": datasets.Value("int32"),
+        "start_s": datasets.Value("float64"), "dataset": datasets.Value("string"),
+        "channels": datasets.Value("string")})
+    subjects = [str(i + 1) for i in range(n_subjects)]
+    split = {"train": subjects[:-2], "validation": subjects[-2:-1], "test": subjects[-1:]}
+    dd = {}
+    for name, subs in split.items():
+        rows = []
+        for s in subs:
+            for e in range(per_subject):
+                lab = e % 5
+                rows.append({"image": wave_image(lab, rng), "label": lab, "stage": STAGES[lab], "subject": s,
+                             "recording": s, "epoch": e, "start_s": 30.0 * e, "dataset": "isruc",
+                             "channels": "C3,C4,LOC,EMG"})
+        dd[name] = datasets.Dataset.from_list(rows, features=feats)
+    datasets.DatasetDict(dd).save_to_disk(str(out))
+    meta = {"kind": "psgvlm-image-dataset", "settings": {"size": 336}, "channels": ["C3", "C4", "LOC", "EMG"],
+            "split": {"kind": "subject", "seed": 0, **split}}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    from psgvlm.vlm import tiny_model_main
+
+    out = tmp_path_factory.mktemp("tiny-llava")
+    # patch 28 keeps tests fast (300 image tokens); the 14-px default is checked separately.
+    assert tiny_model_main(["--out", str(out), "--patch-size", "28", "--overwrite"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_ds(tmp_path_factory) -> Path:
+    return make_image_dataset(tmp_path_factory.mktemp("ds") / "img")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir):
+    from psgvlm.vlm import load_model
+
+    model, processor = load_model(str(tiny_dir))
+    return model.eval(), processor
+
+
+def _run_recipe(tmp, tiny_dir, image_ds, *extra):
+    """Run recipes/llava_isruc.py in-process (as ``accelerate launch`` would on one CPU); its globals."""
+    cfg = tmp / "cfg.yaml"
+    cfg.write_text(f"dataset: {image_ds}\nmodel: {tiny_dir}\nprompt: short\nper_device_train_batch_size: 4\n"
+                   "gradient_accumulation_steps: 2\nlearning_rate: 0.005\nlora_r: 8\nlora_alpha: 16\n"
+                   "num_train_epochs: 2\neval_batch_size: 8\nlora_dropout: 0.1\n")
+    argv = sys.argv
+    sys.argv = [str(RECIPE), "--config", str(cfg), *extra]
+    try:
+        return runpy.run_path(str(RECIPE), run_name="__main__")
+    finally:
+        sys.argv = argv
+
+
+# --------------------------------------------------------------------------- model + LoRA
+
+
+def test_tiny_model_loads_through_from_pretrained(tiny_dir, tiny):
+    model, processor = tiny
+    assert (tiny_dir / "config.json").exists() and (tiny_dir / "tokenizer.json").exists()
+    assert model.config.image_grid_pinpoints == [[336, 336]]
+    assert processor.tokenizer.image_token_id == model.config.image_token_index
+
+
+def test_lora_targets_skip_projector_head_and_unused_vision_layer(tiny):
+    from psgvlm.vlm import lora_target_modules, unused_vision_layers
+
+    model, _ = tiny
+    assert unused_vision_layers(model.config) == [1]  # 2 layers, vision_feature_layer=-2
+    targets = lora_target_modules(model)
+    assert any(t.startswith("model.vision_tower.encoder.layers.0.") for t in targets)
+    assert not any(t.startswith("model.vision_tower.encoder.layers.1.") for t in targets)
+    assert not any("multi_modal_projector" in t or t == "lm_head" for t in targets)
+    assert any(t.endswith("mlp.down_proj") for t in targets) and any(t.endswith("self_attn.q_proj") for t in targets)
+
+
+def test_collator_masks_all_but_answer_tokens(tiny):
+    from psgvlm.data import VLMCollator, get_template
+
+    model, processor = tiny
+    col = VLMCollator(processor, get_template("short"))
+    rng = np.random.default_rng(0)
+    batch = col([{"image": wave_image(1, rng), "label": 1}, {"image": wave_image(4, rng), "label": 4}])
+    labels, ids = batch["labels"], batch["input_ids"]
+    assert processor.tokenizer.padding_side == "right"
+    n_img = (ids == model.config.image_token_index).sum(1)
+    assert n_img.tolist() == [300, 300]  # 12x12 base tile + 12x12 grid tile + 12 newlines
+    assert not bool((labels[ids == model.config.image_token_index] != -100).any())
+    for i, lab in enumerate([1, 4]):
+        kept = labels[i][labels[i] != -100].tolist()
+        assert kept == col.answers[lab]
+    score_batch = VLMCollator(processor, get_template("short"), mode="score")([{"image": wave_image(0, rng)}])
+    assert processor.tokenizer.padding_side == "left" and "labels" not in score_batch
+
+
+def test_tiny_default_patch14_gives_1176_image_tokens(tmp_path):
+    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.vlm import build_tiny_model
+
+    model, processor = build_tiny_model()
+    batch = VLMCollator(processor, get_template(), mode="score")([{"image": wave_image(0, np.random.default_rng(0))}])
+    assert int((batch["input_ids"] == model.config.image_token_index).sum()) == 1176
+
+
+# --------------------------------------------------------------------------- label scoring
+
+
+def test_label_scoring_equals_brute_force_with_left_padding(tiny):
+    """Two-pass scoring == five separate full forward passes, with prompts of different lengths."""
+    from PIL import Image
+
+    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.scoring import score_batch, score_dataset
+
+    model, processor = tiny
+    template = get_template("short")
+    rng = np.random.default_rng(1)
+    # A 336x200 image unpads to fewer grid tokens: the batch needs left padding.
+    rows = [{"image": wave_image(2, rng)}, {"image": Image.fromarray(np.asarray(wave_image(3, rng))[:200])}]
+    col = VLMCollator(processor, template, mode="score")
+    batch = col(rows)
+    assert bool((batch["attention_mask"][:, 0] == 0).any()), "expected left padding in this batch"
+    ll = score_batch(model, batch, col.answers)
+    train_col = VLMCollator(processor, template, mode="train")
+    brute = torch.zeros(2, 5)
+    for i, r in enumerate(rows):
+        for j in range(5):
+            b = train_col([{"image": r["image"], "label": j}])
+            with torch.no_grad():
+                logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits
+            lp = torch.log_softmax(logits[0, :-1].float(), -1)
+            lab = b["labels"][0, 1:]
+            keep = lab != -100
+            brute[i, j] = lp[keep].gather(-1, lab[keep].unsqueeze(-1)).sum()
+    torch.testing.assert_close(ll, brute, atol=2e-4, rtol=1e-4)
+    probs = score_dataset(model, col, rows, batch_size=2, progress=False)
+    assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1)
+
+
+def test_scoring_uses_two_forward_passes(tiny):
+    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.scoring import score_batch
+
+    model, processor = tiny
+    col = VLMCollator(processor, get_template("short"), mode="score")
+    calls = []
+    handle = model.model.language_model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        score_batch(model, col([{"image": wave_image(k, np.random.default_rng(k))} for k in range(3)]), col.answers)
+    finally:
+        handle.remove()
+    assert len(calls) == 2
+
+
+def test_parse_stage_and_unparseable_rate():
+    from psgvlm.scoring import parse_stage, unparseable_rate
+
+    assert [parse_stage(t) for t in ["N2", " REM.", "Stage: N3", "wake", "W", "n1", "R"]] == [2, 4, 3, 0, 0, 1, 4]
+    assert parse_stage("The image shows") is None and parse_stage("") is None and parse_stage("N4") is None
+    assert unparseable_rate(["N1", "nonsense", "W", "??"]) == 0.5
+
+
+# --------------------------------------------------------------------------- recipe + resume + predict
+
+
+def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, tiny):
+    out = tmp_path / "run"
+    g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--max_steps", "8",
+                    "--eval_every", "4", "--save_every", "100")
+    trained = g["accelerator"].unwrap_model(g["model"])
+    base, _ = tiny
+    base_sd = base.state_dict()
+    lora_changed = frozen_same = 0
+    for name, p in trained.named_parameters():
+        if "lora_B" in name:
+            lora_changed += int(p.abs().sum() > 0)  # lora_B starts at zero
+            continue
+        if "lora_" in name:
+            continue
+        key = name.replace("base_model.model.", "").replace(".base_layer", "")
+        assert torch.equal(p.detach(), base_sd[key]), f"frozen weight {key} changed"
+        frozen_same += 1
+    assert lora_changed > 10 and frozen_same > 50
+    assert not any(p.requires_grad for n, p in trained.named_parameters() if "multi_modal_projector" in n)
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3])
+    assert any("val_kappa" in r for r in log)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["kind"] == "psgvlm-vlm-run" and meta["provenance"]["versions"]["transformers"]
+    for f in ("adapter/adapter_config.json", "processor/processor_config.json", "loss_curve.png",
+              "predictions.jsonl", "metrics.json"):
+        assert (out / f).exists(), f
+
+    # predict through the public entry point, same run dir
+    from psgvlm.predict import load_predictor, main
+
+    assert main(["--run", str(out), "--dataset", str(image_ds), "--split", "test", "--out", str(tmp_path / "p"),
+                 "--max-samples", "4"]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(abs(sum(r["probs"]) - 1) < 1e-4 for r in rows)
+    pred = load_predictor(out)
+    assert pred.kind == "vlm" and pred.dataset_meta["channels"] == ["C3", "C4", "LOC", "EMG"]
+    # the merged predictor reproduces the recipe's own test predictions
+    recipe_rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()][:4]
+    np.testing.assert_allclose([r["probs"] for r in rows], [r["probs"] for r in recipe_rows], atol=1e-4)
+
+
+def test_resume_continues_exactly_and_refuses_other_config(tmp_path, tiny_dir, image_ds):
+    a, b = tmp_path / "a", tmp_path / "b"
+    ga = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(a), "--max_steps", "6",
+                     "--save_every", "3", "--eval_every", "100")
+    ckpt = a / "checkpoints" / "step-3"
+    assert (ckpt / "run_config.json").exists()
+    gb = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(b), "--max_steps", "6",
+                     "--save_every", "3", "--eval_every", "100", "--resume_from_checkpoint", str(ckpt))
+    wa = {n: p for n, p in ga["accelerator"].unwrap_model(ga["model"]).named_parameters() if "lora_" in n}
+    wb = dict(gb["accelerator"].unwrap_model(gb["model"]).named_parameters())
+    for n, p in wa.items():
+        torch.testing.assert_close(wb[n], p, rtol=0, atol=1e-6, msg=f"{n} differs after resume")
+    with pytest.raises(ValueError, match="learning_rate"):
+        _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(tmp_path / "c"), "--learning_rate", "0.01",
+                    "--resume_from_checkpoint", str(ckpt))
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_dataset_dirs(tmp_path):
+    from psgvlm.data import load_image_dataset
+    from psgvlm.predict import main
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_image_dataset(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"missing \['meta.json', 'dataset_dict.json'\]"):
+        load_image_dataset(tmp_path / "empty")
+    assert main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_model_id_not_available_offline_fails_fast(monkeypatch, tmp_path):
+    from psgvlm.vlm import ModelNotAvailableError, load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    t0 = time.time()
+    with pytest.raises(ModelNotAvailableError, match="not in the Hugging Face cache"):
+        load_model("llava-hf/llava-v1.6-mistral-7b-hf")
+    assert time.time() - t0 < 10
+    with pytest.raises(ModelNotAvailableError, match="no config.json"):
+        load_model(str(tmp_path))
+
+
+def test_prompt_without_image_placeholder_is_refused(tmp_path):
+    from psgvlm.data import get_template, load_prompts
+
+    with pytest.raises(ValueError, match="image placeholder"):
+        get_template("Which sleep stage is this? <img>")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("templates:\n  a: 'no image here'\n")
+    with pytest.raises(ValueError, match=r"prompt 'a' must contain the image placeholder"):
+        load_prompts(bad)
+    with pytest.raises(ValueError, match="not found; choose from"):
+        get_template("nonexistent_name")
+
+
+def test_bitsandbytes_requested_where_it_cannot_run(tiny_dir):
+    from psgvlm.vlm import load_model
+
+    with pytest.raises(RuntimeError, match="quantization='4bit'"):
+        load_model(str(tiny_dir), quantization="4bit")
+    with pytest.raises(ValueError, match="quantization '8bit' not allowed"):
+        load_model(str(tiny_dir), quantization="8bit")
+
+
+# --------------------------------------------------------------------------- real 7B files (no weights)
+
+
+@pytest.fixture(scope="module")
+def real_processor():
+    if not REAL_MODEL.is_dir():
+        pytest.skip(f"real model files {REAL_MODEL} absent (../shared/models, not in the repo)")
+    from psgvlm.vlm import load_processor
+
+    return load_processor(str(REAL_MODEL))
+
+
+def test_real_tokenizer_answers_distinct_and_share_first_token(real_processor):
+    from psgvlm.data import answer_token_ids, get_template
+
+    answers = answer_token_ids(real_processor, get_template())
+    tok = real_processor.tokenizer
+    first = {s: a[0] for s, a in zip(STAGES, answers)}
+    assert first["N1"] == first["N2"] == first["N3"]  # a next-token reader cannot tell them apart
+    assert len({tuple(a) for a in answers}) == 5
+    assert all(a[-1] == tok.eos_token_id for a in answers)
+    assert tok.decode(answers[STAGES.index("N3")], skip_special_tokens=True).strip() == "N3"
+
+
+def test_real_processor_image_token_counts(real_processor):
+    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.vlm import load_processor
+
+    img = wave_image(0, np.random.default_rng(0))
+    for proc, tiles in [(real_processor, 3), (load_processor(str(REAL_MODEL), pin_grid=336), 2)]:
+        batch = VLMCollator(proc, get_template(), mode="score")([{"image": img}])
+        assert int((batch["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 1176
+        assert batch["pixel_values"].shape[1] == tiles
