@@ -253,10 +253,29 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
 
     # -- events -------------------------------------------------------------------------------
     def load(rec_file, hyp_file, state, request: gr.Request):
-        """Validate and keep the upload; propose a channel per band."""
-        if rec_file is None:
-            raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
-        return _accept(Path(rec_file), hyp_file, _session(state, request), discard=True)
+        """Validate and keep an upload (recording and/or hypnogram); propose a channel per band."""
+        sess = _session(state, request)
+        if rec_file is not None and Path(rec_file).is_file():
+            return _accept(Path(rec_file), hyp_file, sess, discard=True)
+        keep = [gr.update() for _ in bands]
+        if sess.recording is not None and Path(sess.recording).is_file():
+            # A hypnogram added (or replaced) after the recording: keep the recording and channels.
+            if hyp_file is None:
+                return [replace(sess, hypnogram=None, result=None), "Hypnogram removed.", *keep]
+            try:
+                validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
+                own = _copy_upload(hyp_file, Path(sess.dir), "hypnogram")
+            except UploadError as err:
+                raise gr.Error(str(err)) from None
+            except OSError as err:
+                raise gr.Error(f"Could not read this file: {_safe(err, Path(sess.dir))}") from None
+            finally:
+                _discard_upload(hyp_file)
+            return [replace(sess, hypnogram=str(own), result=None),
+                    "Expert hypnogram attached. Press **Stage**.", *keep]
+        if hyp_file is not None:
+            return [sess, "Hypnogram received; now upload the recording (EDF, EDF+ or BDF).", *keep]
+        raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
 
     def _accept(rec_path: Path, hyp_file, sess: Session, *, discard: bool):
         folder = Path(sess.dir)
@@ -312,7 +331,9 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         if sess is None or sess.recording is None or not Path(sess.recording).is_file():
             raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
         folder = Path(sess.dir)
-        channels = [NO_CHANNEL if v in (None, "") else v for v in channel_values]
+        # No value at all (an API client that sends none) means auto-detect; "-" means a flat band.
+        channels = None if all(v in (None, "") for v in channel_values) else [
+            NO_CHANNEL if v in (None, "") else v for v in channel_values]
         progress(0, desc="reading")
         with store.busy(folder) as hold:
             out = _stage_in(sess, folder, channels, with_yasa, progress)
@@ -334,6 +355,8 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
             ref = yasa_reference(rec, result.n_epochs) if with_yasa else None
         except (UploadError, ValueError, OSError, KeyError) as err:
             raise gr.Error(f"Could not stage this recording: {_safe(err, folder)}") from None
+        except Exception as err:  # a reader or library failing on odd input: a message, not a trace
+            raise gr.Error(f"Could not stage this recording ({type(err).__name__}): {_safe(err, folder)}") from None
         return _present(replace(sess, result=result, yasa=ref), paths)
 
     def _present(sess, paths):
@@ -455,7 +478,6 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
                 rec_file = gr.File(label="Recording (EDF, EDF+ or BDF)", type="filepath")
                 hyp_file = gr.File(label="Expert hypnogram, optional (CSV/TSV init_sec,duration_sec,stage; "
                                          "one label per line; EDF+; NSRR XML)", type="filepath")
-                load_btn = gr.Button("Check file", variant="secondary")
             with gr.Column(scale=3):
                 status = gr.Markdown(init["status"])
                 gr.Markdown("**Channels**: the model draws one band per channel below (top to bottom); "
@@ -488,8 +510,9 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
 
         load_inputs = [rec_file, hyp_file, state]
         load_outputs = [state, status, *dropdowns]
-        load_btn.click(load, load_inputs, load_outputs, api_name="load", concurrency_limit=4)
-        rec_file.upload(load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
+        # Uploading either file validates it at once; "/load" is also the API endpoint for clients.
+        rec_file.upload(load, load_inputs, load_outputs, api_name="load", concurrency_limit=4)
+        hyp_file.upload(load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
         stage_btn.click(stage, [state, with_yasa, *dropdowns],
                         [state, status, hypno, stats, agreement, files, epoch],
                         api_name="stage", concurrency_limit=1, concurrency_id="model")

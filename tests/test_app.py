@@ -189,11 +189,26 @@ def test_corrupt_truncated_and_wrong_type_give_messages(served, files, tmp_path)
         client.predict(handle_file(str(fake)), None, api_name="/load")
     bad_hyp = tmp_path / "bad.csv"
     bad_hyp.write_text("init_sec,duration_sec,stage\n0,30,XYZ\n")
-    client.predict(handle_file(str(files["night6"])), handle_file(str(bad_hyp)), api_name="/load")
+    out = client.predict(handle_file(str(files["night6"])), handle_file(str(bad_hyp)), api_name="/load")
+    n_bands = len(out) - 1
     with pytest.raises(AppError, match="XYZ"):
-        client.predict(False, *([None] * 5), api_name="/stage")
+        client.predict(False, *([None] * n_bands), api_name="/stage")
     with pytest.raises(AppError, match="Upload a recording first"):
-        _client(demo).predict(False, *([None] * 5), api_name="/stage")
+        _client(demo).predict(False, *([None] * n_bands), api_name="/stage")
+    client.close()
+
+
+def test_hypnogram_added_after_recording(served, files):
+    demo, _, _ = served
+    client = _client(demo)
+    out = client.predict(None, handle_file(str(files["hyp6"])), api_name="/load")
+    assert "now upload the recording" in out[0]
+    out = client.predict(handle_file(str(files["night6"])), None, api_name="/load")
+    assert "Recording accepted" in out[0] and "hypnogram attached" not in out[0]
+    out = client.predict(None, handle_file(str(files["hyp6"])), api_name="/load")
+    assert "Expert hypnogram attached" in out[0]
+    result = client.predict(False, *[None] * (len(out) - 1), api_name="/stage")
+    assert "Model vs expert hypnogram" in result[3]
     client.close()
 
 

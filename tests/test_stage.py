@@ -309,3 +309,49 @@ def test_no_pyplot_figures_left_open(tmp_path):
     before = plt.get_fignums()
     plot_hypnogram(res, tmp_path / "h.png")
     assert plt.get_fignums() == before == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The command line, with the real embedded default run
+# ------------------------------------------------------------------------------------------------
+def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
+    from psgvlm.stage import main
+
+    assert main(["--edf", str(tmp_path / "missing.edf"), "--out", str(tmp_path / "o")]) == 2
+    assert "missing.edf" in capsys.readouterr().err
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(small_edf[0].read_bytes()[:1000])
+    assert main(["--edf", str(cut), "--out", str(tmp_path / "o")]) == 1
+    assert "truncated" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_stages_with_default_run(tmp_path, capsys):
+    from psgvlm.predict import DEFAULT_RUN
+    from psgvlm.stage import main
+
+    signals, stages = synthetic_night(10, seed=4)
+    edf = write_edf(tmp_path / "night.edf", signals)
+    hyp = write_hypnogram_csv(tmp_path / "night.csv", stages)
+    out = tmp_path / "out"
+    assert main(["--edf", str(edf), "--hypnogram", str(hyp), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "staged 10 epochs" in printed and "not for clinical use" in printed
+    names = {p.name for p in out.iterdir()}
+    assert {"hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy", "hypnogram_annotations.edf", "hypnogram.png",
+            "summary.json", "metrics.json"} <= names
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["is_default"] and "synthetic" in summary["notice"]
+    assert summary["agreement"]["n_epochs"] == 10 and summary["provenance"]["git_sha"]
+    assert summary["channels"][0]["band"] == read_json_channels(DEFAULT_RUN)[0]
+    probs = np.load(out / "hypnodensity.npy")
+    assert probs.shape == (10, N_STAGES) and np.allclose(probs.sum(1), 1, atol=1e-4)
+    # No patient-identifying header field in any output.
+    for f in out.iterdir():
+        data = f.read_bytes()
+        for secret in (PATIENT_NAME, PATIENT_CODE, HOSPITAL_CODE, BIRTHDATE.strftime("%d-%b-%Y").upper()):
+            assert secret.encode() not in data, (f.name, secret)
+
+
+def read_json_channels(run_dir) -> list[str]:
+    return json.loads((Path(run_dir) / "meta.json").read_text())["dataset"]["channels"]
