@@ -12,9 +12,14 @@ machine the figures are pessimistic.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# Run as a script, this folder is sys.path[0] and its render.py would shadow the render package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 class TinyVLMPredictor:

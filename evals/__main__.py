@@ -1,12 +1,13 @@
 """``python -m evals <suite> ...`` (same as ``psgvlm eval <suite> ...``).
 
-Suites (each writes results.json, samples.jsonl and PNG plots into ``--out``):
+Suites (each writes results.json, samples.jsonl and PNG plots into ``--out``; report writes report.md,
+summary.json and figures/):
 
     python -m evals metrics      --runs RUN [RUN ...] --out DIR
     python -m evals robustness   --run RUN --format isruc --input DATA --out DIR --seed 0
     python -m evals channel_loss --run RUN --format isruc --input DATA --drop EOG --drop C3,C4 --out DIR
-    python -m evals attribution  --run RUN --dataset IMAGES --out DIR --n-epochs 50
-    python -m evals zero_shot    --run UNTUNED_RUN --dataset IMAGES --out DIR
+    python -m evals attribution  --run RUN --dataset IMAGES --out DIR --per-stage 10
+    python -m evals zero_shot    --predictions UNTUNED_RUN/predictions.jsonl --dataset IMAGES --out DIR
     python -m evals report       --results DIR [DIR ...] --out REPORT_DIR
 
 ``python -m evals <suite> --help`` lists a suite's options.

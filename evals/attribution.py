@@ -15,6 +15,8 @@ map reads "REM decided on EOG (LOC), seconds 10-20".
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import time
 
 import numpy as np
@@ -42,6 +44,13 @@ def baseline_color(image: np.ndarray, baseline) -> np.ndarray:
     if baseline == "mean":
         return np.round(image.reshape(-1, image.shape[-1]).mean(0)).astype(np.uint8)
     raise ValueError(f"baseline {baseline!r} unknown; use an int 0..255 or one of {BASELINES}")
+
+
+def no_grad():
+    """``torch.inference_mode()`` when torch is loaded (a torch predictor then skips autograd
+    bookkeeping, ~2x faster on CPU), a no-op otherwise."""
+    torch = sys.modules.get("torch")
+    return torch.inference_mode() if torch is not None else contextlib.nullcontext()
 
 
 def minmax(scores: np.ndarray) -> np.ndarray:
@@ -76,7 +85,6 @@ def feature_ablation(predict_proba, image, *, patch_px: int = 14, baseline="back
     ``norm`` the min-max normalised map, ``n_forward`` forward passes used (images scored),
     ``seconds`` wall time.
     """
-    from PIL import Image
 
     t0 = time.perf_counter()
     img = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
@@ -95,6 +103,14 @@ def feature_ablation(predict_proba, image, *, patch_px: int = 14, baseline="back
         block = img[r * patch_px:(r + 1) * patch_px, c * patch_px:(c + 1) * patch_px]
         if not (skip_unchanged and (block == fill).all()):
             todo.append(k)
+    with no_grad():
+        return _ablate(predict_proba, img, todo, fill, patch_px, batch_size, n_r, n_c, t0)
+
+
+def _ablate(predict_proba, img, todo, fill, patch_px, batch_size, n_r, n_c, t0) -> dict:
+    """The forward passes of :func:`feature_ablation` (original, then masked patches in batches)."""
+    from PIL import Image
+
     probs0 = np.asarray(predict_proba([Image.fromarray(img)]), dtype=np.float64)
     if probs0.shape != (1, 5):
         raise ValueError(f"predict_proba returned shape {probs0.shape} for one image, expected (1, 5)")

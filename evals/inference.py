@@ -23,12 +23,15 @@ def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, d
     """
     from PIL import Image
 
+    from evals.attribution import no_grad
+
     probs = []
     for i in tqdm(range(0, len(ds), batch_size), desc=desc, unit="batch"):
         images = ds[i:i + batch_size]["image"]
         if transform_image is not None:
             images = [Image.fromarray(transform_image(np.asarray(im.convert("RGB")))) for im in images]
-        p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float64)
+        with no_grad():
+            p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float64)
         if p.shape != (len(images), 5):
             raise ValueError(f"predict_proba returned shape {p.shape} for {len(images)} images, expected (n, 5)")
         probs.append(p)
