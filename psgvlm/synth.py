@@ -154,16 +154,13 @@ class SynthNight:
 # Hypnogram
 # ----------------------------------------------------------------------------------------------
 def _round_counts(minutes: Sequence[float], n_epochs: int) -> np.ndarray:
-    """Segment lengths in epochs: each >= 1, summing to ``n_epochs``."""
+    """Segment lengths in epochs: each >= 1, summing to ``n_epochs`` (largest remainders first)."""
     want = np.asarray(minutes, dtype=float) * 60 / EPOCH_S
     counts = np.maximum(1, np.floor(want)).astype(int)
-    frac = want - np.floor(want)
-    while counts.sum() < n_epochs:
-        i = int(np.argmax(frac))
-        counts[i] += 1
-        frac[i] = -1 if frac.max() > -1 else 0
-        if frac.max() <= -1:
-            frac = want / want.sum()
+    short = n_epochs - int(counts.sum())
+    if short > 0:
+        order = np.argsort(-(want - np.floor(want)), kind="stable")
+        np.add.at(counts, order[np.arange(short) % len(order)], 1)
     while counts.sum() > n_epochs:
         counts[int(np.argmax(counts))] -= 1
     return counts
