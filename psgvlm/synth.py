@@ -815,7 +815,8 @@ def synth_night(channels: Sequence[ChannelSpec] | None = None, *, minutes: float
     age_range : (float, float)
         Years, for the subject's age.
     stages : sequence of int, optional
-        AASM codes (0..4) per epoch to use instead of a generated hypnogram.
+        AASM codes (0..4) per epoch to use instead of a generated hypnogram (``minutes`` is then
+        ignored: the night lasts ``30 * len(stages)`` s).
     line_hz : float
         Mains frequency for the (small, subject-dependent) line noise.
 
@@ -823,7 +824,8 @@ def synth_night(channels: Sequence[ChannelSpec] | None = None, *, minutes: float
     -------
     SynthNight
     """
-    _check_minutes(minutes)
+    if stages is None:
+        _check_minutes(minutes)
     channels = list(DEFAULT_CHANNELS if channels is None else channels)
     labels = [c.label for c in channels]
     dup = sorted({x for x in labels if labels.count(x) > 1})

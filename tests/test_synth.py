@@ -348,6 +348,17 @@ def test_readers_get_back_what_was_written(fmt, written):
         assert np.allclose(eeg.data, want, atol=0.02 * np.abs(want).max())  # microvolts, as written
 
 
+def test_given_hypnogram_drives_the_signals():
+    stages = [W] * 6 + [N2] * 6 + [N3] * 6 + [REM] * 6
+    night = synth_night(stages=stages, seed=2)
+    assert np.array_equal(night.stages, stages) and len(night.signals["C3"]) == 24 * 30 * 200
+    f3, fs = _epochs(night, "F3")
+    delta = _band(f3, fs, 0.5, 2)
+    assert delta[12:18].mean() > 3 * delta[:6].mean()
+    with pytest.raises(ValueError, match="codes 0..4"):
+        synth_night(stages=[0, 7, 2])
+
+
 def test_movement_time_is_unscored_only_in_sleepedf():
     night = synth_night([], minutes=480, seed=5)
     assert night.movement.any()
