@@ -31,6 +31,7 @@ class Args:
     modalities: list[str] = field(default_factory=lambda: ["EEG", "EOG", "EMG"])
     loss: str = "dash"  # dash | infonce (ablation)
     mask_prob: float = 0.15
+    tokenizer_input: str = "waveform"  # waveform (paper) | log_spectrum (documented deviation)
     seq_len: int = 20  # epochs per segment
     batch_size: int = 16  # segments per batch (B)
     segments_per_night: int = 2  # segments drawn from the same night (gives same-night pseudo-negatives)
@@ -77,6 +78,7 @@ def main(argv=None):
     if args.size not in SIZES:
         raise ValueError(f"size {args.size!r} not in {list(SIZES)}")
     config = Sleep2vecConfig(modalities=tuple(mods), loss=args.loss, mask_prob=args.mask_prob,
+                             tokenizer_input=args.tokenizer_input,
                              max_epochs=max(args.seq_len, 64), **SIZES[args.size])
     model = Sleep2vec(config=config)
 

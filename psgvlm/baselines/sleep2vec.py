@@ -61,9 +61,15 @@ class Sleep2vecConfig:
     eps: float = 1e-6  # weight kept by same-night pseudo-negatives
     margin: float = 0.1  # gamma*m subtracted from same-night pseudo-negative logits
     sfreq: dict = field(default_factory=lambda: dict(MODALITY_RATE_HZ))  # modality -> Hz
+    # What the MLP tokenizer sees: "waveform" = the raw 30-s samples (the paper); "log_spectrum" =
+    # log(1 + |rfft|) of the epoch, a documented deviation: on small corpora a raw-waveform MLP
+    # memorises phases (see the closing report) while the spectrum is phase-invariant.
+    tokenizer_input: str = "waveform"
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
+        if self.tokenizer_input not in ("waveform", "log_spectrum"):
+            raise ValueError(f"tokenizer_input {self.tokenizer_input!r} not in ('waveform', 'log_spectrum')")
         if self.loss not in LOSSES:
             raise ValueError(f"loss {self.loss!r} not in {LOSSES}")
         if self.hidden_size % self.n_heads:
@@ -74,6 +80,11 @@ class Sleep2vecConfig:
 
     def n_times(self, modality: str) -> int:
         return int(round(self.epoch_s * self.sfreq[modality]))
+
+    def n_features(self, modality: str) -> int:
+        """Tokenizer input size: samples per epoch, or rfft bins for ``log_spectrum``."""
+        n = self.n_times(modality)
+        return n if self.tokenizer_input == "waveform" else n // 2 + 1
 
 
 SIZES = {  # paper Table 5, plus a CPU-sized one
@@ -118,7 +129,7 @@ class Sleep2vec(nn.Module):
         from transformers import RoFormerConfig, RoFormerModel
 
         self.config = c = config
-        self.tokenizers = nn.ModuleDict({m: MLPTokenizer(n_times=c.n_times(m), hidden_size=c.hidden_size,
+        self.tokenizers = nn.ModuleDict({m: MLPTokenizer(n_times=c.n_features(m), hidden_size=c.hidden_size,
                                                          dropout=c.dropout) for m in c.modalities})
         self.mask_tokens = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(c.hidden_size))
                                              for m in c.modalities})
@@ -145,6 +156,8 @@ class Sleep2vec(nn.Module):
                              f"{self.config.epoch_s} s)")
         if x.shape[1] > self.config.max_epochs:
             raise ValueError(f"sequence of {x.shape[1]} epochs exceeds max_epochs {self.config.max_epochs}")
+        if self.config.tokenizer_input == "log_spectrum":
+            x = torch.log1p(torch.fft.rfft(x, dim=-1).abs())
         tok = self.tokenizers[modality](x)
         if mask is not None:
             tok = torch.where(mask[..., None], self.mask_tokens[modality].to(tok.dtype), tok)
@@ -261,7 +274,7 @@ class Sleep2vecStager(nn.Module):
     def fusion_weights(self, present) -> dict[str, float]:
         idx = [self.modalities.index(m) for m in present]
         w = torch.softmax(self.gate[idx], 0)
-        return {m: float(v) for m, v in zip(present, w)}
+        return {m: float(v.detach()) for m, v in zip(present, w)}
 
     def forward(self, x: dict):
         _check_input(x, self.modalities)
