@@ -1,7 +1,7 @@
 """``psgvlm doctor``: check a VLM set-up on one real batch before spending GPU hours on it.
 
     psgvlm doctor --run runs/llava_isruc --dataset data/isruc_img
-    psgvlm doctor --model llava-hf/llava-v1.6-mistral-7b-hf --dataset data/isruc_img --pin-grid 336
+    psgvlm doctor --model llava-hf/llava-v1.6-mistral-7b-hf --dataset data/isruc_img
 
 Checks (exit 1 when one fails): image-token count == image-feature count per example; which tokens
 carry loss (their share and text: only the answer must); padding side (right for training, left for
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, help="`psgvlm render` dataset dir")
     p.add_argument("--split", default=None, help="split to draw the batch from (default: the first)")
     p.add_argument("--prompt", default="default", help="prompt name (with --model)")
-    p.add_argument("--pin-grid", type=int, default=336, help="0: the model's own anyres grid (with --model)")
+    p.add_argument("--no-pin-grid", action="store_true", help="keep the model's own anyres grid (with --model)")
     p.add_argument("--batch-size", type=int, default=2)
     p.add_argument("--json", help="also write the report as JSON here")
     args = p.parse_args(argv)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.run} is an image-classifier run; doctor checks VLM runs")
             model, processor, template, add_lora = pred.model, pred.processor, pred.meta["prompt"]["template"], False
         else:
-            model, processor = load_model(args.model, pin_grid=args.pin_grid or None)
+            model, processor = load_model(args.model, pin_grid=not args.no_pin_grid)
             template, add_lora = get_template(args.prompt, channels=meta.get("channels")), True
     except (FileNotFoundError, ValueError, ModelNotAvailableError) as err:
         print(f"psgvlm doctor: {err}", file=sys.stderr)

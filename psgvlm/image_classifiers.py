@@ -56,9 +56,7 @@ def _hf_classifier(config_cls, model_cls, presets: dict):
                                              local_files_only=local_only, **_labels())
         if size not in presets:
             raise ValueError(f"size {size!r} not allowed; choose from {sorted(presets)}")
-        kwargs = dict(presets[size])
-        if "image_size" in config_cls.__init__.__code__.co_varnames:
-            kwargs["image_size"] = image_size
+        kwargs = dict(presets[size], image_size=image_size)  # used by ViT/Swin, stored by the others
         return model_cls(config_cls(num_labels=N_STAGES, **_labels(), **kwargs))
     return build
 
@@ -92,7 +90,7 @@ def _vit(**kw):
 def _swin(**kw):
     from transformers import SwinConfig, SwinForImageClassification
 
-    presets = {"tiny": {"embed_dim": 24, "depths": [1, 1, 1, 1], "num_heads": [1, 2, 2, 4], "window_size": 7},
+    presets = {"tiny": {"embed_dim": 24, "depths": [1, 1, 1], "num_heads": [1, 2, 4], "window_size": 7},
                "swin_tiny": {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7}}
     return _hf_classifier(SwinConfig, SwinForImageClassification, presets)(**kw)
 

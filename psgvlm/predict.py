@@ -79,8 +79,7 @@ class Predictor:
         from psgvlm.vlm import load_model
 
         base = resolve_base_model(self.run_dir, self.meta["base_model"])
-        pin = self.meta.get("pin_grid") or None
-        model, _ = load_model(base, pin_grid=pin, dtype="auto")
+        model, _ = load_model(base, pin_grid=bool(self.meta.get("pin_grid")), dtype="auto")
         if self.meta.get("adapter"):
             from peft import PeftModel
 

@@ -131,18 +131,25 @@ def pick_dtype(name: str = "auto"):
     return torch.float32
 
 
-def load_processor(model: str, *, pin_grid: int | None = None):
-    """The model's processor; ``pin_grid=336`` pins the anyres grid to one ``336x336`` tile."""
+def tile_size(processor) -> int:
+    """Side of one vision-tower tile (the image processor's crop size), pixels."""
+    crop = processor.image_processor.crop_size
+    return int(crop["height"] if isinstance(crop, dict) else crop.height)
+
+
+def load_processor(model: str, *, pin_grid: bool = False):
+    """The model's processor; ``pin_grid`` pins the anyres grid to a single tile (base + 1 tile)."""
     from transformers import AutoProcessor
 
     source, local_only = resolve_model_source(model)
     processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
     if pin_grid:
-        processor.image_processor.image_grid_pinpoints = [[int(pin_grid), int(pin_grid)]]
+        size = tile_size(processor)
+        processor.image_processor.image_grid_pinpoints = [[size, size]]
     return processor
 
 
-def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid: int | None = None,
+def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid: bool = False,
                device_map=None):
     """Load a LLaVA-NeXT model and processor from a hub id or a local directory.
 
@@ -154,8 +161,9 @@ def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid
         ``"auto"`` (bf16 where supported, else fp32), ``"float32"``, ``"bfloat16"``, ``"float16"``.
     quantization : {"none", "4bit"}
         ``"4bit"``: bitsandbytes NF4 for the language model; vision tower and projector unquantised.
-    pin_grid : int or None
-        Pin the anyres grid to one ``pin_grid x pin_grid`` tile in both processor and model config.
+    pin_grid : bool
+        Pin the anyres grid to one tile of the vision tower's size (336 for the real model) in both
+        processor and model config: a 336x336 epoch image then runs 2 tiles (base + 1), not 3.
 
     Returns
     -------
@@ -175,7 +183,7 @@ def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid
     net = LlavaNextForConditionalGeneration.from_pretrained(source, **kwargs)
     processor = load_processor(source, pin_grid=pin_grid)
     if pin_grid:
-        net.config.image_grid_pinpoints = [[int(pin_grid), int(pin_grid)]]
+        net.config.image_grid_pinpoints = processor.image_processor.image_grid_pinpoints
     return net, processor
 
 

@@ -48,7 +48,7 @@ class Args:
     output_dir: str = "runs/llava_isruc"  # the run dir
     model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
     prompt: str = "default"  # template name in prompts/sleep_stage.yaml, or a literal with <image>
-    pin_grid: int = 336  # pin the anyres grid to one NxN tile (0: the model's default grid)
+    pin_grid: bool = True  # pin the anyres grid to one tile (false: the model's default grid)
     train: bool = True  # False: no fine-tuning, score the untuned model (zero-shot ablation)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -97,7 +97,7 @@ def subset(ds, n, seed):
 
 
 # ----------------------------------------------------------------------------- model
-model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid or None,
+model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid,
                               dtype="auto")
 train_collator = VLMCollator(processor, template, mode="train")
 score_collator = VLMCollator(processor, template, mode="score")

@@ -365,7 +365,7 @@ def test_real_processor_image_token_counts(real_processor):
     from psgvlm.vlm import load_processor
 
     img = wave_image(0, np.random.default_rng(0))
-    for proc, tiles in [(real_processor, 3), (load_processor(str(REAL_MODEL), pin_grid=336), 2)]:
+    for proc, tiles in [(real_processor, 3), (load_processor(str(REAL_MODEL), pin_grid=True), 2)]:
         batch = VLMCollator(proc, get_template(), mode="score")([{"image": img}])
         assert int((batch["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 1176
         assert batch["pixel_values"].shape[1] == tiles

@@ -1,0 +1,93 @@
+"""Image-classifier baselines (ResNet, ConvNeXt, ViT, Swin, CLIP + linear head): every registered
+architecture builds, trains a step, saves a run that ``psgvlm.predict.load_predictor`` reads back.
+
+    python -m pytest -q tests/test_vlm_classifiers.py
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from psgvlm.image_classifiers import CLASSIFIERS, build_classifier, save_classifier_run  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = {"resnet": {}, "convnext": {}, "vit": {}, "swin": {}, "clip_linear": {"train_encoder": True}}
+
+
+def _images(n, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (336, 336, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def test_every_registered_classifier_has_a_case():
+    assert set(CASES) == set(CLASSIFIERS)
+
+
+@pytest.mark.parametrize("arch", sorted(CASES))
+def test_classifier_trains_saves_and_predicts(arch, tmp_path):
+    from psgvlm.predict import load_predictor
+
+    torch.manual_seed(0)
+    model, pre = build_classifier(arch, size="tiny", image_size=112, **CASES[arch])
+    images = _images(4)
+    labels = torch.tensor([0, 1, 2, 3])
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    out = model(pixel_values=pre(images), labels=labels)
+    assert out.logits.shape == (4, 5)
+    out.loss.backward()
+    opt.step()
+    assert any(not torch.equal(before[n], p) for n, p in model.named_parameters() if n in before)
+    save_classifier_run(model, pre, tmp_path, arch=arch,
+                        meta_extra={"config": {"arch": arch}, "dataset_meta": {"channels": ["C3"]}})
+    pred = load_predictor(tmp_path)
+    assert pred.kind == "image-classifier" and pred.dataset_meta == {"channels": ["C3"]}
+    probs = pred.predict_proba(images, batch_size=3)
+    assert probs.shape == (4, 5) and np.allclose(probs.sum(1), 1)
+    model.eval()
+    with torch.no_grad():
+        ref = torch.softmax(model(pixel_values=pre(images)).logits, -1).numpy()
+    np.testing.assert_allclose(probs, ref, atol=1e-5)
+
+
+def test_clip_linear_probe_freezes_encoder():
+    model, _ = build_classifier("clip_linear", size="tiny", image_size=112)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["head.weight", "head.bias"]
+
+
+def test_unknown_architecture_and_size_are_refused():
+    with pytest.raises(ValueError, match="not registered; choose from"):
+        build_classifier("alexnet")
+    with pytest.raises(ValueError, match="size 'huge' not allowed"):
+        build_classifier("resnet", size="huge")
+
+
+def test_image_classifier_recipe_writes_a_run(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_vlm import make_image_dataset
+
+    ds = make_image_dataset(tmp_path / "img", n_subjects=4, per_subject=5)
+    argv = sys.argv
+    sys.argv = ["image_classifier.py", "--config", str(ROOT / "recipes/configs/classifier_tiny_cpu.yaml"),
+                "--dataset", str(ds), "--output_dir", str(tmp_path / "run"), "--num_train_epochs", "1",
+                "--per_device_train_batch_size", "4"]
+    try:
+        runpy.run_path(str(ROOT / "recipes" / "image_classifier.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    run = tmp_path / "run"
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["kind"] == "psgvlm-image-classifier-run" and meta["arch"] == "resnet"
+    rows = (run / "predictions.jsonl").read_text().splitlines()
+    assert len(rows) == 5 and (run / "metrics.json").exists() and (run / "loss_curve.png").exists()
