@@ -37,6 +37,12 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _with_end(start_s, epoch_s: float = 30.0) -> np.ndarray:
+    """Epoch start times in hours plus the end of the last epoch (for step plots)."""
+    t = np.asarray(start_s, dtype=float)
+    return np.append(t, t[-1] + epoch_s if len(t) else epoch_s) / 3600
+
+
 def plot_confusion(cm, path, title: str = "") -> Path:
     """Counts and row-normalised confusion matrices side by side (rows truth, columns prediction)."""
     cm = np.asarray(cm)
@@ -59,12 +65,12 @@ def plot_confusion(cm, path, title: str = "") -> Path:
 
 def plot_hypnogram(truth, pred, start_s, path, title: str = "") -> Path:
     """Expert and predicted hypnograms on one time axis (hours); unscored truth drawn as gaps."""
-    t_h = np.asarray(start_s, dtype=float) / 3600
+    t_h = _with_end(start_s)
     fig = _figure(10, 3)
     ax = fig.add_subplot(1, 1, 1)
     for codes, label, style in [(truth, "expert", dict(color="black", lw=1.2)),
                                 (pred, "model", dict(color="tab:red", lw=0.9, alpha=0.8))]:
-        codes = np.asarray(codes)
+        codes = np.append(np.asarray(codes), np.asarray(codes)[-1:])  # the last epoch drawn to its end
         level = np.array([_HYPNO_LEVEL.get(int(c), np.nan) if c != UNSCORED else np.nan for c in codes], float)
         ax.step(t_h, level, where="post", label=label, **style)
     ax.set_yticks(*_HYPNO_TICKS)
@@ -77,7 +83,8 @@ def plot_hypnogram(truth, pred, start_s, path, title: str = "") -> Path:
 def plot_hypnodensity(probs, start_s, path, title: str = "") -> Path:
     """Stacked per-epoch stage probabilities over the night."""
     probs = np.asarray(probs, dtype=float)
-    t_h = np.asarray(start_s, dtype=float) / 3600
+    probs = np.vstack([probs, probs[-1:]])
+    t_h = _with_end(start_s)
     fig = _figure(10, 2.6)
     ax = fig.add_subplot(1, 1, 1)
     ax.stackplot(t_h, probs.T, labels=STAGES, colors=STAGE_COLORS, step="post")
