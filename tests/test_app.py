@@ -9,6 +9,7 @@ its header, and a real Sleep-EDF recording from ../shared/data/real.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -43,8 +44,9 @@ IDENTIFYING = [PATIENT_NAME.encode(), PATIENT_CODE.encode(), HOSPITAL_CODE.encod
                BIRTHDATE.strftime("%d-%b-%Y").upper().encode(), b"Doe"]
 
 
+@functools.lru_cache(maxsize=1)
 def _predictor():
-    """The real embedded default run when it is committed; else the test stand-in."""
+    """The real embedded default run (loaded once for all launches); the test stand-in until it exists."""
     try:
         from psgvlm.predict import DEFAULT_RUN, load_predictor
     except ImportError:
@@ -68,10 +70,15 @@ def cache_dir(tmp_path_factory):
         os.environ["GRADIO_TEMP_DIR"] = old
 
 
-def _launch(tmp_path_factory, **kw):
+def _launch(tmp_path_factory, *, stand_in: bool = False, **kw):
     import app
 
-    run_dir, predictor = _predictor()
+    if stand_in:  # the test-local predictor: fast enough for 577 attribution passes
+        from test_stage import FixturePredictor
+
+        run_dir, predictor = None, FixturePredictor()
+    else:
+        run_dir, predictor = _predictor()
     if run_dir is None:  # stand-in: a run dir with a meta.json only, for model_info
         run_dir = tmp_path_factory.mktemp("run")
         (run_dir / "meta.json").write_text(json.dumps({"kind": "test-stand-in"}))
@@ -146,16 +153,29 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     client.close()
 
 
-def test_attribution_on_request(served, files):
-    demo, _, predictor = served
-    if type(predictor).__name__ != "FixturePredictor":
-        pytest.skip("attribution of the real default run is covered by the slow test")
+def test_attribution_on_request(tmp_path_factory, cache_dir, files):
+    # The app's attribution wiring (evals.attribution's feature ablation, overlay, signal-terms note) with
+    # the fast test-local predictor: 577 passes of the real default run belong in the slow test below.
+    demo, _, _ = _launch(tmp_path_factory, stand_in=True)
+    try:
+        client = _client(demo)
+        _load_and_stage(client, files["night8"])
+        img, _, text = client.predict(1, True, api_name="/epoch")
+        from PIL import Image
+
+        assert Image.open(img).size == (336, 336) and "Attribution" in text and "forward passes" in text
+        client.close()
+    finally:
+        demo.close()
+
+
+@pytest.mark.slow
+def test_attribution_with_default_run(served, files):
+    demo, _, _ = served
     client = _client(demo)
     _load_and_stage(client, files["night8"])
     img, _, text = client.predict(1, True, api_name="/epoch")
-    from PIL import Image
-
-    assert Image.open(img).size == (336, 336) and "Attribution" in text and "forward passes" in text
+    assert "forward passes" in text
     client.close()
 
 
