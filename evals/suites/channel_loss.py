@@ -1,4 +1,4 @@
-"""``python -m evals channel_loss``: channels or whole modalities lost at inference.
+r"""``python -m evals channel_loss``: channels or whole modalities lost at inference.
 
     python -m evals channel_loss --run runs/llava_isruc --format isruc --input data/isruc \
         --drop EOG --drop C3,C4 --drop EMG,ECG --out results/channel_loss
@@ -130,7 +130,7 @@ def run_eeg_only_train(clean_run, *, fmt: str, input, out, train_cmd: str, rende
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m evals channel_loss", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m evals channel_loss", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="run dir of an image model")
     ap.add_argument("--format", required=True)

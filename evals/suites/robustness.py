@@ -1,4 +1,4 @@
-"""``python -m evals robustness``: failing core EEG channels, the PSG-image paper's protocol.
+r"""``python -m evals robustness``: failing core EEG channels, the PSG-image paper's protocol.
 
     # trained clean, tested corrupted (any image model run)
     python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob --seed 0
@@ -139,7 +139,7 @@ def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, rend
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m evals robustness", description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m evals robustness", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="the clean-trained run dir")
     ap.add_argument("--format", required=True, help="reader of the raw recordings (isruc, mass, ...)")
