@@ -218,6 +218,23 @@ def test_corrupt_truncated_and_wrong_type_give_messages(served, files, tmp_path)
     client.close()
 
 
+def test_upload_not_downloadable_after_it_is_accepted(served, files):
+    import httpx
+
+    demo, _, _ = served
+    url = demo.local_url.rstrip("/")
+    with open(files["night8"], "rb") as f:  # the browser's upload step, by hand, to learn the server path
+        paths = httpx.post(f"{url}/gradio_api/upload", files={"files": ("night8.edf", f)}).json()
+    server_path = paths[0]
+    assert httpx.get(f"{url}/gradio_api/file={server_path}").status_code == 200  # before: served
+    client = _client(demo)
+    out = client.predict({"path": server_path, "meta": {"_type": "gradio.FileData"}, "orig_name": "night8.edf"},
+                         None, api_name="/load")
+    assert "Recording accepted" in out[0]
+    assert httpx.get(f"{url}/gradio_api/file={server_path}").status_code != 200  # after: gone
+    client.close()
+
+
 def test_hypnogram_added_after_recording(served, files):
     demo, _, _ = served
     client = _client(demo)
