@@ -571,8 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"app.py: --run {args.run!r} is not a directory", file=sys.stderr)
         return 2
     max_bytes = int(args.max_file_mb * 1024**2)
-    demo, _ = build_app(args.run, max_bytes=max_bytes, example=args.example,
-                        example_hypnogram=args.example_hypnogram)
+    try:
+        demo, _ = build_app(args.run, max_bytes=max_bytes, example=args.example,
+                            example_hypnogram=args.example_hypnogram)
+    except (ValueError, OSError, UploadError) as err:
+        print(f"app.py: {err}", file=sys.stderr)
+        return 2
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False)
     return 0
 

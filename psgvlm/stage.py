@@ -558,10 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         rec = read_input(edf, args.hypnogram)
         result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=args.batch_size,
                                  source_sha256=_sha256(edf))
+        paths = write_outputs(result, args.out)
     except (UploadError, ValueError, OSError) as err:
         print(f"psgvlm stage: {err}", file=sys.stderr)
         return 1
-    paths = write_outputs(result, args.out)
     stats = summarize(result)["sleep_statistics"]
     tst = stats["TST"]
     se = stats["SE"]
