@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         model, _ = train_nap(train, full, config=NAPConfig(), steps=a.nap_steps, lr=3e-3, batch_size=8,
                              min_len=8, max_len=40, seed=a.seed + i, desc=f"NAP fold {i}")
         probs, present = grid(i)
-        preds["nap"][i] = predict_nap(model, probs, full, predictors=present)
+        preds["nap"][i] = predict_nap(model, probs, full, predictors=present, window=40)
         preds["soft_vote"][i] = soft_vote(probs[:, :, present], np.ones((1, len(present)), bool))
 
     # ---- table -------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def main(argv=None):
     meta = {"kind": "nap", "config": {"args": asdict(args), "model_config": asdict(config)}, "split": split,
             "channels": channels, "predictors": predictors, "avail": avail.tolist(), "losses": losses,
             "sources": sources, "provenance": provenance()}
-    metrics = write_predictions(args.out, rows_of(lambda d: predict_nap(model, d["probs"], avail)),
+    metrics = write_predictions(args.out, rows_of(lambda d: predict_nap(model, d["probs"], avail, window=args.max_len)),
                                 extra_meta={"kind": "nap"})
     vote = write_predictions(Path(args.out) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),
                              extra_meta={"kind": "soft_vote"})
@@ -111,7 +111,7 @@ def main(argv=None):
             from psgvlm.predictions import metrics_from_rows
 
             table[f"nap_without_{name}"] = metrics_from_rows(rows_of(
-                lambda d, rest=rest: predict_nap(model, d["probs"], avail, predictors=rest)))["pooled"]
+                lambda d, rest=rest: predict_nap(model, d["probs"], avail, predictors=rest, window=args.max_len)))["pooled"]
     write_json_atomic(f"{args.out}/metrics_table.json", table)
     write_json_atomic(f"{args.out}/meta.json", meta)
     print({k: {"kappa": round(v["kappa"], 3), "macro_f1": round(v["macro_f1"], 3)} for k, v in table.items()})

@@ -338,13 +338,28 @@ def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: 
 
 
 @torch.no_grad()
-def predict_nap(model: NAP, probs: np.ndarray, avail: np.ndarray, channels=None, predictors=None) -> np.ndarray:
-    """NAP hypnodensity (T, 5) of one recording ``probs`` (C, T, P, 5) on a subset of channels/predictors."""
+def predict_nap(model: NAP, probs: np.ndarray, avail: np.ndarray, channels=None, predictors=None,
+                window: int | None = None) -> np.ndarray:
+    """NAP hypnodensity (T, 5) of one recording ``probs`` (C, T, P, 5) on a subset of channels/predictors.
+
+    ``window``: score windows of this many epochs (stride window // 2, overlaps averaged) so test
+    sequences stay within the lengths seen in training; None scores the whole sequence at once.
+    """
     ch = np.arange(probs.shape[0]) if channels is None else np.asarray(channels)
     pr = np.arange(probs.shape[2]) if predictors is None else np.asarray(predictors)
     sub = avail[np.ix_(ch, pr)]
     ch, pr = ch[sub.any(1)], pr[sub.any(0)]
     if len(ch) == 0 or len(pr) == 0:
         raise ValueError("the chosen channels and predictors share no available stream")
-    p = torch.from_numpy(np.ascontiguousarray(probs[np.ix_(ch, np.arange(probs.shape[1]), pr)]))[None]
-    return torch.softmax(model(p, torch.from_numpy(avail[np.ix_(ch, pr)])), -1)[0].numpy()
+    t = probs.shape[1]
+    p = torch.from_numpy(np.ascontiguousarray(probs[np.ix_(ch, np.arange(t), pr)]))[None]
+    av = torch.from_numpy(avail[np.ix_(ch, pr)])
+    if window is None or t <= window:
+        return torch.softmax(model(p, av), -1)[0].numpy()
+    from psgvlm.baselines.signal_data import sequence_starts
+
+    acc, cnt = np.zeros((t, N_STAGES)), np.zeros(t)
+    for s in sequence_starts(t, window, max(1, window // 2)):
+        acc[s:s + window] += torch.softmax(model(p[:, :, s:s + window], av), -1)[0].numpy()
+        cnt[s:s + window] += 1
+    return acc / cnt[:, None]
