@@ -462,7 +462,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         _, ex_status, init["hypno"], init["stats"], init["agreement"], init["files"], _ = _present(
             ex, example_cache["paths"])
         res = ex.result
-        k = int(np.argmax(res.stages == 4)) if (res.stages == 4).any() else res.n_epochs // 2
+        k = res.n_epochs // 2  # mid-night: usually sleep, a more telling first view than lights-off wake
         init["img"], init["probs"], init["text"] = _epoch_in(ex, k, False)
         init.update(epoch=k, epoch_max=max(res.n_epochs - 1, 1), labels=ex.labels, mapping=res.channel_map,
                     status="**Example**: a synthetic night (no real patient), already staged. Upload a recording "

@@ -3,8 +3,8 @@
     python benchmarks/screenshot.py --out outputs/screenshot.png
     python benchmarks/screenshot.py --run runs/llava_isruc --minutes 60 --out outputs/screenshot.png
 
-Starts app.py in-process on 127.0.0.1 with ``example`` = a synthetic Sleep-EDF-format night written
-by ``psgvlm synth`` (so the page opens with the hypnogram, statistics, agreement and epoch viewer
+Starts app.py in-process on 127.0.0.1 with ``example`` = a synthetic night written by ``psgvlm synth``
+in ISRUC format, the embedded default's training format (so the page opens with the hypnogram, statistics, agreement and epoch viewer
 filled), points Debian's ``chromium`` at it, and prints the PNG's path and timings. Install the
 browser with ``apt-get update && apt-get install -y chromium`` when it is missing. Look at the image:
 this is how a user first sees the demo.
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/screenshot.png")
     parser.add_argument("--run", help="run directory (default: the embedded default model)")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the synthetic night")
+    parser.add_argument("--format", default="isruc", help="psgvlm synth format of the example night")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=2600)
     parser.add_argument("--wait-ms", type=int, default=120_000, help="Chromium's virtual-time budget")
@@ -56,13 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="psgvlm-shot-") as tmp:
         tmp = Path(tmp)
-        # --- a synthetic night in Sleep-EDF's on-disk format (PSG + EDF+ hypnogram) ---------------
-        rc = synth_main(["--format", "sleepedf", "--subjects", "1", "--minutes", str(args.minutes),
+        # --- a synthetic night in a dataset's on-disk format (recording + expert hypnogram) -------
+        rc = synth_main(["--format", args.format, "--subjects", "1", "--minutes", str(args.minutes),
                          "--seed", "0", "--out", str(tmp / "synth")])
         if rc:
             return rc
-        psg = next((tmp / "synth").rglob("*-PSG.edf"))
-        hyp = next((tmp / "synth").rglob("*-Hypnogram.edf"))
+        from psgvlm.readers import find_recordings
+
+        found = find_recordings(args.format, tmp / "synth")[0]
+        psg, hyp = found["path"], found.get("hypnogram")
         # --- the app, with that night opened on page load ---------------------------------------
         t0 = time.perf_counter()
         demo, _ = app.build_app(args.run, example=psg, example_hypnogram=hyp, workdir=tmp / "sessions")
