@@ -299,6 +299,8 @@ def test_nap_learns_to_beat_soft_voting_and_axis_ablation_runs():
     assert acc_nap > acc_vote + 0.3, (acc_nap, acc_vote)
     p = predict_nap(model, data[4]["probs"], avail, channels=[1], predictors=[0, 2])  # any subset
     assert p.shape == (40, 5) and np.allclose(p.sum(1), 1, atol=1e-5)
+    pw = predict_nap(model, data[4]["probs"], avail, window=16)  # windows within trained lengths
+    assert pw.shape == (40, 5) and np.allclose(pw.sum(1), 1, atol=1e-5)
     ablated = NAP(config=NAPConfig(axes=("time", "predictor")))
     assert ablated(torch.from_numpy(data[0]["probs"][None])).shape == (1, 40, 5)
 
@@ -353,6 +355,24 @@ def test_yasa_stager_real_dreams_excerpt(real_data_dir):
     (probs,) = streams.values()
     assert probs.shape == (rec.n_epochs, 5) and np.allclose(probs.sum(1), 1)
     assert stage_metrics(rec.stages[: rec.n_epochs], probs.argmax(1))["kappa"] > 0.4  # a real, pretrained stager
+
+
+def test_recipe_config_rejects_unknown_keys(tmp_path):
+    from psgvlm.baselines.common import parse_recipe_args
+
+    sys.path.insert(0, str(REPO / "recipes"))
+    try:
+        import nap as nap_recipe
+    finally:
+        sys.path.pop(0)
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("d_model: 24\nlearning_rate: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['learning_rate'\]"):
+        parse_recipe_args(nap_recipe.Args, ["--config", str(cfg), "--out", "x", "--predictors", "a=b"])
+    good = tmp_path / "good.yaml"
+    good.write_text("d_model: 12\nout: runs/x\npredictors: [a=b]\n")
+    args = parse_recipe_args(nap_recipe.Args, ["--config", str(good), "--n_layers", "2"])
+    assert (args.d_model, args.n_layers, args.out, args.predictors) == (12, 2, "runs/x", ["a=b"])
 
 
 # ---- recipes end to end (tiny) ---------------------------------------------------------------------
