@@ -100,7 +100,41 @@ def test_train_corrupted_runs_recipe_command(edf_dir, tmp_path):
     assert res["delta"]["accuracy"]["delta"] == 0.0  # the stand-in recipe ignores the signals
     with pytest.raises(RuntimeError, match="train command failed"):
         run_train_corrupted(load_run(tmp_path / "clean_run"), fmt="generic", input=edf_dir, out=tmp_path / "p",
-                            train_cmd=f"{sys.executable} -c 'raise SystemExit(3)'", render_kwargs=kw, n_boot=20)
+                            train_cmd=f"{sys.executable} -c 'raise SystemExit(3)' {{dataset}}", render_kwargs=kw,
+                            n_boot=20)
+    with pytest.raises(ValueError, match="must name its data"):
+        run_train_corrupted(load_run(tmp_path / "clean_run"), fmt="generic", input=edf_dir, out=tmp_path / "q",
+                            train_cmd="python train.py", render_kwargs=kw)
+
+
+def test_train_corrupted_signal_recipe(edf_dir, tmp_path):
+    """The signal-baseline path: {signal_data} gets a corrupted signal dataset with the same split."""
+    from evals.common import load_run
+    from evals.suites.robustness import run_train_corrupted
+    from psgvlm.baselines.signal_data import build_signal_dataset, load_signal_dataset
+
+    script = tmp_path / "signal_recipe.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        "from psgvlm.baselines.signal_data import load_signal_dataset, select\n"
+        "from psgvlm.baselines.common import write_run\n"
+        "recs, meta = load_signal_dataset(sys.argv[1])\n"
+        "test = select(recs, meta['split']['test'])\n"
+        "probs = [np.eye(5)[np.clip(r.stages, 0, 4)] for r in test]\n"
+        "write_run(sys.argv[2], kind='sdreamer', config={}, recs=test, probs=probs, dataset_meta=meta)\n")
+    build_signal_dataset(fmt="generic", input=edf_dir, out=tmp_path / "clean_sig")
+    import subprocess
+
+    subprocess.run([sys.executable, str(script), str(tmp_path / "clean_sig"), str(tmp_path / "clean_run")], check=True)
+    res = run_train_corrupted(load_run(tmp_path / "clean_run"), fmt="generic", input=edf_dir, out=tmp_path / "o",
+                              train_cmd=f"{sys.executable} {script} {{signal_data}} {{out}}", seed=3, n_boot=20)
+    assert res["n_subjects_affected"] == 3 and res["delta"]["accuracy"]["delta"] == 0.0
+    clean, _ = load_signal_dataset(tmp_path / "clean_sig")
+    bad, meta = load_signal_dataset(tmp_path / "o" / "signal_corrupted")
+    affected = {e["subject"] for e in res["manifest"]}
+    for a, b in zip(sorted(clean, key=lambda r: r.subject), sorted(bad, key=lambda r: r.subject)):
+        assert np.array_equal(a.x["LOC"], b.x["LOC"])
+        assert np.array_equal(a.x["C3"], b.x["C3"]) == (a.subject not in affected)
 
 
 def test_channel_loss_blank_and_rerender(edf_dir, tmp_path):

@@ -18,12 +18,13 @@ Settings:
   same split (same channels, render settings, rate and split as the run's training data). Needs an
   image model (``psgvlm.predict.load_predictor``).
 - ``train-corrupted``: all subjects are eligible (``--fraction`` of them corrupted, train and test
-  alike), the dataset is re-rendered corrupted to ``OUT/dataset_corrupted`` and ``--train-cmd`` is
-  run with placeholders ``{dataset}`` (that dir), ``{out}`` (``OUT/run_corrupted``, where the recipe
-  must write predictions.jsonl), ``{seed}``, ``{fraction}``, ``{manifest}``. Its predictions are
-  compared with the clean run's ``predictions.jsonl`` on the same epochs. Signal recipes reproduce
-  the same corruption from ``{seed}`` and ``{fraction}`` with ``ChannelFailure(seed=seed,
-  subjects=all_subjects, fraction=fraction)`` (deterministic per subject and channel).
+  alike) and ``--train-cmd`` is run with placeholders ``{dataset}`` (the corrupted images, rendered
+  to ``OUT/dataset_corrupted`` like the clean run's), ``{signal_data}`` (the corrupted signal dataset
+  of the signal baselines, ``OUT/signal_corrupted``, same failures and split), ``{out}``
+  (``OUT/run_corrupted``, where the recipe must write predictions.jsonl), ``{seed}``, ``{fraction}``,
+  ``{manifest}``. Its predictions are compared with the clean run's ``predictions.jsonl`` on the same
+  epochs. Works for image and signal recipes alike, e.g. ``--train-cmd "python recipes/sdreamer.py
+  --signal_data {signal_data} --format isruc --input data/isruc --out {out}"``.
 
 Output: metrics clean and corrupted, paired deltas (corrupted - clean) with subject-bootstrap CIs,
 split into affected and intact subjects; results.json, samples.jsonl, manifest.json, plots.
@@ -110,26 +111,59 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
     return _finish(out, "clean-train", cmp, clean_rows, bad_rows, manifest, injector, cfg)
 
 
-def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, render_kwargs: dict, hypnogram=None,
-                        seed: int = 0, fraction: float = 0.7, channels=CORE_EEG, kinds=FAILURE_KINDS,
-                        n_boot: int = 1000, num_proc: int = 1, build=None, config: dict | None = None) -> dict:
-    """Trained and tested corrupted: re-render all subjects corrupted, re-train, compare with the clean run."""
+def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, split_from) -> Path:
+    """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings."""
+    from psgvlm.baselines.signal_data import recording_to_signal, resolve_split, save_signal_dataset
+    from psgvlm.readers import read_recording
+
+    recs = [recording_to_signal(injector(read_recording(fmt, **j))) for j in jobs]
+    split = resolve_split([r.subject for r in recs], split_from=split_from)
+    return save_signal_dataset(recs, out, split=split, overwrite=True,
+                               extra={"input": {"format": fmt}, "corruption": injector.config()})
+
+
+def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, render_kwargs: dict | None = None,
+                        hypnogram=None, seed: int = 0, fraction: float = 0.7, channels=CORE_EEG,
+                        kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1, build=None,
+                        config: dict | None = None) -> dict:
+    """Trained and tested corrupted: corrupt all subjects' signals, re-train, compare with the clean run.
+
+    ``train_cmd`` placeholders: ``{dataset}`` (corrupted images, for image recipes; needs
+    ``render_kwargs``), ``{signal_data}`` (corrupted signal dataset, for the signal baselines), ``{out}``,
+    ``{seed}``, ``{fraction}``, ``{manifest}``. Both datasets carry the same failures and split.
+    """
+    from psgvlm.corruption import collect_manifest
     from psgvlm.readers import find_recordings, read_recording
 
     out = Path(out)
-    build = build or _default_build()
+    wants_images, wants_signals = "{dataset}" in train_cmd, "{signal_data}" in train_cmd
+    if not (wants_images or wants_signals):
+        raise ValueError("the train command must name its data: {dataset} (corrupted images) and/or "
+                         "{signal_data} (corrupted signals for the signal baselines)")
     jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
     subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
-    injector = ChannelFailure(seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds,
-                              manifest_dir=out / "manifest_parts")
-    render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted", num_proc=num_proc,
-           overwrite=True, transform=injector, **render_kwargs)
-    from psgvlm.corruption import collect_manifest
-
+    make = lambda manifest_dir=None: ChannelFailure(  # noqa: E731
+        seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds, manifest_dir=manifest_dir)
+    injector = make(out / "manifest_parts")
+    fields = {"seed": seed, "fraction": fraction, "manifest": out / "manifest.json"}
+    if wants_images:
+        if not render_kwargs:
+            raise ValueError("{dataset} in the train command needs the clean run's render settings "
+                             "(its meta.json 'dataset' has no channel order: is it an image run?)")
+        render(build or _default_build(), fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
+               num_proc=num_proc, overwrite=True, transform=injector, **render_kwargs)
+        fields["dataset"] = out / "dataset_corrupted"
+    if wants_signals:
+        split = (clean_run.meta.get("dataset") or {}).get("split")
+        split_from = out / "dataset_corrupted" if wants_images else None
+        if split_from is None and split:
+            write_json_atomic(out / "split.json", {"split": split})
+            split_from = out / "split.json"
+        fields["signal_data"] = build_corrupted_signal_data(
+            fmt, jobs, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from)
     manifest = collect_manifest(out / "manifest_parts")
     write_json_atomic(out / "manifest.json", manifest)
-    bad_rows = train_with_command(train_cmd, out_dir=out / "run_corrupted", dataset=out / "dataset_corrupted",
-                                  seed=seed, fraction=fraction, manifest=out / "manifest.json")
+    bad_rows = train_with_command(train_cmd, out_dir=out / "run_corrupted", **fields)
     clean_rows, bad_rows = align(clean_run.rows, bad_rows, what="the clean run's predictions")
     cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
     cfg = {"setting": "train-corrupted", "format": fmt, "input": str(input), "seed": seed, "fraction": fraction,
@@ -177,9 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.train_cmd:
                 raise ValueError("--setting train-corrupted needs --train-cmd (the recipe command to re-train)")
             clean = load_run(args.run)
-            meta = (clean.meta.get("dataset") or clean.meta.get("dataset_meta") or {})
+            meta = clean.meta.get("dataset") or {}
+            render_kwargs = trained_render_kwargs(meta) if "{dataset}" in args.train_cmd else None
             res = run_train_corrupted(clean, fmt=args.format, input=args.input, hypnogram=args.hypnogram,
-                                      out=args.out, train_cmd=args.train_cmd, render_kwargs=trained_render_kwargs(meta),
+                                      out=args.out, train_cmd=args.train_cmd, render_kwargs=render_kwargs,
                                       seed=args.seed, fraction=args.fraction, channels=channels, kinds=kinds,
                                       n_boot=args.n_boot, num_proc=args.num_proc, config={"run": args.run})
     except (ValueError, FileNotFoundError, RuntimeError) as err:
