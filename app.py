@@ -376,6 +376,8 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         flat = [b for b, m in zip(result.bands, result.channel_map) if m is None]
         status = (f"Staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s."
                   + (f" Bands left flat (no channel): {', '.join(flat)}." if flat else ""))
+        for note in result.recording.get("warnings", []):
+            status += "\n\nNote: " + note.replace("recording 'recording': ", "")
         files = [str(paths[k]) for k in ("hypnogram.tsv", "hypnogram.csv", "hypnogram_annotations.edf",
                                          "hypnodensity.npy", "summary.json", "hypnogram.png")]
         slider = gr.update(minimum=0, maximum=max(result.n_epochs - 1, 0), value=0, interactive=True)

@@ -267,7 +267,10 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     settings = RenderSettings.from_dict(render_settings(dmeta))
     mapping = resolve_channel_map(rec, bands, modalities, channels)
     present = [m for m in mapping if m is not None]
-    x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
+        warnings.simplefilter("always")
+        x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
+    notes = [str(w.message) for w in caught]
     n_epochs, n_times = len(x_raw), x_raw.shape[-1]
     if n_epochs == 0:
         raise ValueError(f"the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
@@ -304,6 +307,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         # Counts only: a reader's pairing report may name files, which may name the patient.
         "pairing": {k: v for k, v in (rec.pairing or {}).items() if isinstance(v, int | float | bool)},
         "sha256": source_sha256,
+        "warnings": notes,
     }
     return StageResult(
         probs=probs, starts_s=np.asarray(starts_s, dtype=np.float64),
@@ -568,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s; "
           f"TST {tst:.1f} min, SE {se:.1f}%")
     print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {args.out}")
+    for note in result.recording["warnings"]:
+        print(f"warning: {note}", file=sys.stderr)
     print(result.model["notice"])
     return 0
 
