@@ -135,6 +135,14 @@ def test_train_corrupted_signal_recipe(edf_dir, tmp_path):
     for a, b in zip(sorted(clean, key=lambda r: r.subject), sorted(bad, key=lambda r: r.subject)):
         assert np.array_equal(a.x["LOC"], b.x["LOC"])
         assert np.array_equal(a.x["C3"], b.x["C3"]) == (a.subject not in affected)
+    # clean-train / corrupted-test with a predict command: only the run's test subjects are eligible
+    from evals.suites.robustness import run_with_command
+
+    res2 = run_with_command(load_run(tmp_path / "clean_run"), setting="clean-train", fmt="generic", input=edf_dir,
+                            out=tmp_path / "ct", command=f"{sys.executable} {script} {{signal_data}} {{out}}",
+                            seed=3, n_boot=20)
+    test_subjects = json.loads((tmp_path / "clean_run" / "meta.json").read_text())["dataset"]["split"]["test"]
+    assert {e["subject"] for e in res2["manifest"]} == set(test_subjects) and res2["setting"] == "clean-train"
 
 
 def test_channel_loss_blank_and_rerender(edf_dir, tmp_path):

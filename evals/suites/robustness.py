@@ -16,7 +16,10 @@ Settings:
 
 - ``clean-train`` (default): the run's predictor scores the clean and the corrupted renderings of the
   same split (same channels, render settings, rate and split as the run's training data). Needs an
-  image model (``psgvlm.predict.load_predictor``).
+  image model (``psgvlm.predict.load_predictor``); for other models give ``--predict-cmd``, a command
+  that predicts with the clean-trained run (``{run}``) on ``{signal_data}`` or ``{dataset}`` into
+  ``{out}`` -- only the run's test subjects are eligible for failure, and the clean predictions are
+  the run's own ``predictions.jsonl``.
 - ``train-corrupted``: all subjects are eligible (``--fraction`` of them corrupted, train and test
   alike) and ``--train-cmd`` is run with placeholders ``{dataset}`` (the corrupted images, rendered
   to ``OUT/dataset_corrupted`` like the clean run's), ``{signal_data}`` (the corrupted signal dataset
@@ -122,39 +125,50 @@ def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, sp
                                extra={"input": {"format": fmt}, "corruption": injector.config()})
 
 
-def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, render_kwargs: dict | None = None,
-                        hypnogram=None, seed: int = 0, fraction: float = 0.7, channels=CORE_EEG,
-                        kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1, build=None,
-                        config: dict | None = None) -> dict:
-    """Trained and tested corrupted: corrupt all subjects' signals, re-train, compare with the clean run.
+def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: str,
+                     render_kwargs: dict | None = None, hypnogram=None, seed: int = 0, fraction: float = 0.7,
+                     channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1, build=None,
+                     config: dict | None = None) -> dict:
+    """Corrupt the signals, run a recipe ``command`` on them, compare its predictions with the clean run.
 
-    ``train_cmd`` placeholders: ``{dataset}`` (corrupted images, for image recipes; needs
+    ``setting`` "train-corrupted": every subject is eligible (``fraction`` of all subjects corrupted,
+    train and test alike) and the command re-trains. "clean-train": only the clean run's test
+    subjects are eligible (its split in meta.json) and the command predicts with the clean-trained
+    model (for models without an image predictor, e.g. the signal baselines).
+
+    ``command`` placeholders: ``{dataset}`` (corrupted images, for image recipes; needs
     ``render_kwargs``), ``{signal_data}`` (corrupted signal dataset, for the signal baselines), ``{out}``,
-    ``{seed}``, ``{fraction}``, ``{manifest}``. Both datasets carry the same failures and split.
+    ``{run}`` (the clean run dir), ``{seed}``, ``{fraction}``, ``{manifest}``. Both datasets carry
+    the same failures and the clean run's split.
     """
     from psgvlm.corruption import collect_manifest
     from psgvlm.readers import find_recordings, read_recording
 
+    if setting not in SETTINGS:
+        raise ValueError(f"setting {setting!r} unknown; choose from {SETTINGS}")
     out = Path(out)
-    wants_images, wants_signals = "{dataset}" in train_cmd, "{signal_data}" in train_cmd
+    wants_images, wants_signals = "{dataset}" in command, "{signal_data}" in command
     if not (wants_images or wants_signals):
-        raise ValueError("the train command must name its data: {dataset} (corrupted images) and/or "
+        raise ValueError("the command must name its data: {dataset} (corrupted images) and/or "
                          "{signal_data} (corrupted signals for the signal baselines)")
     jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
-    subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
+    split = (clean_run.meta.get("dataset") or {}).get("split")
+    if setting == "train-corrupted":
+        subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
+    else:
+        subjects = (split or {}).get("test") or sorted({str(r["subject"]) for r in clean_run.rows})
     make = lambda manifest_dir=None: ChannelFailure(  # noqa: E731
         seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds, manifest_dir=manifest_dir)
     injector = make(out / "manifest_parts")
-    fields = {"seed": seed, "fraction": fraction, "manifest": out / "manifest.json"}
+    fields = {"seed": seed, "fraction": fraction, "manifest": out / "manifest.json", "run": clean_run.path}
     if wants_images:
         if not render_kwargs:
-            raise ValueError("{dataset} in the train command needs the clean run's render settings "
+            raise ValueError("{dataset} in the command needs the clean run's render settings "
                              "(its meta.json 'dataset' has no channel order: is it an image run?)")
         render(build or _default_build(), fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
                num_proc=num_proc, overwrite=True, transform=injector, **render_kwargs)
         fields["dataset"] = out / "dataset_corrupted"
     if wants_signals:
-        split = (clean_run.meta.get("dataset") or {}).get("split")
         split_from = out / "dataset_corrupted" if wants_images else None
         if split_from is None and split:
             write_json_atomic(out / "split.json", {"split": split})
@@ -163,13 +177,18 @@ def run_train_corrupted(clean_run, *, fmt: str, input, out, train_cmd: str, rend
             fmt, jobs, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from)
     manifest = collect_manifest(out / "manifest_parts")
     write_json_atomic(out / "manifest.json", manifest)
-    bad_rows = train_with_command(train_cmd, out_dir=out / "run_corrupted", **fields)
+    bad_rows = train_with_command(command, out_dir=out / "run_corrupted", **fields)
     clean_rows, bad_rows = align(clean_run.rows, bad_rows, what="the clean run's predictions")
     cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
-    cfg = {"setting": "train-corrupted", "format": fmt, "input": str(input), "seed": seed, "fraction": fraction,
-           "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot, "train_cmd": train_cmd,
+    cfg = {"setting": setting, "format": fmt, "input": str(input), "seed": seed, "fraction": fraction,
+           "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot, "command": command,
            "clean_run": str(clean_run.path), **(config or {})}
-    return _finish(out, "train-corrupted", cmp, clean_rows, bad_rows, manifest, injector, cfg)
+    return _finish(out, setting, cmp, clean_rows, bad_rows, manifest, injector, cfg)
+
+
+def run_train_corrupted(clean_run, *, train_cmd: str, **kwargs) -> dict:
+    """Trained and tested corrupted: :func:`run_with_command` with ``setting="train-corrupted"``."""
+    return run_with_command(clean_run, setting="train-corrupted", command=train_cmd, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,7 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", required=True)
     ap.add_argument("--setting", choices=SETTINGS, default="clean-train")
     ap.add_argument("--train-cmd", help="recipe command for --setting train-corrupted (placeholders: "
-                                        "{dataset} {out} {seed} {fraction} {manifest})")
+                                        "{dataset} {signal_data} {out} {run} {seed} {fraction} {manifest})")
+    ap.add_argument("--predict-cmd", help="clean-train with a command instead of psgvlm.predict (models "
+                                          "without an image predictor; same placeholders)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the corruption and of the bootstrap")
     ap.add_argument("--fraction", type=float, default=0.7, help="share of subjects corrupted (paper: 0.7)")
     ap.add_argument("--channels", default=",".join(CORE_EEG), help="channels eligible for failure")
@@ -199,7 +220,15 @@ def main(argv: list[str] | None = None) -> int:
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     try:
-        if args.setting == "clean-train":
+        if args.setting == "clean-train" and args.predict_cmd:
+            clean = load_run(args.run)
+            meta = clean.meta.get("dataset") or {}
+            res = run_with_command(clean, setting="clean-train", command=args.predict_cmd, fmt=args.format,
+                                   input=args.input, hypnogram=args.hypnogram, out=args.out,
+                                   render_kwargs=trained_render_kwargs(meta) if "{dataset}" in args.predict_cmd else None,
+                                   seed=args.seed, fraction=args.fraction, channels=channels, kinds=kinds,
+                                   n_boot=args.n_boot, num_proc=args.num_proc, config={"run": args.run})
+        elif args.setting == "clean-train":
             if args.train_cmd:
                 raise ValueError("--train-cmd goes with --setting train-corrupted")
             predictor = load_predictor_for(args.run)
@@ -208,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                                   channels=channels, kinds=kinds, n_boot=args.n_boot, batch_size=args.batch_size,
                                   num_proc=args.num_proc, config={"run": args.run})
         else:
-            if not args.train_cmd:
-                raise ValueError("--setting train-corrupted needs --train-cmd (the recipe command to re-train)")
+            if not args.train_cmd or args.predict_cmd:
+                raise ValueError("--setting train-corrupted needs --train-cmd (the recipe command to re-train), "
+                                 "not --predict-cmd")
             clean = load_run(args.run)
             meta = clean.meta.get("dataset") or {}
             render_kwargs = trained_render_kwargs(meta) if "{dataset}" in args.train_cmd else None
