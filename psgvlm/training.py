@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import sys
 from pathlib import Path
 
@@ -65,7 +66,10 @@ def check_resume(checkpoint, config: dict) -> dict:
     return saved
 
 
-def save_run_config(checkpoint, config: dict, **state) -> None:
+def save_run_config(checkpoint, config: dict, log_path=None, **state) -> None:
+    """The config (checked on resume) and a copy of the training log beside accelerate's state."""
+    if log_path is not None and Path(log_path).exists():
+        shutil.copyfile(log_path, Path(checkpoint) / "train_log.jsonl")
     write_json_atomic(Path(checkpoint) / RUN_CONFIG, {"config": config, **state})
 
 
@@ -84,9 +88,10 @@ def read_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def truncate_log(path, max_step: int) -> None:
-    """Drop log rows after ``max_step`` (a resumed run rewrites the steps after its checkpoint)."""
-    rows = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+def restore_log(checkpoint, path, max_step: int) -> None:
+    """The checkpoint's copy of the training log up to ``max_step`` becomes ``path`` (resumed runs)."""
+    rows = [r for r in read_jsonl(Path(checkpoint) / "train_log.jsonl") if r.get("step", 0) <= max_step]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 

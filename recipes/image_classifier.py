@@ -85,7 +85,9 @@ steps_per_epoch = math.ceil(len(loader) / max(accelerator.num_processes, 1) / ar
 total_steps = steps_per_epoch * args.num_train_epochs
 params = [p for p in model.parameters() if p.requires_grad]
 optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
-scheduler = training.warmup_cosine(optimizer, total_steps=total_steps, warmup_ratio=args.warmup_ratio)
+# A prepared scheduler steps once per process per optimizer step, hence the factor.
+scheduler = training.warmup_cosine(optimizer, total_steps=total_steps * accelerator.num_processes,
+                                   warmup_ratio=args.warmup_ratio)
 model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 log_path = out / "train_log.jsonl"
 if main and log_path.exists():

@@ -136,7 +136,9 @@ if args.train:
     total_steps = math.ceil(steps_per_epoch * args.num_train_epochs)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.learning_rate,
                                   weight_decay=args.weight_decay)
-    scheduler = training.warmup_cosine(optimizer, total_steps=total_steps, warmup_ratio=args.warmup_ratio)
+    # A prepared scheduler steps once per process per optimizer step, hence the factor.
+    scheduler = training.warmup_cosine(optimizer, total_steps=total_steps * accelerator.num_processes,
+                                       warmup_ratio=args.warmup_ratio)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     # Checkpoints hold only the trainable (LoRA) weights, not the frozen base model.
     trainable = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
@@ -148,7 +150,7 @@ if args.train:
     if saved_state:
         accelerator.load_state(args.resume_from_checkpoint, strict=False)
         step = saved_state["step"]
-        training.truncate_log(log_path, step)
+        training.restore_log(args.resume_from_checkpoint, log_path, step)
         accelerator.print(f"resumed from {args.resume_from_checkpoint} at optimizer step {step}")
     elif main and log_path.exists():
         log_path.unlink()
@@ -157,7 +159,7 @@ if args.train:
         ckpt = out / "checkpoints" / f"step-{step}"
         accelerator.save_state(str(ckpt))
         if main:
-            training.save_run_config(ckpt, config, step=step)
+            training.save_run_config(ckpt, config, log_path=log_path, step=step)
 
     def validate(epoch):
         probs, labels = evaluate(val_ds, "validation")

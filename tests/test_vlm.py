@@ -83,8 +83,8 @@ def tiny_dir(tmp_path_factory) -> Path:
     from psgvlm.vlm import tiny_model_main
 
     out = tmp_path_factory.mktemp("tiny-llava")
-    # patch 28 keeps tests fast (300 image tokens); the 14-px default is checked separately.
-    assert tiny_model_main(["--out", str(out), "--patch-size", "28", "--overwrite"]) == 0
+    # a 112-px vision tile keeps tests fast (136 image tokens); the 336-px default is checked separately.
+    assert tiny_model_main(["--out", str(out), "--image-size", "112", "--overwrite"]) == 0
     return out
 
 
@@ -121,7 +121,7 @@ def _run_recipe(tmp, tiny_dir, image_ds, *extra):
 def test_tiny_model_loads_through_from_pretrained(tiny_dir, tiny):
     model, processor = tiny
     assert (tiny_dir / "config.json").exists() and (tiny_dir / "tokenizer.json").exists()
-    assert model.config.image_grid_pinpoints == [[336, 336]]
+    assert model.config.image_grid_pinpoints == [[112, 112]]
     assert processor.tokenizer.image_token_id == model.config.image_token_index
 
 
@@ -147,7 +147,7 @@ def test_collator_masks_all_but_answer_tokens(tiny):
     labels, ids = batch["labels"], batch["input_ids"]
     assert processor.tokenizer.padding_side == "right"
     n_img = (ids == model.config.image_token_index).sum(1)
-    assert n_img.tolist() == [300, 300]  # 12x12 base tile + 12x12 grid tile + 12 newlines
+    assert n_img.tolist() == [136, 136]  # 8x8 base tile + 8x8 grid tile + 8 newlines
     assert not bool((labels[ids == model.config.image_token_index] != -100).any())
     for i, lab in enumerate([1, 4]):
         kept = labels[i][labels[i] != -100].tolist()
@@ -255,6 +255,15 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
               "predictions.jsonl", "metrics.json"):
         assert (out / f).exists(), f
 
+    # doctor on the run and on the bare model: every check passes
+    from psgvlm.doctor import main as doctor
+
+    assert doctor(["--run", str(out), "--dataset", str(image_ds), "--json", str(tmp_path / "doc.json")]) == 0
+    report = json.loads((tmp_path / "doc.json").read_text())
+    assert report["checks"]["image_tokens"]["image_tokens"] == report["checks"]["image_tokens"]["image_features"]
+    assert 0 < report["checks"]["loss_tokens"]["share"] < 0.05
+    assert doctor(["--model", str(tiny_dir), "--dataset", str(image_ds)]) == 0
+
     # predict through the public entry point, same run dir
     from psgvlm.predict import load_predictor, main
 
@@ -262,6 +271,10 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
                  "--max-samples", "4"]) == 0
     rows = [json.loads(x) for x in (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all(abs(sum(r["probs"]) - 1) < 1e-4 for r in rows)
+    assert main(["--run", str(out), "--dataset", str(image_ds), "--out", str(tmp_path / "g"), "--mode", "generate",
+                 "--max-samples", "4"]) == 0
+    gen_meta = json.loads((tmp_path / "g" / "metrics.json").read_text())["meta"]
+    assert 0.0 <= gen_meta["unparseable_rate"] <= 1.0 and (tmp_path / "g" / "generated.txt").exists()
     pred = load_predictor(out)
     assert pred.kind == "vlm" and pred.dataset_meta["channels"] == ["C3", "C4", "LOC", "EMG"]
     # the merged predictor reproduces the recipe's own test predictions
@@ -369,3 +382,37 @@ def test_real_processor_image_token_counts(real_processor):
         batch = VLMCollator(proc, get_template(), mode="score")([{"image": img}])
         assert int((batch["input_ids"] == proc.tokenizer.convert_tokens_to_ids("<image>")).sum()) == 1176
         assert batch["pixel_values"].shape[1] == tiles
+
+
+# --------------------------------------------------------------------------- the embedded default run
+
+
+def test_default_run_loads_and_predicts():
+    from psgvlm.predict import DEFAULT_RUN, load_predictor
+
+    assert (DEFAULT_RUN / "meta.json").exists(), f"embedded default run missing at {DEFAULT_RUN}"
+    size_mb = sum(f.stat().st_size for f in DEFAULT_RUN.rglob("*") if f.is_file()) / 1e6
+    assert size_mb < 5, f"default run is {size_mb:.1f} MB"
+    pred = load_predictor()
+    assert pred.kind == "vlm" and pred.dataset_meta["channels"][:3] == ["F3", "C3", "O1"]
+    metrics = json.loads((DEFAULT_RUN / "metrics.json").read_text())
+    assert metrics["pooled"]["kappa"] >= 0.5  # held-out synthetic subjects, recorded at training time
+    probs = pred.predict_proba([wave_image(0, np.random.default_rng(0)), wave_image(3, np.random.default_rng(1))],
+                               batch_size=2)
+    assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1)
+
+
+@pytest.mark.slow
+def test_default_run_reproduces_its_test_kappa_on_regenerated_data(tmp_path):
+    """Regenerate the default's synthetic ISRUC data (same seed) and re-score its held-out subjects."""
+    from psgvlm.cli import main as cli
+    from psgvlm.predict import DEFAULT_RUN
+
+    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "8", "--minutes", "30",
+                "--seed", "0", "--quiet"]) == 0
+    assert cli(["render", "--format", "isruc", "--input", str(tmp_path / "raw"), "--out", str(tmp_path / "img"),
+                "--quiet"]) == 0
+    assert cli(["predict", "--run", str(DEFAULT_RUN), "--dataset", str(tmp_path / "img"), "--split", "test",
+                "--out", str(tmp_path / "pred")]) == 0
+    got = json.loads((tmp_path / "pred" / "metrics.json").read_text())["pooled"]
+    assert got["kappa"] >= 0.5  # (equal to the recorded figure while psgvlm synth is unchanged)
