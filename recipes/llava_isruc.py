@@ -176,8 +176,9 @@ if args.train:
     for epoch in range(math.ceil(args.num_train_epochs)):
         # Epoch order from its own seeded rng, so a resumed run sees the same batches.
         order = np.random.default_rng([args.seed, epoch]).permutation(len(train_ds)).tolist()
+        # Its own generator: creating the iterator must not draw from the global RNG (LoRA dropout).
         loader = accelerator.prepare(DataLoader(Subset(train_ds, order), batch_size=args.per_device_train_batch_size,
-                                                collate_fn=train_collator))
+                                                collate_fn=train_collator, generator=torch.Generator()))
         skip = (step - epoch * steps_per_epoch) * args.gradient_accumulation_steps
         if skip >= len(loader):
             continue
