@@ -1,5 +1,8 @@
 """Leave-one-recording-out on the real recordings: YASA alone, each baseline, soft voting and NAP.
 
+    psgvlm synth --format isruc --subjects 10 --minutes 120 --seed 0 --out runs/synth_isruc
+    python recipes/sleep2vec_pretrain.py --config recipes/configs/sleep2vec_tiny_pretrain.yaml \
+        --signal_data runs/synth_isruc_signal --format isruc --input runs/synth_isruc --out runs/s2v_pre
     python benchmarks/baselines.py --pretrained runs/s2v_pre --out runs/bench_baselines
 
 Recordings: ``../shared/data/real`` DREAMS excerpts 1-6, the Prerau example and the Sleep-EDF crop
