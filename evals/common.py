@@ -152,7 +152,7 @@ def image_size(meta: dict) -> int:
 
 
 def epoch_seconds(meta: dict) -> float:
-    return float((meta.get("settings") or {}).get("epoch_s", EPOCH_S))
+    return float(meta.get("epoch_s") or (meta.get("settings") or {}).get("epoch_s") or EPOCH_S)
 
 
 def write_results(out_dir, suite: str, config: dict, results: dict, samples: list[dict] | None = None) -> Path:
