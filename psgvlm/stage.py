@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -498,7 +499,7 @@ def plot_hypnogram(result: StageResult, path) -> None:
     ax.set_ylabel("Hypnodensity")
     ax.set_xlabel("Time from first epoch (h)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(result.model["notice"], fontsize=8, color="dimgray")
+    fig.suptitle(textwrap.fill(result.model["notice"], 110), fontsize=8, color="dimgray")
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
     fig.savefig(tmp, format="png")
     tmp.replace(path)
