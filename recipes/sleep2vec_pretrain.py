@@ -89,7 +89,8 @@ def main(argv=None):
         return model.pretrain_loss(xa, xb, pair=pair, meta=meta, generator=gen)
 
     model.train()
-    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, desc="sleep2vec pretrain")
+    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, warmup_frac=0.03,  # paper: 3% warm-up
+                        desc="sleep2vec pretrain")
 
     # ---- evaluate: validation loss and cross-modal retrieval recall@1 --------------------------------
     model.eval()
