@@ -72,6 +72,7 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
     bad = [t for t in targets if "multi_modal_projector" in t or t.startswith("lm_head") or any(t.startswith(s) for s in skip)]
     params = trainable_parameters(model)
     checks["lora"] = {"ok": bool(targets) and not bad and params["per_part"]["multi_modal_projector"] == 0,
+                      "trainable_params": params["trainable"], "total_params": params["total"],
                       "n_targets": len(targets), "bad_targets": bad, "unused_vision_layers": [s[:-1] for s in skip],
                       "example_targets": targets[:3] + targets[-3:], "trainable": params}
 
