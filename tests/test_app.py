@@ -46,16 +46,10 @@ IDENTIFYING = [PATIENT_NAME.encode(), PATIENT_CODE.encode(), HOSPITAL_CODE.encod
 
 @functools.lru_cache(maxsize=1)
 def _predictor():
-    """The real embedded default run (loaded once for all launches); the test stand-in until it exists."""
-    try:
-        from psgvlm.predict import DEFAULT_RUN, load_predictor
-    except ImportError:
-        DEFAULT_RUN = None
-    if DEFAULT_RUN is not None and (Path(DEFAULT_RUN) / "meta.json").is_file():
-        return Path(DEFAULT_RUN), load_predictor(DEFAULT_RUN)
-    from test_stage import FixturePredictor
+    """The real embedded default run, loaded once for every launch in this module."""
+    from psgvlm.predict import DEFAULT_RUN, load_predictor
 
-    return None, FixturePredictor()
+    return Path(DEFAULT_RUN), load_predictor(DEFAULT_RUN)
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +64,10 @@ def cache_dir(tmp_path_factory):
         os.environ["GRADIO_TEMP_DIR"] = old
 
 
-def _launch(tmp_path_factory, *, stand_in: bool = False, **kw):
+def _launch(tmp_path_factory, **kw):
     import app
 
-    if stand_in:  # the test-local predictor: fast enough for 577 attribution passes
-        from test_stage import FixturePredictor
-
-        run_dir, predictor = None, FixturePredictor()
-    else:
-        run_dir, predictor = _predictor()
-    if run_dir is None:  # stand-in: a run dir with a meta.json only, for model_info
-        run_dir = tmp_path_factory.mktemp("run")
-        (run_dir / "meta.json").write_text(json.dumps({"kind": "test-stand-in"}))
+    run_dir, predictor = _predictor()
     workdir = tmp_path_factory.mktemp("sessions")
     demo, store = app.build_app(run_dir, predictor=predictor, workdir=workdir, **kw)
     # Gradio's own max_file_size is left unset here so that the app's server-side check is what is tested.
@@ -153,29 +139,18 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     client.close()
 
 
-def test_attribution_on_request(tmp_path_factory, cache_dir, files):
-    # The app's attribution wiring (evals.attribution's feature ablation, overlay, signal-terms note) with
-    # the fast test-local predictor: 577 passes of the real default run belong in the slow test below.
-    demo, _, _ = _launch(tmp_path_factory, stand_in=True)
-    try:
-        client = _client(demo)
-        _load_and_stage(client, files["night8"])
-        img, _, text = client.predict(1, True, api_name="/epoch")
-        from PIL import Image
-
-        assert Image.open(img).size == (336, 336) and "Attribution" in text and "forward passes" in text
-        client.close()
-    finally:
-        demo.close()
-
-
-@pytest.mark.slow
-def test_attribution_with_default_run(served, files):
+def test_attribution_on_request(served, files):
     demo, _, _ = served
     client = _client(demo)
     _load_and_stage(client, files["night8"])
-    img, _, text = client.predict(1, True, api_name="/epoch")
-    assert "forward passes" in text
+    img, probs, text = client.predict(1, True, api_name="/epoch")
+    from PIL import Image
+
+    overlay = np.asarray(Image.open(img).convert("RGB"))
+    assert overlay.shape == (336, 336, 3) and "Attribution" in text and "forward passes" in text
+    assert "decided on" in text  # read in signal terms: channel band and time window
+    plain, _, _ = client.predict(1, False, api_name="/epoch")
+    assert not np.array_equal(overlay, np.asarray(Image.open(plain).convert("RGB")))  # a heatmap was drawn
     client.close()
 
 

@@ -23,7 +23,6 @@ from psgvlm.uploads import (
     validate_hypnogram_upload,
     validate_recording_upload,
 )
-from render.renderer import RenderSettings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -86,27 +85,22 @@ def recording_from(signals: dict, stages, sfreq: float = 100.0) -> Recording:
                      stages=None if stages is None else np.asarray(stages, np.int8))
 
 
-class FixturePredictor:
-    """Test-local stand-in with the ``psgvlm.predict`` Predictor interface (not product code).
+class CountingPredictor:
+    """The real predictor, counting its calls (a test-local wrapper; the scoring is the default run's)."""
 
-    Scores from image darkness per band, so different channels give different, deterministic outputs.
-    """
-
-    def __init__(self, channels=("C3", "C4", "LOC", "ROC", "EMG")):
-        self.dataset_meta = {
-            "channels": list(channels),
-            "modalities": {"C3": "EEG", "C4": "EEG", "LOC": "EOG", "ROC": "EOG", "EMG": "EMG"},
-            "sfreq": 100.0,
-            "settings": {"render": RenderSettings().as_dict(), "sfreq": 100.0},
-        }
-        self.calls = 0
+    def __init__(self, predictor):
+        self.inner, self.dataset_meta, self.calls = predictor, predictor.dataset_meta, 0
 
     def predict_proba(self, images, batch_size=8):
         self.calls += 1
-        feats = np.array([[1.0 - np.asarray(im, np.float32).mean() / 255.0 * k for k in range(1, 6)]
-                          for im in images])
-        z = np.exp(10 * (feats - feats.max(1, keepdims=True)))
-        return z / z.sum(1, keepdims=True)
+        return self.inner.predict_proba(images, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def default_predictor():
+    from psgvlm.predict import DEFAULT_RUN, load_predictor
+
+    return DEFAULT_RUN, load_predictor(DEFAULT_RUN)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -242,7 +236,7 @@ def test_auto_channels_by_name_then_modality():
     signals, stages = synthetic_night(2)
     rec = recording_from(signals, stages)
     bands = ["C3", "C4", "LOC", "ROC", "EMG"]
-    mods = FixturePredictor().dataset_meta["modalities"]
+    mods = {"C3": "EEG", "C4": "EEG", "LOC": "EOG", "ROC": "EOG", "EMG": "EMG"}
     assert auto_channels(rec, bands, mods) == ["C3", "C4", "LOC", "ROC", "EMG"]
     # A Sleep-EDF style montage: bands filled by modality; a missing EOG band stays flat.
     other = recording_from({"EEG Fpz-Cz": signals["C3-A2"], "EEG Pz-Oz": signals["C4-A1"],
@@ -260,19 +254,28 @@ def test_auto_channels_by_name_then_modality():
         resolve_channel_map(rec, bands, mods, ["-", "-", "LOC", "ROC", "EMG"])
 
 
-def test_stage_recording_and_outputs(tmp_path):
-    from psgvlm.stage import stage_recording, write_outputs
+def test_stage_recording_and_outputs(tmp_path, default_predictor):
+    from psgvlm.stage import render_one, stage_recording, write_outputs
 
+    run_dir, predictor = default_predictor
     signals, stages = synthetic_night(12, seed=3)
     rec = recording_from(signals, stages)
-    pred = FixturePredictor()
+    pred = CountingPredictor(predictor)
     seen = []
-    res = stage_recording(rec, run_dir=tmp_path, predictor=pred, batch_size=5,
+    res = stage_recording(rec, run_dir=run_dir, predictor=pred, batch_size=5,
                           epochs_path=tmp_path / "epochs.npy", progress=lambda d, t: seen.append((d, t)))
     assert res.probs.shape == (12, N_STAGES) and np.allclose(res.probs.sum(1), 1, atol=1e-5)
     assert seen[-1] == (12, 12) and pred.calls == 3
-    assert res.channel_map == ["C3", "C4", "LOC", "ROC", "EMG"]
+    # The default run's 12 ISRUC bands: same names first, then same modality, the rest flat.
+    assert res.bands == ["F3", "C3", "O1", "F4", "C4", "O2", "LOC", "ROC", "EMG", "ECG", "LEG1", "LEG2"]
+    assert res.channel_map == [None, "C3", None, None, "C4", None, "LOC", "ROC", "EMG", None, None, None]
+    assert any("upsampled" in w for w in res.recording["warnings"])  # 100 Hz signals, a 200 Hz model
     assert (res.expert == stages).all()
+    # Re-rendering an epoch for the viewer gives the image that was scored.
+    from PIL import Image
+
+    again = predictor.predict_proba([Image.fromarray(render_one(res, 4))])
+    assert np.allclose(again[0], res.probs[4], atol=1e-3)
     paths = write_outputs(res, tmp_path / "out")
     tsv = (tmp_path / "out" / "hypnogram.tsv").read_text().splitlines()
     assert tsv[0] == "init_sec\tduration_sec\tstage" and tsv[2].split("\t")[:2] == ["30", "30"]
@@ -289,14 +292,12 @@ def test_stage_recording_and_outputs(tmp_path):
     assert np.allclose(ann.onset, res.starts_s) and np.allclose(ann.duration, 30.0)
     summary = json.loads(paths["summary.json"].read_text())
     assert summary["agreement"]["n_epochs"] == 12 and "kappa" in summary["agreement"]
-    assert "not for clinical use" in summary["notice"]
+    assert "not for clinical use" in summary["notice"] and summary["model"]["is_default"]
     assert summary["sleep_statistics"]["TIB"] == 6.0
-    from PIL import Image
-
     assert Image.open(paths["hypnogram.png"]).size[0] > 500
 
 
-def test_no_pyplot_figures_left_open(tmp_path):
+def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -305,7 +306,8 @@ def test_no_pyplot_figures_left_open(tmp_path):
     from psgvlm.stage import plot_hypnogram, stage_recording
 
     signals, stages = synthetic_night(4)
-    res = stage_recording(recording_from(signals, stages), run_dir=tmp_path, predictor=FixturePredictor())
+    run_dir, predictor = default_predictor
+    res = stage_recording(recording_from(signals, stages), run_dir=run_dir, predictor=predictor)
     before = plt.get_fignums()
     plot_hypnogram(res, tmp_path / "h.png")
     assert plt.get_fignums() == before == []
