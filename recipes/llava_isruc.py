@@ -109,6 +109,8 @@ if args.train:
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(model, r=args.lora_r, alpha=args.lora_alpha,
                                               dropout=args.lora_dropout, vision=args.lora_vision))
+else:
+    model.requires_grad_(False)  # zero-shot: nothing is trained
 params = trainable_parameters(model)
 accelerator.print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} ({params['per_part']})")
 
@@ -144,7 +146,8 @@ if args.train:
     trainable = {n for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
 
     def keep_trainable(models, weights, _dir):
-        weights[0] = {k: v for k, v in weights[0].items() if k.split("module.", 1)[-1] in trainable}
+        if weights:  # empty under DeepSpeed/FSDP, which save their own sharded states
+            weights[0] = {k: v for k, v in weights[0].items() if k.split("module.", 1)[-1] in trainable}
 
     accelerator.register_save_state_pre_hook(keep_trainable)
     if saved_state:

@@ -299,6 +299,18 @@ def test_resume_continues_exactly_and_refuses_other_config(tmp_path, tiny_dir, i
                     "--resume_from_checkpoint", str(ckpt))
 
 
+def test_recipe_zero_shot_scores_the_untuned_model(tmp_path, tiny_dir, image_ds):
+    from psgvlm.predict import load_predictor
+
+    out = tmp_path / "zs"
+    g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--train", "false")
+    assert g["step"] == 0 and not (out / "adapter").exists()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["adapter"] is None and meta["trainable_parameters"]["trainable"] == 0
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 10
+    assert load_predictor(out).predict_proba([wave_image(0, np.random.default_rng(0))]).shape == (1, 5)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -416,3 +428,24 @@ def test_default_run_reproduces_its_test_kappa_on_regenerated_data(tmp_path):
                 "--out", str(tmp_path / "pred")]) == 0
     got = json.loads((tmp_path / "pred" / "metrics.json").read_text())["pooled"]
     assert got["kappa"] >= 0.5  # (equal to the recorded figure while psgvlm synth is unchanged)
+
+
+@pytest.mark.slow
+def test_tiny_cpu_recipe_learns_on_synthetic_isruc(tmp_path):
+    """The embedded default's recipe from scratch: kappa >= 0.5 on held-out synthetic subjects (~2-8 min)."""
+    from psgvlm.cli import main as cli
+
+    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "8", "--minutes", "30",
+                "--seed", "0", "--quiet"]) == 0
+    assert cli(["render", "--format", "isruc", "--input", str(tmp_path / "raw"), "--out", str(tmp_path / "img"),
+                "--quiet"]) == 0
+    assert cli(["tiny-model", "--out", str(tmp_path / "tiny"), "--image-size", "112"]) == 0
+    argv = sys.argv
+    sys.argv = [str(RECIPE), "--config", str(ROOT / "recipes/configs/llava_tiny_cpu.yaml"), "--dataset",
+                str(tmp_path / "img"), "--model", str(tmp_path / "tiny"), "--output_dir", str(tmp_path / "run")]
+    try:
+        runpy.run_path(str(RECIPE), run_name="__main__")
+    finally:
+        sys.argv = argv
+    pooled = json.loads((tmp_path / "run" / "metrics.json").read_text())["pooled"]
+    assert pooled["kappa"] >= 0.5, pooled
