@@ -193,6 +193,18 @@ def test_corrupt_truncated_and_wrong_type_give_messages(served, files, tmp_path)
     client.close()
 
 
+def test_recording_without_eeg_is_refused_with_a_message(served, tmp_path):
+    demo, _, _ = served
+    signals, _ = synthetic_night(2)
+    edf = write_edf(tmp_path / "no_eeg.edf", {"ECG": signals["C3-A2"], "EMG Chin": signals["EMG Chin"]})
+    client = _client(demo)
+    out = client.predict(handle_file(str(edf)), None, api_name="/load")
+    assert "No EEG channel detected" in out[0]
+    with pytest.raises(AppError, match="no EEG channel"):
+        client.predict(False, *[None] * (len(out) - 1), api_name="/stage")
+    client.close()
+
+
 def test_upload_not_downloadable_after_it_is_accepted(served, files):
     import httpx
 
