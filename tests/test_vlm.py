@@ -449,3 +449,44 @@ def test_tiny_cpu_recipe_learns_on_synthetic_isruc(tmp_path):
         sys.argv = argv
     pooled = json.loads((tmp_path / "run" / "metrics.json").read_text())["pooled"]
     assert pooled["kappa"] >= 0.5, pooled
+
+
+def test_scoring_with_real_tokenizer_separates_n1_n2_n3(real_processor):
+    """A tiny random LLaVA-NeXT over the real 32,064-token vocabulary and real processor: the two-pass
+    scores equal full per-answer passes and N1/N2/N3 get different log-likelihoods."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        MistralConfig,
+    )
+
+    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.scoring import score_batch
+    from psgvlm.vlm import load_processor
+
+    real = json.loads((REAL_MODEL / "config.json").read_text())
+    torch.manual_seed(0)
+    config = LlavaNextConfig(
+        vision_config=CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, image_size=336, patch_size=14),
+        text_config=MistralConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                  num_key_value_heads=1, vocab_size=real["vocab_size"], initializer_range=0.5),
+        image_token_index=real["image_token_index"], image_grid_pinpoints=[[336, 336]])
+    model = LlavaNextForConditionalGeneration(config).eval()
+    proc = load_processor(str(REAL_MODEL), pin_grid=True)
+    template = get_template("short")
+    col = VLMCollator(proc, template, mode="score")
+    img = wave_image(2, np.random.default_rng(0))
+    ll = score_batch(model, col([{"image": img}]), col.answers)[0]
+    train_col = VLMCollator(proc, template, mode="train")
+    for j in range(5):
+        b = train_col([{"image": img, "label": j}])
+        with torch.no_grad():
+            logits = model(**{k: v for k, v in b.items() if k != "labels"}).logits
+        lab = b["labels"][0, 1:]
+        keep = lab != -100
+        brute = torch.log_softmax(logits[0, :-1].float(), -1)[keep].gather(-1, lab[keep].unsqueeze(-1)).sum()
+        torch.testing.assert_close(ll[j], brute, atol=2e-4, rtol=1e-4)
+    n1, n2, n3 = (ll[STAGES.index(s)].item() for s in ("N1", "N2", "N3"))
+    assert len({round(n1, 4), round(n2, 4), round(n3, 4)}) == 3
