@@ -93,6 +93,8 @@ def main(argv=None) -> int:
     ap.add_argument("--nap_steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--zero_shot_yasa", help="a yasa_stager run dir on OTHER data (e.g. synthetic ISRUC): adds a "
+                    "row 'nap_zero_shot_yasa', NAP trained there on YASA streams only, applied to the real ones")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     rng = np.random.default_rng(a.seed)
@@ -133,6 +135,17 @@ def main(argv=None) -> int:
         probs, present = grid(i)
         preds["nap"][i] = predict_nap(model, probs, full, predictors=present, window=40)
         preds["soft_vote"][i] = soft_vote(probs[:, :, present], np.ones((1, len(present)), bool))
+
+    if a.zero_shot_yasa:  # the NAP paper's protocol: trained on one corpus, applied zero-shot
+        from psgvlm.baselines.nap import load_streams
+
+        streams = load_streams({"yasa": a.zero_shot_yasa})
+        model, _ = train_nap(list(streams["recordings"].values()), streams["avail"], config=NAPConfig(),
+                             steps=a.nap_steps, lr=3e-3, batch_size=8, min_len=8, max_len=40, seed=a.seed,
+                             desc="NAP zero-shot (YASA)")
+        yasa_only = np.ones((1, 1), bool)
+        preds["nap_zero_shot_yasa"] = [predict_nap(model, grid(i)[0][:, :, :1], yasa_only, window=40)
+                                       for i in range(n)]
 
     # ---- table -------------------------------------------------------------------------------------
     y_all = np.concatenate([r.stages for r in sigs])
