@@ -112,6 +112,10 @@ class SessionStore:
         if path is not None:
             self.delete_dir(path)
 
+    def is_busy(self, path) -> bool:
+        with self._lock:
+            return Path(path) in self._busy
+
     def delete_dir(self, path) -> None:
         with self._lock:
             if Path(path) in self._busy:  # in use: delete when the event ends, unless it renews the state
@@ -279,6 +283,8 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
 
     def _accept(rec_path: Path, hyp_file, sess: Session, *, discard: bool):
         folder = Path(sess.dir)
+        if store.is_busy(folder):
+            raise gr.Error("This session is still staging the previous recording; upload again when it is done.")
         try:
             header = validate_recording_upload(rec_path, name=rec_path.name, max_bytes=max_bytes,
                                                min_duration_s=min_duration_s, max_duration_s=max_duration_s)
@@ -515,6 +521,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
         # Uploading either file validates it at once; "/load" is also the API endpoint for clients.
         rec_file.upload(load, load_inputs, load_outputs, api_name="load", concurrency_limit=4)
         hyp_file.upload(load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
+        hyp_file.clear(load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
         stage_btn.click(stage, [state, with_yasa, *dropdowns],
                         [state, status, hypno, stats, agreement, files, epoch],
                         api_name="stage", concurrency_limit=1, concurrency_id="model")
