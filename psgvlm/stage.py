@@ -16,8 +16,11 @@ What it writes in ``--out``:
 - ``summary.json``: sleep statistics (:mod:`psgvlm.sleepstats`) of the prediction (and of the expert
   hypnogram), agreement metrics when a hypnogram was given, the channel mapping, the model and its
   provenance, and the notice that says what the model is (e.g. trained on synthetic recordings, not
-  for clinical use). Patient-identifying header fields (name, birth date, hospital code) are never
-  copied: only signal facts (rates, durations, channel labels) and a SHA-256 of the input file.
+  for clinical use), signal warnings (e.g. a channel upsampled to the model's rate), timings and
+  provenance. Patient-identifying header fields (name, birth date, hospital code) are never copied:
+  only signal facts (rates, durations, channel labels) and a SHA-256 of the input file.
+- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`), when
+  one was given.
 
 Channels: the run's image has one band per channel of the dataset it was trained on (its
 ``meta.json`` channel order). Each band is filled with the recording's channel of the same canonical
