@@ -126,9 +126,10 @@ def band_layout(meta: dict) -> list[dict]:
     modalities = meta.get("modalities") or {}
     render = settings.get("render")
     if render is not None:
-        from render.renderer import RenderSettings, _layout
+        from render.renderer import RenderSettings
+        from render.renderer import band_layout as _render_bands
 
-        lay = _layout(len(channels), RenderSettings.from_dict(render))
+        lay = _render_bands(len(channels), RenderSettings.from_dict(render))
         tops = [float(t) for t in lay.band_tops]
         edges = [(t, t + lay.band_h) for t in tops]
         left, right = float(lay.left), float(lay.right)

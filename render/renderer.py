@@ -135,7 +135,8 @@ class _Layout:
     band_h: float  # band height, output px
 
 
-def _layout(n_chans: int, settings: RenderSettings) -> _Layout:
+def band_layout(n_chans: int, settings: RenderSettings) -> _Layout:
+    """Pixel geometry of the channel bands (public: evals maps attribution patches onto it)."""
     s = settings
     gap = s.band_gap_px
     band_h = (s.size - gap * (n_chans - 1)) / n_chans
@@ -219,7 +220,7 @@ class _Plan:
 
 @lru_cache(maxsize=16)
 def _plan(settings: RenderSettings, n_chans: int, n_times: int) -> _Plan:
-    lay = _layout(n_chans, settings)
+    lay = band_layout(n_chans, settings)
     s, size, lw = settings.supersample, settings.size, settings.line_width_px
     w_hi = size * s
     dx = (lay.right - lay.left) / (n_times - 1)
@@ -398,7 +399,7 @@ def render_epoch_reference(x_scaled: np.ndarray, settings: RenderSettings = Rend
     n_chans, n_times = x.shape
     s = settings.supersample
     size = settings.size
-    lay = _layout(n_chans, settings)
+    lay = band_layout(n_chans, settings)
     dpi = 100.0
     xs = lay.left + np.arange(n_times) * ((lay.right - lay.left) / (n_times - 1))
     ys = lay.tops[:, None] + (1.0 - x) * lay.scale
