@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from peft import get_peft_model
+from peft import get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
@@ -97,14 +97,17 @@ def subset(ds, n, seed):
 
 
 # ----------------------------------------------------------------------------- model
-model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid,
-                              dtype="auto")
+# 4-bit weights must be placed on this process's GPU at load time.
+model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid, dtype="auto",
+                              device_map={"": accelerator.device} if args.quantization == "4bit" else None)
 train_collator = VLMCollator(processor, template, mode="train")
 score_collator = VLMCollator(processor, template, mode="score")
 
 # ----------------------------------------------------------------------------- LoRA
 if args.train:
-    if args.gradient_checkpointing:
+    if args.quantization == "4bit":  # norms to fp32, input grads on: peft's QLoRA preparation
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=args.gradient_checkpointing)
+    elif args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model, lora_config(model, r=args.lora_r, alpha=args.lora_alpha,
