@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("psgvlm.vlm:tiny_model_main", "build and save a tiny random LLaVA-NeXT (no download)"),
     "predict": ("psgvlm.predict:main", "score a dataset split with a run -> predictions.jsonl"),
     "doctor": ("psgvlm.doctor:main", "check image tokens, loss masking, LoRA targets on one batch"),
+    "yasa": ("psgvlm.baselines.yasa_stager:main", "YASA's pretrained stager per EEG channel -> a run dir"),
     "eval": ("evals.__main__:main", "run an eval suite (metrics, robustness, channel_loss, ...)"),
     "stage": ("psgvlm.stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
 }
