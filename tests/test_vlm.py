@@ -490,3 +490,21 @@ def test_scoring_with_real_tokenizer_separates_n1_n2_n3(real_processor):
         torch.testing.assert_close(ll[j], brute, atol=2e-4, rtol=1e-4)
     n1, n2, n3 = (ll[STAGES.index(s)].item() for s in ("N1", "N2", "N3"))
     assert len({round(n1, 4), round(n2, 4), round(n3, 4)}) == 3
+
+
+@pytest.mark.slow
+def test_recipe_runs_data_parallel_on_two_cpu_processes(tmp_path, tiny_dir, image_ds):
+    """DDP (gloo, 2 CPU processes via torchrun): training, per-process RNG checkpoints, gathered scoring."""
+    import shutil
+    import subprocess
+
+    if shutil.which("torchrun") is None:
+        pytest.skip("torchrun not on PATH")
+    out = tmp_path / "ddp"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = ["torchrun", "--nproc_per_node", "2", str(RECIPE), "--dataset", str(image_ds), "--model", str(tiny_dir),
+           "--output_dir", str(out), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
+           "--max_steps", "4", "--save_every", "2", "--eval_every", "100", "--lora_r", "4"]
+    subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=600, capture_output=True)
+    assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists()
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 10  # both halves gathered
