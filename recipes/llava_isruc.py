@@ -9,16 +9,16 @@ GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe
 
 CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, minutes on 2 cores):
 
-    psgvlm synth --format isruc --out data/synth_isruc --subjects 8 --seed 0
+    psgvlm synth --format isruc --out data/synth_isruc --subjects 8 --minutes 30 --seed 0
     psgvlm render --format isruc --input data/synth_isruc --out data/synth_isruc_img
-    psgvlm tiny-model --out runs/tiny-llava
+    psgvlm tiny-model --out runs/tiny-llava --image-size 112
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_tiny_cpu.yaml
 
 Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint RUN/checkpoints/step-N``
 continues exactly (refused when the config differs). ``--train false`` scores the untuned model
 (zero-shot ablation). The run dir holds adapter/, processor/, meta.json, train_log.jsonl,
-loss_curve.png, val_metrics.json, and the test split's predictions.jsonl + metrics.json.
+loss_curve.png, validation/ (predictions + metrics), and the test split's predictions.jsonl + metrics.json.
 """
 
 import math
