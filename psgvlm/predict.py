@@ -23,6 +23,7 @@ from psgvlm.stages import N_STAGES
 DEFAULT_RUN = Path(__file__).resolve().parent / "assets" / "default_run"
 VLM_RUN = "psgvlm-vlm-run"
 CLASSIFIER_RUN = "psgvlm-image-classifier-run"
+CHUNK = 256  # epochs decoded at a time by `psgvlm predict`
 
 
 def read_run_meta(run_dir) -> dict:
@@ -122,6 +123,8 @@ def load_predictor(run_dir=DEFAULT_RUN) -> Predictor:
 
 def main(argv: list[str] | None = None) -> int:
     """``psgvlm predict``: score a dataset split with a run -> predictions.jsonl + metrics.json."""
+    from tqdm.auto import tqdm
+
     from psgvlm.data import load_image_dataset
     from psgvlm.predictions import make_rows, write_predictions
     from psgvlm.provenance import provenance, write_json_atomic, write_text_atomic
@@ -147,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.max_samples:
         ds = ds.select(range(min(args.max_samples, len(ds))))
-    images = ds["image"]
     extra = {"run": str(args.run), "dataset": str(args.dataset), "split": args.split, "mode": args.mode,
              "provenance": provenance()}
+    # Decode images a chunk at a time: a full test split would not fit in memory as PIL images.
+    chunks = [range(i, min(i + CHUNK, len(ds))) for i in range(0, len(ds), CHUNK)]
     if args.mode == "scoring":
-        probs = predictor.predict_proba(images, batch_size=args.batch_size, progress=True)
+        probs = np.concatenate([predictor.predict_proba(ds.select(c)["image"], batch_size=args.batch_size)
+                                for c in tqdm(chunks, desc="predict", unit="chunk")] or [np.zeros((0, N_STAGES))])
     else:
-        texts, codes = predictor.generate(images, batch_size=args.batch_size)
+        texts, codes = [], []
+        for c in tqdm(chunks, desc="generate", unit="chunk"):
+            t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size)
+            texts, codes = texts + t, codes + k
         # One-hot where the text parses; uniform where it does not (counted in unparseable_rate).
         probs = np.full((len(codes), N_STAGES), 1.0 / N_STAGES)
         for i, c in enumerate(codes):
