@@ -9,11 +9,11 @@ OUT=${1:-outputs/quickstart}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
 # -- data: 8 synthetic subjects in ISRUC's on-disk format, rendered with a subject-wise split -----
-psgvlm synth --format isruc --subjects 8 --minutes 240 --seed 0 --out "$OUT/isruc" --overwrite
+psgvlm synth --format isruc --subjects 8 --minutes 30 --seed 0 --out "$OUT/isruc" --overwrite
 psgvlm render --format isruc --input "$OUT/isruc" --out "$OUT/isruc_img" --num-proc 2 --overwrite
 
 # -- model: a tiny random LLaVA-NeXT built from a config and saved like the real one -------------
-psgvlm tiny-model --out "$OUT/tiny-llava" --overwrite
+psgvlm tiny-model --out "$OUT/tiny-llava" --image-size 112 --overwrite
 
 # -- train: LoRA on vision tower + language model, projector frozen; scores the test split at the end
 accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
