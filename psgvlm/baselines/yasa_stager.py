@@ -148,7 +148,7 @@ def main(argv=None) -> int:
 
     from psgvlm.readers import find_recordings, read_recording
 
-    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="psgvlm yasa", description=main.__doc__)
     ap.add_argument("--format", required=True)
     ap.add_argument("--input", required=True)
     ap.add_argument("--out", required=True)
