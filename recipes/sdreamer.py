@@ -4,6 +4,16 @@
         --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --out runs/sdreamer
 
 Ablation: ``--distill_weight 0`` (no self-distillation; single-channel accuracy collapses).
+
+Predict-only (no training): the model of a trained run on the test subjects of another signal dataset,
+e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` + ``meta.json`` (``predict_only``,
+``source_run``) to ``--out``. Window K and inputs come from the source run:
+
+    python recipes/sdreamer.py --from_run runs/sdreamer --signal_data runs/isruc_signal_other --out runs/sd_other
+    # clean-trained, tested on failing EEG channels (evals builds {signal_data} with the run's split):
+    python -m evals robustness --run runs/sdreamer --format isruc --input data/isruc_synth --out results/rob_sd \
+        --predict-cmd "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --out {out}"
+
 Writes ``predictions.jsonl`` + ``metrics.json`` (test subjects, mixed pathway), ``predictions_<split>/``
 for train and validation (NAP's inputs), ``metrics_single_channel.json`` (EEG-only, EMG-only, mixed),
 ``model.pt`` + ``model_config.json`` and ``meta.json``.
@@ -18,13 +28,16 @@ import torch
 from psgvlm.baselines.common import (
     class_weights,
     load_or_build_signal_data,
+    load_source_run,
     parse_recipe_args,
+    predict_test_split,
     predict_windows,
     random_windows,
     train_loop,
     write_run,
 )
 from psgvlm.baselines.sdreamer import SIZES, SDreamer, SDreamerConfig
+from psgvlm.baselines.sdreamer import load as load_sdreamer
 from psgvlm.baselines.signal_data import select
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
@@ -53,6 +66,7 @@ class Args:
     lr: float = 1e-3
     seed: int = 0
     threads: int = 2
+    from_run: str | None = None  # predict-only: a trained sDREAMER run dir (its K and inputs; no training)
 
 
 def main(argv=None):
@@ -65,6 +79,13 @@ def main(argv=None):
     recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
                                               split_from=args.split_from, split_seed=args.split_seed)
     split = ds_meta["split"]
+    if args.from_run:  # ---- predict-only: the source run's model on this dataset's test subjects
+        src, model = load_source_run(args.from_run, "sdreamer"), load_sdreamer(args.from_run)
+        metrics = predict_test_split(args.out, kind="sdreamer", source_run=args.from_run, source_meta=src, recs=recs,
+                                     ds_meta=ds_meta, fn=lambda x: SDreamer.primary(model(**x)),
+                                     inputs=src["config"]["inputs"], seq_len=model.config.seq_len)
+        print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
+        return 0
     train = select(recs, split["train"])
     has_emg = all(r.channels_of("EMG") for r in train)
     inputs = {"eeg": args.eeg_channel, **({"emg": args.emg_channel} if has_emg else {})}

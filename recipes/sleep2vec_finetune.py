@@ -6,6 +6,15 @@
 Trains on the train-split subjects, writes ``predictions.jsonl`` + ``metrics.json`` for the test
 subjects (all trained modalities), ``predictions_<split>/`` for train and validation (NAP's inputs),
 and ``metrics_subsets.json``: test metrics for every inference subset in ``eval_subsets``.
+
+Predict-only (no training, no ``--pretrained``): the fine-tuned model of a run on the test subjects of
+another signal dataset, e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` +
+``meta.json`` (``predict_only``, ``source_run``) to ``--out``, with the source run's modalities and window:
+
+    python recipes/sleep2vec_finetune.py --from_run runs/s2v_ft --signal_data runs/isruc_signal_other --out runs/s2v_other
+    # clean-trained, tested on failing EEG channels (evals builds {signal_data} with the run's split):
+    python -m evals robustness --run runs/s2v_ft --format isruc --input data/isruc --out results/rob_s2v \
+        --predict-cmd "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} --out {out}"
 """
 
 from dataclasses import asdict, dataclass, field
@@ -19,14 +28,16 @@ from psgvlm.baselines.common import (
     arrays_for,
     class_weights,
     load_or_build_signal_data,
+    load_source_run,
     parse_recipe_args,
+    predict_test_split,
     predict_windows,
     random_windows,
     train_loop,
     write_run,
 )
 from psgvlm.baselines.signal_data import select
-from psgvlm.baselines.sleep2vec import Sleep2vecStager, config_dict, load_backbone
+from psgvlm.baselines.sleep2vec import Sleep2vecStager, config_dict, load_backbone, load_stager
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
@@ -35,8 +46,9 @@ from psgvlm.stages import N_STAGES, UNSCORED
 @dataclass
 class Args:
     out: str = field(metadata={"help": "run dir to write"})
-    pretrained: str = field(metadata={"help": "run dir of recipes/sleep2vec_pretrain.py"})
     signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
+    pretrained: str | None = field(default=None, metadata={"help": "run dir of recipes/sleep2vec_pretrain.py "
+                                                                   "(needed unless --from_run)"})
     format: str | None = None
     input: str | None = None
     split_from: str | None = None
@@ -56,6 +68,7 @@ class Args:
     lr: float = 1e-3
     seed: int = 0
     threads: int = 2
+    from_run: str | None = None  # predict-only: a fine-tuned sleep2vec run dir (its modalities and K; no training)
 
 
 def main(argv=None):
@@ -68,6 +81,16 @@ def main(argv=None):
     recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
                                               split_from=args.split_from, split_seed=args.split_seed)
     split = ds_meta["split"]
+    if args.from_run:  # ---- predict-only: the source run's model on this dataset's test subjects
+        src, model = load_source_run(args.from_run, "sleep2vec"), load_stager(args.from_run)
+        metrics = predict_test_split(args.out, kind="sleep2vec", source_run=args.from_run, source_meta=src, recs=recs,
+                                     ds_meta=ds_meta, fn=model, inputs={m: None for m in model.modalities},
+                                     seq_len=src["config"]["args"]["seq_len"])
+        print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
+        return 0
+    if not args.pretrained:
+        raise ValueError("--pretrained (a recipes/sleep2vec_pretrain.py run dir) is needed to fine-tune; "
+                         "--from_run RUN predicts with a fine-tuned run instead")
     backbone = load_backbone(args.pretrained)
     mods = list(args.modalities or backbone.config.modalities)
     train = [r for r in select(recs, split["train"]) if r.n_epochs >= args.seq_len]

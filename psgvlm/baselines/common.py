@@ -1,4 +1,5 @@
-"""Training and prediction helpers the baseline recipes share: windows, the optimiser loop, run dirs."""
+"""Training and prediction helpers the baseline recipes share: windows, the optimiser loop, run dirs,
+and the predict-only path (``--from_run``) of the signal recipes."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psgvlm.baselines.signal_data import SignalRecording, sequence_starts
+from psgvlm.baselines.signal_data import SignalRecording, select, sequence_starts
 from psgvlm.predictions import make_rows, write_predictions
-from psgvlm.provenance import provenance, write_json_atomic
+from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
 
 
@@ -166,3 +167,50 @@ def load_or_build_signal_data(path, *, fmt=None, input=None, split_from=None, sp
             raise FileNotFoundError(f"no signal dataset at {path}; give --format and --input to build it")
         build_signal_dataset(fmt=fmt, input=input, out=path, split_from=split_from, split_seed=split_seed)
     return load_signal_dataset(path)
+
+
+# -- predict-only (``--from_run``): a trained run's model on another signal dataset ---------------------
+
+
+def load_source_run(run_dir, kind: str) -> dict:
+    """``meta.json`` of a trained baseline run of ``kind``; FileNotFoundError/ValueError naming what is wrong.
+
+    The run dir must hold ``model.pt``, ``model_config.json`` and ``meta.json`` (what the training
+    recipe writes; a predict-only run dir has no weights and cannot be a source).
+    """
+    run_dir = Path(run_dir)
+    missing = [f for f in ("model.pt", "model_config.json", "meta.json") if not (run_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"--from_run {run_dir}: no {', '.join(missing)}; give a run dir trained by the "
+                                f"{kind} recipe")
+    meta = read_json(run_dir / "meta.json")
+    if meta.get("kind") != kind:
+        raise ValueError(f"--from_run {run_dir} is a {meta.get('kind')!r} run; this recipe predicts with {kind!r} runs")
+    return meta
+
+
+def predict_test_split(out, *, kind: str, source_run, source_meta: dict, recs: list[SignalRecording],
+                       ds_meta: dict, fn, inputs: dict, seq_len: int, split: str = "test") -> dict:
+    """Predict the ``split`` subjects of a signal dataset with a trained model; returns the metrics.
+
+    ``fn({name: (B, L, n)}) -> logits (B, L, 5)`` is the trained model, ``inputs`` its input names ->
+    channel (None: the recording's first channel of that modality, see :func:`arrays_for`). Writes
+    ``predictions.jsonl`` + ``metrics.json`` and ``meta.json`` (``predict_only``, ``source_run``, the
+    source run's config, this dataset's split and input) to ``out``. Recordings shorter than the
+    model's window are skipped and listed, as in training.
+    """
+    names = (ds_meta.get("split") or {}).get(split)
+    if not names:
+        raise ValueError(f"the signal dataset has no {split!r} subjects in its split "
+                         f"{ {k: v for k, v in (ds_meta.get('split') or {}).items() if isinstance(v, list)} }")
+    chosen = select(recs, names)
+    rs = [r for r in chosen if r.n_epochs >= seq_len]
+    if not rs:
+        raise ValueError(f"every {split} recording is shorter than the model's window K={seq_len}: "
+                         f"{[r.recording for r in chosen]}")
+    probs = [predict_windows(fn, arrays_for(r, inputs), seq_len=seq_len) for r in rs]
+    return write_run(out, kind=kind, config=source_meta.get("config") or {}, recs=rs, probs=probs,
+                     dataset_meta={k: ds_meta[k] for k in ("split", "input", "rates", "corruption") if k in ds_meta},
+                     extra={"predict_only": True, "source_run": str(Path(source_run).resolve()),
+                            "predicted_split": split,
+                            "skipped_test_shorter_than_K": [r.recording for r in chosen if r.n_epochs < seq_len]})
