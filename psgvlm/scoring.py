@@ -93,11 +93,12 @@ def score_dataset(model, collator, rows, *, batch_size: int = 8, progress: bool 
     model.eval()
     probs = []
     try:
-        for i in tqdm(range(0, len(rows), batch_size), desc="label scoring", disable=not progress,
-                      unit="batch"):
-            chunk = [rows[j] for j in range(i, min(i + batch_size, len(rows)))]
-            lls = score_batch(model, collator(chunk), collator.answers)
-            probs.append(torch.softmax(lls, dim=1).double().cpu().numpy())
+        with torch.inference_mode():  # no autograd bookkeeping at all (score_batch's no_grad is the floor)
+            for i in tqdm(range(0, len(rows), batch_size), desc="label scoring", disable=not progress,
+                          unit="batch"):
+                chunk = [rows[j] for j in range(i, min(i + batch_size, len(rows)))]
+                lls = score_batch(model, collator(chunk), collator.answers)
+                probs.append(torch.softmax(lls, dim=1).double().cpu().numpy())
     finally:
         model.train(was_training)
     return np.concatenate(probs) if probs else np.zeros((0, len(STAGES)))

@@ -17,7 +17,7 @@ from psgvlm.provenance import provenance, read_json, write_json_atomic
 RUN_CONFIG = "run_config.json"
 # Arguments that may differ between a checkpoint and the run resuming from it.
 RESUME_FREE = {"resume_from_checkpoint", "max_steps", "save_every", "eval_every", "output_dir",
-               "max_eval_samples", "config"}
+               "max_eval_samples", "predict_splits", "config"}
 
 
 def parse_args(dataclass_type, argv=None):

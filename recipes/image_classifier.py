@@ -9,13 +9,14 @@ The paper's image baselines, on the same images and subject splits as the VLM:
 
 ``--checkpoint DIR_OR_ID`` initialises from pretrained weights (5-way head replaced), otherwise the
 ``--size`` preset is trained from scratch. The run dir holds model/, meta.json (kind
-``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, validation/ and the test split's
-predictions.jsonl + metrics.json, the same contract as the VLM runs.
+``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, the test split's predictions.jsonl +
+metrics.json and predictions_<split>/ for the other splits in ``predict_splits`` (add train for
+``recipes/nap.py``), the same contract as the VLM runs.
 """
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ class Args:
     weight_decay: float = 0.05
     max_train_samples: int = 0
     eval_batch_size: int = 64
+    predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
     seed: int = 0
     config: str = ""
 
@@ -62,6 +64,8 @@ main = accelerator.is_main_process
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_image_dataset(args.dataset)
+if set(args.predict_splits) - {"train", "validation", "test"}:
+    raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
 for split in ("train", "validation"):
     if split not in dsd:
         raise SystemExit(f"{args.dataset} has no {split!r} split (has {sorted(dsd)}); render with a subject split")
@@ -133,13 +137,14 @@ if main:
     training.plot_loss_curve(log_path, out / "loss_curve.png")
 
 # ----------------------------------------------------------------------------- evaluate
-    for split in ("validation", "test"):
+    for split in args.predict_splits:
         if split not in dsd:
+            accelerator.print(f"{split}: not in {args.dataset} (has {sorted(dsd)}); no predictions")
             continue
         ds = dsd[split]
         rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
                          epochs=ds["epoch"], starts_s=ds["start_s"], labels=list(ds["label"]), probs=evaluate(ds))
-        target = out if split == "test" else out / "validation"
+        target = out if split == "test" else out / f"predictions_{split}"
         m = write_predictions(target, rows, extra_meta={"split": split, "run": str(out)})
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} accuracy {m['pooled']['accuracy']:.3f}")
 accelerator.end_training()

@@ -18,13 +18,16 @@ CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, m
 Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint RUN/checkpoints/step-N``
 continues exactly (refused when the config differs). ``--train false`` scores the untuned model
 (zero-shot ablation). The run dir holds adapter/, processor/, meta.json, train_log.jsonl,
-loss_curve.png, validation/ (predictions + metrics), and the test split's predictions.jsonl + metrics.json.
+loss_curve.png, the test split's predictions.jsonl + metrics.json, and predictions_<split>/ (same two
+files) for the other splits in ``predict_splits`` (default validation; the tiny CPU config adds train,
+so that ``recipes/nap.py --predictors vlm=RUN`` can train on train + validation). Final predictions
+cover whole splits; ``max_eval_samples`` limits only the validation scored during training.
 """
 
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +66,8 @@ class Args:
     warmup_ratio: float = 0.1
     weight_decay: float = 0.0
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
-    max_eval_samples: int = 0
+    max_eval_samples: int = 0  # in-training validation only; final predictions cover whole splits
+    predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
     eval_batch_size: int = 8
     eval_every: int = 0  # optimizer steps between validation scorings (0: end of each epoch)
     save_every: int = 0  # optimizer steps between checkpoints (0: end of each epoch)
@@ -85,6 +89,8 @@ saved_state = training.check_resume(args.resume_from_checkpoint, config) if args
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_image_dataset(args.dataset)
+if set(args.predict_splits) - {"train", "validation", "test"}:
+    raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
 for split in ("train", "validation") if args.train else ():
     if split not in dsd:
         raise SystemExit(f"{args.dataset} has no {split!r} split (has {sorted(dsd)}); render with a subject split")
@@ -239,15 +245,16 @@ if main:
                             trainable_parameters=params, optimizer_steps=step)
 
 # ----------------------------------------------------------------------------- evaluate
-for split in ("validation", "test"):
+for split in args.predict_splits:  # whole splits: NAP joins the streams by recording and epoch
     if split not in dsd:
+        accelerator.print(f"{split}: not in {args.dataset} (has {sorted(dsd)}); no predictions")
         continue
-    ds = subset(dsd[split], args.max_eval_samples if split == "validation" else 0, args.seed + 1)
+    ds = dsd[split]
     probs, labels = evaluate(ds, split)
     if main:
         rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
                          epochs=ds["epoch"], starts_s=ds["start_s"], labels=labels.tolist(), probs=probs)
-        target = out if split == "test" else out / "validation"
+        target = out if split == "test" else out / f"predictions_{split}"
         m = write_predictions(target, rows, extra_meta={"split": split, "run": str(out)})
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} macro-F1 {m['pooled']['macro_f1']:.3f} "
                           f"accuracy {m['pooled']['accuracy']:.3f} ({len(rows)} epochs) -> {target}")

@@ -6,9 +6,17 @@
 Each ``name=RUN_DIR`` is a frozen predictor: its ``predictions.jsonl`` + ``predictions_<split>/`` (one
 stream over the whole montage) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel, as
 ``python -m psgvlm.baselines.yasa_stager`` writes). All streams must cover the same recordings and
-epochs (else the run stops and names the mismatch). NAP trains on the ``train_on`` split subjects and
-is tested on the test subjects. Ablations: ``--axes time predictor`` (one axis removed),
-``--adaptive false`` (no dimension-adaptive training).
+scored epochs (else the run stops and names the mismatch); unscored epochs that some streams lack
+(image datasets leave them out, signal datasets keep them) are dropped from all, printed and listed
+in meta.json ``dropped_unscored``. NAP trains on the ``train_on`` split subjects (default train +
+validation: a VLM run needs ``predict_splits: [train, validation, test]``, as in
+``recipes/configs/llava_tiny_cpu.yaml``) and is tested on the test subjects, e.g.
+
+    python recipes/nap.py --config recipes/configs/nap_paper.yaml --signal_data runs/isruc_signal \
+        --predictors vlm=runs/llava_tiny_cpu sdreamer=runs/sdreamer --out runs/nap_vlm
+
+Ablations: ``--axes time predictor`` (one axis removed), ``--adaptive false`` (no dimension-adaptive
+training).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -59,7 +67,12 @@ def main(argv=None):
         sources[name] = path
     streams = load_streams(sources)
     avail, channels, predictors = streams["avail"], streams["channels"], streams["predictors"]
-    recs = streams["recordings"]
+    recs, dropped = streams["recordings"], streams["dropped"]
+    if dropped:
+        print(f"NAP: {sum(len(d['epochs']) for d in dropped)} unscored epochs of {len(dropped)} recordings are "
+              "missing from some streams and were dropped from all: " + "; ".join(
+                  f"{d['recording']} {len(d['epochs'])} (missing from {', '.join(d['missing_from'])})"
+                  for d in dropped[:5]) + (" ..." if len(dropped) > 5 else ""))
 
     # ---- split by subject -----------------------------------------------------------------------
     meta_src = args.split_from or args.signal_data
@@ -95,7 +108,7 @@ def main(argv=None):
 
     meta = {"kind": "nap", "config": {"args": asdict(args), "model_config": asdict(config)}, "split": split,
             "channels": channels, "predictors": predictors, "avail": avail.tolist(), "losses": losses,
-            "sources": sources, "provenance": provenance()}
+            "sources": sources, "dropped_unscored": dropped, "provenance": provenance()}
     metrics = write_predictions(args.out, rows_of(lambda d: predict_nap(model, d["probs"], avail, window=args.max_len)),
                                 extra_meta={"kind": "nap"})
     vote = write_predictions(Path(args.out) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),

@@ -201,6 +201,10 @@ def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
     return files
 
 
+def _unscored(row) -> bool:
+    return row["label"] is None or int(row["label"]) < 0
+
+
 def load_streams(sources: dict[str, str]) -> dict:
     """Load hypnodensity streams of frozen predictors and check that they describe the same epochs.
 
@@ -213,14 +217,20 @@ def load_streams(sources: dict[str, str]) -> dict:
 
     Returns
     -------
-    dict with ``channels`` (list), ``predictors`` (list), ``avail`` (C, P) bool and ``recordings``:
-    {(dataset, subject, recording): {"probs": (C, T, P, 5) float32, "labels": (T,), "starts_s": (T,)}}.
+    dict with ``channels`` (list), ``predictors`` (list), ``avail`` (C, P) bool, ``recordings``:
+    {(dataset, subject, recording): {"probs": (C, T, P, 5) float32, "labels": (T,), "epochs": (T,),
+    "starts_s": (T,)}}, and ``dropped``: one entry per recording where unscored epochs were left out
+    (``dataset``, ``subject``, ``recording``, ``epochs``, ``missing_from`` {"predictor@channel": n}).
+
+    Streams are joined on (recording, epoch). Image datasets leave unscored epochs out while the
+    signal datasets keep them (label -1): an epoch that some streams lack is dropped from all of them
+    when every stream that has it marks it unscored, and reported in ``dropped``.
 
     Raises
     ------
     ValueError
-        When streams disagree: a recording present in one stream and absent from another, a different
-        number of epochs, different labels, or a different subject for the same recording.
+        When streams disagree: a recording present in one stream and absent from another, a scored
+        epoch missing from a stream, different labels, or a different subject for the same recording.
     """
     from psgvlm.predictions import read_predictions
 
@@ -244,37 +254,48 @@ def load_streams(sources: dict[str, str]) -> dict:
         elif set(d) != keys:
             only_a, only_b = sorted(keys - set(d)), sorted(set(d) - keys)
             raise ValueError(f"predictor {p!r} channel {c!r} and predictor {ref[1]!r} channel {ref[0]!r} cover "
-                             f"different recordings: missing {only_a[:5]}, extra {only_b[:5]}")
-    recordings = {}
+                             f"different recordings: missing {only_a[:5]}, extra {only_b[:5]} (a run predicts "
+                             "train/validation subjects only where asked: VLM and image-classifier recipes "
+                             "--predict_splits train validation test; or train NAP on fewer splits, --train_on)")
+    recordings, dropped = {}, []
     for ds, rec in sorted(keys):
-        ref_rows = None
-        probs = None
-        for (c, p), d in per_stream.items():
-            rows = d[(ds, rec)]
-            epochs = sorted(rows)
-            if ref_rows is None:
-                ref_rows, ref_name = rows, (p, c)
-                ref_epochs = epochs
-                probs = np.zeros((len(channels), len(epochs), len(predictors), N_STAGES), np.float32)
-            elif epochs != ref_epochs:
-                raise ValueError(f"recording {rec!r}: predictor {p!r} channel {c!r} has {len(epochs)} epochs "
-                                 f"but {ref_name[0]!r} channel {ref_name[1]!r} has {len(ref_epochs)}")
+        streams = [((c, p), d[(ds, rec)]) for (c, p), d in per_stream.items()]
+        (ref_c, ref_p), ref_rows = streams[0]
+        for (c, p), rows in streams[1:]:  # epochs in one stream only must be unscored wherever present
+            scored = sorted(e for e in set(rows) ^ set(ref_rows)
+                            if not _unscored(rows[e] if e in rows else ref_rows[e]))
+            if scored:
+                raise ValueError(f"recording {rec!r}: predictor {p!r} channel {c!r} has {len(rows)} epochs but "
+                                 f"{ref_p!r} channel {ref_c!r} has {len(ref_rows)}; scored epochs not in both: "
+                                 f"{scored[:5]} (only unscored epochs may be missing from a stream)")
+        epochs = sorted(set.intersection(*(set(rows) for _, rows in streams)))
+        extra = sorted(set.union(*(set(rows) for _, rows in streams)) - set(epochs))
+        if not epochs:
+            raise ValueError(f"recording {rec!r}: the streams share no epoch")
+        probs = np.zeros((len(channels), len(epochs), len(predictors), N_STAGES), np.float32)
+        for (c, p), rows in streams:
             for e in epochs:
                 a, b = rows[e], ref_rows[e]
                 if a["subject"] != b["subject"]:
                     raise ValueError(f"recording {rec!r}: subject {a['subject']!r} in {p!r} vs "
-                                     f"{b['subject']!r} in {ref_name[0]!r}")
+                                     f"{b['subject']!r} in {ref_p!r}")
                 if a["label"] != b["label"]:
                     raise ValueError(f"recording {rec!r} epoch {e}: label {a['label']} in {p!r} vs "
-                                     f"{b['label']} in {ref_name[0]!r}")
+                                     f"{b['label']} in {ref_p!r}")
             probs[channels.index(c), :, predictors.index(p)] = [rows[e]["probs"] for e in epochs]
         if not np.all(np.isfinite(probs)):
             raise ValueError(f"recording {rec!r}: hypnodensities hold NaN values")
-        labels = np.array([-1 if ref_rows[e]["label"] is None else ref_rows[e]["label"] for e in ref_epochs])
-        recordings[(ds, ref_rows[ref_epochs[0]]["subject"], rec)] = {
-            "probs": probs, "labels": labels, "epochs": np.array(ref_epochs),
-            "starts_s": np.array([ref_rows[e]["start_s"] for e in ref_epochs])}
-    return {"channels": channels, "predictors": predictors, "avail": avail, "recordings": recordings}
+        subject = ref_rows[epochs[0]]["subject"]
+        if extra:
+            dropped.append({"dataset": ds, "subject": subject, "recording": rec, "epochs": extra,
+                            "missing_from": {f"{p}@{c}": sum(e not in rows for e in extra)
+                                             for (c, p), rows in streams if any(e not in rows for e in extra)}})
+        labels = np.array([-1 if ref_rows[e]["label"] is None else ref_rows[e]["label"] for e in epochs])
+        recordings[(ds, subject, rec)] = {
+            "probs": probs, "labels": labels, "epochs": np.array(epochs),
+            "starts_s": np.array([ref_rows[e]["start_s"] for e in epochs])}
+    return {"channels": channels, "predictors": predictors, "avail": avail, "recordings": recordings,
+            "dropped": dropped}
 
 
 def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, batch_size: int,
