@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-proc", type=int, default=2, help="workers for the dataset build")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-build", action="store_true", help="only part 1")
+    p.add_argument("--growth-nights", type=int, default=3,
+                   help="part 3: build this many nights and compare peak memory with one night (1 = skip)")
     args = p.parse_args(argv)
     if args.ref_epochs < 1 or args.fast_epochs < args.ref_epochs:
         p.error(f"need 1 <= --ref-epochs ({args.ref_epochs}) <= --fast-epochs ({args.fast_epochs})")
@@ -232,6 +234,29 @@ def main(argv: list[str] | None = None) -> int:
                                 "load_average": round(os.getloadavg()[0], 2),
                                 "peak_rss_tree_gib": round(peak_tree / 2**30, 3), "peak_pss_tree_gib": round(peak_pss / 2**30, 3),
                                 "peak_rss_single_gib": round(max_single / 2**30, 3), "images": n_rows}
+
+        # ---- part 3: memory must not grow with the number of nights -----------------------------
+        if not args.skip_build and args.growth_nights > 1:
+            src_n = Path(tmp) / "isruc_n"
+            synth_dataset("isruc", src_n, subjects=args.growth_nights, minutes=args.minutes, seed=args.seed + 1,
+                          progress=False)
+            code_n = code.replace(repr(str(src)), repr(str(src_n))).replace(repr(str(ds_out)),
+                                                                            repr(str(Path(tmp) / "dataset_n")))
+            t0 = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-c", code_n], cwd=str(REPO), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+            peak_tree_n, peak_pss_n = _peak_tree_memory(proc)
+            wall_n = time.perf_counter() - t0
+            if proc.returncode != 0:
+                print(f"{args.growth_nights}-night build FAILED:\n{proc.stderr.read()[-2000:]}")
+            else:
+                one = res["part2"]["peak_pss_tree_gib"]
+                print(f"{args.growth_nights} nights: {wall_n:.1f} s wall, peak {peak_pss_n / 2**30:.2f} GiB PSS "
+                      f"(1 night: {one:.2f} GiB; ratio {peak_pss_n / 2**30 / one:.2f})")
+                res["part3"] = {"nights": args.growth_nights, "wall_s": round(wall_n, 2),
+                                "peak_pss_tree_gib": round(peak_pss_n / 2**30, 3),
+                                "peak_rss_tree_gib": round(peak_tree_n / 2**30, 3),
+                                "pss_ratio_vs_one_night": round(peak_pss_n / 2**30 / one, 3)}
 
     res["provenance"] = provenance()
     write_json_atomic(out / "benchmark_render.json", res)

@@ -15,6 +15,8 @@ a temporary folder and renamed into place, so ``DIR`` is either absent or comple
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -289,7 +291,6 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
 
     summaries, dropped_all = [], []
     order = None
-    pool = ProcessPoolExecutor(num_proc) if num_proc > 1 else None
     try:
         from tqdm.auto import tqdm
 
@@ -318,8 +319,10 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
             x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=target)
             del rec  # the raw night is no longer needed while rendering
-            rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
-                                        pool=pool, n_chunks=4 * num_proc, progress=progress)
+            # workers live for one recording: memory they held is returned before the next night
+            with ProcessPoolExecutor(num_proc) if num_proc > 1 else contextlib.nullcontext() as pool:
+                rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
+                                            pool=pool, n_chunks=4 * num_proc, progress=progress)
             del x
             tmp = shard.with_name(shard.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -329,14 +332,12 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             summaries.append(summary)
             dropped_all += dropped
             del rows
+            _release_freed_memory()
     except BaseException:
         # finished recordings stay for a resume; a run that finished none leaves nothing behind
         if not any(partial.glob("rec-*")):
             shutil.rmtree(partial, ignore_errors=True)
         raise
-    finally:
-        if pool is not None:
-            pool.shutdown()
 
     # -- splits -----------------------------------------------------------------------------------
     parts = [datasets.load_from_disk(str(partial / f"rec-{Path(j['path']).stem.replace(' ', '_')}-{key}"))
@@ -406,6 +407,14 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         os.replace(tmp_out, out)
     shutil.rmtree(partial, ignore_errors=True)
     return meta
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, so RSS would creep per night)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _by_reason(dropped: list[dict]) -> dict[str, int]:
