@@ -20,7 +20,7 @@ own pseudo-channel; YASA gives one per EEG channel). Mechanisms (paper "Methods"
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -303,7 +303,17 @@ def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, 
     """A dimension-adaptive batch: random length, random channel/predictor subsets (same for the batch).
 
     Returns (p (B, C', T', P', 5) tensor, avail (C', P') tensor, labels (B, T') long tensor).
+
+    A dict of ``data`` may carry its own ``avail`` (C_i, P) (recordings with different montages, e.g.
+    one EEG channel here and three there): then every batch draws its windows from one recording,
+    picked at random, with that recording's mask (``avail`` argument unused, may be None).
     """
+    if any("avail" in d for d in data):
+        if not all("avail" in d for d in data):
+            raise ValueError("either every NAP training recording carries its own 'avail' mask or none does")
+        d = data[int(rng.integers(0, len(data)))]
+        return nap_batch([{"probs": d["probs"], "labels": d["labels"]}], d["avail"], rng, batch_size=batch_size,
+                         min_len=min_len, max_len=max_len, adaptive=adaptive)
     if adaptive:
         ch, pr = sample_subgrid(avail, rng)
         longest = min(len(d["labels"]) for d in data)
@@ -335,8 +345,15 @@ def load(run_dir) -> NAP:
 
 def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: int = 400, lr: float = 3e-3,
               batch_size: int = 16, min_len: int = 10, max_len: int = 60, adaptive: bool = True,
-              seed: int = 0, class_weight=None, desc: str = "NAP") -> tuple[NAP, list[float]]:
-    """Train NAP on ``data`` (dicts with ``probs`` (C, T, P, 5) and ``labels`` (T,)) with dimension-adaptive batches."""
+              seed: int = 0, class_weight=None, desc: str = "NAP",
+              init: NAP | None = None) -> tuple[NAP, list[float]]:
+    """Train NAP on ``data`` (dicts with ``probs`` (C, T, P, 5) and ``labels`` (T,)) with dimension-adaptive batches.
+
+    ``init``: continue from this model (fine-tuning a pre-trained NAP; a copy is trained, ``config``
+    must match its config). Dicts may carry their own ``avail`` (see ``nap_batch``).
+    """
+    import copy
+
     from psgvlm.baselines.common import train_loop
     from psgvlm.stages import UNSCORED
 
@@ -344,7 +361,9 @@ def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: 
         raise ValueError("NAP needs at least one training recording")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    model = NAP(config=config)
+    if init is not None and asdict(init.config) != asdict(config):
+        raise ValueError(f"init model config {asdict(init.config)} differs from config {asdict(config)}")
+    model = NAP(config=config) if init is None else copy.deepcopy(init)
 
     def step(_):
         p, av, y = nap_batch(data, avail, rng, batch_size=batch_size, min_len=min_len, max_len=max_len,
