@@ -27,6 +27,7 @@ import argparse
 import atexit
 import contextlib
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,10 @@ import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import gradio as gr  # module level: Gradio resolves the gr.Request type hints against these globals
+# The demo must not phone home: Gradio's usage analytics are off unless the user turns them on.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request type hints against these globals
 import numpy as np
 
 from psgvlm.stages import STAGES, UNSCORED

@@ -1,8 +1,13 @@
 """Shared pytest fixtures. Run the suite: python -m pytest -q tests/"""
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Hermetic: nothing in the suite may reach a hub or send analytics.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
