@@ -30,12 +30,18 @@ NAP variants (flags; rows are added beside the ones above, which stay as they we
   Rows ``yasa_vote_all_eeg`` (mean of those YASA streams) and, with ``--zero_shot_yasa``,
   ``nap_zero_shot_yasa_all_eeg``. The signal baselines and the row ``yasa`` keep the first EEG channel.
 - ``--zero_shot_yasa RUN [RUN ...]``: ``psgvlm yasa`` runs on OTHER data (synthetic nights, one
-  stream per EEG channel): NAP is trained there on YASA streams only and applied zero-shot (the NAP
-  paper's protocol), row ``nap_zero_shot_yasa`` (first EEG channel of each real recording).
+  stream per EEG channel): NAP is trained there on YASA streams only (``--pretrain_steps``) and
+  applied zero-shot (the NAP paper's protocol), row ``nap_zero_shot_yasa`` (first EEG channel of each
+  real recording). ``--nap_seeds K`` pre-trains K NAPs from different seeds and averages their
+  hypnodensities (also for ``--finetune``: each is fine-tuned); fine-tuning on 7 short recordings
+  varies a lot with the seed, the ensemble steadies it.
 - ``--finetune`` (needs ``--zero_shot_yasa``): that pre-trained NAP is fine-tuned per fold on the 7
   training recordings (YASA per EEG channel on their own channel rows, the signal baselines on a
   whole-montage row), with the synthetic streams replayed beside them (half of the batches), and
-  tested on the held-out recording: row ``nap_pretrained_ft``. Predictors are gated per fold on
+  tested on the held-out recording: row ``nap_pretrained_ft``; ``--ft_params fusion`` fine-tunes only
+  the fusion score that weights the streams (row ``nap_pretrained_ft_fusion``; the classifier and
+  attention keep their synthetic pre-training, so the training folds' stage mix, e.g. no REM outside
+  Prerau, cannot shift the class priors). Predictors are gated per fold on
   training-fold data only: a predictor whose pooled kappa on the training recordings is below
   ``--gate_kappa`` is left out of that fold (training and test); ``soft_vote_gated`` votes the same
   gated predictors. The held-out recording's labels are used for nothing but its metrics.
@@ -69,6 +75,8 @@ from psgvlm.stages import N_STAGES, UNSCORED
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SOURCES = [("dreams", "dreams_spindles"), ("prerau", "prerau"), ("sleepedf", "sleepedf_crop")]
 PREDICTORS = ("yasa", "sleep2vec", "sdreamer")
+FT_PARAMS = {"all": None, "fusion": ("score.",)}  # parameter-name prefixes trained when fine-tuning
+FT_ROWS = {"all": "nap_pretrained_ft", "fusion": "nap_pretrained_ft_fusion"}
 
 
 def load_real(real: Path, *, all_eeg: bool = False):
@@ -102,6 +110,17 @@ def load_real(real: Path, *, all_eeg: bool = False):
 def pooled(y_list, p_list) -> dict:
     m = stage_metrics(np.concatenate(y_list), np.concatenate([p.argmax(1) for p in p_list]))
     return {k: m[k] for k in ("kappa", "macro_f1", "accuracy", "n_epochs")}
+
+
+def trainable(model, prefixes):
+    """A copy of ``model`` whose parameters train only where their name starts with one of ``prefixes``
+    (None: all of them)."""
+    import copy
+
+    model = copy.deepcopy(model)
+    for name, q in model.named_parameters():
+        q.requires_grad_(prefixes is None or name.startswith(tuple(prefixes)))
+    return model
 
 
 def synthetic_streams(run_dirs) -> list[dict]:
@@ -159,7 +178,13 @@ def main(argv=None) -> int:
     ap.add_argument("--all_eeg", action="store_true", help="YASA on every EEG channel (NAP channel axis)")
     ap.add_argument("--finetune", action="store_true", help="fine-tune the --zero_shot_yasa NAP per fold on the "
                     "training recordings (row nap_pretrained_ft)")
+    ap.add_argument("--pretrain_steps", type=int, default=1000, help="NAP steps on the synthetic streams")
+    ap.add_argument("--nap_seeds", type=int, default=3, help="ensemble: NAPs pre-trained (and fine-tuned) from "
+                    "this many seeds, hypnodensities averaged (rows nap_zero_shot_* and nap_pretrained_ft)")
     ap.add_argument("--ft_steps", type=int, default=200)
+    ap.add_argument("--ft_params", nargs="+", default=["all"], choices=list(FT_PARAMS),
+                    help="what fine-tuning trains: all weights (row nap_pretrained_ft) and/or only the fusion "
+                    "score that weights the streams (row nap_pretrained_ft_fusion)")
     ap.add_argument("--ft_lr", type=float, default=1e-3)
     ap.add_argument("--gate_kappa", type=float, default=0.3, help="leave out, per fold, predictors whose pooled "
                     "kappa on the training recordings is below this (--finetune rows)")
@@ -246,18 +271,22 @@ def main(argv=None) -> int:
     extra = {}
     if a.zero_shot_yasa:  # the NAP paper's protocol: trained on other corpora, applied zero-shot
         syn = synthetic_streams(a.zero_shot_yasa)
-        pre, _ = train_nap(syn, None, steps=a.nap_steps, seed=a.seed, desc="NAP zero-shot (YASA)", **nap_kw)
+        seeds = [a.seed + 1000 * k for k in range(a.nap_seeds)]
+        pres = [train_nap(syn, None, steps=a.pretrain_steps, seed=s, desc=f"NAP pre-training (YASA, seed {s})",
+                          **nap_kw)[0] for s in seeds]
         extra["synthetic_nights"] = len(syn)
 
         def zero_shot(i, all_eeg):
             probs, avail = montage_grid(i, ["yasa"], all_eeg)
-            return predict_nap(pre, probs, avail, window=40)
+            return np.mean([predict_nap(m, probs, avail, window=40) for m in pres], 0)
 
         preds["nap_zero_shot_yasa"] = [zero_shot(i, False) for i in range(n)]
         if a.all_eeg:
             preds["nap_zero_shot_yasa_all_eeg"] = [zero_shot(i, True) for i in range(n)]
         if a.finetune:
-            preds["nap_pretrained_ft"], preds["soft_vote_gated"] = [None] * n, [None] * n
+            for ft in a.ft_params:
+                preds[FT_ROWS[ft]] = [None] * n
+            preds["soft_vote_gated"] = [None] * n
             gates = extra["gates"] = []
             for i in range(n):
                 tr = [j for j in range(n) if j != i]
@@ -268,10 +297,12 @@ def main(argv=None) -> int:
                 real = [{"probs": pr, "avail": av, "labels": labels[j]}
                         for j in tr for pr, av in [montage_grid(j, kept, a.all_eeg)]]
                 reps = max(1, round(len(syn) / len(real)))  # real and synthetic streams in about equal shares
-                model, _ = train_nap(real * reps + syn, None, steps=a.ft_steps, seed=a.seed + 100 + i, init=pre,
-                                     desc=f"NAP fine-tune fold {i}", **{**nap_kw, "lr": a.ft_lr})
                 probs, avail = montage_grid(i, kept, a.all_eeg)
-                preds["nap_pretrained_ft"][i] = predict_nap(model, probs, avail, window=40)
+                for ft in a.ft_params:
+                    tuned = [train_nap(real * reps + syn, None, steps=a.ft_steps, seed=s + 100 + i,
+                                       init=trainable(pre, FT_PARAMS[ft]), desc=f"NAP fine-tune ({ft}) fold {i} "
+                                       f"seed {s}", **{**nap_kw, "lr": a.ft_lr})[0] for s, pre in zip(seeds, pres)]
+                    preds[FT_ROWS[ft]][i] = np.mean([predict_nap(m, probs, avail, window=40) for m in tuned], 0)
                 kept_present = [p for p in kept if oof[p][i] is not None]
                 preds["soft_vote_gated"][i] = np.mean([oof[p][i] for p in kept_present], 0)
 
