@@ -1,6 +1,7 @@
-"""Write EDF / EDF+ files: signals at their own sampling rates, and annotation-only EDF+ files.
+"""Write EDF / EDF+ files (signals at their own sampling rates, annotation-only EDF+ files), and
+parse the fixed EDF/BDF header once for everyone who checks a file before reading it.
 
-A thin layer over ``edfio`` (reading stays with mne in :mod:`psgvlm.readers`). It picks each
+Writing is a thin layer over ``edfio`` (reading the signals is :mod:`psgvlm.readers`' job). It picks each
 signal's physical range from the data with headroom, so nothing clips and the 16-bit (or 12-bit)
 quantisation step stays small, writes through a temporary file and a rename so a crash never
 leaves a half-written EDF under its final name, and writes the annotation-only EDF+ files that
@@ -23,6 +24,101 @@ import numpy as np
 
 # EDF header numbers are 8 ASCII characters; keep ranges well inside that.
 _MAX_ABS_PHYSICAL = 9_999_999.0
+
+
+@dataclass(frozen=True)
+class EdfFileHeader:
+    """The fixed and per-signal EDF/BDF header fields checks need (no patient identification)."""
+
+    base: str  # "EDF" or "BDF"
+    kind: str  # base plus "+C"/"+D" when the reserved field says so
+    sample_bytes: int  # 2 (EDF) or 3 (BDF)
+    header_bytes: int
+    n_records: int  # -1 while recording (the file's length decides)
+    record_s: float  # data record duration, seconds
+    labels: list[str]
+    units: list[str]
+    samples_per_record: list[int]
+    file_bytes: int
+
+    @property
+    def record_bytes(self) -> int:
+        return self.sample_bytes * sum(self.samples_per_record)
+
+
+def _text(chunk: bytes) -> str:
+    try:
+        return chunk.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        # EDF allows only printable ASCII; writers also use UTF-8 or latin-1 in labels: accepted.
+        return chunk.decode("latin-1").strip()
+
+
+def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
+    """Parse the 256-byte fixed header and the per-signal headers of an EDF/BDF file.
+
+    Hand-written because it must be strict where readers are lenient (mne and edfio accept truncated
+    files with a warning) and must not load any data. Messages name the bad value but not the path
+    (callers add it where it is safe to show). Size-versus-records policy is the caller's.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not EDF/BDF, a malformed field, more than ``max_signals`` signals, or signal headers cut off.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        fixed = f.read(256)
+        if len(fixed) < 256:
+            raise ValueError(f"not an EDF/BDF file: only {size} bytes, shorter than the 256-byte header")
+        version = fixed[:8]
+        if version == b"0       ":
+            base, sample_bytes = "EDF", 2
+        elif version == b"\xffBIOSEMI":
+            base, sample_bytes = "BDF", 3
+        else:
+            raise ValueError(f"not an EDF/BDF file: the first 8 bytes {version!r} are not the EDF ('0') or "
+                             "BDF (0xFF 'BIOSEMI') version field")
+
+        def number(chunk: bytes, what: str, cast=float):
+            raw = _text(chunk)
+            try:
+                return cast(raw)
+            except ValueError:
+                raise ValueError(f"malformed {base} header: {what} is {raw!r}, not a number") from None
+
+        reserved = _text(fixed[192:236])
+        kind = base + next((t[3:] for t in ("EDF+C", "EDF+D", "BDF+C", "BDF+D") if reserved.startswith(t)), "")
+        header_bytes = number(fixed[184:192], "the number of header bytes", int)
+        n_records = number(fixed[236:244], "the number of data records", int)
+        record_s = number(fixed[244:252], "the data record duration")
+        ns = number(fixed[252:256], "the number of signals", int)
+        if max_signals is not None and ns > max_signals:
+            raise ValueError(f"{base} header declares {ns} signals; allowed: 1..{max_signals}")
+        if ns < 0 or header_bytes != 256 * (ns + 1):
+            raise ValueError(f"malformed {base} header: {ns} signals need {256 * (ns + 1)} header bytes, "
+                             f"the header says {header_bytes}")
+        per = f.read(256 * ns)
+    if len(per) < 256 * ns:
+        raise ValueError(f"truncated {base} file: the signal headers need {256 * ns} bytes, only {len(per)} "
+                         "are present")
+
+    def column(offset: int, width: int) -> list[bytes]:
+        return [per[offset * ns + i * width: offset * ns + (i + 1) * width] for i in range(ns)]
+
+    spr_offset = 16 + 80 + 8 + 8 + 8 + 8 + 8 + 80  # label, transducer, unit, 4 ranges, prefiltering
+    return EdfFileHeader(
+        base=base, kind=kind, sample_bytes=sample_bytes, header_bytes=header_bytes, n_records=n_records,
+        record_s=record_s, labels=[_text(c) for c in column(0, 16)], units=[_text(c) for c in column(96, 8)],
+        samples_per_record=[number(c, f"samples per record of signal {i}", int)
+                            for i, c in enumerate(column(spr_offset, 8))],
+        file_bytes=size,
+    )
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.channels import canonical_names
+from psgvlm.edf import parse_edf_header
 from psgvlm.recording import Channel, Recording
 from psgvlm.stages import (
     DREAMS_CODES,
@@ -74,76 +75,36 @@ def check_edf(path: Path) -> dict:
     """Validate an EDF/BDF header and the file size; return the header fields used for checks.
 
     Raises ValueError naming the file and the bad value for files that are not EDF/BDF, have a
-    malformed header or are shorter than their header says (truncated).
+    malformed header, are discontinuous (EDF+D) or are shorter than their header says (truncated).
+    A partial trailing data record is tolerated (readers drop it).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(256)
-        if len(head) < 256:
-            raise ValueError(f"{path}: not an EDF/BDF file ({size} bytes, shorter than the 256-byte header)")
-        version = head[:8]
-        if version == b"0       ":
-            bytes_per_sample, kind = 2, "EDF"
-        elif version == b"\xffBIOSEMI":
-            bytes_per_sample, kind = 3, "BDF"
-        else:
-            raise ValueError(
-                f"{path}: not an EDF/BDF file (first 8 bytes {version!r}, expected b'0       ' or b'\\xffBIOSEMI')"
-            )
-
-        def field(a: int, b: int, name: str, cast):
-            raw = head[a:b].decode("latin-1").strip()
-            try:
-                return cast(raw)
-            except ValueError:
-                raise ValueError(f"{path}: malformed {kind} header, {name} = {raw!r}") from None
-
-        n_header = field(184, 192, "header bytes", int)
-        n_records = field(236, 244, "number of data records", int)
-        record_s = field(244, 252, "data record duration", float)
-        n_signals = field(252, 256, "number of signals", int)
-        reserved = head[192:236].decode("latin-1").strip()
-        if reserved.startswith(("EDF+D", "BDF+D")):
-            # Discontinuous files have gaps between data records; reading them as continuous would
-            # shift every label after the first gap, so refuse rather than mis-pair.
-            raise ValueError(
-                f"{path}: discontinuous {reserved[:5]} file (gaps between records) is not supported; "
-                f"convert it to a continuous EDF (e.g. with the gaps filled) first"
-            )
-        if n_signals < 0 or n_header != 256 * (n_signals + 1):
-            raise ValueError(
-                f"{path}: malformed {kind} header: {n_signals} signals need {256 * (n_signals + 1)} header "
-                f"bytes, header says {n_header}"
-            )
-        sig = f.read(256 * n_signals)
-    if len(sig) < 256 * n_signals:
-        raise ValueError(f"{path}: truncated {kind} file: header says {n_header} header bytes, file has {size}")
-    start = 216 * n_signals
-    spr = []
-    for i in range(n_signals):
-        raw = sig[start + 8 * i : start + 8 * (i + 1)].decode("latin-1").strip()
-        try:
-            spr.append(int(raw))
-        except ValueError:
-            raise ValueError(f"{path}: malformed {kind} header, samples per record of signal {i} = {raw!r}") from None
-    record_bytes = sum(spr) * bytes_per_sample
+    try:
+        h = parse_edf_header(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if h.kind.endswith("+D"):
+        # Discontinuous files have gaps between data records; reading them as continuous would
+        # shift every label after the first gap, so refuse rather than mis-pair.
+        raise ValueError(
+            f"{path}: discontinuous {h.kind} file (gaps between records) is not supported; "
+            f"convert it to a continuous EDF (e.g. with the gaps filled) first"
+        )
+    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
     if n_records >= 0:
-        expected = n_header + n_records * record_bytes
+        expected = h.header_bytes + n_records * record_bytes
         if size > expected + record_bytes:
             raise ValueError(
                 f"{path}: {size} bytes, but the header describes {expected} ({n_records} data records); "
                 f"the number-of-records field is wrong or the file holds something else"
             )
         if size < expected:
-            whole = (size - n_header) // record_bytes if record_bytes else 0
+            whole = (size - h.header_bytes) // record_bytes if record_bytes else 0
             raise ValueError(
-                f"{path}: truncated {kind} file: {size} bytes, the header promises {expected} "
-                f"({n_records} data records of {record_s:g} s; only {whole} complete)"
+                f"{path}: truncated {h.base} file: {size} bytes, the header promises {expected} "
+                f"({n_records} data records of {h.record_s:g} s; only {whole} complete)"
             )
-    return {"kind": kind, "n_records": n_records, "record_s": record_s, "n_signals": n_signals}
+    return {"kind": h.base, "n_records": n_records, "record_s": h.record_s, "n_signals": len(h.labels)}
 
 
 def _read_edfio(path: Path):

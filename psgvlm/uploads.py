@@ -8,15 +8,16 @@ tied up by one upload. Header fields that identify the patient (the 80-byte pati
 identification fields: name, birth date, hospital code, technician) are read here only to be
 dropped: :class:`EdfHeader` keeps none of them, so nothing downstream can copy them into outputs.
 
-The fixed-header layout is the EDF specification (Kemp et al. 1992; EDF+ 2003; BioSemi BDF): parsing
-256 + 256 * n_signals bytes by hand is simpler and stricter than asking mne, which accepts truncated
-files with a warning.
+The header is parsed by :func:`psgvlm.edf.parse_edf_header` (shared with the readers' own check);
+this module adds the upload policy: exact length, limits, no discontinuous files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from psgvlm.edf import parse_edf_header
 
 EXTENSIONS = (".edf", ".bdf", ".rec")  # .rec: ISRUC's EDF files
 HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml")
@@ -57,22 +58,6 @@ class EdfHeader:
         return [s.label for s in self.signals if s.label != "EDF Annotations" and s.label != "BDF Annotations"]
 
 
-def _field(raw: bytes, start: int, width: int, what: str) -> str:
-    chunk = raw[start:start + width]
-    try:
-        return chunk.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        # EDF allows only printable ASCII; writers also use UTF-8 or latin-1 in labels: accepted.
-        return chunk.decode("latin-1").strip()
-
-
-def _number(text: str, what: str, cast=float):
-    try:
-        return cast(text)
-    except ValueError:
-        raise UploadError(f"not a valid EDF/BDF file: header field {what} is {text!r}, not a number") from None
-
-
 def check_extension(name: str, allowed=EXTENSIONS) -> str:
     """The lower-cased extension of ``name`` if it is one of ``allowed``, else :class:`UploadError`."""
     ext = Path(name).suffix.lower()
@@ -90,69 +75,35 @@ def read_edf_header(path, *, max_signals: int = MAX_SIGNALS) -> EdfHeader:
         When the bytes are not an EDF/BDF header, a field is malformed, or the file is shorter or
         longer than ``header + n_records * record_bytes``.
     """
-    path = Path(path)
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        fixed = f.read(256)
-        if len(fixed) < 256:
-            raise UploadError(f"not an EDF/BDF file: only {size} bytes, an EDF header alone is 256")
-        if fixed[:8] == b"0       ":
-            base, sample_bytes = "EDF", 2
-        elif fixed[:1] == b"\xff" and fixed[1:8] == b"BIOSEMI":
-            base, sample_bytes = "BDF", 3
-        else:
-            raise UploadError("not an EDF/BDF file: the first 8 bytes are not the EDF ('0') or BDF "
-                              "(0xFF 'BIOSEMI') version field")
-        reserved = _field(fixed, 192, 44, "reserved")
-        kind = base
-        for tag in ("EDF+C", "EDF+D", "BDF+C", "BDF+D"):
-            if reserved.startswith(tag):
-                kind = base + tag[3:]
-        header_bytes = _number(_field(fixed, 184, 8, "header bytes"), "number of header bytes", int)
-        n_records = _number(_field(fixed, 236, 8, "records"), "number of data records", int)
-        record_s = _number(_field(fixed, 244, 8, "record duration"), "data record duration")
-        ns = _number(_field(fixed, 252, 4, "signals"), "number of signals", int)
-        if not 1 <= ns <= max_signals:
-            raise UploadError(f"EDF header declares {ns} signals; allowed: 1..{max_signals}")
-        if header_bytes != 256 * (ns + 1):
-            raise UploadError(f"EDF header size {header_bytes} bytes does not match {ns} signals "
-                              f"(expected {256 * (ns + 1)})")
-        if record_s < 0:
-            raise UploadError(f"EDF data record duration {record_s!r} s must be >= 0")
-        per = f.read(256 * ns)
-        if len(per) < 256 * ns:
-            raise UploadError(f"truncated EDF/BDF file: the signal headers need {256 * ns} bytes, "
-                              f"only {len(per)} are present")
-
-    def column(offset, width, i):
-        return _field(per, offset * ns + i * width, width, "signal")
-
-    labels = [column(0, 16, i) for i in range(ns)]
-    units = [column(96, 8, i) for i in range(ns)]  # label 16 + transducer 80 -> offset 96 * ns
-    spr_offset = (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80) * ns
-    samples = [_number(_field(per, spr_offset + i * 8, 8, "samples"), f"samples per record of signal {i}", int)
-               for i in range(ns)]
+    try:
+        h = parse_edf_header(path, max_signals=max_signals)
+    except ValueError as err:  # the parser's messages name values, never the server path
+        raise UploadError(str(err)) from None
+    ns, samples = len(h.labels), h.samples_per_record
+    if ns < 1:
+        raise UploadError(f"EDF header declares {ns} signals; allowed: 1..{max_signals}")
+    if h.record_s < 0:
+        raise UploadError(f"EDF data record duration {h.record_s!r} s must be >= 0")
     if any(s <= 0 for s in samples):
         raise UploadError(f"EDF header gives non-positive samples per record: {samples}")
-    record_bytes = sample_bytes * sum(samples)
-    data_bytes = size - header_bytes
+    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
     if n_records == -1:  # allowed while recording; the length decides
-        n_records = data_bytes // record_bytes
+        n_records = (size - h.header_bytes) // record_bytes
     if n_records <= 0:
         raise UploadError(f"EDF header declares {n_records} data records; the file holds no signal")
-    expected = header_bytes + n_records * record_bytes
+    expected = h.header_bytes + n_records * record_bytes
     if size < expected:
         raise UploadError(f"truncated EDF/BDF file: {size} bytes, but its header promises {expected} "
                           f"({n_records} records of {record_bytes} bytes); the upload is incomplete")
     if size > expected:
         raise UploadError(f"malformed EDF/BDF file: {size} bytes, {size - expected} more than its header "
                           f"declares ({expected})")
-    is_annotation = [lab in ("EDF Annotations", "BDF Annotations") for lab in labels]
-    if record_s == 0 and not all(is_annotation):  # 0 is legal only for annotation-only EDF+
+    is_annotation = [lab in ("EDF Annotations", "BDF Annotations") for lab in h.labels]
+    if h.record_s == 0 and not all(is_annotation):  # 0 is legal only for annotation-only EDF+
         raise UploadError("EDF data record duration is 0 s but the file holds signals; it must be > 0")
-    signals = [SignalHeader(label=lab, unit=u, sfreq=s / record_s if record_s else 0.0, samples_per_record=s)
-               for lab, u, s in zip(labels, units, samples)]
-    return EdfHeader(kind=kind, n_records=n_records, record_s=record_s, signals=signals)
+    signals = [SignalHeader(label=lab, unit=u, sfreq=s / h.record_s if h.record_s else 0.0, samples_per_record=s)
+               for lab, u, s in zip(h.labels, h.units, samples)]
+    return EdfHeader(kind=h.kind, n_records=n_records, record_s=h.record_s, signals=signals)
 
 
 def validate_recording_upload(path, *, name: str | None = None, max_bytes: int = MAX_BYTES,
