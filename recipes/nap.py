@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psgvlm.baselines.common import parse_recipe_args
+from psgvlm.baselines.common import parse_recipe_args, save_model
 from psgvlm.baselines.nap import NAPConfig, load_streams, predict_nap, soft_vote, train_nap
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import provenance, read_json, write_json_atomic
@@ -93,9 +93,7 @@ def main(argv=None):
     model, losses = train_nap(train, avail, config=config, steps=args.steps, lr=args.lr,
                               batch_size=args.batch_size, min_len=args.min_len, max_len=args.max_len,
                               adaptive=args.adaptive, seed=args.seed)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), f"{args.out}/model.pt")
-    write_json_atomic(f"{args.out}/model_config.json", asdict(config))
+    save_model(args.out, model, asdict(config))
 
     # ---- evaluate: NAP, soft voting, every single stream, and predictor subsets -------------------
     def rows_of(fn):

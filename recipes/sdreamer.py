@@ -20,7 +20,6 @@ for train and validation (NAP's inputs), ``metrics_single_channel.json`` (EEG-on
 """
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from psgvlm.baselines.common import (
     predict_test_split,
     predict_windows,
     random_windows,
+    save_model,
     train_loop,
     write_run,
 )
@@ -123,9 +123,7 @@ def main(argv=None):
 
     # ---- save ----------------------------------------------------------------------------------------
     model.eval()
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), f"{args.out}/model.pt")
-    write_json_atomic(f"{args.out}/model_config.json", asdict(config))
+    save_model(args.out, model, asdict(config))
 
     # ---- evaluate: mixed (or EEG-only model) for the contract files, then single-channel -----------
     def predict(rs, names=None):

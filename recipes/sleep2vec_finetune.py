@@ -18,7 +18,6 @@ another signal dataset, e.g. corrupted recordings; writes ``predictions.jsonl`` 
 """
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from psgvlm.baselines.common import (
     predict_test_split,
     predict_windows,
     random_windows,
+    save_model,
     train_loop,
     write_run,
 )
@@ -120,10 +120,7 @@ def main(argv=None):
 
     # ---- save + evaluate ----------------------------------------------------------------------------
     model.eval()
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), f"{args.out}/model.pt")
-    write_json_atomic(f"{args.out}/model_config.json", {"backbone": config_dict(backbone.config),
-                                                      "stager": stager_kw})
+    save_model(args.out, model, {"backbone": config_dict(backbone.config), "stager": stager_kw})
 
     def predict(rs, subset):
         return [predict_windows(model, arrays_for(r, {m: None for m in subset}), seq_len=args.seq_len) for r in rs]

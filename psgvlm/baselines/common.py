@@ -4,6 +4,7 @@ and the predict-only path (``--from_run``) of the signal recipes."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,26 @@ def load_or_build_signal_data(path, *, fmt=None, input=None, split_from=None, sp
 
 
 # -- predict-only (``--from_run``): a trained run's model on another signal dataset ---------------------
+
+
+def save_model(out_dir, model: torch.nn.Module, config: dict) -> None:
+    """``model.pt`` (state dict, written atomically) + ``model_config.json`` of a baseline run dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / ".model.pt.tmp"
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, out_dir / "model.pt")
+    write_json_atomic(out_dir / "model_config.json", config)
+
+
+def load_model(run_dir, build, *, what: str) -> torch.nn.Module:
+    """The model saved by :func:`save_model`; ``build(config_dict)`` makes the empty module."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.pt").exists():
+        raise FileNotFoundError(f"{run_dir} is not {what} (no model.pt)")
+    model = build(read_json(run_dir / "model_config.json"))
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    return model
 
 
 def load_source_run(run_dir, kind: str) -> dict:

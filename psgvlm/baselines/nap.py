@@ -333,14 +333,9 @@ def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, 
 
 def load(run_dir) -> NAP:
     """The model of a ``recipes/nap.py`` run dir."""
-    from psgvlm.provenance import read_json
+    from psgvlm.baselines.common import load_model
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
-        raise FileNotFoundError(f"{run_dir} is not a NAP run (no model.pt)")
-    model = NAP(config=NAPConfig(**read_json(run_dir / "model_config.json")))
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    return model.eval()
+    return load_model(run_dir, lambda cfg: NAP(config=NAPConfig(**cfg)), what="a NAP run").eval()
 
 
 def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: int = 400, lr: float = 3e-3,

@@ -206,13 +206,6 @@ class SDreamer(nn.Module):
 
 def load(run_dir) -> SDreamer:
     """The model of a ``recipes/sdreamer.py`` run dir."""
-    from pathlib import Path
+    from psgvlm.baselines.common import load_model
 
-    from psgvlm.provenance import read_json
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
-        raise FileNotFoundError(f"{run_dir} is not an sDREAMER run (no model.pt)")
-    model = SDreamer(config=SDreamerConfig(**read_json(run_dir / "model_config.json")))
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    return model.eval()
+    return load_model(run_dir, lambda cfg: SDreamer(config=SDreamerConfig(**cfg)), what="an sDREAMER run").eval()

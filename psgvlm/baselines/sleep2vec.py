@@ -295,39 +295,24 @@ def config_dict(config: Sleep2vecConfig) -> dict:
 
 def save_backbone(out_dir, model: Sleep2vec) -> None:
     """``model.pt`` (state dict) + ``model_config.json`` of a pre-trained backbone."""
-    from pathlib import Path
+    from psgvlm.baselines.common import save_model
 
-    from psgvlm.provenance import write_json_atomic
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out_dir / "model.pt")
-    write_json_atomic(out_dir / "model_config.json", config_dict(model.config))
+    save_model(out_dir, model, config_dict(model.config))
 
 
 def load_backbone(run_dir) -> Sleep2vec:
     """The pre-trained backbone of a ``sleep2vec_pretrain`` run dir."""
-    from pathlib import Path
+    from psgvlm.baselines.common import load_model
 
-    from psgvlm.provenance import read_json
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.pt").exists():
-        raise FileNotFoundError(f"{run_dir} is not a sleep2vec pre-training run (no model.pt)")
-    model = Sleep2vec(config=Sleep2vecConfig(**read_json(run_dir / "model_config.json")))
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    return model
+    return load_model(run_dir, lambda cfg: Sleep2vec(config=Sleep2vecConfig(**cfg)),
+                      what="a sleep2vec pre-training run")
 
 
 def load_stager(run_dir) -> Sleep2vecStager:
     """The fine-tuned stager of a ``sleep2vec_finetune`` run dir (backbone + LoRA + head + gates)."""
-    from pathlib import Path
+    from psgvlm.baselines.common import load_model
 
-    from psgvlm.provenance import read_json
+    def build(cfg):
+        return Sleep2vecStager(backbone=Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"])), **cfg["stager"])
 
-    run_dir = Path(run_dir)
-    cfg = read_json(run_dir / "model_config.json")
-    backbone = Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"]))
-    model = Sleep2vecStager(backbone=backbone, **cfg["stager"])
-    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
-    return model.eval()
+    return load_model(run_dir, build, what="a sleep2vec fine-tuning run").eval()
