@@ -6,7 +6,6 @@ nothing touches ``plt`` or ``rcParams``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -134,42 +133,9 @@ def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict
 
 def plot_training_loss(train_log, path, title: str = "") -> Path | None:
     """Training (and eval, when logged) loss against step from a run's ``train_log.jsonl``; None if absent."""
-    train_log = Path(train_log)
-    if not train_log.exists():
-        return None
-    steps, losses, esteps, elosses, ksteps, kappas = [], [], [], [], [], []
-    for line in train_log.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        step = rec.get("step", rec.get("global_step", len(steps)))
-        if "loss" in rec:
-            steps.append(step)
-            losses.append(rec["loss"])
-        if "eval_loss" in rec:
-            esteps.append(step)
-            elosses.append(rec["eval_loss"])
-        if "val_kappa" in rec:
-            ksteps.append(step)
-            kappas.append(rec["val_kappa"])
-    if not losses and not elosses:
-        return None
-    fig = _figure(6, 3.5)
-    ax = fig.add_subplot(1, 1, 1)
-    if losses:
-        ax.plot(steps, losses, label="train loss", lw=1)
-    if elosses:
-        ax.plot(esteps, elosses, "o-", label="eval loss", lw=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.legend(fontsize=8, loc="upper left")
-    if kappas:  # the recipes log validation kappa at each scoring
-        ax2 = ax.twinx()
-        ax2.plot(ksteps, kappas, "s--", color="tab:green", lw=1, label="validation kappa")
-        ax2.set_ylabel("kappa")
-        ax2.legend(fontsize=8, loc="upper right")
-    ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    from psgvlm.training import plot_loss_curve
+
+    return plot_loss_curve(train_log, path, title=title)
 
 
 def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", errors=None) -> Path:

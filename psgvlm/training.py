@@ -95,31 +95,45 @@ def restore_log(checkpoint, path, max_step: int) -> None:
     Path(path).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
-def plot_loss_curve(log_path, png_path) -> None:
-    """Training loss (and validation kappa where logged) against optimizer step, as a PNG."""
+def plot_loss_curve(log_path, png_path, title: str = "training") -> Path | None:
+    """Training loss (eval loss and validation kappa where logged) against step, as a PNG.
+
+    The one loss plot: recipes write ``loss_curve.png`` with it and ``evals metrics`` plots runs'
+    ``train_log.jsonl`` with it. Returns the PNG's path, or None when the log holds no loss.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = read_jsonl(log_path)
-    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
-    val = [(r["step"], r["val_kappa"]) for r in rows if "val_kappa" in r]
+    series: dict[str, list] = {"loss": [], "eval_loss": [], "val_kappa": []}
+    for i, r in enumerate(rows):
+        step = r.get("step", r.get("global_step", i))
+        for key, points in series.items():
+            if key in r:
+                points.append((step, r[key]))
+    if not series["loss"] and not series["eval_loss"]:
+        return None
     fig = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(111)
-    if train:
-        ax.plot(*zip(*train), color="tab:blue", label="train loss")
+    if series["loss"]:
+        ax.plot(*zip(*series["loss"]), color="tab:blue", lw=1, label="train loss")
+    if series["eval_loss"]:
+        ax.plot(*zip(*series["eval_loss"]), "o-", color="tab:red", lw=1, label="eval loss")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
-    if val:
+    if series["val_kappa"]:
         ax2 = ax.twinx()
-        ax2.plot(*zip(*val), "o-", color="tab:orange", label="validation kappa")
+        ax2.plot(*zip(*series["val_kappa"]), "o-", color="tab:orange", label="validation kappa")
         ax2.set_ylabel("kappa")
         ax2.set_ylim(-0.1, 1.0)
-    ax.set_title("training")
-    fig.legend(loc="upper right")
+    ax.set_title(title, fontsize=9)
+    fig.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+    png_path = Path(png_path)
+    png_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png_path)
+    return png_path
 
 
 def warmup_cosine(optimizer, *, total_steps: int, warmup_ratio: float):
