@@ -17,12 +17,12 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from psgvlm.provenance import provenance, read_json, write_json_atomic
+from psgvlm.signal import resample
 from psgvlm.splits import split_subjects
 from psgvlm.stages import EPOCH_S, UNSCORED
 
@@ -74,22 +74,6 @@ class SignalRecording:
         return self.x[channel]
 
 
-def _resample(x: np.ndarray, sfreq: float, target: float) -> np.ndarray:
-    """Polyphase anti-aliased resampling (psgvlm.signal.resample when present, else scipy)."""
-    try:
-        from psgvlm.signal import resample
-    except ImportError:
-        resample = None
-    if resample is not None:
-        return np.asarray(resample(x, sfreq, target), dtype=np.float32)
-    if sfreq == target:
-        return np.asarray(x, dtype=np.float32)
-    from scipy.signal import resample_poly
-
-    frac = Fraction(target / sfreq).limit_denominator(1000)
-    return resample_poly(np.asarray(x, dtype=np.float64), frac.numerator, frac.denominator).astype(np.float32)
-
-
 def _zscore(x: np.ndarray) -> np.ndarray:
     """Per-recording z-score; a flat channel maps to zeros."""
     sd = float(np.std(x))
@@ -129,7 +113,7 @@ def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
             raise ValueError(f"recording {rec.recording!r} channel {name!r} holds "
                              f"{int(np.sum(~np.isfinite(data)))} NaN/inf samples")
         target = float(rates[ch.modality])
-        y = _resample(data, ch.sfreq, target)
+        y = resample(data, ch.sfreq, target)
         n_times = int(round(rec.epoch_s * target))
         start = int(round(rec.onset_s * target))
         y = y[start:start + n_epochs * n_times]
