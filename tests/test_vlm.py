@@ -502,9 +502,11 @@ def test_recipe_runs_data_parallel_on_two_cpu_processes(tmp_path, tiny_dir, imag
         pytest.skip("torchrun not on PATH")
     out = tmp_path / "ddp"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = ["torchrun", "--nproc_per_node", "2", str(RECIPE), "--dataset", str(image_ds), "--model", str(tiny_dir),
+    # --standalone: a free rendezvous port, so a busy default port 29500 cannot fail the run
+    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(RECIPE), "--dataset", str(image_ds), "--model", str(tiny_dir),
            "--output_dir", str(out), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
            "--max_steps", "4", "--save_every", "2", "--eval_every", "100", "--lora_r", "4"]
-    subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=600, capture_output=True)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=600, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists()
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 10  # both halves gathered
