@@ -9,7 +9,7 @@ every output say so).
 
 Safety and reliability, server side:
 - uploads are checked by content (EDF/BDF header, exact length), size, duration and channels
-  (:mod:`psgvlm.uploads`) before any reader sees them; a bad or truncated file gets a message, never
+  (:mod:`psgvlm.night.uploads`) before any reader sees them; a bad or truncated file gets a message, never
   a stack trace (``show_error`` stays off, so unexpected errors show a generic message);
 - each browser session gets its own folder; the upload is copied there under a neutral name and the
   copy Gradio kept is deleted at once; the folder is deleted when the session ends (page closed:
@@ -41,8 +41,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request type hints against these globals
 import numpy as np
 
-from psgvlm.stages import STAGES, UNSCORED
-from psgvlm.uploads import (
+from psgvlm.night.uploads import (
     MAX_BYTES,
     MAX_DURATION_S,
     MIN_DURATION_S,
@@ -50,6 +49,7 @@ from psgvlm.uploads import (
     validate_hypnogram_upload,
     validate_recording_upload,
 )
+from psgvlm.stages import STAGES, UNSCORED
 
 TITLE = "psgvlm: sleep staging from PSG images"
 SESSION_TTL_S = 3600  # an idle session's files are deleted after this many seconds
@@ -65,7 +65,7 @@ class Session:
     recording: str | None = None  # our copy of the upload, neutral name
     hypnogram: str | None = None
     labels: list[str] = field(default_factory=list)  # channel canonical names in the recording
-    result: object | None = None  # psgvlm.stage.StageResult
+    result: object | None = None  # psgvlm.night.stage.StageResult
     yasa: dict | None = None
 
 
@@ -179,7 +179,7 @@ def _discard_upload(path) -> None:
 
 
 def _stats_rows(result) -> list[list[str]]:
-    from psgvlm.sleepstats import format_statistics, sleep_statistics
+    from psgvlm.night.sleepstats import format_statistics, sleep_statistics
 
     pred = format_statistics(sleep_statistics(result.stages, result.epoch_s))
     if result.expert is None:
@@ -229,7 +229,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
     -------
     (gr.Blocks, SessionStore)
     """
-    from psgvlm.stage import (
+    from psgvlm.night.stage import (
         model_info,
         read_input,
         render_one,
@@ -240,12 +240,12 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
     )
 
     if run_dir is None:
-        from psgvlm.stage import default_run
+        from psgvlm.night.stage import default_run
 
         run_dir = default_run()
     run_dir = Path(run_dir)
     if predictor is None:
-        from psgvlm.predict import load_predictor
+        from psgvlm.vlm.predict import load_predictor
 
         predictor = load_predictor(run_dir)
     bands, modalities, _ = run_channels(predictor.dataset_meta)
@@ -299,7 +299,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
             if hyp_file is not None:
                 validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
                 hyp_own = _copy_upload(hyp_file, folder, "hypnogram")
-            from psgvlm.channels import canonical_names
+            from psgvlm.io.channels import canonical_names
 
             units = [s.unit for s in header.signals if s.label in header.labels]
             names = canonical_names(header.labels, units)
@@ -313,8 +313,8 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
                 if hyp_file is not None:
                     _discard_upload(hyp_file)
         # Auto-detect from the header alone (cheap); the full read happens when staging.
-        from psgvlm.recording import Channel, Recording
-        from psgvlm.stage import auto_channels
+        from psgvlm.io.recording import Channel, Recording
+        from psgvlm.night.stage import auto_channels
 
         sig = {s.label: s for s in header.signals}
         shell = Recording(channels=[Channel(name=lab, canonical=c, modality=m, sfreq=max(sig[lab].sfreq, 1e-9),
@@ -537,7 +537,7 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
 
 
 def attribution_overlay(predictor, image):
-    """(overlay image, note): feature-ablation map of ``image`` (:mod:`evals.attribution`) over it.
+    """(overlay image, note): feature-ablation map of ``image`` (:mod:`psgvlm.image.attribution`) over it.
 
     576 patches of 14x14 are masked one at a time with the background colour; a patch's score is the
     Euclidean distance between the stage probabilities before and after. The note reads the map in
@@ -545,8 +545,8 @@ def attribution_overlay(predictor, image):
     """
     from matplotlib import colormaps
 
-    from evals.attribution import band_time_scores, describe, feature_ablation
     from evals.common import band_layout
+    from psgvlm.image.attribution import band_time_scores, describe, feature_ablation
 
     out = feature_ablation(predictor.predict_proba, image, batch_size=64)
     norm = out["norm"]

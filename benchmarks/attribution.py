@@ -1,7 +1,7 @@
 """Time feature-ablation attribution of one epoch image (576 patches of 14x14, batched).
 
     python benchmarks/attribution.py                   # the tiny random LLaVA-NeXT built in code
-    python benchmarks/attribution.py --run RUN_DIR     # any run psgvlm.predict.load_predictor can load
+    python benchmarks/attribution.py --run RUN_DIR     # any run psgvlm.vlm.predict.load_predictor can load
     python benchmarks/attribution.py --threads 2 --batch-size 64 --epochs 3
 
 Prints seconds per epoch, forward passes per epoch (the original + every non-background patch) and
@@ -23,11 +23,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 
 class TinyVLMPredictor:
-    """predict_proba over the tiny LLaVA-NeXT via label scoring (psgvlm.scoring)."""
+    """predict_proba over the tiny LLaVA-NeXT via label scoring (psgvlm.vlm.scoring)."""
 
     def __init__(self, batch_size: int):
-        from psgvlm.data import VLMCollator, get_template
-        from psgvlm.vlm import build_tiny_model
+        from psgvlm.vlm.data import VLMCollator, get_template
+        from psgvlm.vlm.model import build_tiny_model
 
         self.model, processor = build_tiny_model()
         self.model.eval()
@@ -37,7 +37,7 @@ class TinyVLMPredictor:
     def predict_proba(self, images, batch_size=None):
         import torch
 
-        from psgvlm.scoring import score_dataset
+        from psgvlm.vlm.scoring import score_dataset
 
         with torch.inference_mode():
             return score_dataset(self.model, self.collator, [{"image": im} for im in images],
@@ -46,7 +46,7 @@ class TinyVLMPredictor:
 
 def synthetic_epoch(n_chans: int = 12, sfreq: float = 200.0, seed: int = 0) -> np.ndarray:
     """A rendered 12-channel epoch of noise with a spindle burst in the second band."""
-    from render.renderer import RenderSettings, render_epoch
+    from psgvlm.image.renderer import RenderSettings, render_epoch
 
     rng = np.random.default_rng(seed)
     t = np.arange(int(30 * sfreq)) / sfreq
@@ -67,11 +67,11 @@ def main() -> None:
 
     import torch
 
-    from evals.attribution import feature_ablation
+    from psgvlm.image.attribution import feature_ablation
 
     torch.set_num_threads(args.threads)
     if args.run:
-        from psgvlm.predict import load_predictor
+        from psgvlm.vlm.predict import load_predictor
 
         predictor = load_predictor(args.run)
     else:

@@ -73,10 +73,10 @@ from psgvlm.baselines.nap import NAPConfig, predict_nap, soft_vote, train_nap
 from psgvlm.baselines.sdreamer import SIZES, SDreamer, SDreamerConfig
 from psgvlm.baselines.signal_data import recording_to_signal
 from psgvlm.baselines.sleep2vec import Sleep2vecStager, load_backbone
-from psgvlm.baselines.yasa_stager import yasa_hypnodensity
+from psgvlm.io.readers import find_recordings, read_recording
 from psgvlm.metrics import stage_metrics
 from psgvlm.provenance import provenance, write_json_atomic
-from psgvlm.readers import find_recordings, read_recording
+from psgvlm.reference.yasa import yasa_hypnodensity
 from psgvlm.stages import N_STAGES, UNSCORED
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"

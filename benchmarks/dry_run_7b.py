@@ -20,7 +20,7 @@ from peft import get_peft_model
 from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
 from psgvlm.provenance import provenance, write_json_atomic
-from psgvlm.vlm import lora_config, trainable_parameters, unused_vision_layers
+from psgvlm.vlm.model import lora_config, trainable_parameters, unused_vision_layers
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = HERE.parent.parent / "shared" / "models" / "llava-v1.6-mistral-7b-hf"
@@ -59,9 +59,9 @@ if model_dir.is_dir():
     import numpy as np
     from PIL import Image
 
-    from psgvlm.data import VLMCollator, answer_token_ids, get_template
     from psgvlm.stages import STAGES
-    from psgvlm.vlm import load_processor
+    from psgvlm.vlm.data import VLMCollator, answer_token_ids, get_template
+    from psgvlm.vlm.model import load_processor
 
     img = Image.fromarray(np.full((336, 336, 3), 255, np.uint8))
     for name, pin in [("default_anyres_grid", False), ("pinned_336", True)]:

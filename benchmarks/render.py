@@ -32,14 +32,14 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from PIL import Image  # noqa: E402
 
-from psgvlm.provenance import provenance, write_json_atomic  # noqa: E402
-from psgvlm.signal import epochs_from_recording, minmax_scale  # noqa: E402
-from render.renderer import (  # noqa: E402
+from psgvlm.image.renderer import (  # noqa: E402
     RenderSettings,
     image_agreement,
     render_epoch,
     render_epoch_reference,
 )
+from psgvlm.provenance import provenance, write_json_atomic  # noqa: E402
+from psgvlm.signal.epochs import epochs_from_recording, minmax_scale  # noqa: E402
 
 
 def _timed(fn, xs, settings) -> tuple[list[np.ndarray], float, float]:
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     res: dict = {"config": vars(args)}
 
-    from psgvlm.channels import DATASET_CHANNELS
-    from psgvlm.readers import find_recordings, read_recording
-    from psgvlm.synth import synth_dataset
+    from psgvlm.io.channels import DATASET_CHANNELS
+    from psgvlm.io.readers import find_recordings, read_recording
+    from psgvlm.synth.physiology import synth_dataset
 
     with tempfile.TemporaryDirectory(prefix="psgvlm-bench-") as tmp:
         # ---- data: one synthetic ISRUC night, through the real reader -------------------------

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from psgvlm.data import VLMCollator, get_template
 from psgvlm.provenance import provenance, write_json_atomic
-from psgvlm.scoring import generate_dataset, score_dataset
-from psgvlm.vlm import build_tiny_model
+from psgvlm.vlm.data import VLMCollator, get_template
+from psgvlm.vlm.model import build_tiny_model
+from psgvlm.vlm.scoring import generate_dataset, score_dataset
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 p.add_argument("--n", type=int, default=32, help="number of epoch images")

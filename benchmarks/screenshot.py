@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
     import app
-    from psgvlm.synth import main as synth_main
+    from psgvlm.synth.physiology import main as synth_main
 
     out = Path(args.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                          "--seed", "0", "--out", str(tmp / "synth")])
         if rc:
             return rc
-        from psgvlm.readers import find_recordings
+        from psgvlm.io.readers import find_recordings
 
         found = find_recordings(args.format, tmp / "synth")[0]
         psg, hyp = found["path"], found.get("hypnogram")

@@ -18,14 +18,16 @@ from __future__ import annotations
 import importlib
 import sys
 
-# Literal registry: suite name -> (module with main(argv), one-line help). Imported only when run.
+# Literal registry: suite name -> (module relative to this package with main(argv), one-line help).
+# Relative, so the suites run as ``evals`` from a checkout and as ``psgvlm.evals`` once installed.
+# Imported only when run.
 SUITES: dict[str, tuple[str, str]] = {
-    "metrics": ("evals.suites.metrics", "accuracy, B-Acc, kappa, F1s, confusion; per subject, CIs, seeds"),
-    "robustness": ("evals.suites.robustness", "failing core EEG channels (noise/zeros from a random onset)"),
-    "channel_loss": ("evals.suites.channel_loss", "drop channels or modalities at inference (blank/re-render)"),
-    "attribution": ("evals.suites.attribution", "feature ablation over 14x14 patches -> channel x time"),
-    "zero_shot": ("evals.suites.zero_shot", "the untuned model's confusion matrix"),
-    "report": ("evals.suites.report", "gather results dirs into a Markdown report + JSON summary"),
+    "metrics": (".suites.metrics", "accuracy, B-Acc, kappa, F1s, confusion; per subject, CIs, seeds"),
+    "robustness": (".suites.robustness", "failing core EEG channels (noise/zeros from a random onset)"),
+    "channel_loss": (".suites.channel_loss", "drop channels or modalities at inference (blank/re-render)"),
+    "attribution": (".suites.attribution", "feature ablation over 14x14 patches -> channel x time"),
+    "zero_shot": (".suites.zero_shot", "the untuned model's confusion matrix"),
+    "report": (".suites.report", "gather results dirs into a Markdown report + JSON summary"),
 }
 
 
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in SUITES:
         print(f"evals: unknown suite {name!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(SUITES[name][0])
+    module = importlib.import_module(SUITES[name][0], __package__)
     return int(module.main(rest) or 0)
 
 

@@ -126,8 +126,8 @@ def band_layout(meta: dict) -> list[dict]:
     modalities = meta.get("modalities") or {}
     render = settings.get("render")
     if render is not None:
-        from render.renderer import RenderSettings
-        from render.renderer import band_layout as _render_bands
+        from psgvlm.image.renderer import RenderSettings
+        from psgvlm.image.renderer import band_layout as _render_bands
 
         lay = _render_bands(len(channels), RenderSettings.from_dict(render))
         tops = [float(t) for t in lay.band_tops]
@@ -172,7 +172,7 @@ SIGNAL_KINDS = ("sleep2vec", "sdreamer", "nap", "soft_vote", "yasa")
 
 
 def load_predictor_for(run: str | Path):
-    """``psgvlm.predict.load_predictor(run)``, or a ValueError naming the run's kind when it has none."""
+    """``psgvlm.vlm.predict.load_predictor(run)``, or a ValueError naming the run's kind when it has none."""
     run = Path(run)
     meta = read_json(run / "meta.json") if (run / "meta.json").exists() else {}
     if meta.get("kind") in SIGNAL_KINDS:
@@ -181,9 +181,9 @@ def load_predictor_for(run: str | Path):
             "(VLM or image classifier). Signal baselines run the metrics suite and the train-corrupted "
             "robustness setting (the recipe applies the same ChannelFailure to the signals)")
     try:
-        from psgvlm.predict import load_predictor
+        from psgvlm.vlm.predict import load_predictor
     except ImportError as err:  # the VLM engineer's module is not installed in this tree
-        raise RuntimeError(f"psgvlm.predict is not available ({err}); image suites need it") from err
+        raise RuntimeError(f"psgvlm.vlm.predict is not available ({err}); image suites need it") from err
     try:
         return load_predictor(run)
     except (ValueError, NotImplementedError, KeyError) as err:

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from evals.common import load_image_dataset
 from psgvlm.metrics import SCALAR_METRICS, bootstrap_ci, paired_bootstrap_delta, stage_metrics
 from psgvlm.predictions import make_rows, read_predictions
+
+from .common import load_image_dataset
 
 
 def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, desc: str = "predict") -> list[dict]:
@@ -23,7 +24,7 @@ def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, d
     """
     from PIL import Image
 
-    from evals.attribution import no_grad
+    from psgvlm.image.attribution import no_grad
 
     probs = []
     for i in tqdm(range(0, len(ds), batch_size), desc=desc, unit="batch"):
@@ -43,7 +44,7 @@ def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, d
 
 def align(rows_a: list[dict], rows_b: list[dict], *, what: str) -> tuple[list[dict], list[dict]]:
     """Both row lists ordered by (subject, recording, epoch); ValueError naming any epoch not in both."""
-    from evals.common import check_match, row_key
+    from .common import check_match, row_key
 
     check_match(rows_b, [row_key(r) for r in rows_a], what=what)
     a = sorted(rows_a, key=row_key)
@@ -79,7 +80,7 @@ def compare(clean: list[dict], other: list[dict], *, n_boot: int, seed: int, alp
 
 def trained_render_kwargs(dataset_meta: dict) -> dict:
     """``build_dataset`` keyword arguments reproducing how a run's training images were rendered."""
-    from render.renderer import RenderSettings
+    from psgvlm.image.renderer import RenderSettings
 
     if not dataset_meta or "channels" not in dataset_meta:
         raise ValueError("the run's dataset meta has no channel order; cannot re-render like its training data")

@@ -4,7 +4,7 @@ The library layer: recordings and readers, stages, splits, metrics, the predicti
 (imported lazily, they pull torch) the models. Stages of the pipeline talk through files on disk.
 """
 
-from psgvlm.recording import MODALITIES, Channel, Recording
+from psgvlm.io.recording import MODALITIES, Channel, Recording
 from psgvlm.stages import EPOCH_S, N_STAGES, STAGES, UNSCORED
 
 __version__ = "0.1.0"

@@ -10,15 +10,15 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("psgvlm.synth:main", "write synthetic PSG in a dataset's on-disk format"),
-    "info": ("psgvlm.readers:info_main", "read a recording and print its channels, rates and stages"),
-    "render": ("render.build:main", "render recordings to a Hugging Face dataset of epoch images"),
-    "tiny-model": ("psgvlm.vlm:tiny_model_main", "build and save a tiny random LLaVA-NeXT (no download)"),
-    "predict": ("psgvlm.predict:main", "score a dataset split with a run -> predictions.jsonl"),
-    "doctor": ("psgvlm.doctor:main", "check image tokens, loss masking, LoRA targets on one batch"),
-    "yasa": ("psgvlm.baselines.yasa_stager:main", "YASA's pretrained stager per EEG channel -> a run dir"),
-    "eval": ("evals.__main__:main", "run an eval suite (metrics, robustness, channel_loss, ...)"),
-    "stage": ("psgvlm.stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
+    "synth": ("psgvlm.synth.physiology:main", "write synthetic PSG in a dataset's on-disk format"),
+    "info": ("psgvlm.io.readers:info_main", "read a recording and print its channels, rates and stages"),
+    "render": ("psgvlm.render.build:main", "render recordings to a Hugging Face dataset of epoch images"),
+    "tiny-model": ("psgvlm.vlm.model:tiny_model_main", "build and save a tiny random LLaVA-NeXT (no download)"),
+    "predict": ("psgvlm.vlm.predict:main", "score a dataset split with a run -> predictions.jsonl"),
+    "doctor": ("psgvlm.vlm.doctor:main", "check image tokens, loss masking, LoRA targets on one batch"),
+    "yasa": ("psgvlm.reference.yasa:main", "YASA's pretrained stager per EEG channel -> a run dir"),
+    "eval": ("psgvlm.evals.__main__:main", "run an eval suite (metrics, robustness, channel_loss, ...)"),
+    "stage": ("psgvlm.night.stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
 }
 
 

@@ -26,10 +26,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from psgvlm import training
-from psgvlm.data import load_image_dataset
-from psgvlm.image_classifiers import build_classifier, predict_proba, save_classifier_run
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, write_predictions
+from psgvlm.vlm.classifiers import build_classifier, predict_proba, save_classifier_run
+from psgvlm.vlm.data import load_image_dataset
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Args:
     output_dir: str = "runs/resnet_isruc"
     arch: str = "resnet"  # resnet | convnext | vit | swin | clip_linear
     checkpoint: str = ""  # pretrained weights (dir or hub id); empty: from scratch with `size`
-    size: str = "tiny"  # from-scratch preset (see psgvlm/image_classifiers.py)
+    size: str = "tiny"  # from-scratch preset (see psgvlm/vlm/classifiers.py)
     image_size: int = 0  # 0: the architecture's default input size
     train_encoder: bool = False  # clip_linear: fine-tune the encoder too (default: linear probe)
     num_train_epochs: int = 10

@@ -38,11 +38,11 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
-from psgvlm.data import VLMCollator, get_template, load_image_dataset
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, write_predictions
-from psgvlm.scoring import score_dataset
-from psgvlm.vlm import load_model, lora_config, trainable_parameters
+from psgvlm.vlm.data import VLMCollator, get_template, load_image_dataset
+from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
+from psgvlm.vlm.scoring import score_dataset
 
 
 @dataclass
@@ -238,7 +238,7 @@ if main:
         if not Path(args.model).is_dir():
             raise SystemExit(f"--embed_base_model needs a local model dir, got {args.model!r}")
         shutil.copytree(args.model, out / "base_model", dirs_exist_ok=True)
-        base_model = "base_model"  # resolved relative to the run dir by psgvlm.predict
+        base_model = "base_model"  # resolved relative to the run dir by psgvlm.vlm.predict
     training.write_run_meta(out, kind="psgvlm-vlm-run", config=config, dataset_meta=dataset_meta,
                             base_model=base_model, adapter="adapter" if args.train else None,
                             prompt={"name": args.prompt, "template": template}, pin_grid=args.pin_grid,

@@ -2,6 +2,6 @@
 
 import sys
 
-from render.build import main
+from .build import main
 
 sys.exit(main())

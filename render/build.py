@@ -80,7 +80,7 @@ def _encode_png(img: np.ndarray) -> bytes:
 
 def _render_chunk(args) -> list[bytes]:
     """Worker: render epochs ``[lo, hi)`` of a scaled-epoch memmap to PNG bytes."""
-    from render.renderer import render_epoch
+    from psgvlm.image.renderer import render_epoch
 
     path, shape, lo, hi, settings = args
     x = np.load(path, mmap_mode="r")
@@ -100,7 +100,7 @@ def resolve_channels(rec, channels: list[str] | None, fmt: str) -> list[str]:
                 f"{rec.source}: requested channel(s) {missing} not in recording; available: {rec.ch_names}"
             )
         return [rec.channel(c).canonical for c in channels]
-    from psgvlm.channels import DATASET_CHANNELS, pick_default_channels
+    from psgvlm.io.channels import DATASET_CHANNELS, pick_default_channels
 
     default = DATASET_CHANNELS.get(fmt)
     if default:
@@ -118,7 +118,7 @@ def cut_recording(rec, *, channels: list[str], sfreq: float):
     """
     import warnings as _w
 
-    from psgvlm.signal import epochs_from_recording, resample_plan
+    from psgvlm.signal.epochs import epochs_from_recording, resample_plan
 
     with _w.catch_warnings(record=True) as caught:
         _w.simplefilter("always")
@@ -148,7 +148,7 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     """
     from tqdm.auto import tqdm
 
-    from psgvlm.signal import minmax_scale
+    from psgvlm.signal.epochs import minmax_scale
 
     n_total = len(x)
     keep = np.arange(n_total) if stages is None else np.flatnonzero(stages != UNSCORED)
@@ -220,7 +220,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     Parameters
     ----------
     fmt : str
-        Reader name (a key of ``psgvlm.readers.READERS``).
+        Reader name (a key of ``psgvlm.io.readers.READERS``).
     input : path
         A dataset folder (recordings discovered as the dataset lays them out) or one recording file.
     out : path
@@ -229,7 +229,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         Label file for a single-file ``input`` (generic EDF, Sleep-EDF pair...).
     channels : list of str, optional
         Canonical channel names in band order (top to bottom); default: the dataset's order.
-    settings : render.renderer.RenderSettings, optional
+    settings : psgvlm.image.renderer.RenderSettings, optional
     sfreq : float, optional
         Target rate in Hz; default ``TARGET_SFREQ[fmt]`` or the first recording's highest EEG rate.
     split : {"subject", "epoch", "none"}
@@ -247,8 +247,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     """
     import datasets
 
-    from psgvlm.readers import READERS, find_recordings, read_recording
-    from render.renderer import RENDERER_VERSION, RenderSettings
+    from psgvlm.image.renderer import RENDERER_VERSION, RenderSettings
+    from psgvlm.io.readers import READERS, find_recordings, read_recording
 
     t0 = time.perf_counter()
     if not progress:
@@ -444,8 +444,8 @@ def load_dataset_dir(path):
 # CLI
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from psgvlm.readers import READERS
-    from render.renderer import RenderSettings
+    from psgvlm.image.renderer import RenderSettings
+    from psgvlm.io.readers import READERS
 
     p = argparse.ArgumentParser(prog="psgvlm render", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, choices=sorted(READERS), help="dataset / file format")

@@ -47,7 +47,7 @@ IDENTIFYING = [PATIENT_NAME.encode(), PATIENT_CODE.encode(), HOSPITAL_CODE.encod
 @functools.lru_cache(maxsize=1)
 def _predictor():
     """The real embedded default run, loaded once for every launch in this module."""
-    from psgvlm.predict import DEFAULT_RUN, load_predictor
+    from psgvlm.vlm.predict import DEFAULT_RUN, load_predictor
 
     return Path(DEFAULT_RUN), load_predictor(DEFAULT_RUN)
 

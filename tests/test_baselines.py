@@ -38,8 +38,8 @@ from psgvlm.baselines.sleep2vec import (
     contrastive_loss,
     dash_weights,
 )
+from psgvlm.io.recording import Channel, Recording
 from psgvlm.predictions import make_rows, write_predictions
-from psgvlm.recording import Channel, Recording
 
 REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)  # tiny models: a second thread only adds contention on a shared box
@@ -345,9 +345,9 @@ def test_nap_streams_refuse_mismatch(tmp_path):
 
 # ---- YASA on a real recording ------------------------------------------------------------------------
 def test_yasa_stager_real_dreams_excerpt(real_data_dir):
-    from psgvlm.baselines.yasa_stager import yasa_streams
+    from psgvlm.io.readers import read_recording
     from psgvlm.metrics import stage_metrics
-    from psgvlm.readers import read_recording
+    from psgvlm.reference.yasa import yasa_streams
 
     d = real_data_dir / "dreams_spindles"
     rec = read_recording("dreams", d / "excerpt1.txt", hypnogram=d / "Hypnogram_excerpt1.txt")

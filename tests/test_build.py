@@ -21,7 +21,7 @@ COLUMNS = {"image", "label", "stage", "subject", "recording", "epoch", "start_s"
 
 @pytest.fixture(scope="module")
 def isruc_dir(tmp_path_factory):
-    from psgvlm.synth import synth_dataset
+    from psgvlm.synth.physiology import synth_dataset
 
     out = tmp_path_factory.mktemp("isruc")
     synth_dataset("isruc", out, subjects=5, minutes=12, seed=3)
@@ -70,9 +70,9 @@ def test_refuses_finished_dataset_unless_overwrite(built, isruc_dir, capsys):
 
 
 def test_same_input_same_image_bytes(isruc_dir, tmp_path):
-    from psgvlm.readers import find_recordings, read_recording
+    from psgvlm.image.renderer import RenderSettings
+    from psgvlm.io.readers import find_recordings, read_recording
     from render.build import render_recording
-    from render.renderer import RenderSettings
 
     rec = read_recording("isruc", **find_recordings("isruc", isruc_dir)[0])
     a, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),

@@ -1,11 +1,12 @@
-"""Failure injection and channel dropping (psgvlm.corruption). Run: python -m pytest -q tests/test_corruption.py"""
+"""Failure injection and channel dropping (psgvlm.signal.corruption). Run: python -m pytest -q tests/test_corruption.py"""
 
 import pickle
 
 import numpy as np
 import pytest
 
-from psgvlm.corruption import (
+from psgvlm.io.recording import Channel, Recording
+from psgvlm.signal.corruption import (
     CORE_EEG,
     ChannelFailure,
     DropChannels,
@@ -15,7 +16,6 @@ from psgvlm.corruption import (
     inject_failures,
     select_subjects,
 )
-from psgvlm.recording import Channel, Recording
 
 SFREQ = 50.0
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from test_evals_common import CHANNELS, MODS, PixelPredictor, build_stub, make_recording
 
-from evals.attribution import band_time_scores, describe, feature_ablation, minmax
 from evals.common import band_layout
 from evals.suites.attribution import run_attribution
+from psgvlm.image.attribution import band_time_scores, describe, feature_ablation, minmax
 
 
 class InkPredictor:
@@ -30,7 +30,7 @@ class InkPredictor:
 
 
 def test_spindles_in_one_band_put_the_mass_there():
-    from render.renderer import RenderSettings, render_epoch
+    from psgvlm.image.renderer import RenderSettings, render_epoch
 
     sfreq, chans = 100.0, ["F3", "C3", "O1", "LOC", "EMG"]
     t = np.arange(int(30 * sfreq)) / sfreq

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from evals.common import band_layout, check_match, load_run
+from psgvlm.io.recording import Channel, Recording
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import write_json_atomic
-from psgvlm.recording import Channel, Recording
 
 SIZE = 336
 CHANNELS = ["F3", "C3", "O1", "LOC", "EMG"]

@@ -118,4 +118,4 @@ def test_every_suite_is_registered_and_has_a_test():
               "zero_shot": "test_evals_report", "report": "test_evals_report"}
     assert set(SUITES) == set(tested)
     for name, (module, _) in SUITES.items():
-        assert callable(importlib.import_module(module).main), name
+        assert callable(importlib.import_module(module, "evals").main), name

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_evals_common import PixelPredictor
 
-from psgvlm.edf import EdfChannel, write_edf
+from psgvlm.io.edf import EdfChannel, write_edf
 
 SFREQ = 50.0
 LABELS = {"F3-A2": "F3", "C3-A2": "C3", "C4-A1": "C4", "LOC-A2": "LOC", "Chin EMG": "EMG"}
@@ -31,7 +31,7 @@ def edf_dir(tmp_path_factory):
 
 
 def predictor():
-    from render.renderer import RenderSettings
+    from psgvlm.image.renderer import RenderSettings
 
     meta = {"channels": list(MODS), "modalities": MODS, "sfreq": SFREQ,
             "settings": {"render": RenderSettings().as_dict()}, "split": {"kind": "none", "seed": 0}}

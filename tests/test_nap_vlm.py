@@ -63,7 +63,7 @@ def _rows(path):
 def test_nap_over_vlm_classifier_and_sdreamer_runs_drops_only_unscored_epochs(tmp_path):
     from psgvlm.baselines.signal_data import recording_to_signal, resolve_split, save_signal_dataset
     from psgvlm.cli import main as cli
-    from psgvlm.readers import find_recordings, read_recording
+    from psgvlm.io.readers import find_recordings, read_recording
     from render.build import build_dataset
 
     raw, img = tmp_path / "raw", tmp_path / "img"

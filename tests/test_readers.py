@@ -17,7 +17,7 @@ import pytest
 from edfio import Edf, EdfAnnotation, EdfSignal, Patient
 from edfio import Recording as EdfRecording
 
-from psgvlm.channels import (
+from psgvlm.io.channels import (
     ALIASES,
     DATASET_CHANNELS,
     canonical_names,
@@ -25,8 +25,8 @@ from psgvlm.channels import (
     lookup,
     pick_default_channels,
 )
-from psgvlm.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
-from psgvlm.recording import MODALITIES
+from psgvlm.io.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
+from psgvlm.io.recording import MODALITIES
 from psgvlm.stages import N1, N2, N3, REM, UNSCORED, W
 
 START = dt.date(2020, 5, 1)
@@ -461,7 +461,7 @@ def test_discontinuous_edf_refused(tmp_path):
 @pytest.mark.parametrize("fmt", ["isruc", "mass", "shhs", "sleepedf"])
 def test_synth_round_trip(fmt, tmp_path):
     """``psgvlm synth`` output (true on-disk formats) reads back with its manifest's channels and stages."""
-    synth = pytest.importorskip("psgvlm.synth", reason="psgvlm.synth (synthetic PSG writer) not in this tree")
+    synth = pytest.importorskip("psgvlm.synth.physiology", reason="psgvlm.synth.physiology (synthetic PSG writer) not in this tree")
     out = tmp_path / fmt
     assert synth.main(["--format", fmt, "--subjects", "2", "--minutes", "5", "--seed", "3", "--out", str(out)]) == 0
     manifest = json.loads((out / "synth.json").read_text())

@@ -1,4 +1,4 @@
-"""render.renderer: the fast numpy renderer, the matplotlib reference, settings validation.
+"""psgvlm.image.renderer: the fast numpy renderer, the matplotlib reference, settings validation.
 
 Run: python -m pytest -q tests/test_renderer.py
 """
@@ -7,8 +7,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from psgvlm.signal import minmax_scale
-from render.renderer import (
+from psgvlm.image.renderer import (
     RENDERER_VERSION,
     RenderSettings,
     colors_for_modalities,
@@ -17,6 +16,7 @@ from render.renderer import (
     render_epoch_reference,
     render_epochs,
 )
+from psgvlm.signal.epochs import minmax_scale
 
 
 def _psg_like(n_chans=12, sfreq=200.0, seed=0):

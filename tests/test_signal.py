@@ -1,4 +1,4 @@
-"""psgvlm.signal: polyphase resampling, time-paired epochs, min-max scaling.
+"""psgvlm.signal.epochs: polyphase resampling, time-paired epochs, min-max scaling.
 
 Run: python -m pytest -q tests/test_signal.py
 """
@@ -8,8 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from psgvlm.recording import Channel, Recording
-from psgvlm.signal import (
+from psgvlm.io.recording import Channel, Recording
+from psgvlm.signal.epochs import (
     UpsampledChannelWarning,
     epochs_from_recording,
     minmax_scale,

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from psgvlm.recording import Channel, Recording
-from psgvlm.sleepstats import sleep_statistics
-from psgvlm.stages import N_STAGES, STAGES, UNSCORED
-from psgvlm.uploads import (
+from psgvlm.io.recording import Channel, Recording
+from psgvlm.night.sleepstats import sleep_statistics
+from psgvlm.night.uploads import (
     UploadError,
     read_edf_header,
     validate_hypnogram_upload,
     validate_recording_upload,
 )
+from psgvlm.stages import N_STAGES, STAGES, UNSCORED
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -76,7 +76,7 @@ def write_hypnogram_csv(path, stages) -> Path:
 
 
 def recording_from(signals: dict, stages, sfreq: float = 100.0) -> Recording:
-    from psgvlm.channels import canonical_names
+    from psgvlm.io.channels import canonical_names
 
     names = canonical_names(list(signals))
     chans = [Channel(name=label, canonical=c, modality=m, sfreq=sfreq, data=np.asarray(x, np.float32))
@@ -98,7 +98,7 @@ class CountingPredictor:
 
 @pytest.fixture(scope="module")
 def default_predictor():
-    from psgvlm.predict import DEFAULT_RUN, load_predictor
+    from psgvlm.vlm.predict import DEFAULT_RUN, load_predictor
 
     return DEFAULT_RUN, load_predictor(DEFAULT_RUN)
 
@@ -231,7 +231,7 @@ def test_real_edf_headers(real_data_dir):
 # Channel mapping and scoring
 # ------------------------------------------------------------------------------------------------
 def test_auto_channels_by_name_then_modality():
-    from psgvlm.stage import auto_channels, resolve_channel_map
+    from psgvlm.night.stage import auto_channels, resolve_channel_map
 
     signals, stages = synthetic_night(2)
     rec = recording_from(signals, stages)
@@ -255,7 +255,7 @@ def test_auto_channels_by_name_then_modality():
 
 
 def test_stage_recording_and_outputs(tmp_path, default_predictor):
-    from psgvlm.stage import render_one, stage_recording, write_outputs
+    from psgvlm.night.stage import render_one, stage_recording, write_outputs
 
     run_dir, predictor = default_predictor
     signals, stages = synthetic_night(12, seed=3)
@@ -303,7 +303,7 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from psgvlm.stage import plot_hypnogram, stage_recording
+    from psgvlm.night.stage import plot_hypnogram, stage_recording
 
     signals, stages = synthetic_night(4)
     run_dir, predictor = default_predictor
@@ -317,7 +317,7 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
 # The command line, with the real embedded default run
 # ------------------------------------------------------------------------------------------------
 def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
-    from psgvlm.stage import main
+    from psgvlm.night.stage import main
 
     assert main(["--edf", str(tmp_path / "missing.edf"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.edf" in capsys.readouterr().err
@@ -329,8 +329,8 @@ def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
 
 
 def test_cli_stages_with_default_run(tmp_path, capsys):
-    from psgvlm.predict import DEFAULT_RUN
-    from psgvlm.stage import main
+    from psgvlm.night.stage import main
+    from psgvlm.vlm.predict import DEFAULT_RUN
 
     signals, stages = synthetic_night(10, seed=4)
     edf = write_edf(tmp_path / "night.edf", signals)

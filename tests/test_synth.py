@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from psgvlm import synth
-from psgvlm.edf import EdfChannel, physical_range, write_annotations_edf, write_edf
+from psgvlm.io.edf import EdfChannel, physical_range, write_annotations_edf, write_edf
 from psgvlm.stages import N1, N2, N3, NSRR_CONCEPTS, REM, RK_ANNOTATIONS, UNSCORED, W
-from psgvlm.synth import (
+from psgvlm.synth import physiology as synth
+from psgvlm.synth.physiology import (
     FORMATS,
     format_channels,
     scored_stages,
@@ -297,7 +297,7 @@ def test_cli(tmp_path, capsys):
         synth.main(["--format", "nope", "--out", str(tmp_path / "y")])
 
 
-# -- psgvlm.edf -----------------------------------------------------------------------------------
+# -- psgvlm.io.edf -----------------------------------------------------------------------------------
 def test_physical_range_holds_the_data():
     for x in (np.array([-3.2, 150.0]), np.array([94.0, 97.0]), np.zeros(5), np.array([0.0, 2.5])):
         lo, hi = physical_range(x)
@@ -328,7 +328,7 @@ def test_edf_writers_round_trip(tmp_path):
 # -- reader round trip ----------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_readers_get_back_what_was_written(fmt, written):
-    readers = pytest.importorskip("psgvlm.readers")
+    readers = pytest.importorskip("psgvlm.io.readers")
     out, signal_paths = written[fmt]
     found = readers.find_recordings(fmt, out)
     assert [str(d["path"]) for d in found] == [str(p) for p in signal_paths]

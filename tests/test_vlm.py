@@ -80,7 +80,7 @@ def make_image_dataset(out: Path, *, n_subjects: int = 6, per_subject: int = 10,
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory) -> Path:
-    from psgvlm.vlm import tiny_model_main
+    from psgvlm.vlm.model import tiny_model_main
 
     out = tmp_path_factory.mktemp("tiny-llava")
     # a 112-px vision tile keeps tests fast (136 image tokens); the 336-px default is checked separately.
@@ -95,7 +95,7 @@ def image_ds(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(tiny_dir):
-    from psgvlm.vlm import load_model
+    from psgvlm.vlm.model import load_model
 
     model, processor = load_model(str(tiny_dir))
     return model.eval(), processor
@@ -126,7 +126,7 @@ def test_tiny_model_loads_through_from_pretrained(tiny_dir, tiny):
 
 
 def test_lora_targets_skip_projector_head_and_unused_vision_layer(tiny):
-    from psgvlm.vlm import lora_target_modules, unused_vision_layers
+    from psgvlm.vlm.model import lora_target_modules, unused_vision_layers
 
     model, _ = tiny
     assert unused_vision_layers(model.config) == [1]  # 2 layers, vision_feature_layer=-2
@@ -138,7 +138,7 @@ def test_lora_targets_skip_projector_head_and_unused_vision_layer(tiny):
 
 
 def test_collator_masks_all_but_answer_tokens(tiny):
-    from psgvlm.data import VLMCollator, get_template
+    from psgvlm.vlm.data import VLMCollator, get_template
 
     model, processor = tiny
     col = VLMCollator(processor, get_template("short"))
@@ -157,8 +157,8 @@ def test_collator_masks_all_but_answer_tokens(tiny):
 
 
 def test_tiny_default_patch14_gives_1176_image_tokens(tmp_path):
-    from psgvlm.data import VLMCollator, get_template
-    from psgvlm.vlm import build_tiny_model
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.model import build_tiny_model
 
     model, processor = build_tiny_model()
     batch = VLMCollator(processor, get_template(), mode="score")([{"image": wave_image(0, np.random.default_rng(0))}])
@@ -172,8 +172,8 @@ def test_label_scoring_equals_brute_force_with_left_padding(tiny):
     """Two-pass scoring == five separate full forward passes, with prompts of different lengths."""
     from PIL import Image
 
-    from psgvlm.data import VLMCollator, get_template
-    from psgvlm.scoring import score_batch, score_dataset
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.scoring import score_batch, score_dataset
 
     model, processor = tiny
     template = get_template("short")
@@ -201,8 +201,8 @@ def test_label_scoring_equals_brute_force_with_left_padding(tiny):
 
 
 def test_scoring_uses_two_forward_passes(tiny):
-    from psgvlm.data import VLMCollator, get_template
-    from psgvlm.scoring import score_batch
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.scoring import score_batch
 
     model, processor = tiny
     col = VLMCollator(processor, get_template("short"), mode="score")
@@ -216,7 +216,7 @@ def test_scoring_uses_two_forward_passes(tiny):
 
 
 def test_parse_stage_and_unparseable_rate():
-    from psgvlm.scoring import parse_stage, unparseable_rate
+    from psgvlm.vlm.scoring import parse_stage, unparseable_rate
 
     assert [parse_stage(t) for t in ["N2", " REM.", "Stage: N3", "wake", "W", "n1", "R"]] == [2, 4, 3, 0, 0, 1, 4]
     assert parse_stage("The image shows") is None and parse_stage("") is None and parse_stage("N4") is None
@@ -256,7 +256,7 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
         assert (out / f).exists(), f
 
     # doctor on the run and on the bare model: every check passes
-    from psgvlm.doctor import main as doctor
+    from psgvlm.vlm.doctor import main as doctor
 
     assert doctor(["--run", str(out), "--dataset", str(image_ds), "--json", str(tmp_path / "doc.json")]) == 0
     report = json.loads((tmp_path / "doc.json").read_text())
@@ -265,7 +265,7 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
     assert doctor(["--model", str(tiny_dir), "--dataset", str(image_ds)]) == 0
 
     # predict through the public entry point, same run dir
-    from psgvlm.predict import load_predictor, main
+    from psgvlm.vlm.predict import load_predictor, main
 
     assert main(["--run", str(out), "--dataset", str(image_ds), "--split", "test", "--out", str(tmp_path / "p"),
                  "--max-samples", "4"]) == 0
@@ -300,7 +300,7 @@ def test_resume_continues_exactly_and_refuses_other_config(tmp_path, tiny_dir, i
 
 
 def test_recipe_zero_shot_scores_the_untuned_model(tmp_path, tiny_dir, image_ds):
-    from psgvlm.predict import load_predictor
+    from psgvlm.vlm.predict import load_predictor
 
     out = tmp_path / "zs"
     g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--train", "false")
@@ -315,8 +315,8 @@ def test_recipe_zero_shot_scores_the_untuned_model(tmp_path, tiny_dir, image_ds)
 
 
 def test_bad_dataset_dirs(tmp_path):
-    from psgvlm.data import load_image_dataset
-    from psgvlm.predict import main
+    from psgvlm.vlm.data import load_image_dataset
+    from psgvlm.vlm.predict import main
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_image_dataset(tmp_path / "nope")
@@ -327,7 +327,7 @@ def test_bad_dataset_dirs(tmp_path):
 
 
 def test_model_id_not_available_offline_fails_fast(monkeypatch, tmp_path):
-    from psgvlm.vlm import ModelNotAvailableError, load_model
+    from psgvlm.vlm.model import ModelNotAvailableError, load_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
@@ -340,7 +340,7 @@ def test_model_id_not_available_offline_fails_fast(monkeypatch, tmp_path):
 
 
 def test_prompt_without_image_placeholder_is_refused(tmp_path):
-    from psgvlm.data import get_template, load_prompts
+    from psgvlm.vlm.data import get_template, load_prompts
 
     with pytest.raises(ValueError, match="image placeholder"):
         get_template("Which sleep stage is this? <img>")
@@ -353,7 +353,7 @@ def test_prompt_without_image_placeholder_is_refused(tmp_path):
 
 
 def test_bitsandbytes_requested_where_it_cannot_run(tiny_dir):
-    from psgvlm.vlm import load_model
+    from psgvlm.vlm.model import load_model
 
     with pytest.raises(RuntimeError, match="quantization='4bit'"):
         load_model(str(tiny_dir), quantization="4bit")
@@ -368,13 +368,13 @@ def test_bitsandbytes_requested_where_it_cannot_run(tiny_dir):
 def real_processor():
     if not REAL_MODEL.is_dir():
         pytest.skip(f"real model files {REAL_MODEL} absent (../shared/models, not in the repo)")
-    from psgvlm.vlm import load_processor
+    from psgvlm.vlm.model import load_processor
 
     return load_processor(str(REAL_MODEL))
 
 
 def test_real_tokenizer_answers_distinct_and_share_first_token(real_processor):
-    from psgvlm.data import answer_token_ids, get_template
+    from psgvlm.vlm.data import answer_token_ids, get_template
 
     answers = answer_token_ids(real_processor, get_template())
     tok = real_processor.tokenizer
@@ -386,8 +386,8 @@ def test_real_tokenizer_answers_distinct_and_share_first_token(real_processor):
 
 
 def test_real_processor_image_token_counts(real_processor):
-    from psgvlm.data import VLMCollator, get_template
-    from psgvlm.vlm import load_processor
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.model import load_processor
 
     img = wave_image(0, np.random.default_rng(0))
     for proc, tiles in [(real_processor, 3), (load_processor(str(REAL_MODEL), pin_grid=True), 2)]:
@@ -400,7 +400,7 @@ def test_real_processor_image_token_counts(real_processor):
 
 
 def test_default_run_loads_and_predicts():
-    from psgvlm.predict import DEFAULT_RUN, load_predictor
+    from psgvlm.vlm.predict import DEFAULT_RUN, load_predictor
 
     assert (DEFAULT_RUN / "meta.json").exists(), f"embedded default run missing at {DEFAULT_RUN}"
     size_mb = sum(f.stat().st_size for f in DEFAULT_RUN.rglob("*") if f.is_file()) / 1e6
@@ -418,7 +418,7 @@ def test_default_run_loads_and_predicts():
 def test_default_run_reproduces_its_test_kappa_on_regenerated_data(tmp_path):
     """Regenerate the default's synthetic ISRUC data (same seed) and re-score its held-out subjects."""
     from psgvlm.cli import main as cli
-    from psgvlm.predict import DEFAULT_RUN
+    from psgvlm.vlm.predict import DEFAULT_RUN
 
     assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "8", "--minutes", "30",
                 "--seed", "0", "--quiet"]) == 0
@@ -461,9 +461,9 @@ def test_scoring_with_real_tokenizer_separates_n1_n2_n3(real_processor):
         MistralConfig,
     )
 
-    from psgvlm.data import VLMCollator, get_template
-    from psgvlm.scoring import score_batch
-    from psgvlm.vlm import load_processor
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.model import load_processor
+    from psgvlm.vlm.scoring import score_batch
 
     real = json.loads((REAL_MODEL / "config.json").read_text())
     torch.manual_seed(0)

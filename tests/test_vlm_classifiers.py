@@ -1,5 +1,5 @@
 """Image-classifier baselines (ResNet, ConvNeXt, ViT, Swin, CLIP + linear head): every registered
-architecture builds, trains a step, saves a run that ``psgvlm.predict.load_predictor`` reads back.
+architecture builds, trains a step, saves a run that ``psgvlm.vlm.predict.load_predictor`` reads back.
 
     python -m pytest -q tests/test_vlm_classifiers.py
 """
@@ -16,7 +16,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from psgvlm.image_classifiers import CLASSIFIERS, build_classifier, save_classifier_run  # noqa: E402
+from psgvlm.vlm.classifiers import CLASSIFIERS, build_classifier, save_classifier_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"resnet": {}, "convnext": {}, "vit": {}, "swin": {}, "clip_linear": {"train_encoder": True}}
@@ -35,7 +35,7 @@ def test_every_registered_classifier_has_a_case():
 
 @pytest.mark.parametrize("arch", sorted(CASES))
 def test_classifier_trains_saves_and_predicts(arch, tmp_path):
-    from psgvlm.predict import load_predictor
+    from psgvlm.vlm.predict import load_predictor
 
     torch.manual_seed(0)
     model, pre = build_classifier(arch, size="tiny", image_size=112, **CASES[arch])

@@ -5,7 +5,7 @@ map (14x14 patches masked with ``--baseline``; Euclidean distance of the stage p
 normalised), a heatmap PNG (top 30% overlaid, plus the raw map) for the first few per stage, and
 aggregates: the mean map of correctly classified epochs per stage and of misclassified epochs, each
 mapped to (channel band x time window) and summarised in one line ("REM decided on EOG (LOC),
-seconds 10-20"). Needs an image model (``psgvlm.predict.load_predictor``).
+seconds 10-20"). Needs an image model (``psgvlm.vlm.predict.load_predictor``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from evals.attribution import BASELINES, band_time_scores, describe, feature_ablation
-from evals.common import (
+from psgvlm.image.attribution import BASELINES, band_time_scores, describe, feature_ablation
+from psgvlm.stages import STAGES
+
+from ..common import (
     band_layout,
     epoch_seconds,
     image_size,
@@ -26,8 +28,7 @@ from evals.common import (
     load_predictor_for,
     write_results,
 )
-from evals.plots import plot_heatmap
-from psgvlm.stages import STAGES
+from ..plots import plot_heatmap
 
 
 def check_layout(dataset_meta: dict, predictor) -> None:

@@ -27,8 +27,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from evals.common import band_layout, load_predictor_for, load_run, write_results
-from evals.inference import (
+from psgvlm.metrics import SCALAR_METRICS
+from psgvlm.signal.corruption import blank_bands, resolve_drop
+
+from ..common import band_layout, load_predictor_for, load_run, write_results
+from ..inference import (
     align,
     compare,
     eval_split_name,
@@ -37,9 +40,7 @@ from evals.inference import (
     train_with_command,
     trained_render_kwargs,
 )
-from evals.plots import plot_metric_bars
-from psgvlm.corruption import blank_bands, resolve_drop
-from psgvlm.metrics import SCALAR_METRICS
+from ..plots import plot_metric_bars
 
 MODES = ("blank", "rerender")
 

@@ -11,7 +11,7 @@ r"""``python -m evals robustness``: failing core EEG channels, the PSG-image pap
     python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob2 \
         --setting train-corrupted --train-cmd "accelerate launch recipes/llava_isruc.py --dataset {dataset} --output_dir {out}"
 
-Corruption (``psgvlm.corruption.ChannelFailure``): a seeded ``--fraction`` (0.7) of the evaluated
+Corruption (``psgvlm.signal.corruption.ChannelFailure``): a seeded ``--fraction`` (0.7) of the evaluated
 subjects get, on each present core EEG channel (C3, C4, F3, F4, O1, O2), white noise (matched to the
 channel's std) or zeros from a random onset on; applied to the signals before rendering (the
 builder's ``transform``), so image and signal models see the same corruption. The manifest
@@ -21,7 +21,7 @@ Settings:
 
 - ``clean-train`` (default): the run's predictor scores the clean and the corrupted renderings of the
   same split (same channels, render settings, rate and split as the run's training data). Needs an
-  image model (``psgvlm.predict.load_predictor``); for other models give ``--predict-cmd``, a command
+  image model (``psgvlm.vlm.predict.load_predictor``); for other models give ``--predict-cmd``, a command
   that predicts with the clean-trained run (``{run}``) on ``{signal_data}`` or ``{dataset}`` into
   ``{out}`` -- only the run's test subjects are eligible for failure, and the clean predictions are
   the run's own ``predictions.jsonl``.
@@ -45,8 +45,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from evals.common import load_predictor_for, load_run, write_results
-from evals.inference import (
+from psgvlm.metrics import SCALAR_METRICS
+from psgvlm.provenance import write_json_atomic
+from psgvlm.signal.corruption import CORE_EEG, FAILURE_KINDS, ChannelFailure
+
+from ..common import load_predictor_for, load_run, write_results
+from ..inference import (
     align,
     compare,
     eval_split_name,
@@ -55,10 +59,7 @@ from evals.inference import (
     train_with_command,
     trained_render_kwargs,
 )
-from evals.plots import plot_confusion, plot_metric_bars
-from psgvlm.corruption import CORE_EEG, FAILURE_KINDS, ChannelFailure
-from psgvlm.metrics import SCALAR_METRICS
-from psgvlm.provenance import write_json_atomic
+from ..plots import plot_confusion, plot_metric_bars
 
 SETTINGS = ("clean-train", "train-corrupted")
 
@@ -106,7 +107,7 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
                               manifest_dir=out / "manifest_parts")
     bad_dd, _ = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
                        num_proc=num_proc, overwrite=True, transform=injector, **kw)
-    from psgvlm.corruption import collect_manifest
+    from psgvlm.signal.corruption import collect_manifest
 
     manifest = collect_manifest(out / "manifest_parts")
     clean_rows = predict_rows(predictor, clean_dd[split], batch_size=batch_size, desc="clean")
@@ -122,7 +123,7 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
 def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, split_from) -> Path:
     """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings."""
     from psgvlm.baselines.signal_data import recording_to_signal, resolve_split, save_signal_dataset
-    from psgvlm.readers import read_recording
+    from psgvlm.io.readers import read_recording
 
     recs = [recording_to_signal(injector(read_recording(fmt, **j))) for j in jobs]
     split = resolve_split([r.subject for r in recs], split_from=split_from)
@@ -146,8 +147,8 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
     ``{run}`` (the clean run dir), ``{seed}``, ``{fraction}``, ``{manifest}``. Both datasets carry
     the same failures and the clean run's split.
     """
-    from psgvlm.corruption import collect_manifest
-    from psgvlm.readers import find_recordings, read_recording
+    from psgvlm.io.readers import find_recordings, read_recording
+    from psgvlm.signal.corruption import collect_manifest
 
     if setting not in SETTINGS:
         raise ValueError(f"setting {setting!r} unknown; choose from {SETTINGS}")
@@ -207,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--setting", choices=SETTINGS, default="clean-train")
     ap.add_argument("--train-cmd", help="recipe command for --setting train-corrupted (placeholders: "
                                         "{dataset} {signal_data} {out} {run} {seed} {fraction} {manifest})")
-    ap.add_argument("--predict-cmd", help="clean-train with a command instead of psgvlm.predict (models "
+    ap.add_argument("--predict-cmd", help="clean-train with a command instead of psgvlm.vlm.predict (models "
                                           "without an image predictor; same placeholders), e.g. \"python "
                                           "recipes/sdreamer.py --from_run {run} --signal_data {signal_data} "
                                           "--out {out}\" (also recipes/sleep2vec_finetune.py)")

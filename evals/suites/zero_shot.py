@@ -2,7 +2,7 @@
 
 The PSG-image paper (appendix I) shows the original LLaVA, never fine-tuned on PSG images, putting
 every epoch into one or two classes (mostly N2). This suite scores a split with an untuned run
-(``psgvlm.predict.load_predictor``: a run dir whose model has no adapter) -- or reads the
+(``psgvlm.vlm.predict.load_predictor``: a run dir whose model has no adapter) -- or reads the
 ``predictions.jsonl`` such a run already wrote, with ``--predictions`` -- and reports the confusion
 matrix, the metrics and how collapsed the predictions are (distinct classes predicted, share of the
 most frequent one, the classes covering 90% of predictions).
@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from evals.common import check_match, dataset_keys, load_image_dataset, load_predictor_for, write_results
-from evals.inference import predict_rows
-from evals.plots import plot_confusion
 from psgvlm.metrics import row_normalised, stage_metrics
 from psgvlm.predictions import read_predictions
 from psgvlm.stages import STAGES
+
+from ..common import check_match, dataset_keys, load_image_dataset, load_predictor_for, write_results
+from ..inference import predict_rows
+from ..plots import plot_confusion
 
 
 def collapse(preds) -> dict:
@@ -59,7 +60,7 @@ def run_zero_shot(rows: list[dict], out, *, name: str = "untuned", config: dict 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m evals zero_shot", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run", help="run dir of the untuned model (scored with psgvlm.predict)")
+    ap.add_argument("--run", help="run dir of the untuned model (scored with psgvlm.vlm.predict)")
     ap.add_argument("--predictions", help="predictions.jsonl an untuned run already wrote (instead of scoring)")
     ap.add_argument("--dataset", help="image dataset dir (required with --run; checked with --predictions)")
     ap.add_argument("--split", default="test")

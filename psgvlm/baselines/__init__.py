@@ -2,7 +2,7 @@
 
 ``BASELINES`` is the one registry: name -> the model class, its hyper-parameter dataclass, the size
 presets, the recipes that train it and the loader of a trained run dir. YASA (a real pretrained stager,
-not trained here) lives in :mod:`psgvlm.baselines.yasa_stager` and feeds NAP.
+not trained here) lives in :mod:`psgvlm.reference.yasa` and feeds NAP.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The shared signal dataset of the baselines: 30-s epochs as arrays per channel at the model's rate.
 
-Built from the same recordings (``psgvlm.readers``) and the same subject-wise split manifests as the
+Built from the same recordings (``psgvlm.io.readers``) and the same subject-wise split manifests as the
 image datasets, so that the VLM and the baselines are compared on identical subjects. Each channel is
 resampled to the rate of its modality (128 Hz for EEG/EOG/EMG/ECG, 4 Hz for RESP/SPO2, as sleep2vec
 does), cut into epochs paired by time with the expert stages, and z-scored per recording and channel.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.provenance import provenance, read_json, write_json_atomic
-from psgvlm.signal import resample
+from psgvlm.signal.epochs import resample
 from psgvlm.splits import split_subjects
 from psgvlm.stages import EPOCH_S, UNSCORED
 
@@ -81,7 +81,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
-    """Cut a :class:`psgvlm.recording.Recording` into epochs at the model rates.
+    """Cut a :class:`psgvlm.io.recording.Recording` into epochs at the model rates.
 
     Parameters
     ----------
@@ -192,10 +192,10 @@ def resolve_split(subjects, *, split_from=None, seed: int = 0) -> dict:
 
 def build_signal_dataset(*, fmt: str, input, out, channels=None, split_from=None, split_seed: int = 0,
                          overwrite: bool = False) -> Path:
-    """Read every recording of ``input`` with ``psgvlm.readers`` and write the signal dataset to ``out``."""
+    """Read every recording of ``input`` with ``psgvlm.io.readers`` and write the signal dataset to ``out``."""
     from tqdm import tqdm
 
-    from psgvlm.readers import find_recordings, read_recording
+    from psgvlm.io.readers import find_recordings, read_recording
 
     found = find_recordings(fmt, input)
     if not found:

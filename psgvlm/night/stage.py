@@ -13,7 +13,7 @@ What it writes in ``--out``:
 - ``hypnogram_annotations.edf``: EDF+ annotations ("Sleep stage W/N1/N2/N3/R", one per epoch) that
   EDFbrowser or ``mne.read_annotations`` opens beside the recording.
 - ``hypnogram.png``: predicted hypnogram (and the expert one below it) plus the hypnodensity.
-- ``summary.json``: sleep statistics (:mod:`psgvlm.sleepstats`) of the prediction (and of the expert
+- ``summary.json``: sleep statistics (:mod:`psgvlm.night.sleepstats`) of the prediction (and of the expert
   hypnogram), agreement metrics when a hypnogram was given, the channel mapping, the model and its
   provenance, and the notice that says what the model is (e.g. trained on synthetic recordings, not
   for clinical use), signal warnings (e.g. a channel upsampled to the model's rate), timings and
@@ -62,8 +62,8 @@ _MIN_SFREQ = 50.0  # Hz; below this a channel is a trend (impedance, rate), neve
 # Model
 # ------------------------------------------------------------------------------------------------
 def default_run() -> Path:
-    """The embedded default run (``psgvlm.predict.DEFAULT_RUN``)."""
-    from psgvlm.predict import DEFAULT_RUN
+    """The embedded default run (``psgvlm.vlm.predict.DEFAULT_RUN``)."""
+    from psgvlm.vlm.predict import DEFAULT_RUN
 
     return Path(DEFAULT_RUN)
 
@@ -75,7 +75,7 @@ def model_info(run_dir) -> dict:
     meta = read_json(meta_path) if meta_path.is_file() else {}
     try:
         is_default = run_dir.resolve() == default_run().resolve()
-    except ImportError:  # a run scored by a caller-supplied predictor, without psgvlm.predict
+    except ImportError:  # a run scored by a caller-supplied predictor, without psgvlm.vlm.predict
         is_default = False
     notice = meta.get("notice") or (SYNTHETIC_NOTICE if is_default else RUN_NOTICE)
     dataset = meta.get("dataset") or meta.get("dataset_meta") or {}
@@ -117,7 +117,7 @@ def render_settings(dataset_meta: dict) -> dict:
 def _band_modality(band: str, modalities: dict[str, str]) -> str:
     if band in modalities:
         return modalities[band]
-    from psgvlm.channels import lookup
+    from psgvlm.io.channels import lookup
 
     return lookup(band)[1]
 
@@ -219,7 +219,7 @@ def _sha256(path) -> str:
 
 def read_input(edf, hypnogram=None):
     """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram."""
-    from psgvlm.readers import read_recording
+    from psgvlm.io.readers import read_recording
 
     return read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
 
@@ -231,14 +231,14 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
 
     Parameters
     ----------
-    rec : psgvlm.recording.Recording
+    rec : psgvlm.io.recording.Recording
         The night (expert stages optional).
     run_dir : path-like, optional
         A run directory; default: the embedded default run.
     channels : list of str, optional
         The recording's channel for each band of the run's image (``"-"`` = flat); default auto.
     predictor : optional
-        An already loaded ``psgvlm.predict`` predictor for ``run_dir`` (the app keeps one loaded).
+        An already loaded ``psgvlm.vlm.predict`` predictor for ``run_dir`` (the app keeps one loaded).
     batch_size : int
         Epochs rendered and scored at once.
     epochs_path : path-like, optional
@@ -254,15 +254,15 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     """
     from tqdm.auto import tqdm
 
-    from psgvlm.signal import epochs_from_recording, minmax_scale
-    from render.renderer import RenderSettings, render_epoch
+    from psgvlm.image.renderer import RenderSettings, render_epoch
+    from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be >= 1")
     t0 = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else default_run()
     if predictor is None:
-        from psgvlm.predict import load_predictor
+        from psgvlm.vlm.predict import load_predictor
 
         predictor = load_predictor(run_dir)
     t_load = time.perf_counter()
@@ -327,7 +327,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
 
 def render_one(result: StageResult, epoch: int) -> np.ndarray:
     """Re-render epoch ``epoch`` of a staged night (needs ``epochs_path``): (size, size, 3) uint8."""
-    from render.renderer import RenderSettings, render_epoch
+    from psgvlm.image.renderer import RenderSettings, render_epoch
 
     if result.epochs_path is None:
         raise ValueError("this result kept no epochs (stage_recording(..., epochs_path=None))")
@@ -374,7 +374,7 @@ def yasa_reference(rec, n_epochs: int, *, eeg: str | None = None, eog: str | Non
     import mne
     import yasa
 
-    from psgvlm.signal import resample
+    from psgvlm.signal.epochs import resample
 
     picked = yasa_channels(rec)
     eeg, eog, emg = eeg or picked["eeg"], eog or picked["eog"], emg or picked["emg"]
@@ -416,7 +416,7 @@ def yasa_reference(rec, n_epochs: int, *, eeg: str | None = None, eog: str | Non
 def summarize(result: StageResult) -> dict:
     """Statistics, agreement and facts as written to ``summary.json``."""
     from psgvlm.metrics import stage_metrics
-    from psgvlm.sleepstats import sleep_statistics
+    from psgvlm.night.sleepstats import sleep_statistics
     from psgvlm.stages import stage_counts
 
     pred = result.stages
@@ -510,7 +510,7 @@ def plot_hypnogram(result: StageResult, path) -> None:
 
 def write_outputs(result: StageResult, out) -> dict[str, Path]:
     """Write every output file of a staged night into ``out``; returns name -> path."""
-    from psgvlm.edf import write_annotations_edf
+    from psgvlm.io.edf import write_annotations_edf
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -549,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
 
-    from psgvlm.uploads import UploadError, validate_recording_upload
+    from psgvlm.night.uploads import UploadError, validate_recording_upload
 
     edf = Path(args.edf)
     if not edf.is_file():

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 
-from psgvlm.edf import EdfChannel, edf_patient, write_annotations_edf, write_edf
+from psgvlm.io.edf import EdfChannel, edf_patient, write_annotations_edf, write_edf
 from psgvlm.provenance import provenance, write_json_atomic, write_text_atomic
 from psgvlm.stages import EPOCH_S, N1, N2, N3, N_STAGES, REM, UNSCORED, W, stage_counts
 

@@ -20,7 +20,7 @@ import numpy as np
 from psgvlm.provenance import read_json
 from psgvlm.stages import N_STAGES
 
-DEFAULT_RUN = Path(__file__).resolve().parent / "assets" / "default_run"
+DEFAULT_RUN = Path(__file__).resolve().parent.parent / "assets" / "default_run"
 VLM_RUN = "psgvlm-vlm-run"
 CLASSIFIER_RUN = "psgvlm-image-classifier-run"
 CHUNK = 256  # epochs decoded at a time by `psgvlm predict`
@@ -68,7 +68,7 @@ class Predictor:
             self.kind = "vlm"
             self._load_vlm(merge_adapter)
         else:
-            from psgvlm.image_classifiers import load_classifier_run
+            from psgvlm.vlm.classifiers import load_classifier_run
 
             self.kind = "image-classifier"
             self.model, self.image_processor = load_classifier_run(self.run_dir)
@@ -76,8 +76,8 @@ class Predictor:
     def _load_vlm(self, merge_adapter: bool) -> None:
         from transformers import AutoProcessor
 
-        from psgvlm.data import VLMCollator
-        from psgvlm.vlm import load_model
+        from psgvlm.vlm.data import VLMCollator
+        from psgvlm.vlm.model import load_model
 
         base = resolve_base_model(self.run_dir, self.meta["base_model"])
         model, _ = load_model(base, pin_grid=bool(self.meta.get("pin_grid")), dtype="auto")
@@ -98,11 +98,11 @@ class Predictor:
         if not images:
             return np.zeros((0, N_STAGES))
         if self.kind == "vlm":
-            from psgvlm.scoring import score_dataset
+            from psgvlm.vlm.scoring import score_dataset
 
             return score_dataset(self.model, self.collator, [{"image": im} for im in images],
                                  batch_size=batch_size, progress=progress)
-        from psgvlm.image_classifiers import predict_proba
+        from psgvlm.vlm.classifiers import predict_proba
 
         return predict_proba(self.model, self.image_processor, images, batch_size=batch_size, progress=progress)
 
@@ -110,7 +110,7 @@ class Predictor:
         """Free generation (VLM runs only): ``(texts, codes)``, code None where unparseable."""
         if self.kind != "vlm":
             raise ValueError("free generation needs a VLM run; this is an image-classifier run")
-        from psgvlm.scoring import generate_dataset
+        from psgvlm.vlm.scoring import generate_dataset
 
         return generate_dataset(self.model, self.collator, [{"image": im} for im in images],
                                 batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
@@ -125,10 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     """``psgvlm predict``: score a dataset split with a run -> predictions.jsonl + metrics.json."""
     from tqdm.auto import tqdm
 
-    from psgvlm.data import load_image_dataset
     from psgvlm.predictions import make_rows, write_predictions
     from psgvlm.provenance import provenance, write_json_atomic, write_text_atomic
-    from psgvlm.scoring import unparseable_rate
+    from psgvlm.vlm.data import load_image_dataset
+    from psgvlm.vlm.scoring import unparseable_rate
 
     p = argparse.ArgumentParser(prog="psgvlm predict", description=main.__doc__)
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run dir (default: the embedded default run)")

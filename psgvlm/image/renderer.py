@@ -168,7 +168,7 @@ def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings, dtype=np.float6
     if lo < -1.001 or hi > 1.001:
         raise ValueError(
             f"x_scaled spans [{lo:.4g}, {hi:.4g}], outside [-1, 1]; scale it first "
-            f"(psgvlm.signal.minmax_scale)"
+            f"(psgvlm.signal.epochs.minmax_scale)"
         )
     n = x.shape[0]
     for name in ("line_colors", "labels"):
@@ -270,7 +270,7 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     Parameters
     ----------
     x_scaled : np.ndarray, shape (n_chans, n_times)
-        Each channel min-max scaled to [-1, 1] (:func:`psgvlm.signal.minmax_scale`); channel 0 is
+        Each channel min-max scaled to [-1, 1] (:func:`psgvlm.signal.epochs.minmax_scale`); channel 0 is
         drawn in the top band.
     settings : RenderSettings
 

@@ -34,7 +34,7 @@ def baseline_color(image: np.ndarray, baseline) -> np.ndarray:
             raise ValueError(f"baseline {baseline!r} must be in 0..255 or one of {BASELINES}")
         return np.full(3, baseline, np.uint8)
     if baseline == "background":
-        from psgvlm.corruption import background_color
+        from psgvlm.signal.corruption import background_color
 
         return background_color(image)
     if baseline == "black":

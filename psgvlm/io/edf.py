@@ -1,7 +1,7 @@
 """Write EDF / EDF+ files (signals at their own sampling rates, annotation-only EDF+ files), and
 parse the fixed EDF/BDF header once for everyone who checks a file before reading it.
 
-Writing is a thin layer over ``edfio`` (reading the signals is :mod:`psgvlm.readers`' job). It picks each
+Writing is a thin layer over ``edfio`` (reading the signals is :mod:`psgvlm.io.readers`' job). It picks each
 signal's physical range from the data with headroom, so nothing clips and the 16-bit (or 12-bit)
 quantisation step stays small, writes through a temporary file and a rename so a crash never
 leaves a half-written EDF under its final name, and writes the annotation-only EDF+ files that

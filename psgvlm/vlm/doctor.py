@@ -24,9 +24,9 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
     """All checks on one batch; returns ``{"checks": {name: {"ok": bool, ...}}, "ok": bool}``."""
     import torch
 
-    from psgvlm.data import IGNORE_INDEX, VLMCollator
-    from psgvlm.scoring import score_batch
-    from psgvlm.vlm import lora_config, trainable_parameters, unused_vision_layers
+    from psgvlm.vlm.data import IGNORE_INDEX, VLMCollator
+    from psgvlm.vlm.model import lora_config, trainable_parameters, unused_vision_layers
+    from psgvlm.vlm.scoring import score_batch
 
     checks = {}
     train_col = VLMCollator(processor, template, mode="train")
@@ -90,8 +90,8 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
 
 def main(argv: list[str] | None = None) -> int:
     """``psgvlm doctor``: image tokens, loss masking, padding, LoRA targets, answer scoring on one batch."""
-    from psgvlm.data import get_template, load_image_dataset
-    from psgvlm.vlm import ModelNotAvailableError, load_model
+    from psgvlm.vlm.data import get_template, load_image_dataset
+    from psgvlm.vlm.model import ModelNotAvailableError, load_model
 
     p = argparse.ArgumentParser(prog="psgvlm doctor", description=main.__doc__)
     src = p.add_mutually_exclusive_group(required=True)
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         ds = dsd[split]
         rows = [ds[i] for i in range(min(args.batch_size, len(ds)))]
         if args.run:
-            from psgvlm.predict import Predictor
+            from psgvlm.vlm.predict import Predictor
 
             pred = Predictor(args.run, merge_adapter=False)
             if pred.kind != "vlm":

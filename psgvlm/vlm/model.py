@@ -293,7 +293,7 @@ def build_tiny_model(*, image_size: int = 336, patch_size: int = 14, vision_hidd
         MistralConfig,
     )
 
-    from psgvlm.data import load_prompts
+    from psgvlm.vlm.data import load_prompts
 
     if image_size % patch_size:
         raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")

@@ -8,7 +8,7 @@ tied up by one upload. Header fields that identify the patient (the 80-byte pati
 identification fields: name, birth date, hospital code, technician) are read here only to be
 dropped: :class:`EdfHeader` keeps none of them, so nothing downstream can copy them into outputs.
 
-The header is parsed by :func:`psgvlm.edf.parse_edf_header` (shared with the readers' own check);
+The header is parsed by :func:`psgvlm.io.edf.parse_edf_header` (shared with the readers' own check);
 this module adds the upload policy: exact length, limits, no discontinuous files.
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psgvlm.edf import parse_edf_header
+from psgvlm.io.edf import parse_edf_header
 
 EXTENSIONS = (".edf", ".bdf", ".rec")  # .rec: ISRUC's EDF files
 HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml")

@@ -29,7 +29,7 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
 
     Parameters
     ----------
-    rec : psgvlm.recording.Recording
+    rec : psgvlm.io.recording.Recording
     eeg_channel : str
         Canonical name of an EEG channel.
     eog_channel, emg_channel : str, optional
@@ -42,7 +42,7 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
     import mne
     import yasa
 
-    from psgvlm.signal import resample
+    from psgvlm.signal.epochs import resample
 
     ch = rec.channel(eeg_channel)
     if ch.modality != "EEG":
@@ -143,10 +143,10 @@ def write_yasa_run(recordings, out, *, eeg_channels=None) -> dict:
 
 
 def main(argv=None) -> int:
-    """``python -m psgvlm.baselines.yasa_stager --format F --input DIR --out RUN [--channels C3 C4]``."""
+    """``python -m psgvlm.reference.yasa --format F --input DIR --out RUN [--channels C3 C4]``."""
     import argparse
 
-    from psgvlm.readers import find_recordings, read_recording
+    from psgvlm.io.readers import find_recordings, read_recording
 
     ap = argparse.ArgumentParser(prog="psgvlm yasa", description=main.__doc__)
     ap.add_argument("--format", required=True)

@@ -35,7 +35,7 @@ def score_batch(model, batch: dict, answers: list[list[int]]):
     batch : dict
         Output of ``VLMCollator(mode="score")``: input_ids, attention_mask, pixel_values, image_sizes.
     answers : list of list of int
-        Token ids of each stage's answer (``psgvlm.data.answer_token_ids``).
+        Token ids of each stage's answer (``psgvlm.vlm.data.answer_token_ids``).
     """
     import torch
 

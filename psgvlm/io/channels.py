@@ -2,7 +2,7 @@
 
 ``ALIASES`` maps every channel label we know from ISRUC-Sleep, MASS-SS3, SHHS-1, Sleep-EDF, DREAMS and
 Nox clinical exports to a canonical name (``"C3"``, ``"LOC"``, ``"EMG"``...) and a modality (one of
-:data:`psgvlm.recording.MODALITIES`). Labels are matched case-insensitively after collapsing spaces.
+:data:`psgvlm.io.recording.MODALITIES`). Labels are matched case-insensitively after collapsing spaces.
 Unknown labels go through :func:`infer_modality`, a keyword heuristic, and keep their file label as
 canonical name. When two labels of one recording map to the same canonical name (a Nox export has
 both ``C3`` and ``C3-M2``), the alias listed first in ``ALIASES`` wins (referenced derivations are
@@ -257,7 +257,7 @@ def pick_default_channels(rec, *, max_channels: int | None = None) -> list[str]:
 
     Parameters
     ----------
-    rec : psgvlm.recording.Recording
+    rec : psgvlm.io.recording.Recording
     max_channels : int, optional
         Upper bound on the number of channels returned (no bound by default: MASS has 26).
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.io.recording import MODALITIES, Recording
 from psgvlm.provenance import write_json_atomic
-from psgvlm.recording import MODALITIES, Recording
 
 CORE_EEG: tuple[str, ...] = ("C3", "C4", "F3", "F4", "O1", "O2")
 FAILURE_KINDS: tuple[str, ...] = ("noise", "zeros")

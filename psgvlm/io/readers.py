@@ -1,4 +1,4 @@
-"""Readers: PSG recordings in each dataset's native on-disk format -> :class:`psgvlm.recording.Recording`.
+"""Readers: PSG recordings in each dataset's native on-disk format -> :class:`psgvlm.io.recording.Recording`.
 
 ``READERS`` is the registry (format -> reader function); :func:`read_recording` is the entry point,
 :func:`find_recordings` discovers recordings in a dataset folder laid out as the dataset ships, and
@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.channels import canonical_names
-from psgvlm.edf import parse_edf_header
-from psgvlm.recording import Channel, Recording
+from psgvlm.io.channels import canonical_names
+from psgvlm.io.edf import parse_edf_header
+from psgvlm.io.recording import Channel, Recording
 from psgvlm.stages import (
     DREAMS_CODES,
     EPOCH_S,

@@ -3,7 +3,7 @@
 ResNet, ConvNeXt, ViT and Swin come from transformers (``*ForImageClassification``), initialised from
 a user-given checkpoint (local dir or hub id, head replaced by a 5-way one) or from scratch with a
 named size preset; ``clip_linear`` is a CLIP vision encoder + linear head (the paper's "CLIP encoder
-alone" ablation; encoder frozen unless ``train_encoder``). Runs are saved so ``psgvlm.predict`` and the
+alone" ablation; encoder frozen unless ``train_encoder``). Runs are saved so ``psgvlm.vlm.predict`` and the
 evals read them: ``model/`` + ``meta.json`` (kind ``psgvlm-image-classifier-run``, preprocessing).
 
 Preprocessing is done here with PIL + numpy (resize, scale to [0, 1], normalise) rather than an
@@ -49,7 +49,7 @@ def _labels():
 def _hf_classifier(config_cls, model_cls, presets: dict):
     def build(*, checkpoint: str | None = None, size: str = "tiny", image_size: int = 224):
         if checkpoint:
-            from psgvlm.vlm import resolve_model_source
+            from psgvlm.vlm.model import resolve_model_source
 
             source, local_only = resolve_model_source(checkpoint)
             return model_cls.from_pretrained(source, num_labels=N_STAGES, ignore_mismatched_sizes=True,
@@ -123,7 +123,7 @@ def _clip_linear(*, checkpoint: str | None = None, size: str = "tiny", image_siz
             save_file(self.head.state_dict(), str(out / "head.safetensors"))
 
     if checkpoint:
-        from psgvlm.vlm import resolve_model_source
+        from psgvlm.vlm.model import resolve_model_source
 
         source, local_only = resolve_model_source(checkpoint)
         encoder = CLIPVisionModel.from_pretrained(source, local_files_only=local_only)

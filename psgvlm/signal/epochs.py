@@ -23,7 +23,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import resample_poly
 
-from psgvlm.recording import Recording
+from psgvlm.io.recording import Recording
 from psgvlm.stages import EPOCH_S
 
 # Largest denominator accepted for the up/down ratio. Real PSG rates (10, 50, 100, 125, 128, 200, 250,

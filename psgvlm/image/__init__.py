@@ -1,0 +1,1 @@
+"""Epochs as images: the pure renderer and the feature-ablation attribution core."""

@@ -1,0 +1,1 @@
+"""The input layer: EDF/BDF files, the Recording type, channel names and the dataset readers."""

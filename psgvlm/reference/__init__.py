@@ -1,0 +1,1 @@
+"""Frozen pretrained reference stagers (YASA) run on one recording."""

@@ -1,0 +1,1 @@
+"""Signal operations on recordings: resampling, the one epoch cutter, scaling, corruption."""

@@ -1,0 +1,1 @@
+"""Synthetic polysomnography: physiology, and the on-disk layouts of each dataset."""

@@ -1,0 +1,1 @@
+"""Vision-language (and image) models: loading, prompts and data, scoring, prediction, checks."""
