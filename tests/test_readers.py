@@ -25,7 +25,8 @@ from psgvlm.io.channels import (
     lookup,
     pick_default_channels,
 )
-from psgvlm.io.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
+from psgvlm.io.readers import READERS, find_recordings, info_main, read_recording
+from psgvlm.io.readers.pairing import pair_by_time
 from psgvlm.io.recording import MODALITIES
 from psgvlm.stages import N1, N2, N3, REM, UNSCORED, W
 
