@@ -461,7 +461,7 @@ def test_discontinuous_edf_refused(tmp_path):
 @pytest.mark.parametrize("fmt", ["isruc", "mass", "shhs", "sleepedf"])
 def test_synth_round_trip(fmt, tmp_path):
     """``psgvlm synth`` output (true on-disk formats) reads back with its manifest's channels and stages."""
-    synth = pytest.importorskip("psgvlm.synth.physiology", reason="psgvlm.synth.physiology (synthetic PSG writer) not in this tree")
+    synth = pytest.importorskip("psgvlm.synth.layouts", reason="psgvlm.synth.layouts (synthetic PSG writer) not in this tree")
     out = tmp_path / fmt
     assert synth.main(["--format", fmt, "--subjects", "2", "--minutes", "5", "--seed", "3", "--out", str(out)]) == 0
     manifest = json.loads((out / "synth.json").read_text())
