@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
     import app
-    from psgvlm.synth.physiology import main as synth_main
+    from psgvlm.synth.layouts import main as synth_main
 
     out = Path(args.out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
