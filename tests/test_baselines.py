@@ -105,6 +105,24 @@ def test_signal_dataset_rates_roundtrip_and_windows(tmp_path):
         sequence_starts(10, 16)
 
 
+def test_signal_dataset_uses_the_one_epoch_cutter_and_refuses_old_versions(tmp_path):
+    from psgvlm.baselines.common import load_or_build_signal_data
+    from psgvlm.signal.epochs import epochs_from_recording
+
+    rec = make_recording("8", n_epochs=6)
+    rec.onset_s = 10.0  # labels start 10 s in: the last epoch is partial and dropped, never padded
+    sig = recording_to_signal(rec)
+    x, _, starts = epochs_from_recording(rec, ["C3"], 128.0)
+    assert sig.n_epochs == len(x) == 5 and np.array_equal(sig.starts_s, starts) and starts[0] == 10.0
+    assert np.corrcoef(sig.x["C3"].ravel(), x[:, 0].ravel())[0, 1] > 0.9999  # the same samples, z-scored
+    assert sig.meta["upsampled_from_hz"] == {"C3": 100.0, "LOC": 100.0, "EMG": 100.0}
+    out = save_signal_dataset([sig], tmp_path / "ds", split={"kind": "none"})
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(ValueError, match="format version 1; this psgvlm reads version 2 .* rebuild it"):
+        load_or_build_signal_data(out)
+
+
 def test_missing_modality_and_nan_are_named():
     sig = recording_to_signal(make_recording("1", n_epochs=4, modalities=("EEG",)))
     with pytest.raises(ValueError, match=r"no EMG channel; present: .*'C3': 'EEG'"):

@@ -58,7 +58,7 @@ class NAPConfig:
 class TriAxialAttention(nn.Module):
     """Multi-head attention whose head groups attend along different axes of (B, C, T, P, D)."""
 
-    def __init__(self, config: NAPConfig):
+    def __init__(self, *, config: NAPConfig):
         super().__init__()
         c = config
         self.axes = c.axes
@@ -97,11 +97,11 @@ class TriAxialAttention(nn.Module):
 
 
 class NAPLayer(nn.Module):
-    def __init__(self, config: NAPConfig):
+    def __init__(self, *, config: NAPConfig):
         super().__init__()
         d = config.d_model
         self.norm1 = nn.LayerNorm(d, bias=False)
-        self.attn = TriAxialAttention(config)
+        self.attn = TriAxialAttention(config=config)
         self.norm2 = nn.LayerNorm(d, bias=False)
         self.ffn = nn.Sequential(nn.Linear(d, config.ffn_mult * d, bias=False), nn.GELU(),
                                  nn.Linear(config.ffn_mult * d, d, bias=False))
@@ -180,7 +180,7 @@ class NAP(nn.Module):
         super().__init__()
         self.config = c = config
         self.embed = nn.Linear(N_STAGES, c.d_model, bias=False)
-        self.layers = nn.ModuleList(NAPLayer(c) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(NAPLayer(config=c) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model, bias=False)
         self.score = nn.Linear(c.d_model, 1, bias=False)
         self.classifier = nn.Linear(c.d_model, N_STAGES, bias=False)

@@ -73,7 +73,7 @@ SIZES = {
 class MoMELayer(nn.Module):
     """Pre-norm block: shared multi-head self-attention, then the pathway's own FFN expert."""
 
-    def __init__(self, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, *, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
@@ -90,9 +90,10 @@ class MoMELayer(nn.Module):
 
 
 class MoMEEncoder(nn.Module):
-    def __init__(self, n_layers: int, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, *, n_layers: int, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
         super().__init__()
-        self.layers = nn.ModuleList(MoMELayer(d_model, n_heads, ffn_mult, dropout) for _ in range(n_layers))
+        self.layers = nn.ModuleList(MoMELayer(d_model=d_model, n_heads=n_heads, ffn_mult=ffn_mult, dropout=dropout)
+                                    for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x, pathway: str):
@@ -118,8 +119,9 @@ class SDreamer(nn.Module):
         self.epoch_cls = nn.Parameter(0.02 * torch.randn(d))
         self.seq_pos = nn.Parameter(0.02 * torch.randn(c.seq_len, d))
         self.modality_emb = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(d)) for m in ("eeg", "emg")})
-        self.epoch_encoder = MoMEEncoder(c.epoch_layers, d, c.n_heads, c.ffn_mult, c.dropout)
-        self.seq_encoder = MoMEEncoder(c.seq_layers, d, c.n_heads, c.ffn_mult, c.dropout)
+        block = dict(d_model=d, n_heads=c.n_heads, ffn_mult=c.ffn_mult, dropout=c.dropout)
+        self.epoch_encoder = MoMEEncoder(n_layers=c.epoch_layers, **block)
+        self.seq_encoder = MoMEEncoder(n_layers=c.seq_layers, **block)
         self.heads = nn.ModuleDict({p: nn.Linear(d, N_STAGES) for p in PATHWAYS})
 
     def _patches(self, x, m):
