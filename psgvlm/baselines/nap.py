@@ -126,24 +126,21 @@ def stream_name(predictor: str, channel: str) -> str:
     return f"{predictor}@{channel}"
 
 
-def grid_to_streams(p, avail=None, *, channels=None, predictors=None) -> dict[str, torch.Tensor]:
-    """``{stream_name: (B, T, 5)}`` of the available cells of a grid ``p`` (B, C, T, P, 5).
+def grid_to_streams(p, avail=None) -> dict[str, torch.Tensor]:
+    """``{"p<j>@<i>": (B, T, 5)}`` of the available cells (channel i, predictor j) of a grid p (B, C, T, P, 5).
 
-    ``avail`` (C, P) bool (default all); ``channels`` / ``predictors`` name the grid's rows and columns
-    (default their indices). The inverse of what :meth:`NAP.forward` builds.
+    ``avail`` (C, P) bool (default all). :meth:`NAP.forward` rebuilds the same grid from these names.
     """
     p = torch.as_tensor(p)
-    c, npred = p.shape[1], p.shape[3]
-    avail = np.ones((c, npred), bool) if avail is None else np.asarray(avail, bool)
-    channels = [str(i) for i in range(c)] if channels is None else list(channels)
-    predictors = [f"p{j}" for j in range(npred)] if predictors is None else list(predictors)
-    return {stream_name(predictors[j], channels[i]): p[:, i, :, j] for i, j in zip(*np.nonzero(avail))}
+    avail = np.ones((p.shape[1], p.shape[3]), bool) if avail is None else np.asarray(avail, bool)
+    return {stream_name(f"p{j}", str(i)): p[:, i, :, j] for i, j in zip(*np.nonzero(avail))}
 
 
-def streams_to_grid(x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
-    """(p (B, C, T, P, 5) zero where unavailable, avail (C, P) bool, channels, predictors) of the streams.
+def streams_to_grid(x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p (B, C, T, P, 5) zero where unavailable, avail (C, P) bool) of the streams ``x``.
 
-    A name without ``@`` is a predictor on the whole-montage pseudo-channel ``"*"``.
+    Rows are the channels and columns the predictors in order of first appearance; a name without
+    ``@`` is a predictor on the whole-montage pseudo-channel ``"*"``.
     """
     if not x:
         raise ValueError("NAP needs at least one hypnodensity stream; got none")
@@ -166,14 +163,14 @@ def streams_to_grid(x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
         i, j = channels.index(ch), predictors.index(pred)
         p[:, i, :, j] = v
         avail[i, j] = True
-    return p, avail, channels, predictors
+    return p, avail
 
 
 class NAP(nn.Module):
     """NAP over any set of hypnodensity streams.
 
-    ``forward({"yasa@C3": (B, T, 5), "yasa@C4": ..., "vlm@*": ...})`` -> logits (B, T, 5).
-    ``fusion_weights`` gives the per-epoch weight of each stream.
+    ``forward({"yasa@C3": (B, T, 5), "yasa@C4": ..., "vlm@*": ...})`` -> logits (B, T, 5);
+    ``forward_grid`` is the same on the grid, with the per-epoch fusion weight of each stream.
     """
 
     def __init__(self, *, config: NAPConfig):
@@ -200,14 +197,7 @@ class NAP(nn.Module):
         -------
         torch.Tensor, shape (batch, n_epochs, 5)
         """
-        p, avail, _, _ = streams_to_grid(x)
-        return self.forward_grid(p, avail)[0]
-
-    def fusion_weights(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Stream name -> (batch, n_epochs) weight of that stream in the fused token (they sum to 1)."""
-        p, avail, channels, predictors = streams_to_grid(x)
-        w = self.forward_grid(p, avail)[1]
-        return {stream_name(predictors[j], channels[i]): w[:, :, i, j] for i, j in avail.nonzero().tolist()}
+        return self.forward_grid(*streams_to_grid(x))[0]
 
     def forward_grid(self, p, avail=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The grid form :meth:`forward` builds: p (B, C, T, P, 5), avail (C, P) bool (None: all).
