@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch = pytest.importorskip("torch")
+from psgvlm.stages import STAGES
 
-from psgvlm.stages import STAGES  # noqa: E402
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also set by conftest.py, before any test module
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MODEL = ROOT.parent / "shared" / "models" / "llava-v1.6-mistral-7b-hf"

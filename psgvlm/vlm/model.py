@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from urllib.parse import urlparse
 
 from psgvlm.stages import STAGES
 
-DEFAULT_MODEL = "llava-hf/llava-v1.6-mistral-7b-hf"
 VISION_PREFIX = "model.vision_tower"
 PROJECTOR_PREFIX = "model.multi_modal_projector"
 LANGUAGE_PREFIX = "model.language_model"
@@ -357,9 +355,3 @@ def tiny_model_main(argv: list[str] | None = None) -> int:
     n = sum(p.numel() for p in model.parameters())
     print(f"saved tiny LLaVA-NeXT ({n:,} parameters, vocab {len(processor.tokenizer)}) to {out}")
     return 0
-
-
-def module_layer_index(name: str) -> int | None:
-    """The ``layers.N`` index in a module name, or None."""
-    m = re.search(r"\.layers\.(\d+)\.", name)
-    return int(m.group(1)) if m else None
