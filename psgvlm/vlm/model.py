@@ -274,7 +274,7 @@ def _tiny_tokenizer(corpus: list[str], vocab_size: int):
 def build_tiny_model(*, image_size: int = 336, patch_size: int = 14, vision_hidden: int = 64,
                      text_hidden: int = 64, n_layers: int = 2, vocab_size: int = 400, init_range: float = 0.2,
                      seed: int = 0):
-    """A random tiny LLaVA-NeXT + processor (tokenizer built in code from prompts/), no download.
+    """A random tiny LLaVA-NeXT + processor (tokenizer built in code from psgvlm/prompts), no download.
 
     The anyres grid is pinned to one ``image_size`` tile. ``init_range`` is the std of the language
     model's initial weights: with transformers' default 0.02 and a frozen random ``lm_head`` over a
