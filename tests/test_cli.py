@@ -145,7 +145,9 @@ def case_predict(night, tmp_path, capsys, rendered=None):
 def case_doctor(night, tmp_path, capsys, rendered=None):
     report = tmp_path / "doctor.json"
     assert cli(["doctor", "--run", str(DEFAULT_RUN), "--dataset", str(rendered), "--json", str(report)]) == 0
-    assert json.loads(report.read_text())
+    checks = json.loads(report.read_text())["checks"]
+    assert {"image_tokens", "loss_tokens", "lora", "answers"} <= set(checks)
+    assert all(check["ok"] for check in checks.values())
 
 
 def case_yasa(night, tmp_path, capsys):
