@@ -136,9 +136,10 @@ def info_main(argv: list[str] | None = None) -> int:
     """``psgvlm info --format F PATH [--hypnogram H] [--scorer N] [--json]``."""
     p = argparse.ArgumentParser(prog="psgvlm info", description="Read a recording; print channels, rates, "
                                 "duration, stage counts and how labels were paired with the signal.")
-    p.add_argument("--format", required=True, choices=sorted(READERS))
-    p.add_argument("path")
-    p.add_argument("--hypnogram", default=None)
+    p.add_argument("--format", required=True, choices=sorted(READERS), help="the dataset layout the file is in")
+    p.add_argument("path", help="the recording (signal file) to read")
+    p.add_argument("--hypnogram", default=None,
+                   help="label file (default: the one the format finds beside the recording)")
     p.add_argument("--scorer", type=int, default=None, help="ISRUC scorer (1 or 2)")
     p.add_argument("--sfreq", type=float, default=None, help="rate of a text signal (DREAMS txt, Prerau)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
