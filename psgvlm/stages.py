@@ -86,15 +86,6 @@ def writer_labels(table: dict) -> dict[int, object]:
     return dict(sorted(out.items()))
 
 
-def stage_name(code: int) -> str:
-    """Name of an AASM stage code, ``"UNS"`` for unscored."""
-    if code == UNSCORED:
-        return "UNS"
-    if not 0 <= code < N_STAGES:
-        raise ValueError(f"stage code {code!r} is not one of {list(range(N_STAGES))} or {UNSCORED}")
-    return STAGES[code]
-
-
 def stage_counts(stages: np.ndarray) -> dict[str, int]:
     """Counts per stage name (plus ``UNS``) of an array of stage codes."""
     stages = np.asarray(stages)
