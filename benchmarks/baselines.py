@@ -2,7 +2,7 @@
 
     psgvlm synth --format isruc --subjects 10 --minutes 120 --seed 0 --out runs/synth_isruc
     python recipes/sleep2vec_pretrain.py --config recipes/configs/sleep2vec_tiny_pretrain.yaml \
-        --signal_data runs/synth_isruc_signal --format isruc --input runs/synth_isruc --out runs/s2v_pre
+        --signal_data runs/synth_isruc_signal --format isruc --input runs/synth_isruc --output_dir runs/s2v_pre
     python benchmarks/baselines.py --pretrained runs/s2v_pre --out runs/bench_baselines
 
 Recordings: ``../shared/data/real`` DREAMS excerpts 1-6, the Prerau example and the Sleep-EDF crop
@@ -151,7 +151,7 @@ def fit_sleep2vec(pretrained, train, *, steps, seq_len, rng):
         return F.cross_entropy(model(x).reshape(-1, N_STAGES), y.reshape(-1), weight=w, ignore_index=UNSCORED)
 
     model.train()
-    train_loop(model.parameters(), step, steps=steps, lr=3e-3, desc="sleep2vec fold")
+    train_loop(model.parameters(), step, max_steps=steps, learning_rate=3e-3, desc="sleep2vec fold")
     return model.eval()
 
 
@@ -166,7 +166,7 @@ def fit_sdreamer(train, *, steps, rng):
         return model.loss(model(**x), y, class_weight=w)[0]
 
     model.train()
-    train_loop(model.parameters(), step, steps=steps, lr=1e-3, desc="sDREAMER fold")
+    train_loop(model.parameters(), step, max_steps=steps, learning_rate=1e-3, desc="sDREAMER fold")
     return model.eval()
 
 
