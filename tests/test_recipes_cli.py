@@ -97,7 +97,8 @@ def test_every_config_is_listed_and_holds_only_its_recipes_arguments():
 
 def _recipe_commands():
     """(where, recipe, [flags]) of every recipe command line in README, docstrings, configs and scripts."""
-    files = [REPO / "README.md", REPO / "recipes" / "quickstart.sh", *sorted((REPO / "recipes").glob("*.py")),
+    files = [REPO / "README.md", REPO / "psgvlm" / "assets" / "default_run" / "README.md",
+             REPO / "recipes" / "quickstart.sh", *sorted((REPO / "recipes").glob("*.py")),
              *sorted((REPO / "recipes" / "configs").glob("*.yaml")), *sorted((REPO / "benchmarks").glob("*.py")),
              *sorted((REPO / "evals" / "suites").glob("*.py"))]
     for path in files:
