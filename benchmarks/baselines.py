@@ -2,7 +2,7 @@
 
     psgvlm synth --format isruc --subjects 10 --minutes 120 --seed 0 --out runs/synth_isruc
     python recipes/sleep2vec_pretrain.py --config recipes/configs/sleep2vec_tiny_pretrain.yaml \
-        --signal_data runs/synth_isruc_signal --format isruc --input runs/synth_isruc --out runs/s2v_pre
+        --signal_data runs/synth_isruc_signal --format isruc --input runs/synth_isruc --output_dir runs/s2v_pre
     python benchmarks/baselines.py --pretrained runs/s2v_pre --out runs/bench_baselines
 
 Recordings: ``../shared/data/real`` DREAMS excerpts 1-6, the Prerau example and the Sleep-EDF crop
@@ -62,6 +62,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def fit_sleep2vec(pretrained, train, *, steps, seq_len, rng):
         return F.cross_entropy(model(x).reshape(-1, N_STAGES), y.reshape(-1), weight=w, ignore_index=UNSCORED)
 
     model.train()
-    train_loop(model.parameters(), step, steps=steps, lr=3e-3, desc="sleep2vec fold")
+    train_loop(model.parameters(), step, max_steps=steps, learning_rate=3e-3, desc="sleep2vec fold")
     return model.eval()
 
 
@@ -167,11 +168,11 @@ def fit_sdreamer(train, *, steps, rng):
         return model.loss(model.forward_train(x), y, class_weight=w)[0]
 
     model.train()
-    train_loop(model.parameters(), step, steps=steps, lr=1e-3, desc="sDREAMER fold")
+    train_loop(model.parameters(), step, max_steps=steps, learning_rate=1e-3, desc="sDREAMER fold")
     return model.eval()
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pretrained", required=True, help="sleep2vec pre-training run dir (EEG tokenizer)")
     ap.add_argument("--out", required=True)
@@ -197,20 +198,57 @@ def main(argv=None) -> int:
     ap.add_argument("--gate_kappa", type=float, default=0.3, help="leave out, per fold, predictors whose pooled "
                     "kappa on the training recordings is below this (--finetune rows)")
     ap.add_argument("--reuse_oof", action="store_true", help="reuse OUT/oof_streams.npz of the same settings")
-    a = ap.parse_args(argv)
-    if a.finetune and not a.zero_shot_yasa:
-        ap.error("--finetune needs --zero_shot_yasa (the synthetic streams NAP is pre-trained on)")
-    torch.set_num_threads(a.threads)
-    rng = np.random.default_rng(a.seed)
-    torch.manual_seed(a.seed)
-    t0 = time.time()
-    out = Path(a.out)
-    raws, sigs = load_real(Path(a.real), all_eeg=a.all_eeg)
+    return ap
+
+
+@dataclass
+class Folds:
+    """The real recordings and their per-recording streams: YASA per EEG channel (``yasa_ch``) and the
+    out-of-fold hypnodensities (n_epochs, 5) of every predictor (``oof[predictor][i]``, None if absent)."""
+
+    raws: list
+    sigs: list
+    yasa_ch: list[dict]
+    oof: dict[str, list]
+
+    @property
+    def n(self) -> int:
+        return len(self.sigs)
+
+    @property
+    def labels(self) -> list[np.ndarray]:
+        return [r.stages for r in self.sigs]
+
+    def grid(self, i):
+        """(probs (1, T, P, 5), indices of the predictors present) of recording i, one whole-montage row."""
+        present = [k for k, p in enumerate(PREDICTORS) if self.oof[p][i] is not None]
+        probs = np.zeros((1, self.sigs[i].n_epochs, len(PREDICTORS), N_STAGES), np.float32)
+        for k in present:
+            probs[0, :, k] = self.oof[PREDICTORS[k]][i]
+        return probs, present
+
+    def montage_grid(self, i, predictors, all_eeg):
+        """(probs (C, T, P', 5), avail (C, P')) of the given predictors present on recording i: YASA on
+        one row per EEG channel (all of them, or the first), the signal baselines on a whole-montage row."""
+        chans = list(self.yasa_ch[i]) if all_eeg else [self.raws[i][1]]
+        yasa = "yasa" in predictors
+        others = [p for p in predictors if p != "yasa" and self.oof[p][i] is not None]
+        cols = (["yasa"] if yasa else []) + others
+        rows = (chans if yasa else []) + (["*"] if others else [])
+        probs = np.zeros((len(rows), self.sigs[i].n_epochs, len(cols), N_STAGES), np.float32)
+        avail = np.zeros((len(rows), len(cols)), bool)
+        if yasa:
+            for c, ch in enumerate(chans):
+                probs[c, :, 0], avail[c, 0] = self.yasa_ch[i][ch], True
+        for k, p in enumerate(others, start=int(yasa)):
+            probs[-1, :, k], avail[-1, k] = self.oof[p][i], True
+        return probs, avail
+
+
+def base_streams(a, raws, sigs, out: Path, rng) -> Folds:
+    """YASA (frozen) + leave-one-recording-out sleep2vec and sDREAMER -> out-of-fold hypnodensities."""
     n = len(sigs)
     s2v_len = min(20, min(r.n_epochs for r in sigs))
-    labels = [r.stages for r in sigs]
-
-    # ---- base predictors: YASA (frozen) + LORO-trained baselines -> out-of-fold hypnodensities ----
     oof = {p: [None] * n for p in PREDICTORS}
     yasa_ch = [{ch: yasa_hypnodensity(src, ch) for ch, src in sources.items()} for _, _, sources in raws]
     for i, (_, eeg, _) in enumerate(raws):
@@ -223,114 +261,123 @@ def main(argv=None) -> int:
         for p in PREDICTORS[1:]:
             oof[p] = [z[f"{p}_{i}"] if f"{p}_{i}" in z else None for i in range(n)]
         print(f"reused out-of-fold baseline streams from {cache}")
-    else:
-        for i, held in enumerate(sigs):
-            train = [r for j, r in enumerate(sigs) if j != i]
-            s2v = fit_sleep2vec(a.pretrained, train, steps=a.steps, seq_len=s2v_len, rng=rng)
-            oof["sleep2vec"][i] = predict_windows(s2v, {"EEG": held.modality_array("EEG")}, seq_len=s2v_len)
-            sd = fit_sdreamer(train, steps=a.steps, rng=rng)
-            if held.n_epochs >= sd.config.seq_len:
-                oof["sdreamer"][i] = predict_windows(sd, {"EEG": held.modality_array("EEG")},
-                                                     seq_len=sd.config.seq_len)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, key=key, **{f"{p}_{i}": oof[p][i] for p in PREDICTORS[1:] for i in range(n)
-                                  if oof[p][i] is not None})
-        os.replace(tmp, cache)
+        return Folds(raws, sigs, yasa_ch, oof)
+    for i, held in enumerate(sigs):
+        train = [r for j, r in enumerate(sigs) if j != i]
+        s2v = fit_sleep2vec(a.pretrained, train, steps=a.steps, seq_len=s2v_len, rng=rng)
+        oof["sleep2vec"][i] = predict_windows(s2v, {"EEG": held.modality_array("EEG")}, seq_len=s2v_len)
+        sd = fit_sdreamer(train, steps=a.steps, rng=rng)
+        if held.n_epochs >= sd.config.seq_len:
+            oof["sdreamer"][i] = predict_windows(sd, {"EEG": held.modality_array("EEG")},
+                                                 seq_len=sd.config.seq_len)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, key=key, **{f"{p}_{i}": oof[p][i] for p in PREDICTORS[1:] for i in range(n)
+                              if oof[p][i] is not None})
+    os.replace(tmp, cache)
+    return Folds(raws, sigs, yasa_ch, oof)
 
-    # ---- NAP (LORO over out-of-fold streams) and soft voting --------------------------------------
-    def grid(i):
-        present = [k for k, p in enumerate(PREDICTORS) if oof[p][i] is not None]
-        probs = np.zeros((1, sigs[i].n_epochs, len(PREDICTORS), N_STAGES), np.float32)
-        for k in present:
-            probs[0, :, k] = oof[PREDICTORS[k]][i]
-        return probs, present
 
-    def montage_grid(i, predictors, all_eeg):
-        """(probs (C, T, P', 5), avail (C, P')) of the given predictors present on recording i: YASA on
-        one row per EEG channel (all of them, or the first), the signal baselines on a whole-montage row."""
-        chans = list(yasa_ch[i]) if all_eeg else [raws[i][1]]
-        yasa = "yasa" in predictors
-        others = [p for p in predictors if p != "yasa" and oof[p][i] is not None]
-        cols = (["yasa"] if yasa else []) + others
-        rows = (chans if yasa else []) + (["*"] if others else [])
-        probs = np.zeros((len(rows), sigs[i].n_epochs, len(cols), N_STAGES), np.float32)
-        avail = np.zeros((len(rows), len(cols)), bool)
-        if yasa:
-            for c, ch in enumerate(chans):
-                probs[c, :, 0], avail[c, 0] = yasa_ch[i][ch], True
-        for k, p in enumerate(others, start=int(yasa)):
-            probs[-1, :, k], avail[-1, k] = oof[p][i], True
-        return probs, avail
-
-    nap_kw = dict(config=NAPConfig(), lr=3e-3, batch_size=8, min_len=8, max_len=40)
+def loro_nap(a, folds: Folds, nap_kw: dict) -> dict:
+    """Rows ``nap`` (LORO over the out-of-fold streams), ``soft_vote`` and, with --all_eeg,
+    ``yasa_vote_all_eeg``: ``{row: [hypnodensity per recording]}``."""
+    n = folds.n
     full = np.ones((1, len(PREDICTORS)), bool)
     preds = {"nap": [None] * n, "soft_vote": [None] * n}
     for i in range(n):
-        train = [{"probs": grid(j)[0], "labels": sigs[j].stages} for j in range(n)
-                 if j != i and len(grid(j)[1]) == len(PREDICTORS)]
+        train = [{"probs": folds.grid(j)[0], "labels": folds.sigs[j].stages} for j in range(n)
+                 if j != i and len(folds.grid(j)[1]) == len(PREDICTORS)]
         model, _ = train_nap(train, full, steps=a.nap_steps, seed=a.seed + i, desc=f"NAP fold {i}", **nap_kw)
-        probs, present = grid(i)
+        probs, present = folds.grid(i)
         preds["nap"][i] = predict_nap(model, probs, full, predictors=present, window=40)
         preds["soft_vote"][i] = soft_vote(probs[:, :, present], np.ones((1, len(present)), bool))
     if a.all_eeg:
-        preds["yasa_vote_all_eeg"] = [np.mean(list(yasa_ch[i].values()), 0) for i in range(n)]
+        preds["yasa_vote_all_eeg"] = [np.mean(list(folds.yasa_ch[i].values()), 0) for i in range(n)]
+    return preds
 
-    extra = {}
-    if a.zero_shot_yasa:  # the NAP paper's protocol: trained on other corpora, applied zero-shot
-        syn = synthetic_streams(a.zero_shot_yasa)
-        seeds = [a.seed + 1000 * k for k in range(a.nap_seeds)]
-        pres = [train_nap(syn, None, steps=a.pretrain_steps, seed=s, desc=f"NAP pre-training (YASA, seed {s})",
-                          **nap_kw)[0] for s in seeds]
-        extra["synthetic_nights"] = len(syn)
 
-        def zero_shot(i, all_eeg):
-            probs, avail = montage_grid(i, ["yasa"], all_eeg)
-            return np.mean([predict_nap(m, probs, avail, window=40) for m in pres], 0)
+def zero_shot_rows(a, folds: Folds, nap_kw: dict, preds: dict) -> dict:
+    """The NAP paper's protocol: NAP trained on YASA streams of other corpora (--zero_shot_yasa), applied
+    zero-shot, and with --finetune fine-tuned per fold on gated predictors. Adds rows to ``preds``;
+    returns the extra results (synthetic_nights, gates)."""
+    n, labels, oof = folds.n, folds.labels, folds.oof
+    syn = synthetic_streams(a.zero_shot_yasa)
+    seeds = [a.seed + 1000 * k for k in range(a.nap_seeds)]
+    pres = [train_nap(syn, None, steps=a.pretrain_steps, seed=s, desc=f"NAP pre-training (YASA, seed {s})",
+                      **nap_kw)[0] for s in seeds]
+    extra = {"synthetic_nights": len(syn)}
 
-        preds["nap_zero_shot_yasa"] = [zero_shot(i, False) for i in range(n)]
-        if a.all_eeg:
-            preds["nap_zero_shot_yasa_all_eeg"] = [zero_shot(i, True) for i in range(n)]
-        if a.finetune:
-            for ft in a.ft_params:
-                preds[FT_ROWS[ft]] = [None] * n
-            preds["soft_vote_gated"] = [None] * n
-            gates = extra["gates"] = []
-            for i in range(n):
-                tr = [j for j in range(n) if j != i]
-                kappa = {p: pooled([labels[j] for j in tr if oof[p][j] is not None],
-                                   [oof[p][j] for j in tr if oof[p][j] is not None])["kappa"] for p in PREDICTORS}
-                kept = [p for p in PREDICTORS if kappa[p] >= a.gate_kappa] or [max(kappa, key=kappa.get)]
-                gates.append({"held_out": sigs[i].recording, "train_kappa": kappa, "kept": kept})
-                real = [{"probs": pr, "avail": av, "labels": labels[j]}
-                        for j in tr for pr, av in [montage_grid(j, kept, a.all_eeg)]]
-                reps = max(1, round(len(syn) / len(real)))  # real and synthetic streams in about equal shares
-                probs, avail = montage_grid(i, kept, a.all_eeg)
-                for ft in a.ft_params:
-                    tuned = [train_nap(real * reps + syn, None, steps=a.ft_steps, seed=s + 100 + i,
-                                       init=trainable(pre, FT_PARAMS[ft]), desc=f"NAP fine-tune ({ft}) fold {i} "
-                                       f"seed {s}", **{**nap_kw, "lr": a.ft_lr})[0] for s, pre in zip(seeds, pres)]
-                    preds[FT_ROWS[ft]][i] = np.mean([predict_nap(m, probs, avail, window=40) for m in tuned], 0)
-                kept_present = [p for p in kept if oof[p][i] is not None]
-                preds["soft_vote_gated"][i] = np.mean([oof[p][i] for p in kept_present], 0)
+    def zero_shot(i, all_eeg):
+        probs, avail = folds.montage_grid(i, ["yasa"], all_eeg)
+        return np.mean([predict_nap(m, probs, avail, window=40) for m in pres], 0)
 
-    # ---- table -------------------------------------------------------------------------------------
-    y_all = np.concatenate(labels)
+    preds["nap_zero_shot_yasa"] = [zero_shot(i, False) for i in range(n)]
+    if a.all_eeg:
+        preds["nap_zero_shot_yasa_all_eeg"] = [zero_shot(i, True) for i in range(n)]
+    if not a.finetune:
+        return extra
+    for ft in a.ft_params:
+        preds[FT_ROWS[ft]] = [None] * n
+    preds["soft_vote_gated"] = [None] * n
+    gates = extra["gates"] = []
+    for i in range(n):
+        tr = [j for j in range(n) if j != i]
+        kappa = {p: pooled([labels[j] for j in tr if oof[p][j] is not None],
+                           [oof[p][j] for j in tr if oof[p][j] is not None])["kappa"] for p in PREDICTORS}
+        kept = [p for p in PREDICTORS if kappa[p] >= a.gate_kappa] or [max(kappa, key=kappa.get)]
+        gates.append({"held_out": folds.sigs[i].recording, "train_kappa": kappa, "kept": kept})
+        real = [{"probs": pr, "avail": av, "labels": labels[j]}
+                for j in tr for pr, av in [folds.montage_grid(j, kept, a.all_eeg)]]
+        reps = max(1, round(len(syn) / len(real)))  # real and synthetic streams in about equal shares
+        probs, avail = folds.montage_grid(i, kept, a.all_eeg)
+        for ft in a.ft_params:
+            tuned = [train_nap(real * reps + syn, None, steps=a.ft_steps, seed=s + 100 + i,
+                               init=trainable(pre, FT_PARAMS[ft]), desc=f"NAP fine-tune ({ft}) fold {i} "
+                               f"seed {s}", **{**nap_kw, "lr": a.ft_lr})[0] for s, pre in zip(seeds, pres)]
+            preds[FT_ROWS[ft]][i] = np.mean([predict_nap(m, probs, avail, window=40) for m in tuned], 0)
+        kept_present = [p for p in kept if oof[p][i] is not None]
+        preds["soft_vote_gated"][i] = np.mean([oof[p][i] for p in kept_present], 0)
+    return extra
+
+
+def table_of(folds: Folds, rows: dict) -> tuple[dict, list[str]]:
+    """Pooled metrics per row over the recordings it predicts, and the Markdown table lines."""
+    labels = folds.labels
     table = {}
-    for name, per_rec in {**oof, **preds}.items():
-        keep = [i for i in range(n) if per_rec[i] is not None]
+    for name, per_rec in rows.items():
+        keep = [i for i in range(folds.n) if per_rec[i] is not None]
         table[name] = {**pooled([labels[i] for i in keep], [per_rec[i] for i in keep]),
-                       "recordings": [sigs[i].recording for i in keep],
-                       "per_recording_accuracy": {sigs[i].recording: float(np.mean(
+                       "recordings": [folds.sigs[i].recording for i in keep],
+                       "per_recording_accuracy": {folds.sigs[i].recording: float(np.mean(
                            per_rec[i].argmax(1)[labels[i] != UNSCORED] == labels[i][labels[i] != UNSCORED]))
                            for i in keep}}
     lines = ["| predictor | kappa | macro-F1 | accuracy | epochs |", "|---|---|---|---|---|"]
     for name, m in table.items():
         lines.append(f"| {name} | {m['kappa']:.3f} | {m['macro_f1']:.3f} | {m['accuracy']:.3f} | {m['n_epochs']} |")
+    return table, lines
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.finetune and not a.zero_shot_yasa:
+        ap.error("--finetune needs --zero_shot_yasa (the synthetic streams NAP is pre-trained on)")
+    torch.set_num_threads(a.threads)
+    rng = np.random.default_rng(a.seed)
+    torch.manual_seed(a.seed)
+    t0 = time.time()
+    out = Path(a.out)
+    raws, sigs = load_real(Path(a.real), all_eeg=a.all_eeg)
+    folds = base_streams(a, raws, sigs, out, rng)
+    nap_kw = dict(config=NAPConfig(), lr=3e-3, batch_size=8, min_len=8, max_len=40)
+    preds = loro_nap(a, folds, nap_kw)
+    extra = zero_shot_rows(a, folds, nap_kw, preds) if a.zero_shot_yasa else {}
+    table, lines = table_of(folds, {**folds.oof, **preds})
     print("\n".join(lines))
+    y_all = np.concatenate(folds.labels)
     write_json_atomic(out / "results.json", {
         "kind": "baselines-loro-real", "args": vars(a), "recordings": [f"{r.dataset}:{r.recording}" for r in sigs],
-        "eeg_channels": {sigs[i].recording: list(yasa_ch[i]) for i in range(n)},
+        "eeg_channels": {sigs[i].recording: list(folds.yasa_ch[i]) for i in range(folds.n)},
         "n_scored_epochs": int(np.sum(y_all != UNSCORED)), "table": table, "markdown": "\n".join(lines), **extra,
         "seconds": time.time() - t0, "provenance": provenance()})
     return 0

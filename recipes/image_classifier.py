@@ -19,7 +19,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -27,7 +26,6 @@ from torch.utils.data import DataLoader
 
 from psgvlm import training
 from psgvlm.metrics import stage_metrics
-from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.vlm.classifiers import build_classifier, predict_proba, save_classifier_run
 from psgvlm.vlm.data import load_image_dataset
 
@@ -35,23 +33,23 @@ from psgvlm.vlm.data import load_image_dataset
 @dataclass
 class Args:
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir
-    output_dir: str = "runs/resnet_isruc"
+    output_dir: str = "runs/resnet_isruc"  # the run dir
     arch: str = "resnet"  # resnet | convnext | vit | swin | clip_linear
     checkpoint: str = ""  # pretrained weights (dir or hub id); empty: from scratch with `size`
     size: str = "tiny"  # from-scratch preset (see psgvlm/vlm/classifiers.py)
     image_size: int = 0  # 0: the architecture's default input size
     train_encoder: bool = False  # clip_linear: fine-tune the encoder too (default: linear probe)
-    num_train_epochs: int = 10
-    per_device_train_batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.05
-    max_train_samples: int = 0
-    eval_batch_size: int = 64
+    num_train_epochs: int = 10  # passes over the training split
+    per_device_train_batch_size: int = 32  # images per process and micro-batch
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 1e-3  # peak, cosine decay after linear warmup
+    warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up
+    weight_decay: float = 0.05  # AdamW weight decay
+    max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
+    eval_batch_size: int = 64  # images per scoring batch
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
-    seed: int = 0
-    config: str = ""
+    seed: int = 0  # initialisation and the data order
+    config: str = ""  # YAML file of argument defaults (flags override it); its path is recorded in meta.json
 
 
 args = training.parse_args(Args)
@@ -64,14 +62,8 @@ main = accelerator.is_main_process
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_image_dataset(args.dataset)
-if set(args.predict_splits) - {"train", "validation", "test"}:
-    raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
-for split in ("train", "validation"):
-    if split not in dsd:
-        raise SystemExit(f"{args.dataset} has no {split!r} split (has {sorted(dsd)}); render with a subject split")
-train_ds = dsd["train"]
-if args.max_train_samples and args.max_train_samples < len(train_ds):
-    train_ds = train_ds.select(np.random.default_rng(args.seed).permutation(len(train_ds))[: args.max_train_samples])
+training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits)
+train_ds = training.seeded_subset(dsd["train"], args.max_train_samples, args.seed)
 
 # ----------------------------------------------------------------------------- model
 model, pre = build_classifier(args.arch, checkpoint=args.checkpoint or None, size=args.size,
@@ -141,10 +133,6 @@ if main:
         if split not in dsd:
             accelerator.print(f"{split}: not in {args.dataset} (has {sorted(dsd)}); no predictions")
             continue
-        ds = dsd[split]
-        rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
-                         epochs=ds["epoch"], starts_s=ds["start_s"], labels=list(ds["label"]), probs=evaluate(ds))
-        target = out if split == "test" else out / f"predictions_{split}"
-        m = write_predictions(target, rows, extra_meta={"split": split, "run": str(out)})
+        m = training.write_split_predictions(out, split, dsd[split], evaluate(dsd[split]))
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} accuracy {m['pooled']['accuracy']:.3f}")
 accelerator.end_training()

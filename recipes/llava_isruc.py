@@ -39,7 +39,6 @@ from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
 from psgvlm.metrics import stage_metrics
-from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.vlm.data import VLMCollator, get_template, load_image_dataset
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
@@ -53,29 +52,29 @@ class Args:
     prompt: str = "default"  # template name in prompts/sleep_stage.yaml, or a literal with <image>
     pin_grid: bool = True  # pin the anyres grid to one tile (false: the model's default grid)
     train: bool = True  # False: no fine-tuning, score the untuned model (zero-shot ablation)
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_r: int = 16  # LoRA rank
+    lora_alpha: int = 32  # LoRA scaling numerator (scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA input
     lora_vision: bool = True  # LoRA on the vision tower too (the layers that feed the projector)
     quantization: str = "none"  # "4bit": bitsandbytes QLoRA (CUDA only)
-    gradient_checkpointing: bool = False
-    num_train_epochs: float = 3.0
-    per_device_train_batch_size: int = 2
-    gradient_accumulation_steps: int = 8
+    gradient_checkpointing: bool = False  # recompute activations in backward (less memory, slower)
+    num_train_epochs: float = 3.0  # passes over the training split (a fraction stops mid-epoch)
+    per_device_train_batch_size: int = 2  # images per process and micro-batch
+    gradient_accumulation_steps: int = 8  # micro-batches per optimizer step
     learning_rate: float = 1e-4  # peak, cosine decay after linear warmup
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.0
+    warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up
+    weight_decay: float = 0.0  # AdamW weight decay
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
     max_eval_samples: int = 0  # in-training validation only; final predictions cover whole splits
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
-    eval_batch_size: int = 8
+    eval_batch_size: int = 8  # images per scoring batch
     eval_every: int = 0  # optimizer steps between validation scorings (0: end of each epoch)
     save_every: int = 0  # optimizer steps between checkpoints (0: end of each epoch)
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
-    resume_from_checkpoint: str = ""
+    resume_from_checkpoint: str = ""  # RUN/checkpoints/step-N to continue (refused under another config)
     embed_base_model: bool = False  # copy a local base model into the run dir (self-contained runs)
-    seed: int = 0
-    config: str = ""  # the YAML this run was read from (recorded)
+    seed: int = 0  # LoRA init, dropout and the data order
+    config: str = ""  # YAML file of argument defaults (flags override it); its path is recorded in meta.json
 
 
 args = training.parse_args(Args)
@@ -89,18 +88,9 @@ saved_state = training.check_resume(args.resume_from_checkpoint, config) if args
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_image_dataset(args.dataset)
-if set(args.predict_splits) - {"train", "validation", "test"}:
-    raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
-for split in ("train", "validation") if args.train else ():
-    if split not in dsd:
-        raise SystemExit(f"{args.dataset} has no {split!r} split (has {sorted(dsd)}); render with a subject split")
+training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
+                            need=("train", "validation") if args.train else ())
 template = get_template(args.prompt, channels=dataset_meta.get("channels"))
-
-
-def subset(ds, n, seed):
-    """A seeded random subset of ``n`` rows (all rows when n is 0 or larger than the split)."""
-    return ds if not n or n >= len(ds) else ds.select(np.random.default_rng(seed).permutation(len(ds))[:n])
-
 
 # ----------------------------------------------------------------------------- model
 # 4-bit weights must be placed on this process's GPU at load time.
@@ -140,8 +130,8 @@ def evaluate(ds, desc):
 log_path = out / "train_log.jsonl"
 step = 0
 if args.train:
-    train_ds = subset(dsd["train"], args.max_train_samples, args.seed)
-    val_ds = subset(dsd["validation"], args.max_eval_samples, args.seed + 1)
+    train_ds = training.seeded_subset(dsd["train"], args.max_train_samples, args.seed)
+    val_ds = training.seeded_subset(dsd["validation"], args.max_eval_samples, args.seed + 1)
     steps_per_epoch = math.ceil(len(train_ds) / (args.per_device_train_batch_size * accelerator.num_processes
                                                 * args.gradient_accumulation_steps))
     total_steps = math.ceil(steps_per_epoch * args.num_train_epochs)
@@ -250,12 +240,9 @@ for split in args.predict_splits:  # whole splits: NAP joins the streams by reco
         accelerator.print(f"{split}: not in {args.dataset} (has {sorted(dsd)}); no predictions")
         continue
     ds = dsd[split]
-    probs, labels = evaluate(ds, split)
+    probs, _ = evaluate(ds, split)
     if main:
-        rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
-                         epochs=ds["epoch"], starts_s=ds["start_s"], labels=labels.tolist(), probs=probs)
-        target = out if split == "test" else out / f"predictions_{split}"
-        m = write_predictions(target, rows, extra_meta={"split": split, "run": str(out)})
+        m = training.write_split_predictions(out, split, ds, probs)
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} macro-F1 {m['pooled']['macro_f1']:.3f} "
-                          f"accuracy {m['pooled']['accuracy']:.3f} ({len(rows)} epochs) -> {target}")
+                          f"accuracy {m['pooled']['accuracy']:.3f} ({len(probs)} epochs)")
 accelerator.end_training()

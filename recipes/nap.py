@@ -1,7 +1,7 @@
 """Train NAP over the hypnodensities of frozen predictors and compare with soft voting.
 
     python recipes/nap.py --config recipes/configs/nap_paper.yaml --signal_data runs/isruc_signal \
-        --predictors yasa=runs/yasa sdreamer=runs/sdreamer sleep2vec=runs/s2v_ft vlm=runs/llava --out runs/nap
+        --predictors yasa=runs/yasa sdreamer=runs/sdreamer sleep2vec=runs/s2v_ft vlm=runs/llava --output_dir runs/nap
 
 Each ``name=RUN_DIR`` is a frozen predictor: its ``predictions.jsonl`` + ``predictions_<split>/`` (one
 stream over the whole montage) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel, as
@@ -13,10 +13,10 @@ validation: a VLM run needs ``predict_splits: [train, validation, test]``, as in
 ``recipes/configs/llava_tiny_cpu.yaml``) and is tested on the test subjects, e.g.
 
     python recipes/nap.py --config recipes/configs/nap_paper.yaml --signal_data runs/isruc_signal \
-        --predictors vlm=runs/llava_tiny_cpu sdreamer=runs/sdreamer --out runs/nap_vlm
+        --predictors vlm=runs/llava_tiny_cpu sdreamer=runs/sdreamer --output_dir runs/nap_vlm
 
 Ablations: ``--axes time predictor`` (one axis removed), ``--adaptive false`` (no dimension-adaptive
-training).
+training). ``--help`` lists every argument.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -25,37 +25,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psgvlm.baselines.common import parse_recipe_args, save_model
+from psgvlm.baselines.common import RunArguments, save_model
 from psgvlm.baselines.nap import NAPConfig, load_streams, predict_nap, soft_vote, train_nap
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.splits import split_subjects
+from psgvlm.training import parse_args
 
 
-@dataclass
-class Args:
-    out: str = field(metadata={"help": "run dir to write"})
-    predictors: list[str] = field(metadata={"help": "name=run_dir entries of frozen predictors"})
+@dataclass(kw_only=True)
+class Args(RunArguments):
+    predictors: list[str]  # name=run_dir entries of frozen predictors
     signal_data: str | None = None  # dataset dir whose meta.json holds the split (or --split_from)
     split_from: str | None = None  # any dir/meta.json with a "split"
-    split_seed: int = 0  # used when neither gives a split
-    train_on: list[str] = field(default_factory=lambda: ["train", "validation"])
-    axes: list[str] = field(default_factory=lambda: ["channel", "time", "predictor"])
-    n_heads: int = 6
-    d_model: int = 24
-    n_layers: int = 4
-    adaptive: bool = True  # dimension-adaptive training
-    min_len: int = 10
-    max_len: int = 60
-    steps: int = 400
-    batch_size: int = 16
-    lr: float = 3e-3
-    seed: int = 0
-    threads: int = 2
+    split_seed: int = 0  # seed of a subject split of the streams' subjects when neither gives one
+    train_on: list[str] = field(default_factory=lambda: ["train", "validation"])  # splits NAP trains on
+    axes: list[str] = field(default_factory=lambda: ["channel", "time", "predictor"])  # attention axes
+    n_heads: int = 6  # split evenly over the axes in use
+    d_model: int = 24  # width of the transformer
+    n_layers: int = 4  # tri-axial attention layers
+    adaptive: bool = True  # dimension-adaptive training (random sub-grids and lengths per batch)
+    min_len: int = 10  # shortest training sequence (epochs)
+    max_len: int = 60  # longest training sequence (epochs); also the scoring window
+    # NAP's own optimiser settings (psgvlm.baselines.nap.train_nap: AdamW, weight decay 1e-4, 5% warm-up)
+    max_steps: int = 400  # optimizer steps
+    per_device_train_batch_size: int = 16  # sequences per batch
+    learning_rate: float = 3e-3  # peak AdamW learning rate (linear warm-up, then cosine decay)
 
 
 def main(argv=None):
-    args = parse_recipe_args(Args, argv)
+    args = parse_args(Args, argv)
     torch.set_num_threads(args.threads)
 
     # ---- streams of frozen predictors, checked to describe the same epochs ----------------------
@@ -90,10 +89,10 @@ def main(argv=None):
 
     # ---- model + dimension-adaptive training ----------------------------------------------------
     config = NAPConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, axes=tuple(args.axes))
-    model, losses = train_nap(train, avail, config=config, steps=args.steps, lr=args.lr,
-                              batch_size=args.batch_size, min_len=args.min_len, max_len=args.max_len,
-                              adaptive=args.adaptive, seed=args.seed)
-    save_model(args.out, model, asdict(config))
+    model, losses = train_nap(train, avail, config=config, steps=args.max_steps, lr=args.learning_rate,
+                              batch_size=args.per_device_train_batch_size, min_len=args.min_len,
+                              max_len=args.max_len, adaptive=args.adaptive, seed=args.seed)
+    save_model(args.output_dir, model, asdict(config))
 
     # ---- evaluate: NAP, soft voting, every single stream, and predictor subsets -------------------
     def rows_of(fn):
@@ -107,13 +106,13 @@ def main(argv=None):
     meta = {"kind": "nap", "config": {"args": asdict(args), "model_config": asdict(config)}, "split": split,
             "channels": channels, "predictors": predictors, "avail": avail.tolist(), "losses": losses,
             "sources": sources, "dropped_unscored": dropped, "provenance": provenance()}
-    metrics = write_predictions(args.out, rows_of(lambda d: predict_nap(model, d["probs"], avail, window=args.max_len)),
+    metrics = write_predictions(args.output_dir, rows_of(lambda d: predict_nap(model, d["probs"], avail, window=args.max_len)),
                                 extra_meta={"kind": "nap"})
-    vote = write_predictions(Path(args.out) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),
+    vote = write_predictions(Path(args.output_dir) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),
                              extra_meta={"kind": "soft_vote"})
     table = {"nap": metrics["pooled"], "soft_vote": vote["pooled"]}
     for ci, pi in zip(*np.nonzero(avail)):
-        m = write_predictions(Path(args.out) / "streams" / f"{predictors[pi]}__{channels[ci]}".replace("*", "all"),
+        m = write_predictions(Path(args.output_dir) / "streams" / f"{predictors[pi]}__{channels[ci]}".replace("*", "all"),
                               rows_of(lambda d, ci=ci, pi=pi: d["probs"][ci, :, pi]))
         table[f"{predictors[pi]}@{channels[ci]}"] = m["pooled"]
     for pi, name in enumerate(predictors):  # any subset at test: NAP with one predictor left out / alone
@@ -123,8 +122,8 @@ def main(argv=None):
 
             table[f"nap_without_{name}"] = metrics_from_rows(rows_of(
                 lambda d, rest=rest: predict_nap(model, d["probs"], avail, predictors=rest, window=args.max_len)))["pooled"]
-    write_json_atomic(f"{args.out}/metrics_table.json", table)
-    write_json_atomic(f"{args.out}/meta.json", meta)
+    write_json_atomic(f"{args.output_dir}/metrics_table.json", table)
+    write_json_atomic(f"{args.output_dir}/meta.json", meta)
     print({k: {"kappa": round(v["kappa"], 3), "macro_f1": round(v["macro_f1"], 3)} for k, v in table.items()})
     return 0
 

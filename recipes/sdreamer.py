@@ -1,34 +1,37 @@
 """Train Sequence sDREAMER (MoME + self-distillation) on EEG + EMG and evaluate multi- and single-channel.
 
     python recipes/sdreamer.py --config recipes/configs/sdreamer_tiny.yaml \
-        --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --out runs/sdreamer
+        --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --output_dir runs/sdreamer
 
 Ablation: ``--distill_weight 0`` (no self-distillation; single-channel accuracy collapses).
 
 Predict-only (no training): the model of a trained run on the test subjects of another signal dataset,
 e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` + ``meta.json`` (``predict_only``,
-``source_run``) to ``--out``. Window K and inputs come from the source run:
+``source_run``) to ``--output_dir``. Window K and inputs come from the source run:
 
-    python recipes/sdreamer.py --from_run runs/sdreamer --signal_data runs/isruc_signal_other --out runs/sd_other
+    python recipes/sdreamer.py --from_run runs/sdreamer --signal_data runs/isruc_signal_other \
+        --output_dir runs/sd_other
     # clean-trained, tested on failing EEG channels (evals builds {signal_data} with the run's split):
     python -m evals robustness --run runs/sdreamer --format isruc --input data/isruc_synth --out results/rob_sd \
-        --predict-cmd "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --out {out}"
+        --predict-cmd "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --output_dir {out}"
 
 Writes ``predictions.jsonl`` + ``metrics.json`` (test subjects, mixed pathway), ``predictions_<split>/``
 for train and validation (NAP's inputs), ``metrics_single_channel.json`` (EEG-only, EMG-only, mixed),
-``model.pt`` + ``model_config.json`` and ``meta.json``.
+``model.pt`` + ``model_config.json`` and ``meta.json``. ``--help`` lists every argument.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from psgvlm.baselines.common import (
+    OptimizerArguments,
+    RunArguments,
+    SignalDataArguments,
     class_weights,
     load_or_build_signal_data,
     load_source_run,
-    parse_recipe_args,
     predict_test_split,
     predict_windows,
     random_windows,
@@ -42,46 +45,36 @@ from psgvlm.baselines.signal_data import select
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES
+from psgvlm.training import parse_args
 
 
-@dataclass
-class Args:
-    out: str = field(metadata={"help": "run dir to write"})
-    signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
-    format: str | None = None
-    input: str | None = None
-    split_from: str | None = None
-    split_seed: int = 0
-    size: str = "tiny"  # tiny | paper
+@dataclass(kw_only=True)
+class Args(OptimizerArguments, RunArguments, SignalDataArguments):
+    size: str = "tiny"  # model preset: tiny | paper
     eeg_channel: str | None = None  # default: the first EEG channel of each recording
     emg_channel: str | None = None  # default: the first EMG channel
-    seq_len: int = 16  # K
+    seq_len: int = 16  # epochs per window (K)
     distill_weight: float = 1.0  # 0 = ablation without self-distillation
-    t_eeg: float = 1.0
-    t_emg: float = 3.0
-    unimodal_ce: bool = False
-    epoch_mix: bool = False
-    batch_size: int = 8
-    steps: int = 300
-    lr: float = 1e-3
-    seed: int = 0
-    threads: int = 2
+    t_eeg: float = 1.0  # distillation temperature, EEG student
+    t_emg: float = 3.0  # distillation temperature, EMG student
+    unimodal_ce: bool = False  # also supervise the unimodal heads with labels
+    epoch_mix: bool = False  # mixed pathway at epoch level too (the paper disables it for Sequence sDREAMER)
+    per_device_train_batch_size: int = 8  # windows of seq_len epochs per batch
     from_run: str | None = None  # predict-only: a trained sDREAMER run dir (its K and inputs; no training)
 
 
 def main(argv=None):
-    args = parse_recipe_args(Args, argv)
+    args = parse_args(Args, argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
 
     # ---- data: EEG + EMG epochs at 128 Hz, K consecutive epochs --------------------------------------
-    recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
-                                              split_from=args.split_from, split_seed=args.split_seed)
+    recs, ds_meta = load_or_build_signal_data(args)
     split = ds_meta["split"]
     if args.from_run:  # ---- predict-only: the source run's model on this dataset's test subjects
         src, model = load_source_run(args.from_run, "sdreamer"), load_sdreamer(args.from_run)
-        metrics = predict_test_split(args.out, kind="sdreamer", source_run=args.from_run, source_meta=src, recs=recs,
+        metrics = predict_test_split(args.output_dir, kind="sdreamer", source_run=args.from_run, source_meta=src, recs=recs,
                                      ds_meta=ds_meta, fn=model,
                                      inputs=src["config"]["inputs"], seq_len=model.config.seq_len)
         print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
@@ -111,7 +104,7 @@ def main(argv=None):
     history = []
 
     def step(_):
-        x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.batch_size, rng=rng)
+        x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.per_device_train_batch_size, rng=rng)
         out = model.forward_train(x)
         # class weighting: reweight the mixed/only CE by the label prior (distillation unaffected)
         loss, parts = model.loss(out, y, class_weight=weights)
@@ -119,11 +112,12 @@ def main(argv=None):
         return loss
 
     model.train()
-    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, desc="sDREAMER")
+    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sDREAMER")
 
     # ---- save ----------------------------------------------------------------------------------------
     model.eval()
-    save_model(args.out, model, asdict(config))
+    save_model(args.output_dir, model, asdict(config))
 
     # ---- evaluate: mixed (or EEG-only model) for the contract files, then single-channel -----------
     def predict(rs, names=None):
@@ -135,11 +129,11 @@ def main(argv=None):
     for name in ("train", "validation"):
         rs = [r for r in select(recs, split.get(name, [])) if r.n_epochs >= args.seq_len]
         if rs:
-            write_run(args.out, kind="sdreamer", config=cfg, recs=rs, probs=predict(rs), dataset_meta=ds_info,
+            write_run(args.output_dir, kind="sdreamer", config=cfg, recs=rs, probs=predict(rs), dataset_meta=ds_info,
                       name=f"predictions_{name}")
     test = [r for r in select(recs, split["test"]) if r.n_epochs >= args.seq_len]
     skipped = [r.recording for r in select(recs, split["test"]) if r.n_epochs < args.seq_len]
-    metrics = write_run(args.out, kind="sdreamer", config=cfg, recs=test, probs=predict(test), dataset_meta=ds_info,
+    metrics = write_run(args.output_dir, kind="sdreamer", config=cfg, recs=test, probs=predict(test), dataset_meta=ds_info,
                         extra={"skipped_test_shorter_than_K": skipped})
     single = {}
     for names in (["EEG"], ["EMG"], ["EEG", "EMG"]):
@@ -150,7 +144,7 @@ def main(argv=None):
             rows += make_rows(dataset=r.dataset, subjects=[r.subject] * r.n_epochs, recordings=[r.recording] * r.n_epochs,
                               epochs=range(r.n_epochs), starts_s=r.starts_s, labels=r.stages.tolist(), probs=p)
         single["+".join(names).lower()] = metrics_from_rows(rows)["pooled"]
-    write_json_atomic(f"{args.out}/metrics_single_channel.json", single)
+    write_json_atomic(f"{args.output_dir}/metrics_single_channel.json", single)
     print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
            "single_channel": {k: {"acc": round(v["accuracy"], 3), "kappa": round(v["kappa"], 3)}
                               for k, v in single.items()}, "n_classes": N_STAGES})

@@ -1,7 +1,7 @@
 """Fine-tune a pre-trained sleep2vec for sleep staging: LoRA on q/k/v, gated fusion, per-epoch MLP head.
 
     python recipes/sleep2vec_finetune.py --config recipes/configs/sleep2vec_tiny_finetune.yaml \
-        --signal_data runs/isruc_signal --pretrained runs/s2v_pre --out runs/s2v_ft
+        --signal_data runs/isruc_signal --pretrained runs/s2v_pre --output_dir runs/s2v_ft
 
 Trains on the train-split subjects, writes ``predictions.jsonl`` + ``metrics.json`` for the test
 subjects (all trained modalities), ``predictions_<split>/`` for train and validation (NAP's inputs),
@@ -9,12 +9,15 @@ and ``metrics_subsets.json``: test metrics for every inference subset in ``eval_
 
 Predict-only (no training, no ``--pretrained``): the fine-tuned model of a run on the test subjects of
 another signal dataset, e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` +
-``meta.json`` (``predict_only``, ``source_run``) to ``--out``, with the source run's modalities and window:
+``meta.json`` (``predict_only``, ``source_run``) to ``--output_dir``, with the source run's modalities and
+window:
 
-    python recipes/sleep2vec_finetune.py --from_run runs/s2v_ft --signal_data runs/isruc_signal_other --out runs/s2v_other
+    python recipes/sleep2vec_finetune.py --from_run runs/s2v_ft --signal_data runs/isruc_signal_other \
+        --output_dir runs/s2v_other
     # clean-trained, tested on failing EEG channels (evals builds {signal_data} with the run's split):
     python -m evals robustness --run runs/s2v_ft --format isruc --input data/isruc --out results/rob_s2v \
-        --predict-cmd "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} --out {out}"
+        --predict-cmd "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} \
+        --output_dir {out}"
 """
 
 from dataclasses import asdict, dataclass, field
@@ -24,11 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from psgvlm.baselines.common import (
+    OptimizerArguments,
+    RunArguments,
+    SignalDataArguments,
     arrays_for,
     class_weights,
     load_or_build_signal_data,
     load_source_run,
-    parse_recipe_args,
     predict_test_split,
     predict_windows,
     random_windows,
@@ -47,49 +52,37 @@ from psgvlm.baselines.sleep2vec import (
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
+from psgvlm.training import parse_args
 
 
-@dataclass
-class Args:
-    out: str = field(metadata={"help": "run dir to write"})
-    signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
-    pretrained: str | None = field(default=None, metadata={"help": "run dir of recipes/sleep2vec_pretrain.py "
-                                                                   "(needed unless --from_run)"})
-    format: str | None = None
-    input: str | None = None
-    split_from: str | None = None
-    split_seed: int = 0
+@dataclass(kw_only=True)
+class Args(OptimizerArguments, RunArguments, SignalDataArguments):
+    pretrained: str | None = None  # run dir of recipes/sleep2vec_pretrain.py (needed unless --from_run)
     modalities: list[str] = field(default_factory=list)  # default: every pre-trained modality
-    eval_subsets: list[str] = field(default_factory=lambda: ["EEG", "EEG+EOG", "EEG+EOG+EMG"])
+    eval_subsets: list[str] = field(default_factory=lambda: ["EEG", "EEG+EOG", "EEG+EOG+EMG"])  # test subsets
     use_lora: bool = True  # False: frozen backbone, head + gates only
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_r: int = 8  # LoRA rank on q/k/v
+    lora_alpha: int = 16  # LoRA scaling numerator (scale alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA input
     fusion: str = "gate"  # gate | mean
     train_tokenizers: bool = True  # the tokenizers are small; the paper fine-tunes the backbone via LoRA only
     modality_dropout: float = 0.3  # chance per batch of training on a random subset (any-subset inference)
-    seq_len: int = 20
-    batch_size: int = 16
-    steps: int = 300
-    lr: float = 1e-3
-    seed: int = 0
-    threads: int = 2
+    seq_len: int = 20  # epochs per window (K)
     from_run: str | None = None  # predict-only: a fine-tuned sleep2vec run dir (its modalities and K; no training)
 
 
 def main(argv=None):
-    args = parse_recipe_args(Args, argv)
+    args = parse_args(Args, argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
 
     # ---- data ------------------------------------------------------------------------------------
-    recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
-                                              split_from=args.split_from, split_seed=args.split_seed)
+    recs, ds_meta = load_or_build_signal_data(args)
     split = ds_meta["split"]
     if args.from_run:  # ---- predict-only: the source run's model on this dataset's test subjects
         src, model = load_source_run(args.from_run, "sleep2vec"), load_stager(args.from_run)
-        metrics = predict_test_split(args.out, kind="sleep2vec", source_run=args.from_run, source_meta=src, recs=recs,
+        metrics = predict_test_split(args.output_dir, kind="sleep2vec", source_run=args.from_run, source_meta=src, recs=recs,
                                      ds_meta=ds_meta, fn=model, inputs={m: None for m in model.modalities},
                                      seq_len=src["config"]["args"]["seq_len"])
         print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
@@ -113,7 +106,7 @@ def main(argv=None):
 
     # ---- train -----------------------------------------------------------------------------------
     def step(_):
-        x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.batch_size, rng=rng)
+        x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.per_device_train_batch_size, rng=rng)
         if len(mods) > 1 and rng.random() < args.modality_dropout:  # a random non-empty subset
             keep = [m for m in mods if rng.random() < 0.5] or [mods[int(rng.integers(len(mods)))]]
             x = {m: x[m] for m in keep}
@@ -122,11 +115,12 @@ def main(argv=None):
                                ignore_index=UNSCORED)
 
     model.train()
-    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, desc="sleep2vec finetune")
+    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec finetune")
 
     # ---- save + evaluate ----------------------------------------------------------------------------
     model.eval()
-    save_model(args.out, model, {"backbone": config_dict(backbone.config), "stager": stager_kw})
+    save_model(args.output_dir, model, {"backbone": config_dict(backbone.config), "stager": stager_kw})
 
     def predict(rs, subset):
         return [predict_windows(model, arrays_for(r, {m: None for m in subset}), seq_len=args.seq_len) for r in rs]
@@ -137,10 +131,10 @@ def main(argv=None):
     for name in ("train", "validation"):
         rs = [r for r in select(recs, split.get(name, [])) if r.n_epochs >= args.seq_len]
         if rs:
-            write_run(args.out, kind="sleep2vec", config=config, recs=rs, probs=predict(rs, mods),
+            write_run(args.output_dir, kind="sleep2vec", config=config, recs=rs, probs=predict(rs, mods),
                       dataset_meta=ds_info, name=f"predictions_{name}")
     test = [r for r in select(recs, split["test"]) if r.n_epochs >= args.seq_len]
-    metrics = write_run(args.out, kind="sleep2vec", config=config, recs=test, probs=predict(test, mods),
+    metrics = write_run(args.output_dir, kind="sleep2vec", config=config, recs=test, probs=predict(test, mods),
                         dataset_meta=ds_info, extra={"pretrained": args.pretrained})
     subsets = {}
     for s in args.eval_subsets:
@@ -152,7 +146,7 @@ def main(argv=None):
             rows += make_rows(dataset=r.dataset, subjects=[r.subject] * r.n_epochs, recordings=[r.recording] * r.n_epochs,
                               epochs=range(r.n_epochs), starts_s=r.starts_s, labels=r.stages.tolist(), probs=p)
         subsets[s] = metrics_from_rows(rows)["pooled"]
-    write_json_atomic(f"{args.out}/metrics_subsets.json", subsets)
+    write_json_atomic(f"{args.output_dir}/metrics_subsets.json", subsets)
     print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
            "subsets": {s: round(m["kappa"], 3) for s, m in subsets.items()}, "trainable": n_train})
     return 0

@@ -1,11 +1,12 @@
 """Pre-train sleep2vec: cross-modal contrastive alignment with DASH-InfoNCE (or plain InfoNCE).
 
     python recipes/sleep2vec_pretrain.py --config recipes/configs/sleep2vec_tiny_pretrain.yaml \
-        --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --out runs/s2v_pre
+        --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --output_dir runs/s2v_pre
 
 Reads (or builds) the shared signal dataset, trains on the train-split subjects only, writes
-``OUT/model.pt`` + ``model_config.json`` + ``meta.json`` (config, dataset meta, provenance, losses and
-the validation cross-modal retrieval accuracy). Fine-tune with ``recipes/sleep2vec_finetune.py``.
+``OUTPUT_DIR/model.pt`` + ``model_config.json`` + ``meta.json`` (config, dataset meta, provenance,
+losses and the validation cross-modal retrieval accuracy). Fine-tune with
+``recipes/sleep2vec_finetune.py``. ``--help`` lists every argument.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -13,44 +14,42 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from psgvlm.baselines.common import load_or_build_signal_data, parse_recipe_args, train_loop
+from psgvlm.baselines.common import (
+    OptimizerArguments,
+    RunArguments,
+    SignalDataArguments,
+    load_or_build_signal_data,
+    train_loop,
+)
 from psgvlm.baselines.signal_data import select
 from psgvlm.baselines.sleep2vec import SIZES, Sleep2vec, Sleep2vecConfig, config_dict, save_backbone
 from psgvlm.provenance import provenance, write_json_atomic
+from psgvlm.training import parse_args
 
 
-@dataclass
-class Args:
-    out: str = field(metadata={"help": "run dir to write"})
-    signal_data: str = field(metadata={"help": "signal dataset dir (built from --format/--input if absent)"})
-    format: str | None = None  # reader name, to build the signal dataset
-    input: str | None = None  # recordings folder, to build the signal dataset
-    split_from: str | None = None  # image dataset dir whose meta.json split to reuse
-    split_seed: int = 0
-    size: str = "tiny"  # tiny | small | medium | large
-    modalities: list[str] = field(default_factory=lambda: ["EEG", "EOG", "EMG"])
+@dataclass(kw_only=True)
+class Args(OptimizerArguments, RunArguments, SignalDataArguments):
+    size: str = "tiny"  # model preset: tiny | small | medium | large
+    modalities: list[str] = field(default_factory=lambda: ["EEG", "EOG", "EMG"])  # aligned in pairs (those all train nights have)
     loss: str = "dash"  # dash | infonce (ablation)
-    mask_prob: float = 0.15
+    mask_prob: float = 0.15  # per-token masking probability in pre-training (0 disables)
     tokenizer_input: str = "waveform"  # waveform (paper) | log_spectrum (documented deviation)
     seq_len: int = 20  # epochs per segment
-    batch_size: int = 16  # segments per batch (B)
+    per_device_train_batch_size: int = 16  # segments per batch (B)
     segments_per_night: int = 2  # segments drawn from the same night (gives same-night pseudo-negatives)
-    steps: int = 300
-    lr: float = 5e-4
-    seed: int = 0
-    threads: int = 2
+    learning_rate: float = 5e-4  # peak AdamW learning rate (linear warm-up, then cosine decay)
+    warmup_ratio: float = 0.03  # share of max_steps spent warming up (paper: 3%)
 
 
 def main(argv=None):
-    args = parse_recipe_args(Args, argv)
+    args = parse_args(Args, argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)  # parameter init; batches use rng / the generator below
     gen = torch.Generator().manual_seed(args.seed)
 
     # ---- data: train subjects only, modalities every train recording has -----------------------
-    recs, ds_meta = load_or_build_signal_data(args.signal_data, fmt=args.format, input=args.input,
-                                              split_from=args.split_from, split_seed=args.split_seed)
+    recs, ds_meta = load_or_build_signal_data(args)
     train = [r for r in select(recs, ds_meta["split"]["train"]) if r.n_epochs >= args.seq_len]
     val = [r for r in select(recs, ds_meta["split"].get("validation", [])) if r.n_epochs >= args.seq_len]
     if not train:
@@ -85,12 +84,12 @@ def main(argv=None):
     # ---- train: one modality pair per batch --------------------------------------------------------
     def step(_):
         pair = tuple(rng.choice(mods, size=2, replace=False))
-        xa, xb, meta = batch(train, pair, args.batch_size)
+        xa, xb, meta = batch(train, pair, args.per_device_train_batch_size)
         return model.pretrain_loss({pair[0]: xa, pair[1]: xb}, meta=meta, generator=gen)
 
     model.train()
-    losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, warmup_frac=0.03,  # paper: 3% warm-up
-                        desc="sleep2vec pretrain")
+    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec pretrain")
 
     # ---- evaluate: validation loss and cross-modal retrieval recall@1 --------------------------------
     model.eval()
@@ -98,7 +97,7 @@ def main(argv=None):
     with torch.no_grad():
         pool = val or train
         for pair in [(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]]:
-            xa, xb, meta = batch(pool, pair, args.batch_size)
+            xa, xb, meta = batch(pool, pair, args.per_device_train_batch_size)
             za, zb = model.embed({pair[0]: xa, pair[1]: xb}).values()
             sim = torch.einsum("itd,jtd->tij", za, zb)
             recall1 = float((sim.argmax(-1) == torch.arange(sim.shape[-1])).float().mean())
@@ -107,8 +106,8 @@ def main(argv=None):
                                           "on": "validation" if val else "train (no validation subjects)"}
 
     # ---- save ------------------------------------------------------------------------------------
-    save_backbone(args.out, model)
-    write_json_atomic(f"{args.out}/meta.json", {
+    save_backbone(args.output_dir, model)
+    write_json_atomic(f"{args.output_dir}/meta.json", {
         "kind": "sleep2vec-pretrain", "args": asdict(args), "model_config": config_dict(config),
         "dataset": {k: ds_meta.get(k) for k in ("split", "input", "rates")}, "losses": losses,
         "evaluation": evaluation, "provenance": provenance()})

@@ -106,7 +106,7 @@ def test_signal_dataset_rates_roundtrip_and_windows(tmp_path):
 
 
 def test_signal_dataset_uses_the_one_epoch_cutter_and_refuses_old_versions(tmp_path):
-    from psgvlm.baselines.common import load_or_build_signal_data
+    from psgvlm.baselines.common import SignalDataArguments, load_or_build_signal_data
     from psgvlm.signal.epochs import epochs_from_recording
 
     rec = make_recording("8", n_epochs=6)
@@ -120,7 +120,7 @@ def test_signal_dataset_uses_the_one_epoch_cutter_and_refuses_old_versions(tmp_p
     meta = json.loads((out / "meta.json").read_text())
     (out / "meta.json").write_text(json.dumps({**meta, "version": 1}))
     with pytest.raises(ValueError, match="format version 1; this psgvlm reads version 2 .* rebuild it"):
-        load_or_build_signal_data(out)
+        load_or_build_signal_data(SignalDataArguments(signal_data=str(out)))
 
 
 def test_missing_modality_and_nan_are_named():
@@ -363,7 +363,7 @@ def test_yasa_stager_real_dreams_excerpt(real_data_dir):
 
 
 def test_recipe_config_rejects_unknown_keys(tmp_path):
-    from psgvlm.baselines.common import parse_recipe_args
+    from psgvlm.training import parse_args
 
     sys.path.insert(0, str(REPO / "recipes"))
     try:
@@ -371,13 +371,13 @@ def test_recipe_config_rejects_unknown_keys(tmp_path):
     finally:
         sys.path.pop(0)
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("d_model: 24\nlearning_rate: 0.1\n")
-    with pytest.raises(ValueError, match=r"unknown keys \['learning_rate'\]"):
-        parse_recipe_args(nap_recipe.Args, ["--config", str(cfg), "--out", "x", "--predictors", "a=b"])
+    cfg.write_text("d_model: 24\nlr: 0.1\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['lr'\]"):
+        parse_args(nap_recipe.Args, ["--config", str(cfg), "--output_dir", "x", "--predictors", "a=b"])
     good = tmp_path / "good.yaml"
-    good.write_text("d_model: 12\nout: runs/x\npredictors: [a=b]\n")
-    args = parse_recipe_args(nap_recipe.Args, ["--config", str(good), "--n_layers", "2"])
-    assert (args.d_model, args.n_layers, args.out, args.predictors) == (12, 2, "runs/x", ["a=b"])
+    good.write_text("d_model: 12\noutput_dir: runs/x\npredictors: [a=b]\n")
+    args = parse_args(nap_recipe.Args, ["--config", str(good), "--n_layers", "2"])
+    assert (args.d_model, args.n_layers, args.output_dir, args.predictors) == (12, 2, "runs/x", ["a=b"])
 
 
 # ---- recipes end to end (tiny) ---------------------------------------------------------------------
@@ -395,12 +395,13 @@ def test_recipes_end_to_end(tmp_path):
             for i in range(5)]
     split = {"kind": "subject", "seed": 0, "train": ["s0", "s1", "s2"], "validation": ["s3"], "test": ["s4"]}
     data = save_signal_dataset(recs, tmp_path / "sig", split=split)
-    common = ["--signal_data", data, "--steps", "3", "--batch_size", "4"]
+    common = ["--signal_data", data, "--max_steps", "3", "--per_device_train_batch_size", "4"]
     _run("sleep2vec_pretrain.py", "--config", REPO / "recipes/configs/sleep2vec_tiny_pretrain.yaml",
-         "--out", tmp_path / "pre", "--seq_len", "8", *common)
+         "--output_dir", tmp_path / "pre", "--seq_len", "8", *common)
     _run("sleep2vec_finetune.py", "--config", REPO / "recipes/configs/sleep2vec_tiny_finetune.yaml",
-         "--pretrained", tmp_path / "pre", "--out", tmp_path / "ft", "--seq_len", "8", *common)
-    _run("sdreamer.py", "--config", REPO / "recipes/configs/sdreamer_tiny.yaml", "--out", tmp_path / "sd", *common)
+         "--pretrained", tmp_path / "pre", "--output_dir", tmp_path / "ft", "--seq_len", "8", *common)
+    _run("sdreamer.py", "--config", REPO / "recipes/configs/sdreamer_tiny.yaml", "--output_dir", tmp_path / "sd",
+         *common)
     for run in ("ft", "sd"):
         assert (tmp_path / run / "predictions.jsonl").exists() and (tmp_path / run / "metrics.json").exists()
         meta = json.loads((tmp_path / run / "meta.json").read_text())
@@ -409,6 +410,6 @@ def test_recipes_end_to_end(tmp_path):
     assert set(single) == {"eeg", "emg", "eeg+emg"}
     _run("nap.py", "--config", REPO / "recipes/configs/nap_paper.yaml", "--predictors",
          f"sdreamer={tmp_path / 'sd'}", f"sleep2vec={tmp_path / 'ft'}", "--signal_data", data,
-         "--out", tmp_path / "nap", "--steps", "3", "--min_len", "4", "--max_len", "8")
+         "--output_dir", tmp_path / "nap", "--max_steps", "3", "--min_len", "4", "--max_len", "8")
     table = json.loads((tmp_path / "nap" / "metrics_table.json").read_text())
     assert {"nap", "soft_vote", "nap_without_sdreamer"} <= set(table)

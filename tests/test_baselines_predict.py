@@ -43,15 +43,15 @@ def isruc(tmp_path_factory):
                 "--out", str(tmp / "raw"), "--quiet"]) == 0
     sig = build_signal_dataset(fmt="isruc", input=tmp / "raw", out=tmp / "sig")
     assert _recipe("sdreamer").main(["--config", str(CFG / "sdreamer_tiny.yaml"), "--signal_data", str(sig),
-                                     "--out", str(tmp / "sd"), "--seq_len", "8", "--steps", "4",
-                                     "--batch_size", "4", "--threads", "1"]) == 0
+                                     "--output_dir", str(tmp / "sd"), "--seq_len", "8", "--max_steps", "4",
+                                     "--per_device_train_batch_size", "4", "--threads", "1"]) == 0
     return tmp / "raw", sig, tmp / "sd"
 
 
 def test_sdreamer_predict_only_reproduces_the_runs_own_predictions(isruc, tmp_path):
     _, sig, run = isruc
-    assert _recipe("sdreamer").main(["--from_run", str(run), "--signal_data", str(sig), "--out", str(tmp_path / "p"),
-                                     "--threads", "1", "--seq_len", "99"]) == 0  # K comes from the run, not flags
+    assert _recipe("sdreamer").main(["--from_run", str(run), "--signal_data", str(sig),
+                                     "--output_dir", str(tmp_path / "p"), "--threads", "1", "--seq_len", "99"]) == 0  # K comes from the run, not flags
     a, b = _rows(run), _rows(tmp_path / "p")
     assert len(a) == len(b) == 40 and len({r["subject"] for r in a}) == 2  # 2 test subjects x 20 epochs
     assert [r["pred"] for r in a] == [r["pred"] for r in b]
@@ -66,23 +66,24 @@ def test_sdreamer_predict_only_reproduces_the_runs_own_predictions(isruc, tmp_pa
 
 def test_sleep2vec_predict_only_reproduces_the_runs_own_predictions(isruc, tmp_path):
     _, sig, _ = isruc
-    common = ["--signal_data", str(sig), "--seq_len", "8", "--steps", "2", "--batch_size", "4", "--threads", "1"]
+    common = ["--signal_data", str(sig), "--seq_len", "8", "--max_steps", "2", "--per_device_train_batch_size", "4",
+              "--threads", "1"]
     assert _recipe("sleep2vec_pretrain").main(["--config", str(CFG / "sleep2vec_tiny_pretrain.yaml"),
-                                               "--out", str(tmp_path / "pre"), *common]) == 0
+                                               "--output_dir", str(tmp_path / "pre"), *common]) == 0
     ft = _recipe("sleep2vec_finetune")
     assert ft.main(["--config", str(CFG / "sleep2vec_tiny_finetune.yaml"), "--pretrained", str(tmp_path / "pre"),
-                    "--out", str(tmp_path / "ft"), *common]) == 0
-    assert ft.main(["--from_run", str(tmp_path / "ft"), "--signal_data", str(sig), "--out", str(tmp_path / "p"),
+                    "--output_dir", str(tmp_path / "ft"), *common]) == 0
+    assert ft.main(["--from_run", str(tmp_path / "ft"), "--signal_data", str(sig), "--output_dir", str(tmp_path / "p"),
                     "--threads", "1"]) == 0
     a, b = _rows(tmp_path / "ft"), _rows(tmp_path / "p")
     assert len(a) == 40 and [(r["pred"], r["probs"]) for r in a] == [(r["pred"], r["probs"]) for r in b]
     with pytest.raises(ValueError, match="--pretrained .* is needed to fine-tune"):
-        ft.main(["--signal_data", str(sig), "--out", str(tmp_path / "x")])
+        ft.main(["--signal_data", str(sig), "--output_dir", str(tmp_path / "x")])
     with pytest.raises(ValueError, match="is a 'sleep2vec' run; this recipe predicts with 'sdreamer' runs"):
         _recipe("sdreamer").main(["--from_run", str(tmp_path / "ft"), "--signal_data", str(sig),
-                                  "--out", str(tmp_path / "y")])
+                                  "--output_dir", str(tmp_path / "y")])
     with pytest.raises(FileNotFoundError, match="no model.pt"):
-        ft.main(["--from_run", str(tmp_path / "p"), "--signal_data", str(sig), "--out", str(tmp_path / "z")])
+        ft.main(["--from_run", str(tmp_path / "p"), "--signal_data", str(sig), "--output_dir", str(tmp_path / "z")])
 
 
 def test_evals_robustness_clean_train_with_predict_cmd_on_sdreamer(isruc, tmp_path):
@@ -90,7 +91,7 @@ def test_evals_robustness_clean_train_with_predict_cmd_on_sdreamer(isruc, tmp_pa
 
     raw, _, run = isruc
     cmd = (f"{sys.executable} {REPO / 'recipes/sdreamer.py'} --from_run {{run}} --signal_data {{signal_data}} "
-           "--out {out} --threads 1")
+           "--output_dir {out} --threads 1")
     out = tmp_path / "rob"
     assert evals(["robustness", "--run", str(run), "--format", "isruc", "--input", str(raw), "--out", str(out),
                   "--predict-cmd", cmd, "--fraction", "0.5", "--seed", "0", "--n-boot", "20"]) == 0

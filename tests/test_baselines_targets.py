@@ -37,16 +37,17 @@ def test_baseline_targets_on_synthetic_isruc(tmp_path):
          "--out", tmp_path / "isruc")
     sig = build_signal_dataset(fmt="isruc", input=tmp_path / "isruc", out=tmp_path / "sig")
     _run(REPO / "recipes/sdreamer.py", "--config", CFG / "sdreamer_tiny.yaml", "--signal_data", sig,
-         "--out", tmp_path / "sd")
+         "--output_dir", tmp_path / "sd")
     _run(REPO / "recipes/sdreamer.py", "--config", CFG / "sdreamer_tiny.yaml", "--signal_data", sig,
-         "--out", tmp_path / "sd_nokd", "--distill_weight", "0")
+         "--output_dir", tmp_path / "sd_nokd", "--distill_weight", "0")
     _run(REPO / "recipes/sleep2vec_pretrain.py", "--config", CFG / "sleep2vec_tiny_pretrain.yaml",
-         "--signal_data", sig, "--out", tmp_path / "pre")
+         "--signal_data", sig, "--output_dir", tmp_path / "pre")
     _run(REPO / "recipes/sleep2vec_finetune.py", "--config", CFG / "sleep2vec_tiny_finetune.yaml",
-         "--signal_data", sig, "--pretrained", tmp_path / "pre", "--out", tmp_path / "ft")
+         "--signal_data", sig, "--pretrained", tmp_path / "pre", "--output_dir", tmp_path / "ft")
     _run("-m", "psgvlm.reference.yasa", "--format", "isruc", "--input", tmp_path / "isruc",
          "--out", tmp_path / "yasa", "--channels", "C3", "C4")
-    _run(REPO / "recipes/nap.py", "--config", CFG / "nap_paper.yaml", "--signal_data", sig, "--out", tmp_path / "nap",
+    _run(REPO / "recipes/nap.py", "--config", CFG / "nap_paper.yaml", "--signal_data", sig,
+         "--output_dir", tmp_path / "nap",
          "--predictors", f"yasa={tmp_path / 'yasa'}", f"sdreamer={tmp_path / 'sd'}", f"sleep2vec={tmp_path / 'ft'}")
     assert _kappa(tmp_path / "sd") >= 0.6
     assert _kappa(tmp_path / "ft") >= 0.6

@@ -82,8 +82,8 @@ def test_nap_over_vlm_classifier_and_sdreamer_runs_drops_only_unscored_epochs(tm
                 "--model", tmp_path / "tiny", "--output_dir", vlm, "--max_steps", "2")
     _run_script(REPO / "recipes/image_classifier.py", "--config", CFG / "classifier_tiny_cpu.yaml", "--dataset", img,
                 "--output_dir", cnn, "--num_train_epochs", "1")
-    assert _recipe_main("sdreamer", "--config", CFG / "sdreamer_tiny.yaml", "--signal_data", sig, "--out", sd,
-                        "--seq_len", "8", "--steps", "3", "--batch_size", "4") == 0
+    assert _recipe_main("sdreamer", "--config", CFG / "sdreamer_tiny.yaml", "--signal_data", sig, "--output_dir", sd,
+                        "--seq_len", "8", "--max_steps", "3", "--per_device_train_batch_size", "4") == 0
     for run in (vlm, cnn):
         for name, target in (("train", run / "predictions_train"), ("validation", run / "predictions_validation"),
                              ("test", run)):
@@ -94,8 +94,8 @@ def test_nap_over_vlm_classifier_and_sdreamer_runs_drops_only_unscored_epochs(tm
 
     # ---- NAP: aligned on the shared (recording, epoch), the unscored epochs reported --------------------
     nap = tmp_path / "nap"
-    assert _recipe_main("nap", "--config", CFG / "nap_paper.yaml", "--signal_data", sig, "--out", nap,
-                        "--predictors", f"vlm={vlm}", f"cnn={cnn}", f"sd={sd}", "--steps", "3",
+    assert _recipe_main("nap", "--config", CFG / "nap_paper.yaml", "--signal_data", sig, "--output_dir", nap,
+                        "--predictors", f"vlm={vlm}", f"cnn={cnn}", f"sd={sd}", "--max_steps", "3",
                         "--min_len", "4", "--max_len", "8") == 0
     nap_meta = json.loads((nap / "meta.json").read_text())
     dropped = nap_meta["dropped_unscored"]

@@ -4,9 +4,10 @@ r"""``python -m evals robustness``: failing core EEG channels, the PSG-image pap
     python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob --seed 0
     # trained clean, tested corrupted, signal baselines: the recipe's predict-only mode (--from_run)
     python -m evals robustness --run runs/sdreamer --format isruc --input data/isruc --out results/rob_sd --seed 0 \
-        --predict-cmd "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --out {out}"
+        --predict-cmd "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --output_dir {out}"
     python -m evals robustness --run runs/s2v_ft --format isruc --input data/isruc --out results/rob_s2v --seed 0 \
-        --predict-cmd "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} --out {out}"
+        --predict-cmd "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} \
+        --output_dir {out}"
     # trained and tested corrupted: re-render everything corrupted, re-train with the recipe command
     python -m evals robustness --run runs/llava_isruc --format isruc --input data/isruc --out results/rob2 \
         --setting train-corrupted --train-cmd "accelerate launch recipes/llava_isruc.py --dataset {dataset} --output_dir {out}"
@@ -32,7 +33,7 @@ Settings:
   (``OUT/run_corrupted``, where the recipe must write predictions.jsonl), ``{seed}``, ``{fraction}``,
   ``{manifest}``. Its predictions are compared with the clean run's ``predictions.jsonl`` on the same
   epochs. Works for image and signal recipes alike, e.g. ``--train-cmd "python recipes/sdreamer.py
-  --signal_data {signal_data} --format isruc --input data/isruc --out {out}"``.
+  --signal_data {signal_data} --format isruc --input data/isruc --output_dir {out}"``.
 
 Output: metrics clean and corrupted, paired deltas (corrupted - clean) with subject-bootstrap CIs,
 split into affected and intact subjects; results.json, samples.jsonl, manifest.json, plots.
@@ -211,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--predict-cmd", help="clean-train with a command instead of psgvlm.vlm.predict (models "
                                           "without an image predictor; same placeholders), e.g. \"python "
                                           "recipes/sdreamer.py --from_run {run} --signal_data {signal_data} "
-                                          "--out {out}\" (also recipes/sleep2vec_finetune.py)")
+                                          "--output_dir {out}\" (also recipes/sleep2vec_finetune.py)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the corruption and of the bootstrap")
     ap.add_argument("--fraction", type=float, default=0.7, help="share of subjects corrupted (paper: 0.7)")
     ap.add_argument("--channels", default=",".join(CORE_EEG), help="channels eligible for failure")

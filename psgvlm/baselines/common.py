@@ -1,10 +1,10 @@
-"""Training and prediction helpers the baseline recipes share: windows, the optimiser loop, run dirs,
-and the predict-only path (``--from_run``) of the signal recipes."""
+"""Training and prediction helpers the baseline recipes share: windows, the optimiser loop, the shared
+argument dataclasses, run dirs, and the predict-only path (``--from_run``) of the signal recipes."""
 
 from __future__ import annotations
 
-import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from psgvlm.baselines.signal_data import SignalRecording, select, sequence_start
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
+from psgvlm.training import warmup_cosine
 
 
 def arrays_for(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
@@ -84,20 +85,22 @@ def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: 
     return acc / cnt[:, None]
 
 
-def train_loop(params, step_fn, *, steps: int, lr: float, weight_decay: float = 0.01,
-               warmup_frac: float = 0.05, desc: str = "train", log_every: int = 10) -> list[float]:
-    """AdamW with linear warm-up and cosine decay; ``step_fn(step) -> loss tensor``. Returns losses."""
+def train_loop(params, step_fn, *, max_steps: int, learning_rate: float, weight_decay: float = 0.01,
+               warmup_ratio: float = 0.05, desc: str = "train", logging_steps: int = 10) -> list[float]:
+    """AdamW under :func:`psgvlm.training.warmup_cosine`; ``step_fn(step) -> loss tensor``. Returns losses.
+
+    ``max_steps`` optimizer steps at peak ``learning_rate`` after a linear warm-up over ``warmup_ratio``
+    of them, gradients clipped to norm 1; a non-finite loss raises FloatingPointError naming the step.
+    """
     from tqdm import tqdm
 
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
-    warm = max(1, int(warmup_frac * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))))
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
+    sched = warmup_cosine(opt, total_steps=max_steps, warmup_ratio=warmup_ratio)
     losses = []
-    bar = tqdm(range(steps), desc=desc, mininterval=5)
+    bar = tqdm(range(max_steps), desc=desc, mininterval=5)
     for step in bar:
         loss = step_fn(step)
         if not torch.isfinite(loss):
@@ -108,8 +111,8 @@ def train_loop(params, step_fn, *, steps: int, lr: float, weight_decay: float = 
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
-        if step % log_every == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
+        if step % logging_steps == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-logging_steps:]):.4f}")
     return losses
 
 
@@ -142,50 +145,54 @@ def write_run(out_dir, *, kind: str, config: dict, recs: list[SignalRecording], 
     return metrics
 
 
-def parse_recipe_args(args_cls, argv=None):
-    """``HfArgumentParser`` over ``args_cls`` with ``--config x.yaml`` as defaults and flags as overrides."""
-    import argparse
-
-    import yaml
-    from transformers import HfArgumentParser
-
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config")
-    known, rest = pre.parse_known_args(argv)
-    parser = HfArgumentParser(args_cls)
-    if known.config:
-        with open(known.config, encoding="utf-8") as f:
-            defaults = yaml.safe_load(f) or {}
-        fields = {f.name for f in __import__("dataclasses").fields(args_cls)}
-        unknown = sorted(set(defaults) - fields)
-        if unknown:
-            raise ValueError(f"{known.config}: unknown keys {unknown}; allowed: {sorted(fields)}")
-        parser.set_defaults(**defaults)
-        for action in parser._actions:  # a value from the config satisfies a required flag
-            if action.dest in defaults:
-                action.required = False
-    (args,) = parser.parse_args_into_dataclasses(args=rest)
-    return args
+# -- arguments the signal recipes share (parsed by psgvlm.training.parse_args) -------------------------
 
 
-def load_or_build_signal_data(path, *, fmt=None, input=None, split_from=None, split_seed: int = 0):
-    """Load the signal dataset at ``path``; build it first from ``fmt``/``input`` when absent.
+@dataclass(kw_only=True)
+class RunArguments:
+    output_dir: str  # the run dir to write
+    seed: int = 0  # seeds parameter init and batch sampling
+    threads: int = 2  # torch CPU threads
+    config: str = ""  # YAML file of argument defaults (flags override it); its path is recorded in meta.json
 
-    A dataset of an older format version is rebuilt (with a message) when ``fmt``/``input`` are
-    given, else refused with a ValueError saying how to rebuild it.
+
+@dataclass(kw_only=True)
+class OptimizerArguments:
+    max_steps: int = 300  # optimizer steps
+    per_device_train_batch_size: int = 16  # windows of seq_len epochs per batch
+    learning_rate: float = 1e-3  # peak AdamW learning rate (linear warm-up, then cosine decay)
+    warmup_ratio: float = 0.05  # share of max_steps spent warming up
+    weight_decay: float = 0.01  # AdamW weight decay
+
+
+@dataclass(kw_only=True)
+class SignalDataArguments:
+    signal_data: str  # signal dataset dir; built there from --format/--input when absent
+    format: str | None = None  # reader name (isruc, mass, shhs, sleepedf, ...), to build the signal dataset
+    input: str | None = None  # recordings folder, to build the signal dataset
+    split_from: str | None = None  # dataset dir whose meta.json split to reuse when building
+    split_seed: int = 0  # seed of the subject split when building without --split_from
+
+
+def load_or_build_signal_data(args: SignalDataArguments):
+    """(recordings, meta) of the signal dataset ``args.signal_data``; built first from ``args.format`` /
+    ``args.input`` (split from ``args.split_from`` or seeded by ``args.split_seed``) when absent.
+
+    A dataset of an older format version is rebuilt (with a message) when ``args.format``/``args.input``
+    are given, else refused with a ValueError saying how to rebuild it.
     """
     from psgvlm.baselines.signal_data import VERSION, build_signal_dataset, load_signal_dataset
 
-    path = Path(path)
+    path = Path(args.signal_data)
     exists = (path / "meta.json").exists()
     stale = exists and read_json(path / "meta.json").get("version") != VERSION
-    if not exists or (stale and fmt and input):
-        if not (fmt and input):
+    if not exists or (stale and args.format and args.input):
+        if not (args.format and args.input):
             raise FileNotFoundError(f"no signal dataset at {path}; give --format and --input to build it")
         if stale:
-            print(f"{path} is a signal dataset of an older format version; rebuilding it from {input}")
-        build_signal_dataset(fmt=fmt, input=input, out=path, split_from=split_from, split_seed=split_seed,
-                             overwrite=stale)
+            print(f"{path} is a signal dataset of an older format version; rebuilding it from {args.input}")
+        build_signal_dataset(fmt=args.format, input=args.input, out=path, split_from=args.split_from,
+                             split_seed=args.split_seed, overwrite=stale)
     return load_signal_dataset(path)
 
 

@@ -439,7 +439,7 @@ def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: 
                                ignore_index=UNSCORED)
 
     model.train()
-    losses = train_loop(model.parameters(), step, steps=steps, lr=lr, weight_decay=1e-4, desc=desc)
+    losses = train_loop(model.parameters(), step, max_steps=steps, learning_rate=lr, weight_decay=1e-4, desc=desc)
     return model.eval(), losses
 
 
