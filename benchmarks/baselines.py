@@ -72,7 +72,7 @@ from psgvlm.baselines.common import class_weights, predict_windows, random_windo
 from psgvlm.baselines.nap import NAPConfig, predict_nap, soft_vote, train_nap
 from psgvlm.baselines.sdreamer import SIZES, SDreamer, SDreamerConfig
 from psgvlm.baselines.signal_data import recording_to_signal
-from psgvlm.baselines.sleep2vec import Sleep2vecStager, load_backbone
+from psgvlm.baselines.sleep2vec import Sleep2vecStager, Sleep2vecStagerConfig, load_backbone
 from psgvlm.io.readers import find_recordings, read_recording
 from psgvlm.metrics import stage_metrics
 from psgvlm.provenance import provenance, write_json_atomic
@@ -142,7 +142,8 @@ def synthetic_streams(run_dirs) -> list[dict]:
 
 
 def fit_sleep2vec(pretrained, train, *, steps, seq_len, rng):
-    model = Sleep2vecStager(backbone=load_backbone(pretrained), modalities=("EEG",), train_tokenizers=True)
+    model = Sleep2vecStager(backbone=load_backbone(pretrained),
+                            config=Sleep2vecStagerConfig(modalities=("EEG",), train_tokenizers=True))
     pool = [({"EEG": r.modality_array("EEG")}, r.stages) for r in train if r.n_epochs >= seq_len]
     w = class_weights([s for _, s in pool])
 
@@ -158,12 +159,12 @@ def fit_sleep2vec(pretrained, train, *, steps, seq_len, rng):
 def fit_sdreamer(train, *, steps, rng):
     config = SDreamerConfig(**SIZES["tiny"])
     model = SDreamer(config=config)
-    pool = [({"eeg": r.modality_array("EEG")}, r.stages) for r in train if r.n_epochs >= config.seq_len]
+    pool = [({"EEG": r.modality_array("EEG")}, r.stages) for r in train if r.n_epochs >= config.seq_len]
     w = class_weights([s for _, s in pool])
 
     def step(_):
         x, y = random_windows(pool, seq_len=config.seq_len, batch_size=8, rng=rng)
-        return model.loss(model(**x), y, class_weight=w)[0]
+        return model.loss(model.forward_train(x), y, class_weight=w)[0]
 
     model.train()
     train_loop(model.parameters(), step, steps=steps, lr=1e-3, desc="sDREAMER fold")
@@ -229,8 +230,8 @@ def main(argv=None) -> int:
             oof["sleep2vec"][i] = predict_windows(s2v, {"EEG": held.modality_array("EEG")}, seq_len=s2v_len)
             sd = fit_sdreamer(train, steps=a.steps, rng=rng)
             if held.n_epochs >= sd.config.seq_len:
-                oof["sdreamer"][i] = predict_windows(lambda x, sd=sd: SDreamer.primary(sd(**x)),
-                                                     {"eeg": held.modality_array("EEG")}, seq_len=sd.config.seq_len)
+                oof["sdreamer"][i] = predict_windows(sd, {"EEG": held.modality_array("EEG")},
+                                                     seq_len=sd.config.seq_len)
         out.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npz")
         np.savez(tmp, key=key, **{f"{p}_{i}": oof[p][i] for p in PREDICTORS[1:] for i in range(n)

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from psgvlm.io.channels import DATASET_CHANNELS
     from psgvlm.io.readers import find_recordings, read_recording
-    from psgvlm.synth.physiology import synth_dataset
+    from psgvlm.synth.layouts import synth_dataset
 
     with tempfile.TemporaryDirectory(prefix="psgvlm-bench-") as tmp:
         # ---- data: one synthetic ISRUC night, through the real reader -------------------------

@@ -10,7 +10,7 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("psgvlm.synth.physiology:main", "write synthetic PSG in a dataset's on-disk format"),
+    "synth": ("psgvlm.synth.layouts:main", "write synthetic PSG in a dataset's on-disk format"),
     "info": ("psgvlm.io.readers:info_main", "read a recording and print its channels, rates and stages"),
     "render": ("psgvlm.render.build:main", "render recordings to a Hugging Face dataset of epoch images"),
     "tiny-model": ("psgvlm.vlm.model:tiny_model_main", "build and save a tiny random LLaVA-NeXT (no download)"),

@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 _PACKAGES = ("psgvlm", "numpy", "scipy", "torch", "transformers", "peft", "accelerate", "datasets",
              "evaluate", "mne", "edfio", "pillow", "matplotlib", "gradio", "yasa")
 
@@ -51,17 +53,12 @@ def provenance() -> dict:
 
 
 def _json_default(obj):
-    try:
-        import numpy as np
-
-        if isinstance(obj, np.integer):
-            return int(obj)
-        if isinstance(obj, np.floating):
-            return float(obj)
-        if isinstance(obj, np.ndarray):
-            return obj.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

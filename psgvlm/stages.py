@@ -59,13 +59,31 @@ GENERIC_LABELS: dict[str, int] = {
 }
 
 
-def stage_name(code: int) -> str:
-    """Name of an AASM stage code, ``"UNS"`` for unscored."""
-    if code == UNSCORED:
-        return "UNS"
-    if not 0 <= code < N_STAGES:
-        raise ValueError(f"stage code {code!r} is not one of {list(range(N_STAGES))} or {UNSCORED}")
-    return STAGES[code]
+def writer_labels(table: dict) -> dict[int, object]:
+    """The label a writer puts in a file for each AASM stage: the stage's first key in ``table``.
+
+    Every table above lists a stage's canonical spelling first (ISRUC writes 3 for N3, not the old
+    S4 code 4; R&K files "Sleep stage 1", not "Sleep stage N1"), so one table serves reading and
+    writing.
+
+    Parameters
+    ----------
+    table : dict
+        One of the tables above (label -> AASM code).
+
+    Returns
+    -------
+    labels : dict
+        AASM code (0..4) -> label, for all five stages.
+    """
+    out: dict[int, object] = {}
+    for label, code in table.items():
+        if code != UNSCORED:
+            out.setdefault(code, label)
+    missing = [STAGES[c] for c in range(N_STAGES) if c not in out]
+    if missing:
+        raise ValueError(f"table has no label for stages {missing}; it maps {sorted(map(str, table))}")
+    return dict(sorted(out.items()))
 
 
 def stage_counts(stages: np.ndarray) -> dict[str, int]:

@@ -82,16 +82,16 @@ def main(argv=None):
     if args.from_run:  # ---- predict-only: the source run's model on this dataset's test subjects
         src, model = load_source_run(args.from_run, "sdreamer"), load_sdreamer(args.from_run)
         metrics = predict_test_split(args.out, kind="sdreamer", source_run=args.from_run, source_meta=src, recs=recs,
-                                     ds_meta=ds_meta, fn=lambda x: SDreamer.primary(model(**x)),
+                                     ds_meta=ds_meta, fn=model,
                                      inputs=src["config"]["inputs"], seq_len=model.config.seq_len)
         print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
         return 0
     train = select(recs, split["train"])
     has_emg = all(r.channels_of("EMG") for r in train)
-    inputs = {"eeg": args.eeg_channel, **({"emg": args.emg_channel} if has_emg else {})}
+    inputs = {"EEG": args.eeg_channel, **({"EMG": args.emg_channel} if has_emg else {})}
 
     def arrays(r, names=None):
-        return {m: r.modality_array(m.upper(), inputs[m]) for m in (names or inputs)}
+        return {m: r.modality_array(m, inputs[m]) for m in (names or inputs)}
 
     short = [r.recording for r in train if r.n_epochs < args.seq_len]
     pool = [(arrays(r), r.stages) for r in train if r.n_epochs >= args.seq_len]
@@ -112,7 +112,7 @@ def main(argv=None):
 
     def step(_):
         x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.batch_size, rng=rng)
-        out = model(**x)
+        out = model.forward_train(x)
         # class weighting: reweight the mixed/only CE by the label prior (distillation unaffected)
         loss, parts = model.loss(out, y, class_weight=weights)
         history.append(parts)
@@ -127,9 +127,7 @@ def main(argv=None):
 
     # ---- evaluate: mixed (or EEG-only model) for the contract files, then single-channel -----------
     def predict(rs, names=None):
-        def fn(x):
-            return SDreamer.primary(model(**x))
-        return [predict_windows(fn, arrays(r, names), seq_len=args.seq_len) for r in rs]
+        return [predict_windows(model, arrays(r, names), seq_len=args.seq_len) for r in rs]
 
     ds_info = {k: ds_meta.get(k) for k in ("split", "input", "rates")}
     cfg = {"args": asdict(args), "model_config": asdict(config), "inputs": inputs, "losses": losses,
@@ -144,14 +142,14 @@ def main(argv=None):
     metrics = write_run(args.out, kind="sdreamer", config=cfg, recs=test, probs=predict(test), dataset_meta=ds_info,
                         extra={"skipped_test_shorter_than_K": skipped})
     single = {}
-    for names in (["eeg"], ["emg"], ["eeg", "emg"]):
+    for names in (["EEG"], ["EMG"], ["EEG", "EMG"]):
         if not all(n in inputs for n in names):
             continue
         rows = []
         for r, p in zip(test, predict(test, names)):
             rows += make_rows(dataset=r.dataset, subjects=[r.subject] * r.n_epochs, recordings=[r.recording] * r.n_epochs,
                               epochs=range(r.n_epochs), starts_s=r.starts_s, labels=r.stages.tolist(), probs=p)
-        single["+".join(names)] = metrics_from_rows(rows)["pooled"]
+        single["+".join(names).lower()] = metrics_from_rows(rows)["pooled"]
     write_json_atomic(f"{args.out}/metrics_single_channel.json", single)
     print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
            "single_channel": {k: {"acc": round(v["accuracy"], 3), "kappa": round(v["kappa"], 3)}

@@ -37,7 +37,13 @@ from psgvlm.baselines.common import (
     write_run,
 )
 from psgvlm.baselines.signal_data import select
-from psgvlm.baselines.sleep2vec import Sleep2vecStager, config_dict, load_backbone, load_stager
+from psgvlm.baselines.sleep2vec import (
+    Sleep2vecStager,
+    Sleep2vecStagerConfig,
+    config_dict,
+    load_backbone,
+    load_stager,
+)
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
@@ -100,7 +106,7 @@ def main(argv=None):
     stager_kw = dict(modalities=mods, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                      lora_dropout=args.lora_dropout, use_lora=args.use_lora, fusion=args.fusion,
                      train_tokenizers=args.train_tokenizers)
-    model = Sleep2vecStager(backbone=backbone, **stager_kw)
+    model = Sleep2vecStager(backbone=backbone, config=Sleep2vecStagerConfig(**stager_kw))
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
     weights = class_weights([r.stages for r in train])

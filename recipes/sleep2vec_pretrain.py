@@ -86,7 +86,7 @@ def main(argv=None):
     def step(_):
         pair = tuple(rng.choice(mods, size=2, replace=False))
         xa, xb, meta = batch(train, pair, args.batch_size)
-        return model.pretrain_loss(xa, xb, pair=pair, meta=meta, generator=gen)
+        return model.pretrain_loss({pair[0]: xa, pair[1]: xb}, meta=meta, generator=gen)
 
     model.train()
     losses = train_loop(model.parameters(), step, steps=args.steps, lr=args.lr, warmup_frac=0.03,  # paper: 3% warm-up
@@ -99,11 +99,10 @@ def main(argv=None):
         pool = val or train
         for pair in [(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]]:
             xa, xb, meta = batch(pool, pair, args.batch_size)
-            za = torch.nn.functional.normalize(model.proj(model.encode(xa, pair[0])), dim=-1)
-            zb = torch.nn.functional.normalize(model.proj(model.encode(xb, pair[1])), dim=-1)
+            za, zb = model.embed({pair[0]: xa, pair[1]: xb}).values()
             sim = torch.einsum("itd,jtd->tij", za, zb)
             recall1 = float((sim.argmax(-1) == torch.arange(sim.shape[-1])).float().mean())
-            evaluation["+".join(pair)] = {"loss": float(model.pretrain_loss(xa, xb, pair=pair, meta=meta)),
+            evaluation["+".join(pair)] = {"loss": float(model.pretrain_loss({pair[0]: xa, pair[1]: xb}, meta=meta)),
                                           "retrieval_recall_at_1": recall1, "chance": 1 / sim.shape[-1],
                                           "on": "validation" if val else "train (no validation subjects)"}
 

@@ -134,8 +134,10 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     from PIL import Image
 
     assert Image.open(img).size == (336, 336) and "model says" in text
-    assert set(probs["confidences"][0]) == {"label", "confidence"} or probs["label"] in ("W", "N1", "N2", "N3",
-                                                                                         "REM")
+    confidences = {c["label"]: c["confidence"] for c in probs["confidences"]}
+    assert sorted(confidences) == sorted(["W", "N1", "N2", "N3", "REM"])
+    assert abs(sum(confidences.values()) - 1) < 1e-3
+    assert probs["label"] == max(confidences, key=confidences.get) and f"model says **{probs['label']}**" in text
     client.close()
 
 

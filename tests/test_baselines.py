@@ -17,9 +17,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from psgvlm.baselines import BASELINES
 from psgvlm.baselines.common import predict_windows
-from psgvlm.baselines.nap import NAP, NAPConfig, load_streams, predict_nap, soft_vote, train_nap
+from psgvlm.baselines.nap import (
+    NAP,
+    NAPConfig,
+    grid_to_streams,
+    load_streams,
+    predict_nap,
+    soft_vote,
+    train_nap,
+)
 from psgvlm.baselines.sdreamer import SIZES as SD_SIZES
 from psgvlm.baselines.sdreamer import SDreamer, SDreamerConfig
 from psgvlm.baselines.signal_data import (
@@ -35,6 +42,7 @@ from psgvlm.baselines.sleep2vec import (
     Sleep2vec,
     Sleep2vecConfig,
     Sleep2vecStager,
+    Sleep2vecStagerConfig,
     contrastive_loss,
     dash_weights,
 )
@@ -82,42 +90,6 @@ def _tiny_s2v(**kw):
     return Sleep2vec(config=Sleep2vecConfig(**{**S2V_SIZES["tiny"], "max_epochs": 64, **kw}))
 
 
-# ---- registry completeness ------------------------------------------------------------------------
-def _case_sleep2vec():
-    model = Sleep2vecStager(backbone=_tiny_s2v(modalities=("EEG", "EMG")))
-    out = model({"EEG": torch.randn(2, 5, 3840), "EMG": torch.randn(2, 5, 3840)})
-    assert out.shape == (2, 5, 5)
-    assert model({"EMG": torch.randn(2, 5, 3840)}).shape == (2, 5, 5)  # any subset
-
-
-def _case_sdreamer():
-    model = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"]))
-    out = model(eeg=torch.randn(2, 16, 3840), emg=torch.randn(2, 16, 3840))
-    assert {k: tuple(v.shape) for k, v in out.items()} == {p: (2, 16, 5) for p in ("eeg", "emg", "mix")}
-    assert set(model(emg=torch.randn(1, 16, 3840))) == {"emg"}  # single-channel inference
-
-
-def _case_nap():
-    model = NAP(config=NAPConfig())
-    p = torch.softmax(torch.randn(2, 3, 12, 4, 5), -1)
-    assert model(p).shape == (2, 12, 5)
-    assert model(p[:, :1, :7, 2:]).shape == (2, 7, 5)  # any subset, any length
-
-
-CASES = {"sleep2vec": _case_sleep2vec, "sdreamer": _case_sdreamer, "nap": _case_nap}
-
-
-def test_every_registered_baseline_has_a_case():
-    assert set(CASES) == set(BASELINES)
-    for spec in BASELINES.values():
-        assert all((REPO / r).exists() for r in spec.recipes), spec.recipes
-
-
-@pytest.mark.parametrize("name", sorted(BASELINES))
-def test_registered_baseline_shapes(name):
-    CASES[name]()
-
-
 # ---- signal dataset -------------------------------------------------------------------------------
 def test_signal_dataset_rates_roundtrip_and_windows(tmp_path):
     rec = make_recording("7", n_epochs=12)
@@ -131,6 +103,24 @@ def test_signal_dataset_rates_roundtrip_and_windows(tmp_path):
     assert list(sequence_starts(40, 16)) == [0, 16, 24]
     with pytest.raises(ValueError, match="shorter than the model's window K=16"):
         sequence_starts(10, 16)
+
+
+def test_signal_dataset_uses_the_one_epoch_cutter_and_refuses_old_versions(tmp_path):
+    from psgvlm.baselines.common import load_or_build_signal_data
+    from psgvlm.signal.epochs import epochs_from_recording
+
+    rec = make_recording("8", n_epochs=6)
+    rec.onset_s = 10.0  # labels start 10 s in: the last epoch is partial and dropped, never padded
+    sig = recording_to_signal(rec)
+    x, _, starts = epochs_from_recording(rec, ["C3"], 128.0)
+    assert sig.n_epochs == len(x) == 5 and np.array_equal(sig.starts_s, starts) and starts[0] == 10.0
+    assert np.corrcoef(sig.x["C3"].ravel(), x[:, 0].ravel())[0, 1] > 0.9999  # the same samples, z-scored
+    assert sig.meta["upsampled_from_hz"] == {"C3": 100.0, "LOC": 100.0, "EMG": 100.0}
+    out = save_signal_dataset([sig], tmp_path / "ds", split={"kind": "none"})
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({**meta, "version": 1}))
+    with pytest.raises(ValueError, match="format version 1; this psgvlm reads version 2 .* rebuild it"):
+        load_or_build_signal_data(out)
 
 
 def test_missing_modality_and_nan_are_named():
@@ -187,13 +177,13 @@ def test_sleep2vec_pretrain_loss_falls_and_lora_freezes_backbone():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = model.pretrain_loss(xa, xb, pair=("EEG", "EOG"), meta=meta, generator=g)
+        loss = model.pretrain_loss({"EEG": xa, "EOG": xb}, meta=meta, generator=g)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.2, losses
-    stager = Sleep2vecStager(backbone=model, modalities=("EEG",))
+    stager = Sleep2vecStager(backbone=model, config=Sleep2vecStagerConfig(modalities=("EEG",)))
     frozen = {n: p.detach().clone() for n, p in stager.named_parameters() if not p.requires_grad}
     trainable = {n: p.detach().clone() for n, p in stager.named_parameters() if p.requires_grad}
     assert any("lora_" in n for n in trainable) and any(n.startswith("head") for n in trainable)
@@ -215,7 +205,7 @@ def test_sleep2vec_pretrain_loss_falls_and_lora_freezes_backbone():
 
 # ---- sDREAMER ----------------------------------------------------------------------------------
 def _sd_data(signal_recs):
-    return [({"eeg": r.x["C3"], "emg": r.x["EMG"]}, r.stages) for r in signal_recs]
+    return [({"EEG": r.x["C3"], "EMG": r.x["EMG"]}, r.stages) for r in signal_recs]
 
 
 def test_sdreamer_distillation_gradients_and_learning(signal_recs):
@@ -226,19 +216,19 @@ def test_sdreamer_distillation_gradients_and_learning(signal_recs):
     pool = _sd_data(signal_recs)
     x, y = random_windows(pool, seq_len=16, batch_size=4, rng=rng)
     no_kd = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"], distill_weight=0.0))
-    loss, parts = no_kd.loss(no_kd(**x), y)
+    loss, parts = no_kd.loss(no_kd.forward_train(x), y)
     loss.backward()
     assert set(parts) == {"ce_mix"}
     assert no_kd.heads["eeg"].weight.grad is None and no_kd.heads["emg"].weight.grad is None  # unimodal heads untrained
     model = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"], dropout=0.0))
-    loss, parts = model.loss(model(**x), y)
+    loss, parts = model.loss(model.forward_train(x), y)
     loss.backward()
     assert set(parts) == {"ce_mix", "kd_eeg", "kd_emg"}
     assert model.heads["emg"].weight.grad.abs().sum() > 0 and model.heads["mix"].weight.grad.abs().sum() > 0
     # teacher detached: the distillation terms alone give the mixed head no gradient
     kd_only = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"]))
     kd_only.load_state_dict(model.state_dict())
-    out = kd_only(**x)
+    out = kd_only.forward_train(x)
     kl = F.kl_div(F.log_softmax(out["eeg"], -1), F.log_softmax(out["mix"].detach(), -1), log_target=True,
                   reduction="batchmean")
     kl.backward()
@@ -248,7 +238,7 @@ def test_sdreamer_distillation_gradients_and_learning(signal_recs):
     losses = []
     for _ in range(24):
         x, y = random_windows(pool, seq_len=16, batch_size=2, rng=rng)
-        loss, _ = model.loss(model(**x), y)
+        loss, _ = model.loss(model.forward_train(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -256,16 +246,23 @@ def test_sdreamer_distillation_gradients_and_learning(signal_recs):
     assert np.mean(losses[-6:]) < np.mean(losses[:6]) * 0.8, losses
 
 
+def test_sdreamer_pathways_and_single_channel_inference():
+    model = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"]))
+    out = model.forward_train({"EEG": torch.randn(2, 16, 3840), "EMG": torch.randn(2, 16, 3840)})
+    assert {k: tuple(v.shape) for k, v in out.items()} == {p: (2, 16, 5) for p in ("eeg", "emg", "mix")}
+    assert set(model.forward_train({"EMG": torch.randn(1, 16, 3840)})) == {"emg"}  # single-channel inference
+
+
 def test_sdreamer_bad_input():
     model = SDreamer(config=SDreamerConfig(**SD_SIZES["tiny"]))
     with pytest.raises(ValueError, match="has 10 epochs; the model needs K=16"):
-        model(eeg=torch.randn(1, 10, 3840))
+        model({"EEG": torch.randn(1, 10, 3840)})
     with pytest.raises(ValueError, match=r"EMG input holds \d+ NaN"):
-        model(eeg=torch.randn(1, 16, 3840), emg=torch.full((1, 16, 3840), float("nan")))
+        model({"EEG": torch.randn(1, 16, 3840), "EMG": torch.full((1, 16, 3840), float("nan"))})
     with pytest.raises(ValueError, match="needs EEG and/or EMG"):
-        model()
+        model({})
     with pytest.raises(ValueError, match="shorter than the model's window K=16"):
-        predict_windows(lambda x: SDreamer.primary(model(**x)), {"eeg": np.zeros((10, 3840), np.float32)}, seq_len=16)
+        predict_windows(model, {"EEG": np.zeros((10, 3840), np.float32)}, seq_len=16)
 
 
 # ---- NAP -------------------------------------------------------------------------------------------
@@ -302,21 +299,29 @@ def test_nap_learns_to_beat_soft_voting_and_axis_ablation_runs():
     pw = predict_nap(model, data[4]["probs"], avail, window=16)  # windows within trained lengths
     assert pw.shape == (40, 5) and np.allclose(pw.sum(1), 1, atol=1e-5)
     ablated = NAP(config=NAPConfig(axes=("time", "predictor")))
-    assert ablated(torch.from_numpy(data[0]["probs"][None])).shape == (1, 40, 5)
+    assert ablated(grid_to_streams(torch.from_numpy(data[0]["probs"][None]))).shape == (1, 40, 5)
+
+
+def test_nap_any_subset_any_length():
+    model = NAP(config=NAPConfig())
+    p = torch.softmax(torch.randn(2, 3, 12, 4, 5), -1)
+    assert model(grid_to_streams(p)).shape == (2, 12, 5)
+    assert model(grid_to_streams(p[:, :1, :7, 2:])).shape == (2, 7, 5)  # any subset, any length
 
 
 def test_nap_frozen_inputs_grads_and_masking():
     model = NAP(config=NAPConfig())
     p = torch.softmax(torch.randn(2, 3, 10, 2, 5), -1)
     avail = torch.tensor([[True, False], [True, True], [False, True]])
-    out = model(p, avail)
+    out, _ = model.forward_grid(p, avail)
     out.sum().backward()
     assert all(q.grad is not None for q in model.parameters())
     p2 = p.clone()
     p2[:, 0, :, 1] = torch.rand(2, 10, 5)  # an unavailable cell must not change the output
-    assert torch.allclose(model.eval()(p, avail), model(p2, avail), atol=1e-6)
+    assert torch.allclose(model.eval().forward_grid(p, avail)[0], model.forward_grid(p2, avail)[0], atol=1e-6)
+    assert torch.allclose(model.forward_grid(p, avail)[0], model(grid_to_streams(p, avail)), atol=1e-6)
     with pytest.raises(ValueError, match="NaN"):
-        model(torch.full((1, 3, 10, 2, 5), float("nan")), avail)
+        model(grid_to_streams(torch.full((1, 3, 10, 2, 5), float("nan")), avail))
 
 
 def _write_stream(path, n_epochs, subject="1", recording="r1", seed=0):

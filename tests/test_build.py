@@ -21,7 +21,7 @@ COLUMNS = {"image", "label", "stage", "subject", "recording", "epoch", "start_s"
 
 @pytest.fixture(scope="module")
 def isruc_dir(tmp_path_factory):
-    from psgvlm.synth.physiology import synth_dataset
+    from psgvlm.synth.layouts import synth_dataset
 
     out = tmp_path_factory.mktemp("isruc")
     synth_dataset("isruc", out, subjects=5, minutes=12, seed=3)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import sklearn.metrics as sk
 
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, read_predictions, write_predictions
@@ -27,7 +28,6 @@ def test_split_subjects_disjoint_and_seeded():
 
 
 def test_stage_metrics_against_sklearn():
-    sk = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)
     y = rng.integers(0, 5, 500)
     p = np.where(rng.random(500) < 0.7, y, rng.integers(0, 5, 500))

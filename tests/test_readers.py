@@ -1,6 +1,7 @@
-"""Readers and channel names: real recordings from ../shared/data/real, tiny files written here in each
-dataset's true on-disk format (ISRUC .rec + scorer txt, MASS PSG/Base EDF+, SHHS EDF + NSRR XML,
-Sleep-EDF PSG/Hypnogram EDF+, generic EDF + CSV/TSV), and the bad inputs of issue 2.
+"""Readers and channel names on tiny files written here in each dataset's true on-disk format (ISRUC .rec +
+scorer txt, MASS PSG/Base EDF+, SHHS EDF + NSRR XML, Sleep-EDF PSG/Hypnogram EDF+, DREAMS and Prerau text,
+generic EDF + CSV/TSV), the READERS registry (a case per entry), and the bad inputs of issue 2. The real
+recordings in ../shared/data/real are read in tests/test_readers_real.py.
 
 Run: python -m pytest -q tests/test_readers.py
 """
@@ -25,7 +26,8 @@ from psgvlm.io.channels import (
     lookup,
     pick_default_channels,
 )
-from psgvlm.io.readers import READERS, find_recordings, info_main, pair_by_time, read_recording
+from psgvlm.io.readers import READERS, find_recordings, info_main, read_recording
+from psgvlm.io.readers.pairing import pair_by_time
 from psgvlm.io.recording import MODALITIES
 from psgvlm.stages import N1, N2, N3, REM, UNSCORED, W
 
@@ -139,106 +141,6 @@ def sleepedf_dir(tmp_path_factory):
     return root
 
 
-# -- real recordings ---------------------------------------------------------------------------------
-DREAMS_EXPECTED = {1: (10, 1, 36, 13, 0), 2: (0, 4, 32, 24, 0), 3: (6, 12, 39, 3, 0), 4: (18, 14, 24, 4, 0),
-                   5: (6, 2, 35, 17, 0), 6: (2, 2, 40, 16, 0)}
-
-
-def _counts(rec):
-    c = rec.stage_counts()
-    return tuple(c[k] for k in ("W", "N1", "N2", "N3", "REM"))
-
-
-@pytest.mark.parametrize("n", sorted(DREAMS_EXPECTED))
-def test_dreams_text_excerpts(real_data_dir, n):
-    rec = read_recording("dreams", real_data_dir / "dreams_spindles" / f"excerpt{n}.txt")
-    assert rec.n_epochs == 60 and _counts(rec) == DREAMS_EXPECTED[n]
-    assert rec.stage_counts()["UNS"] == 0
-    (ch,) = rec.channels
-    assert ch.modality == "EEG" and ch.canonical in ("C3", "Cz") and ch.unit == "uV"
-    assert 3 < float(np.std(ch.data)) < 300  # microvolts, not volts
-    assert rec.pairing["n_paired"] == 60 and rec.pairing["dropped_label_epochs"] == 0
-
-
-def test_dreams_excerpt3_edf_units_and_rates(real_data_dir):
-    rec = read_recording("dreams", real_data_dir / "dreams_spindles" / "excerpt3.edf")
-    assert rec.n_epochs == 60 and _counts(rec) == DREAMS_EXPECTED[3]
-    assert len(rec.channels) == 20
-    c3 = rec.channel("C3")
-    assert c3.name == "C3-A1" and c3.sfreq == 50.0 and c3.unit == "uV"
-    assert 5 < float(np.std(c3.data)) < 200  # header says "UV": microvolts, not 1e6 off
-    txt = read_recording("dreams", real_data_dir / "dreams_spindles" / "excerpt3.txt")
-    np.testing.assert_allclose(c3.data[:1000], txt.channels[0].data[:1000], atol=0.1)  # same signal
-    assert rec.channel("hypnogram").sfreq == 1.0  # per-channel rates kept
-    assert {"LOC", "ROC", "EMG", "ECG", "Fp1", "O1", "SpO2"} <= set(rec.ch_names)
-    assert rec.meta.get("sex") == "M" and "name" not in rec.meta
-    assert pick_default_channels(rec) == DATASET_CHANNELS["dreams"]
-
-
-def test_prerau(real_data_dir):
-    rec = read_recording("prerau", real_data_dir / "prerau" / "segment_data.csv")
-    assert rec.onset_s == pytest.approx(10.01)
-    assert rec.n_epochs == 167 and _counts(rec) == (2, 7, 95, 37, 26)
-    assert rec.channels[0].sfreq == 100.0 and rec.channels[0].data.size == 502_600
-    assert rec.ch_names == ["EEG"] and pick_default_channels(rec) == DATASET_CHANNELS["prerau"]
-    assert rec.pairing["dropped_signal_s"] == pytest.approx(5026 - 167 * 30)
-
-
-def test_sleepedf_crop_pairs_by_time(real_data_dir):
-    d = real_data_dir / "sleepedf_crop"
-    rec = read_recording("sleepedf", d / "short_psg.edf", d / "SC4001EC-Hypnogram.edf")
-    assert rec.n_epochs == 10 and _counts(rec) == (10, 0, 0, 0, 0)
-    p = rec.pairing
-    assert p["n_signal_epochs"] == 10 and p["n_paired"] == 10
-    assert p["n_label_epochs"] > 1000 and p["dropped_label_epochs"] == p["n_label_epochs"] - 10
-    assert rec.channel("Fpz-Cz").sfreq == 100.0 and rec.channel("EMG").sfreq == 1.0
-    assert rec.meta == {"sex": "F", "age": 33}
-    assert find_recordings("sleepedf", d) == [{"path": str(d / "short_psg.edf"),
-                                               "hypnogram": str(d / "SC4001EC-Hypnogram.edf")}]
-
-
-def test_nox_unlabelled_89_channels(real_data_dir):
-    rec = read_recording("generic", real_data_dir / "nox_unlabeled" / "subject1.edf")
-    assert len(rec.channels) == 89 and rec.stages is None and rec.n_epochs == 4
-    names = [c.name for c in rec.channels]
-    assert "1 Impédance" in names and "Jambe droite Imp" in names  # UTF-8 labels decoded, not mojibake
-    assert len(set(rec.ch_names)) == 89
-    assert all(c.modality in MODALITIES for c in rec.channels)
-    mods = {c.name: c.modality for c in rec.channels}
-    assert mods["1 Impédance"] == "OTHER" and mods["C3 Impédance"] == "OTHER"
-    assert mods["C3-M2"] == "EEG" and mods["E1-M2"] == "EOG" and mods["ECG"] == "ECG"
-    assert mods["Saturation"] == "SPO2" and mods["Abdomen"] == "RESP" and mods["1-2"] == "EMG"
-    assert rec.channel("C3").name == "C3-M2" and rec.channel("LOC").name == "E1-M2"
-    assert rec.pick(pick_default_channels(rec)).channels[0].name == "C3-M2"
-    assert rec.ch_names.index("C3 #15") == rec.ch_names.index("C3") + 1  # moved after the one it shadowed
-    by_canonical = {c.canonical: c for c in rec.channels}
-    assert by_canonical["C3"].name == "C3-M2"  # the referenced derivation wins the canonical name
-    assert by_canonical["C3 #15"].name == "C3"  # the bare electrode keeps a unique name
-    assert 1 < float(np.std(by_canonical["C3"].data)) < 1000  # volts in the file -> microvolts
-    assert pick_default_channels(rec) == ["C3", "C4", "F3", "F4", "O1", "O2", "LOC", "ROC", "EMG"]  # central first
-
-
-def test_find_real(real_data_dir):
-    dreams = find_recordings("dreams", real_data_dir / "dreams_spindles")
-    assert [Path(d["path"]).name for d in dreams] == [f"excerpt{i}.txt" for i in range(1, 7)]
-    assert all(d["hypnogram"] for d in dreams)
-    edf = find_recordings("dreams", real_data_dir / "dreams_spindles", source="edf")
-    assert [Path(d["path"]).name for d in edf] == ["excerpt3.edf"]
-    (prerau,) = find_recordings("prerau", real_data_dir / "prerau")
-    assert prerau["hypnogram"].endswith("segment_stages.csv")
-
-
-def test_info_cli(real_data_dir, capsys):
-    d = real_data_dir / "sleepedf_crop"
-    assert info_main(["--format", "sleepedf", str(d / "short_psg.edf"), "--hypnogram",
-                      str(d / "SC4001EC-Hypnogram.edf"), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["n_epochs"] == 10 and out["stage_counts"]["W"] == 10 and out["pairing"]["dropped_label_epochs"] > 0
-    assert info_main(["--format", "dreams", str(real_data_dir / "dreams_spindles" / "excerpt1.txt")]) == 0
-    text = capsys.readouterr().out
-    assert "C3-A1" in text and "100 Hz" in text and "'N2': 36" in text
-
-
 # -- true-format synthetic files -----------------------------------------------------------------------
 def test_isruc_both_spellings_and_scorers(isruc_dir):
     found = find_recordings("isruc", isruc_dir)
@@ -338,12 +240,6 @@ def test_pair_by_time_rules():
     assert stages.tolist() == [N1, N2] and onset == 0.0 and p["dropped_label_epochs"] == 1
 
 
-def test_registry_complete():
-    # every registered reader has a test above (completeness check, braindecode style)
-    tested = {"isruc", "mass", "shhs", "sleepedf", "dreams", "prerau", "generic"}
-    assert set(READERS) == tested
-
-
 def test_channel_tables():
     assert all(mod in MODALITIES for _, mod in ALIASES.values())
     for spelling_a, spelling_m in zip(ISRUC_A[:8], ISRUC_M[:8]):
@@ -430,6 +326,8 @@ def test_bad_format_and_info_exit_code(tmp_path, capsys):
     assert "fake.edf: not an EDF/BDF file" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="no sleepedf recordings found"):
         find_recordings("sleepedf", tmp_path / "nothing" if (tmp_path / "nothing").mkdir() is None else tmp_path)
+    with pytest.raises(ValueError, match=r"option\(s\) \['scorer'\] not accepted by the 'mass' finder; allowed: \[\]"):
+        find_recordings("mass", tmp_path, scorer=2)
 
 
 def test_bdf_and_cli_entry(tmp_path, capsys):
@@ -458,12 +356,31 @@ def test_discontinuous_edf_refused(tmp_path):
         read_recording("generic", tmp_path / "d.edf")
 
 
-@pytest.mark.parametrize("fmt", ["isruc", "mass", "shhs", "sleepedf"])
-def test_synth_round_trip(fmt, tmp_path):
+SYNTH_FORMATS = ("isruc", "mass", "shhs", "sleepedf")
+
+
+@pytest.fixture(scope="module")
+def synth_out(tmp_path_factory):
+    """``psgvlm synth --format F`` output (2 subjects, 5 minutes), written once per format and module."""
+    from psgvlm.cli import main as cli
+
+    written = {}
+
+    def get(fmt: str) -> Path:
+        if fmt not in written:
+            out = tmp_path_factory.mktemp("synth") / fmt
+            argv = ["synth", "--format", fmt, "--subjects", "2", "--minutes", "5", "--seed", "3", "--out", str(out)]
+            assert cli([*argv, "--quiet"]) == 0
+            written[fmt] = out
+        return written[fmt]
+
+    return get
+
+
+@pytest.mark.parametrize("fmt", SYNTH_FORMATS)
+def test_synth_round_trip(fmt, synth_out):
     """``psgvlm synth`` output (true on-disk formats) reads back with its manifest's channels and stages."""
-    synth = pytest.importorskip("psgvlm.synth.physiology", reason="psgvlm.synth.physiology (synthetic PSG writer) not in this tree")
-    out = tmp_path / fmt
-    assert synth.main(["--format", fmt, "--subjects", "2", "--minutes", "5", "--seed", "3", "--out", str(out)]) == 0
+    out = synth_out(fmt)
     manifest = json.loads((out / "synth.json").read_text())
     found = find_recordings(fmt, out)
     assert len(found) == len(manifest["recordings"]) == 2
@@ -480,11 +397,60 @@ def test_synth_round_trip(fmt, tmp_path):
                 assert c.unit == "uV" and 2 < float(np.std(c.data)) < 300, c.name  # microvolts
 
 
-def test_reader_options_checked(real_data_dir):
-    txt = real_data_dir / "dreams_spindles" / "excerpt1.txt"
-    with pytest.raises(ValueError, match=r"option\(s\) \['scorer'\] not accepted by the 'dreams' reader; allowed"):
-        read_recording("dreams", txt, scorer=2)
-    with pytest.raises(ValueError, match=r"nonfinite='drop'; allowed: 'raise', 'zero'"):
-        read_recording("dreams", txt, nonfinite="drop")
-    with pytest.raises(ValueError, match=r"400000 samples at 200 Hz|180000 samples at 200 Hz"):
-        read_recording("dreams", txt, sfreq=200.0)  # excerpt1 is 100 Hz: the length check catches it
+# -- registry completeness: every READERS entry finds and reads tiny files of its format --------------------
+# A case writes recordings in the format's on-disk layout (psgvlm synth for the four PSG datasets, written
+# here for the others) and returns their folder and each recording's (n_epochs, stage_counts).
+def _synth_case(fmt):
+    def case(root: Path, synth_out) -> tuple[Path, list[tuple[int, dict]]]:
+        manifest = json.loads((synth_out(fmt) / "synth.json").read_text())
+        return synth_out(fmt), [(r["n_epochs"], r["stage_counts"]) for r in manifest["recordings"]]
+
+    return case
+
+
+def _dreams_case(root: Path, synth_out) -> tuple[Path, list[tuple[int, dict]]]:
+    # excerpt3 (50 Hz by the database's table), 60 epochs of six 5-s R&K codes; the last epoch is split 3/3
+    x = np.random.default_rng(2).normal(0, 20, 50 * 1800)
+    (root / "excerpt3.txt").write_text("[C3-A1]\n" + "\n".join(f"{v:.3f}" for v in x) + "\n")
+    per_epoch = [5] * 10 + [3] * 10 + [2] * 20 + [1] * 5 + [0] * 5 + [4] * 9
+    codes = [c for c in per_epoch for _ in range(6)] + [5, 5, 5, 4, 4, 4]
+    (root / "Hypnogram_excerpt3.txt").write_text("[Hypnogram]\n" + "\n".join(map(str, codes)) + "\n")
+    return root, [(60, {"W": 10, "N1": 10, "N2": 20, "N3": 10, "REM": 9, "UNS": 1})]
+
+
+def _prerau_case(root: Path, synth_out) -> tuple[Path, list[tuple[int, dict]]]:
+    # 400 s at 100 Hz; stage changes on a 30-s grid with phase 10 s; the last row marks the end (370 s)
+    (root / "seg1").mkdir()
+    x = np.random.default_rng(3).normal(0, 20, 100 * 400)
+    (root / "seg1" / "segment_data.csv").write_text("\n".join(f"{v:.3f}" for v in x) + "\n")
+    changes = [(10, 5), (40, 3), (100, 2), (220, 1), (310, 4), (370, 5)]
+    (root / "seg1" / "segment_stages.csv").write_text("Time,Stage\n" + "".join(f"{t},{s}\n" for t, s in changes))
+    return root, [(12, {"W": 1, "N1": 2, "N2": 4, "N3": 3, "REM": 2, "UNS": 0})]
+
+
+def _generic_case(root: Path, synth_out) -> tuple[Path, list[tuple[int, dict]]]:
+    write_edf(root / "night.edf", [("C3-M2", 128), ("E1-M2", 128), ("Chin", 64)], 8 * 30)
+    (root / "night_hypnogram.txt").write_text("W\nN1\nN2\nN2\nN3\nREM\n?\nW\n")  # one label per 30-s epoch
+    write_edf(root / "unlabelled.edf", [("C4-M1", 100)], 3 * 30 + 10)
+    return root, [(8, {"W": 2, "N1": 1, "N2": 2, "N3": 1, "REM": 1, "UNS": 1}), (3, {})]
+
+
+CASES = {fmt: _synth_case(fmt) for fmt in SYNTH_FORMATS} | {
+    "dreams": _dreams_case, "prerau": _prerau_case, "generic": _generic_case,
+}
+
+
+def test_every_reader_has_a_case():
+    assert set(READERS) == set(CASES), "add a case to CASES for each reader in READERS"
+
+
+@pytest.mark.parametrize("fmt", sorted(READERS))
+def test_reader_reads_its_format(fmt, tmp_path, synth_out):
+    """find_recordings finds each recording written in ``fmt``'s layout; each reads back with its stages."""
+    root, expected = CASES[fmt](tmp_path, synth_out)
+    found = find_recordings(fmt, root)
+    assert len(found) == len(expected)
+    for job, (n_epochs, counts) in zip(found, expected):
+        rec = read_recording(fmt, **job)
+        assert rec.dataset == fmt and rec.n_epochs == n_epochs and rec.stage_counts() == counts
+        assert (rec.stages is None) == (job["hypnogram"] is None)

@@ -17,24 +17,29 @@ import pytest
 import scipy.signal
 
 from psgvlm.io.edf import EdfChannel, physical_range, write_annotations_edf, write_edf
-from psgvlm.stages import N1, N2, N3, NSRR_CONCEPTS, REM, RK_ANNOTATIONS, UNSCORED, W
-from psgvlm.synth import physiology as synth
-from psgvlm.synth.physiology import (
-    FORMATS,
-    format_channels,
-    scored_stages,
-    synth_dataset,
-    synth_hypnogram,
-    synth_night,
+from psgvlm.stages import (
+    ISRUC_CODES,
+    N1,
+    N2,
+    N3,
+    NSRR_CONCEPTS,
+    REM,
+    RK_ANNOTATIONS,
+    UNSCORED,
+    W,
+    map_codes,
+    writer_labels,
 )
+from psgvlm.synth import layouts
+from psgvlm.synth.hypnogram import synth_hypnogram
+from psgvlm.synth.layouts import FORMATS, format_channels, format_night, scored_stages, synth_dataset
+from psgvlm.synth.physiology import DEFAULT_CHANNELS, synth_night
 
 MINUTES = 10.0  # 20 epochs: every stage still present, files tiny
 
 
 def _night_for(fmt, subject, minutes=MINUTES, seed=0):
-    info = synth._FORMAT_INFO[fmt]
-    return synth_night(format_channels(fmt, subject), minutes=minutes, seed=seed, subject=subject,
-                       age_range=info["age_range"], line_hz=info["line_hz"])
+    return format_night(fmt, subject, minutes=minutes, seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,13 @@ LAYOUT = {  # every format synth supports has its expected files here (completen
 
 def test_every_format_has_a_layout_case():
     assert set(LAYOUT) == set(FORMATS)
+
+
+@pytest.mark.parametrize("table", [ISRUC_CODES, RK_ANNOTATIONS, NSRR_CONCEPTS])
+def test_written_labels_read_back_as_their_stage(table):
+    labels = writer_labels(table)  # the spellings synth writes, derived from the readers' table
+    assert list(labels) == [W, N1, N2, N3, REM]
+    assert map_codes(list(labels.values()), table, source="synth").tolist() == [W, N1, N2, N3, REM]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -95,7 +107,7 @@ def test_isruc_spellings_and_scorers(written):
     assert len(s1) == len(s2) == 20
     assert set(s1) <= {0, 1, 2, 3, 5} and {0, 1, 2, 3, 5} <= set(s1)
     night = _night_for("isruc", 0)
-    assert np.array_equal(s1, [synth.ISRUC_CODES[int(s)] for s in night.stages])
+    assert np.array_equal(s1, [layouts.ISRUC_FILE_CODES[int(s)] for s in night.stages])
 
 
 def test_mass_base_annotations(written):
@@ -150,7 +162,7 @@ def test_same_seed_same_bytes(tmp_path):
 
 def test_channel_streams_are_independent_of_the_channel_list():
     full = synth_night(minutes=MINUTES, seed=1)
-    alone = synth_night([synth.DEFAULT_CHANNELS[1]], minutes=MINUTES, seed=1)
+    alone = synth_night([DEFAULT_CHANNELS[1]], minutes=MINUTES, seed=1)
     assert np.array_equal(full.signals["C3"], alone.signals["C3"])
     assert np.array_equal(full.stages, alone.stages)
 
@@ -286,15 +298,15 @@ def test_bad_arguments(tmp_path, kwargs, match):
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     argv = ["--format", "sleepedf", "--subjects", "1", "--minutes", "5", "--seed", "2", "--out", str(out), "--quiet"]
-    assert synth.main(argv) == 0
+    assert layouts.main(argv) == 0
     assert (out / "SC4001E0-PSG.edf").is_file()
-    assert synth.main(argv) == 2  # refuses to overwrite
+    assert layouts.main(argv) == 2  # refuses to overwrite
     assert "already exist" in capsys.readouterr().err
-    assert synth.main(argv + ["--overwrite"]) == 0
-    assert synth.main(["--format", "isruc", "--minutes", "1", "--out", str(tmp_path / "x")]) == 2
+    assert layouts.main(argv + ["--overwrite"]) == 0
+    assert layouts.main(["--format", "isruc", "--minutes", "1", "--out", str(tmp_path / "x")]) == 2
     assert "minutes 1.0" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        synth.main(["--format", "nope", "--out", str(tmp_path / "y")])
+        layouts.main(["--format", "nope", "--out", str(tmp_path / "y")])
 
 
 # -- psgvlm.io.edf -----------------------------------------------------------------------------------

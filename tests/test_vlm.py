@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import socket
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch = pytest.importorskip("torch")
+from psgvlm.stages import STAGES
 
-from psgvlm.stages import STAGES  # noqa: E402
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also set by conftest.py, before any test module
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_MODEL = ROOT.parent / "shared" / "models" / "llava-v1.6-mistral-7b-hf"
@@ -331,10 +331,13 @@ def test_model_id_not_available_offline_fails_fast(monkeypatch, tmp_path):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
-    t0 = time.time()
+    # Fails fast: the error comes before any connection attempt (no network retries to wait through).
+    attempts = []
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: attempts.append(address))
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **kw: attempts.append(address))
     with pytest.raises(ModelNotAvailableError, match="not in the Hugging Face cache"):
         load_model("llava-hf/llava-v1.6-mistral-7b-hf")
-    assert time.time() - t0 < 10
+    assert attempts == []
     with pytest.raises(ModelNotAvailableError, match="no config.json"):
         load_model(str(tmp_path))
 
@@ -407,8 +410,8 @@ def test_default_run_loads_and_predicts():
     assert size_mb < 5, f"default run is {size_mb:.1f} MB"
     pred = load_predictor()
     assert pred.kind == "vlm" and pred.dataset_meta["channels"][:3] == ["F3", "C3", "O1"]
-    metrics = json.loads((DEFAULT_RUN / "metrics.json").read_text())
-    assert metrics["pooled"]["kappa"] >= 0.5  # held-out synthetic subjects, recorded at training time
+    # Its quality is checked by re-scoring regenerated held-out data (the slow test below), not by
+    # reading the metrics.json committed beside it.
     probs = pred.predict_proba([wave_image(0, np.random.default_rng(0)), wave_image(3, np.random.default_rng(1))],
                                batch_size=2)
     assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from psgvlm.vlm.classifiers import CLASSIFIERS, build_classifier, save_classifier_run  # noqa: E402
+from psgvlm.vlm.classifiers import CLASSIFIERS, build_classifier, save_classifier_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {"resnet": {}, "convnext": {}, "vit": {}, "swin": {}, "clip_linear": {"train_encoder": True}}

@@ -17,16 +17,12 @@ from psgvlm.stages import N_STAGES, UNSCORED
 
 
 def arrays_for(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
-    """``{model_input_name: (n_epochs, n_times)}``; ``modalities`` maps input name -> channel or None.
+    """``{modality: (n_epochs, n_times)}``, the per-recording form of a baseline's input dict.
 
-    The input name is a modality (``"EEG"``); a channel of None takes the recording's first channel of
-    that modality. A missing modality raises ValueError naming it and what the recording has.
+    ``modalities`` maps a modality (``"EEG"``) to a channel, or to None for the recording's first
+    channel of that modality. A missing modality raises ValueError naming it and what the recording has.
     """
-    return {m: rec.modality_array(m.upper(), ch) for m, ch in modalities.items()}
-
-
-def available_modalities(rec: SignalRecording, wanted) -> list[str]:
-    return [m for m in wanted if rec.channels_of(m.upper())]
+    return {m: rec.modality_array(m, ch) for m, ch in modalities.items()}
 
 
 def random_windows(recs_arrays: list[tuple[dict, np.ndarray]], *, seq_len: int, batch_size: int,
@@ -55,10 +51,24 @@ def random_windows(recs_arrays: list[tuple[dict, np.ndarray]], *, seq_len: int, 
 @torch.no_grad()
 def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: int | None = None,
                     batch_size: int = 16) -> np.ndarray:
-    """Hypnodensity (n_epochs, 5): ``fn({name: (B, L, n)}) -> logits (B, L, 5)`` over sliding windows.
+    """Hypnodensity (n_epochs, 5) of one recording from a baseline over sliding windows.
 
-    Windows of ``seq_len`` epochs with ``stride`` (default seq_len // 2); overlapping probabilities are
-    averaged. Raises ValueError when the recording is shorter than ``seq_len``.
+    Parameters
+    ----------
+    fn : callable
+        A baseline model (eval mode) or anything with its contract: ``fn({name: (B, L, n_times)
+        tensor}) -> logits (B, L, 5)``.
+    arrays : dict
+        Input name -> (n_epochs, n_times) array of the whole recording (:func:`arrays_for`).
+    seq_len : int
+        Window length L, epochs. Windows step by ``stride`` (default seq_len // 2), the last one is
+        aligned to the end; overlapping probabilities are averaged.
+
+    Returns
+    -------
+    np.ndarray, shape (n_epochs, 5), float64; rows sum to 1.
+
+    Raises ValueError when the recording is shorter than ``seq_len``.
     """
     n_epochs = len(next(iter(arrays.values())))
     starts = sequence_starts(n_epochs, seq_len, stride or max(1, seq_len // 2))
@@ -159,14 +169,23 @@ def parse_recipe_args(args_cls, argv=None):
 
 
 def load_or_build_signal_data(path, *, fmt=None, input=None, split_from=None, split_seed: int = 0):
-    """Load the signal dataset at ``path``; build it first from ``fmt``/``input`` when absent."""
-    from psgvlm.baselines.signal_data import build_signal_dataset, load_signal_dataset
+    """Load the signal dataset at ``path``; build it first from ``fmt``/``input`` when absent.
+
+    A dataset of an older format version is rebuilt (with a message) when ``fmt``/``input`` are
+    given, else refused with a ValueError saying how to rebuild it.
+    """
+    from psgvlm.baselines.signal_data import VERSION, build_signal_dataset, load_signal_dataset
 
     path = Path(path)
-    if not (path / "meta.json").exists():
+    exists = (path / "meta.json").exists()
+    stale = exists and read_json(path / "meta.json").get("version") != VERSION
+    if not exists or (stale and fmt and input):
         if not (fmt and input):
             raise FileNotFoundError(f"no signal dataset at {path}; give --format and --input to build it")
-        build_signal_dataset(fmt=fmt, input=input, out=path, split_from=split_from, split_seed=split_seed)
+        if stale:
+            print(f"{path} is a signal dataset of an older format version; rebuilding it from {input}")
+        build_signal_dataset(fmt=fmt, input=input, out=path, split_from=split_from, split_seed=split_seed,
+                             overwrite=stale)
     return load_signal_dataset(path)
 
 
@@ -214,7 +233,7 @@ def predict_test_split(out, *, kind: str, source_run, source_meta: dict, recs: l
                        ds_meta: dict, fn, inputs: dict, seq_len: int, split: str = "test") -> dict:
     """Predict the ``split`` subjects of a signal dataset with a trained model; returns the metrics.
 
-    ``fn({name: (B, L, n)}) -> logits (B, L, 5)`` is the trained model, ``inputs`` its input names ->
+    ``fn`` is the trained model (see :func:`predict_windows`), ``inputs`` its input names ->
     channel (None: the recording's first channel of that modality, see :func:`arrays_for`). Writes
     ``predictions.jsonl`` + ``metrics.json`` and ``meta.json`` (``predict_only``, ``source_run``, the
     source run's config, this dataset's split and input) to ``out``. Recordings shorter than the

@@ -1,8 +1,10 @@
 """NAP (Neural Aggregator of Predictions): tri-axial attention over hypnodensities of frozen predictors.
 
-Input: hypnodensities ``p`` (B, C, T, P, 5) of P frozen predictors on C channels over T epochs, with an
-availability mask (C, P) (a multi-channel predictor such as the VLM or sDREAMER gives one stream on its
-own pseudo-channel; YASA gives one per EEG channel). Mechanisms (paper "Methods"), each switchable:
+Input: a dict of hypnodensity streams ``{"predictor@channel": (B, T, 5)}`` of frozen predictors over T
+epochs (a multi-channel predictor such as the VLM or sDREAMER gives one stream on its own pseudo-channel
+``"*"``; YASA gives one per EEG channel). Inside, the streams form a grid (B, C, T, P, 5) of C channels
+and P predictors with an availability mask (C, P) (:func:`streams_to_grid`, :meth:`NAP.forward_grid`).
+Mechanisms (paper "Methods"), each switchable:
 
 - Embedding: a bias-free linear map of each 5-d probability vector to ``d_model`` (24) plus a fixed
   sinusoidal time position (channels and predictors are sets: no position, so any subset works).
@@ -31,6 +33,7 @@ from torch import nn
 from psgvlm.stages import N_STAGES
 
 AXES = ("channel", "time", "predictor")
+ALL_CHANNELS = "*"  # pseudo-channel of a predictor that sees the whole montage (VLM, sDREAMER, sleep2vec)
 
 
 @dataclass
@@ -55,7 +58,7 @@ class NAPConfig:
 class TriAxialAttention(nn.Module):
     """Multi-head attention whose head groups attend along different axes of (B, C, T, P, D)."""
 
-    def __init__(self, config: NAPConfig):
+    def __init__(self, *, config: NAPConfig):
         super().__init__()
         c = config
         self.axes = c.axes
@@ -94,11 +97,11 @@ class TriAxialAttention(nn.Module):
 
 
 class NAPLayer(nn.Module):
-    def __init__(self, config: NAPConfig):
+    def __init__(self, *, config: NAPConfig):
         super().__init__()
         d = config.d_model
         self.norm1 = nn.LayerNorm(d, bias=False)
-        self.attn = TriAxialAttention(config)
+        self.attn = TriAxialAttention(config=config)
         self.norm2 = nn.LayerNorm(d, bias=False)
         self.ffn = nn.Sequential(nn.Linear(d, config.ffn_mult * d, bias=False), nn.GELU(),
                                  nn.Linear(config.ffn_mult * d, d, bias=False))
@@ -118,19 +121,89 @@ def _time_encoding(t: int, d: int) -> torch.Tensor:
     return pe
 
 
+def stream_name(predictor: str, channel: str) -> str:
+    """The input name of one (predictor, channel) stream: ``"predictor@channel"``."""
+    return f"{predictor}@{channel}"
+
+
+def grid_to_streams(p, avail=None) -> dict[str, torch.Tensor]:
+    """``{"p<j>@<i>": (B, T, 5)}`` of the available cells (channel i, predictor j) of a grid p (B, C, T, P, 5).
+
+    ``avail`` (C, P) bool (default all). :meth:`NAP.forward` rebuilds the same grid from these names.
+    """
+    p = torch.as_tensor(p)
+    avail = np.ones((p.shape[1], p.shape[3]), bool) if avail is None else np.asarray(avail, bool)
+    return {stream_name(f"p{j}", str(i)): p[:, i, :, j] for i, j in zip(*np.nonzero(avail))}
+
+
+def streams_to_grid(x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(p (B, C, T, P, 5) zero where unavailable, avail (C, P) bool) of the streams ``x``.
+
+    Rows are the channels and columns the predictors in order of first appearance; a name without
+    ``@`` is a predictor on the whole-montage pseudo-channel ``"*"``.
+    """
+    if not x:
+        raise ValueError("NAP needs at least one hypnodensity stream; got none")
+    cells = {}
+    for name in x:
+        pred, _, ch = name.rpartition("@") if "@" in name else (name, "@", ALL_CHANNELS)
+        cells[name] = (ch, pred)
+    channels = list(dict.fromkeys(ch for ch, _ in cells.values()))
+    predictors = list(dict.fromkeys(pr for _, pr in cells.values()))
+    shapes = {tuple(v.shape) for v in x.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[-1] != N_STAGES:
+        raise ValueError(f"every stream must be (batch, epochs, {N_STAGES}) of one shape; got "
+                         f"{ {k: tuple(v.shape) for k, v in x.items()} }")
+    b, t, _ = next(iter(shapes))
+    first = next(iter(x.values()))
+    p = torch.zeros(b, len(channels), t, len(predictors), N_STAGES, dtype=first.dtype, device=first.device)
+    avail = torch.zeros(len(channels), len(predictors), dtype=torch.bool)
+    for name, v in x.items():
+        ch, pred = cells[name]
+        i, j = channels.index(ch), predictors.index(pred)
+        p[:, i, :, j] = v
+        avail[i, j] = True
+    return p, avail
+
+
 class NAP(nn.Module):
-    """``forward(p (B, C, T, P, 5), avail (C, P) bool)`` -> logits (B, T, 5); also returns fusion weights."""
+    """NAP over any set of hypnodensity streams.
+
+    ``forward({"yasa@C3": (B, T, 5), "yasa@C4": ..., "vlm@*": ...})`` -> logits (B, T, 5);
+    ``forward_grid`` is the same on the grid, with the per-epoch fusion weight of each stream.
+    """
 
     def __init__(self, *, config: NAPConfig):
         super().__init__()
         self.config = c = config
         self.embed = nn.Linear(N_STAGES, c.d_model, bias=False)
-        self.layers = nn.ModuleList(NAPLayer(c) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(NAPLayer(config=c) for _ in range(c.n_layers))
         self.norm = nn.LayerNorm(c.d_model, bias=False)
         self.score = nn.Linear(c.d_model, 1, bias=False)
         self.classifier = nn.Linear(c.d_model, N_STAGES, bias=False)
 
-    def forward(self, p, avail=None, return_weights: bool = False):
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits over W, N1, N2, N3, REM per epoch.
+
+        Parameters
+        ----------
+        x : dict
+            Stream name ``"predictor@channel"`` (:func:`stream_name`; a bare ``"predictor"`` is on the
+            whole-montage pseudo-channel ``"*"``) -> (batch, n_epochs, 5) hypnodensities (rows sum to
+            1). Streams sharing a channel or a predictor attend to each other along that axis; any
+            set of streams and any ``n_epochs`` works.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, n_epochs, 5)
+        """
+        return self.forward_grid(*streams_to_grid(x))[0]
+
+    def forward_grid(self, p, avail=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The grid form :meth:`forward` builds: p (B, C, T, P, 5), avail (C, P) bool (None: all).
+
+        Returns (logits (B, T, 5), fusion weights (B, T, C, P)); unavailable cells are ignored.
+        """
         if p.ndim != 5 or p.shape[-1] != N_STAGES:
             raise ValueError(f"hypnodensities must be (batch, channels, epochs, predictors, {N_STAGES}), "
                              f"got {tuple(p.shape)}")
@@ -151,8 +224,7 @@ class NAP(nn.Module):
         s = s.masked_fill(~avail[None, :, None, :], float("-inf"))
         w = torch.softmax(s.permute(0, 2, 1, 3).reshape(b, t, c * npred), -1)  # (B, T, C*P)
         fused = torch.einsum("btk,btkd->btd", w, x.permute(0, 2, 1, 3, 4).reshape(b, t, c * npred, -1))
-        logits = self.classifier(fused)
-        return (logits, w.reshape(b, t, c, npred)) if return_weights else logits
+        return self.classifier(fused), w.reshape(b, t, c, npred)
 
 
 def soft_vote(p, avail=None) -> np.ndarray:
@@ -182,7 +254,6 @@ def sample_subgrid(avail: np.ndarray, rng: np.random.Generator, *, fix_channels:
 
 # -- streams of frozen predictors --------------------------------------------------------------------
 
-ALL_CHANNELS = "*"  # pseudo-channel of a predictor that sees the whole montage (VLM, sDREAMER, sleep2vec)
 
 
 def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
@@ -363,7 +434,7 @@ def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: 
     def step(_):
         p, av, y = nap_batch(data, avail, rng, batch_size=batch_size, min_len=min_len, max_len=max_len,
                              adaptive=adaptive)
-        logits = model(p, av)
+        logits = model(grid_to_streams(p, av))
         return F.cross_entropy(logits.reshape(-1, N_STAGES), y.reshape(-1), weight=class_weight,
                                ignore_index=UNSCORED)
 
@@ -390,11 +461,11 @@ def predict_nap(model: NAP, probs: np.ndarray, avail: np.ndarray, channels=None,
     p = torch.from_numpy(np.ascontiguousarray(probs[np.ix_(ch, np.arange(t), pr)]))[None]
     av = torch.from_numpy(avail[np.ix_(ch, pr)])
     if window is None or t <= window:
-        return torch.softmax(model(p, av), -1)[0].numpy()
+        return torch.softmax(model(grid_to_streams(p, av)), -1)[0].numpy()
     from psgvlm.baselines.signal_data import sequence_starts
 
     acc, cnt = np.zeros((t, N_STAGES)), np.zeros(t)
     for s in sequence_starts(t, window, max(1, window // 2)):
-        acc[s:s + window] += torch.softmax(model(p[:, :, s:s + window], av), -1)[0].numpy()
+        acc[s:s + window] += torch.softmax(model(grid_to_streams(p[:, :, s:s + window], av)), -1)[0].numpy()
         cnt[s:s + window] += 1
     return acc / cnt[:, None]

@@ -14,8 +14,9 @@ Mechanisms (paper section IV), each switchable:
   (T_eeg^2 KL(mix/T_eeg || eeg/T_eeg) + T_emg^2 KL(mix/T_emg || emg/T_emg)), teacher detached,
   T_eeg = 1.0, T_emg = 3.0. With ``distill_weight=0`` (and no unimodal CE) the unimodal heads get no
   training signal: single-channel inference collapses, which is the paper's ablation.
-- Single-channel inference: ``forward(eeg=x)`` or ``forward(emg=x)`` runs only that pathway.
-- A recording without EMG trains the EEG pathway alone with CE (``forward`` returns what is present).
+- Single-channel inference: ``forward({"EEG": x})`` or ``forward({"EMG": x})`` runs only that pathway.
+- A recording without EMG trains the EEG pathway alone with CE (``forward_train`` returns the pathways
+  the input allows; ``forward`` the mixed one, or the only one).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from torch import nn
 
 from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
 
-PATHWAYS = ("eeg", "emg", "mix")
+MODALITIES = ("EEG", "EMG")  # input names of ``forward``
+PATHWAYS = ("eeg", "emg", "mix")  # experts and heads: one per modality and the mixed one
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SDreamerConfig:
     epoch_layers: int = 2  # MoME layers of the epoch-level encoder
     seq_layers: int = 2  # MoME layers of the sequence-level encoder
     ffn_mult: int = 4  # expert FFN width / d_model
-    dropout: float = 0.1
+    dropout: float = 0.1  # attention, FFN and residual dropout
     seq_len: int = 16  # K consecutive epochs
     epoch_mix: bool = False  # mixed pathway at epoch level too (the paper disables it for Sequence sDREAMER)
     distill_weight: float = 1.0  # 0 = ablation without self-distillation
@@ -71,7 +73,7 @@ SIZES = {
 class MoMELayer(nn.Module):
     """Pre-norm block: shared multi-head self-attention, then the pathway's own FFN expert."""
 
-    def __init__(self, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, *, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(d_model)
         self.attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
@@ -88,9 +90,10 @@ class MoMELayer(nn.Module):
 
 
 class MoMEEncoder(nn.Module):
-    def __init__(self, n_layers: int, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
+    def __init__(self, *, n_layers: int, d_model: int, n_heads: int, ffn_mult: int, dropout: float):
         super().__init__()
-        self.layers = nn.ModuleList(MoMELayer(d_model, n_heads, ffn_mult, dropout) for _ in range(n_layers))
+        self.layers = nn.ModuleList(MoMELayer(d_model=d_model, n_heads=n_heads, ffn_mult=ffn_mult, dropout=dropout)
+                                    for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
 
     def forward(self, x, pathway: str):
@@ -100,9 +103,11 @@ class MoMEEncoder(nn.Module):
 
 
 class SDreamer(nn.Module):
-    """Sequence sDREAMER. ``forward(eeg=(B, K, n_times), emg=(B, K, n_times))`` -> {pathway: logits (B, K, 5)}.
+    """Sequence sDREAMER over K consecutive epochs of EEG and/or EMG.
 
-    Either modality may be omitted (single-channel inference); the "mix" output needs both.
+    ``forward({"EEG": (B, K, n_times), "EMG": (B, K, n_times)})`` -> logits (B, K, 5) of the mixed
+    pathway; either modality may be omitted (single-channel inference through its own pathway).
+    ``forward_train`` gives every pathway's logits for the self-distillation loss.
     """
 
     def __init__(self, *, config: SDreamerConfig):
@@ -114,8 +119,9 @@ class SDreamer(nn.Module):
         self.epoch_cls = nn.Parameter(0.02 * torch.randn(d))
         self.seq_pos = nn.Parameter(0.02 * torch.randn(c.seq_len, d))
         self.modality_emb = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(d)) for m in ("eeg", "emg")})
-        self.epoch_encoder = MoMEEncoder(c.epoch_layers, d, c.n_heads, c.ffn_mult, c.dropout)
-        self.seq_encoder = MoMEEncoder(c.seq_layers, d, c.n_heads, c.ffn_mult, c.dropout)
+        block = dict(d_model=d, n_heads=c.n_heads, ffn_mult=c.ffn_mult, dropout=c.dropout)
+        self.epoch_encoder = MoMEEncoder(n_layers=c.epoch_layers, **block)
+        self.seq_encoder = MoMEEncoder(n_layers=c.seq_layers, **block)
         self.heads = nn.ModuleDict({p: nn.Linear(d, N_STAGES) for p in PATHWAYS})
 
     def _patches(self, x, m):
@@ -130,20 +136,41 @@ class SDreamer(nn.Module):
     def _cls(self, n):
         return (self.epoch_cls + self.epoch_pos[0]).expand(n, 1, -1)
 
-    def forward(self, eeg=None, emg=None):
+    def _pathway_inputs(self, x: dict) -> dict[str, torch.Tensor]:
+        """``{"eeg"/"emg": (B, K, n_times)}`` from the modality dict, validated."""
         c = self.config
-        given = {m: x for m, x in (("eeg", eeg), ("emg", emg)) if x is not None}
-        if not given:
+        unknown = [m for m in x if m not in MODALITIES]
+        if unknown:
+            raise ValueError(f"sDREAMER reads modalities {MODALITIES}; got unknown {unknown}")
+        if not x:
             raise ValueError("sDREAMER needs EEG and/or EMG epochs; got neither")
-        for m, x in given.items():
-            if x.ndim != 3:
-                raise ValueError(f"{m.upper()} must be (batch, K, n_times), got shape {tuple(x.shape)}")
-            if x.shape[1] != c.seq_len:
-                raise ValueError(f"{m.upper()} sequence has {x.shape[1]} epochs; the model needs K={c.seq_len}")
-            if torch.isnan(x).any():
-                raise ValueError(f"{m.upper()} input holds {int(torch.isnan(x).sum())} NaN values")
+        for m, v in x.items():
+            if v.ndim != 3:
+                raise ValueError(f"{m} must be (batch, K, n_times), got shape {tuple(v.shape)}")
+            if v.shape[1] != c.seq_len:
+                raise ValueError(f"{m} sequence has {v.shape[1]} epochs; the model needs K={c.seq_len}")
+            if torch.isnan(v).any():
+                raise ValueError(f"{m} input holds {int(torch.isnan(v).sum())} NaN values")
+        return {m.lower(): v for m, v in x.items()}
+
+    def forward_train(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Logits (B, K, 5) of every pathway the input allows, for :meth:`loss`.
+
+        Parameters
+        ----------
+        x : dict
+            ``"EEG"`` and/or ``"EMG"`` -> (batch, K, n_times) float, ``n_times = epoch_s * sfreq``.
+
+        Returns
+        -------
+        dict
+            ``"eeg"`` / ``"emg"`` (the unimodal students) for each modality given, and ``"mix"`` (the
+            teacher) when both are.
+        """
+        c = self.config
+        given = self._pathway_inputs(x)
         b = next(iter(given.values())).shape[0]
-        patches = {m: self._patches(x, m) for m, x in given.items()}
+        patches = {m: self._patches(v, m) for m, v in given.items()}
         epoch_tok = {}
         for m, p in patches.items():  # epoch level: each modality through its own pathway
             epoch_tok[m] = self.epoch_encoder(torch.cat([self._cls(p.shape[0]), p], 1), m)[:, 0]
@@ -165,10 +192,27 @@ class SDreamer(nn.Module):
             out["mix"] = self.heads["mix"](h)
         return out
 
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits over W, N1, N2, N3, REM per epoch.
+
+        Parameters
+        ----------
+        x : dict
+            ``"EEG"`` and/or ``"EMG"`` -> (batch, K, n_times) float at ``config.sfreq`` Hz,
+            ``K = config.seq_len``, ``n_times = epoch_s * sfreq`` (3840 at 128 Hz).
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, K, 5)
+            The mixed pathway when both modalities are given, else the given modality's pathway.
+        """
+        out = self.forward_train(x)
+        return out["mix"] if "mix" in out else next(iter(out.values()))
+
     def loss(self, out: dict, labels, class_weight=None):
         """CE on the mixed pathway (or the only one present) + self-distillation to the unimodal ones.
 
-        ``labels`` (B, K) int with UNSCORED (-1) ignored; ``class_weight`` (5,) optional CE weights.
+        ``out`` is :meth:`forward_train`'s dict; ``labels`` (B, K) int with UNSCORED (-1) ignored; ``class_weight`` (5,) optional CE weights.
         Returns (loss, parts dict of floats).
         """
         c = self.config
@@ -197,11 +241,6 @@ class SDreamer(nn.Module):
                     parts[f"kd_{m}"] = c.distill_weight * kl
         total = sum(parts.values())
         return total, {k: float(v.detach()) for k, v in parts.items()}
-
-    @staticmethod
-    def primary(out: dict) -> torch.Tensor:
-        """The prediction to report: the mixed pathway when both modalities are present."""
-        return out["mix"] if "mix" in out else next(iter(out.values()))
 
 
 def load(run_dir) -> SDreamer:

@@ -6,7 +6,7 @@ resampled to the rate of its modality (128 Hz for EEG/EOG/EMG/ECG, 4 Hz for RESP
 does), cut into epochs paired by time with the expert stages, and z-scored per recording and channel.
 
 On disk: ``DIR/<recording>.npz`` (one array per channel, ``stages``, ``starts_s``) and ``DIR/meta.json``
-(``kind: psgvlm-signal-dataset``, channels, modalities, rates, split, per-recording metadata,
+(``kind: psgvlm-signal-dataset``, ``version``, channels, modalities, rates, split, per-recording metadata,
 provenance). Unscored epochs stay in the arrays (label -1) so that sequences of consecutive epochs keep
 their time structure; the losses and metrics skip them.
 """
@@ -16,13 +16,14 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from psgvlm.provenance import provenance, read_json, write_json_atomic
-from psgvlm.signal.epochs import resample
+from psgvlm.signal.epochs import UpsampledChannelWarning, epochs_from_recording, resample_plan
 from psgvlm.splits import split_subjects
 from psgvlm.stages import EPOCH_S, UNSCORED
 
@@ -31,6 +32,9 @@ LOW_RATE_HZ = 4.0  # slow physiology (respiration, SpO2), as in sleep2vec
 MODALITY_RATE_HZ = {"EEG": HIGH_RATE_HZ, "EOG": HIGH_RATE_HZ, "EMG": HIGH_RATE_HZ, "ECG": HIGH_RATE_HZ,
                     "RESP": LOW_RATE_HZ, "SPO2": LOW_RATE_HZ}
 KIND = "psgvlm-signal-dataset"
+# On-disk format version; bump when the arrays of a dataset would differ. 2: epochs cut by
+# ``epochs_from_recording`` (a trailing partial epoch dropped instead of edge-padded).
+VERSION = 2
 
 
 @dataclass
@@ -45,7 +49,7 @@ class SignalRecording:
     sfreq: dict[str, float]  # channel -> Hz
     stages: np.ndarray  # (n_epochs,) int, UNSCORED = -1
     starts_s: np.ndarray  # (n_epochs,) float, signal time of each epoch's start
-    meta: dict = field(default_factory=dict)  # age (years), sex, site when known
+    meta: dict = field(default_factory=dict)  # age (years), sex, site when known; upsampled_from_hz
 
     @property
     def n_epochs(self) -> int:
@@ -75,13 +79,20 @@ class SignalRecording:
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
-    """Per-recording z-score; a flat channel maps to zeros."""
+    """Per-recording z-score (statistics in float64) as float32; a flat channel maps to zeros."""
+    x = np.asarray(x, dtype=np.float64)
     sd = float(np.std(x))
-    return ((x - float(np.mean(x))) / sd).astype(np.float32) if sd > 1e-8 else np.zeros_like(x, np.float32)
+    return ((x - float(np.mean(x))) / sd).astype(np.float32) if sd > 1e-8 else np.zeros(x.shape, np.float32)
 
 
 def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
     """Cut a :class:`psgvlm.io.recording.Recording` into epochs at the model rates.
+
+    Channels are grouped by the rate of their modality and each group is cut by the project's one
+    epoch cutter, :func:`psgvlm.signal.epochs.epochs_from_recording` (resampled whole, epochs paired by
+    time with the stages, a trailing partial epoch dropped, never padded). When the groups disagree
+    on the number of whole epochs (a resampled channel one sample short), all keep the shortest.
+    Each channel is then z-scored over its epochs.
 
     Parameters
     ----------
@@ -93,7 +104,8 @@ def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
 
     Returns
     -------
-    SignalRecording with ``x[ch]`` of shape (n_epochs, epoch_s * rate).
+    SignalRecording with ``x[ch]`` of shape (n_epochs, epoch_s * rate) and ``starts_s`` of the
+    highest-rate group (the onset rounded to the nearest sample at that rate).
     """
     rates = dict(MODALITY_RATE_HZ if rates is None else rates)
     if rec.stages is None:
@@ -102,31 +114,34 @@ def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
     if not names:
         raise ValueError(f"recording {rec.recording!r} has no channel of modalities {sorted(rates)}; "
                          f"present: {rec.modalities}")
-    n_epochs = rec.n_epochs
-    x, mods, sf = {}, {}, {}
+    groups: dict[float, list[str]] = {}  # target Hz -> canonical names, in the order asked
     for name in names:
         ch = rec.channel(name)
         if ch.modality not in rates:
             raise ValueError(f"channel {name!r} has modality {ch.modality!r}; allowed: {sorted(rates)}")
-        data = np.asarray(ch.data, dtype=np.float64)
-        if not np.all(np.isfinite(data)):
-            raise ValueError(f"recording {rec.recording!r} channel {name!r} holds "
-                             f"{int(np.sum(~np.isfinite(data)))} NaN/inf samples")
-        target = float(rates[ch.modality])
-        y = resample(data, ch.sfreq, target)
-        n_times = int(round(rec.epoch_s * target))
-        start = int(round(rec.onset_s * target))
-        y = y[start:start + n_epochs * n_times]
-        if len(y) < n_epochs * n_times:  # resampling may lose a sample at the end
-            y = np.pad(y, (0, n_epochs * n_times - len(y)), mode="edge")
-        x[ch.canonical] = _zscore(y).reshape(n_epochs, n_times)
-        mods[ch.canonical] = ch.modality
-        sf[ch.canonical] = target
-    stages = np.asarray(rec.stages[:n_epochs], dtype=np.int64)
-    starts = rec.onset_s + rec.epoch_s * np.arange(n_epochs)
-    meta = {k: rec.meta.get(k) for k in ("age", "sex", "site")}
+        bad = int(np.sum(~np.isfinite(ch.data)))
+        if bad:
+            raise ValueError(f"recording {rec.recording!r} channel {name!r} holds {bad} NaN/inf samples")
+        groups.setdefault(float(rates[ch.modality]), []).append(ch.canonical)
+    # The models fix the rates (sleep2vec's 128 Hz), so upsampling e.g. a 100 Hz EEG is expected here:
+    # recorded in ``meta["upsampled_from_hz"]`` instead of a warning per channel and recording.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UpsampledChannelWarning)
+        cut = {hz: epochs_from_recording(rec, chans, hz, epoch_s=rec.epoch_s) for hz, chans in groups.items()}
+    upsampled = {p["channel"]: p["sfreq"] for hz, chans in groups.items()
+                 for p in resample_plan(rec, chans, hz) if p["action"] == "upsampled"}
+    n_epochs = min(len(e[0]) for e in cut.values())
+    x, mods, sf = {}, {}, {}
+    for hz, chans in groups.items():
+        for i, name in enumerate(chans):
+            x[name] = _zscore(cut[hz][0][:n_epochs, i])
+            mods[name] = rec.channel(name).modality
+            sf[name] = hz
+    _, stages, starts = cut[max(cut)]
+    meta = {**{k: rec.meta.get(k) for k in ("age", "sex", "site")}, "upsampled_from_hz": upsampled}
     return SignalRecording(subject=str(rec.subject), recording=str(rec.recording), dataset=rec.dataset,
-                           x=x, modalities=mods, sfreq=sf, stages=stages, starts_s=starts, meta=meta)
+                           x=x, modalities=mods, sfreq=sf, stages=np.asarray(stages[:n_epochs], np.int64),
+                           starts_s=starts[:n_epochs], meta=meta)
 
 
 def _safe(name: str) -> str:
@@ -148,7 +163,7 @@ def save_signal_dataset(recs: list[SignalRecording], out, *, split: dict, extra:
         entries.append({"file": fname, "subject": r.subject, "recording": r.recording, "dataset": r.dataset,
                         "modalities": r.modalities, "sfreq": r.sfreq, "n_epochs": r.n_epochs,
                         "n_unscored": int(np.sum(r.stages == UNSCORED)), "meta": r.meta})
-    meta = {"kind": KIND, "epoch_s": EPOCH_S, "rates": MODALITY_RATE_HZ, "split": split,
+    meta = {"kind": KIND, "version": VERSION, "epoch_s": EPOCH_S, "rates": MODALITY_RATE_HZ, "split": split,
             "recordings": entries, **(extra or {}), "provenance": provenance()}
     write_json_atomic(tmp / "meta.json", meta)
     if out.exists():
@@ -166,6 +181,10 @@ def load_signal_dataset(path) -> tuple[list[SignalRecording], dict]:
     meta = read_json(path / "meta.json")
     if meta.get("kind") != KIND:
         raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected {KIND!r}")
+    if meta.get("version") != VERSION:
+        raise ValueError(f"{path} is a signal dataset of format version {meta.get('version', 1)}; this psgvlm "
+                         f"reads version {VERSION} (epochs cut differently): rebuild it from its recordings "
+                         f"(build_signal_dataset(..., overwrite=True), or a recipe with --format/--input)")
     recs = []
     for e in meta["recordings"]:
         with np.load(path / e["file"]) as z:
@@ -227,8 +246,3 @@ def sequence_starts(n_epochs: int, seq_len: int, stride: int | None = None) -> n
     if starts[-1] != n_epochs - seq_len:
         starts.append(n_epochs - seq_len)
     return np.asarray(starts)
-
-
-def stack_modalities(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
-    """``{modality: (n_epochs, n_times)}`` for the model's modalities; ``channel`` None = first of that kind."""
-    return {m: rec.modality_array(m, ch) for m, ch in modalities.items()}

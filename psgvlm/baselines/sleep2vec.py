@@ -54,10 +54,10 @@ class Sleep2vecConfig:
     temperature: float = 0.2  # tau
     loss: str = "dash"  # "dash" or "infonce"
     age_bandwidth_y: float = 20.0  # Laplace kernel bandwidth, years
-    sex_same: float = 1.0
-    sex_diff: float = 0.8
-    site_same: float = 1.3
-    site_diff: float = 0.8
+    sex_same: float = 1.0  # DASH factor when both sexes are known and equal
+    sex_diff: float = 0.8  # ... known and different
+    site_same: float = 1.3  # DASH factor when both sites are known and equal
+    site_diff: float = 0.8  # ... known and different
     eps: float = 1e-6  # weight kept by same-night pseudo-negatives
     margin: float = 0.1  # gamma*m subtracted from same-night pseudo-negative logits
     sfreq: dict = field(default_factory=lambda: dict(MODALITY_RATE_HZ))  # modality -> Hz
@@ -165,18 +165,39 @@ class Sleep2vec(nn.Module):
         h = self.encoder(inputs_embeds=torch.cat([cls, tok], 1)).last_hidden_state
         return h[:, 1:]
 
-    def pretrain_loss(self, xa, xb, *, pair, meta, generator=None):
-        """Contrastive loss aligning modality ``pair[0]`` (xa, (B, L, n_a)) with ``pair[1]`` (xb).
+    def embed(self, x: dict[str, torch.Tensor], *, generator=None) -> dict[str, torch.Tensor]:
+        """Unit-norm contrastive embeddings of each modality: the pre-training output.
 
-        ``meta``: dict of ``age`` (B,) float (NaN unknown), ``sex``/``site``/``night`` lists (None unknown).
+        Parameters
+        ----------
+        x : dict
+            Modality -> (batch, n_epochs, n_times) float at its rate (``config.sfreq[modality]`` Hz,
+            ``n_times = epoch_s * sfreq``).
+        generator : torch.Generator, optional
+            Draws the token masks (``mask_prob``, training mode only; each modality independently).
+
+        Returns
+        -------
+        dict
+            Modality -> (batch, n_epochs, proj_dim) float, L2-normalised over the last axis.
         """
         c = self.config
-        _check_input({pair[0]: xa, pair[1]: xb}, self.tokenizers)
-        masks = [None, None]
+        _check_input(x, self.tokenizers)
+        masks = dict.fromkeys(x)
         if self.training and c.mask_prob > 0:  # independent time-step masking of each view
-            masks = [torch.rand(x.shape[:2], generator=generator) < c.mask_prob for x in (xa, xb)]
-        za = F.normalize(self.proj(self.encode(xa, pair[0], masks[0])), dim=-1)
-        zb = F.normalize(self.proj(self.encode(xb, pair[1], masks[1])), dim=-1)
+            masks = {m: torch.rand(v.shape[:2], generator=generator) < c.mask_prob for m, v in x.items()}
+        return {m: F.normalize(self.proj(self.encode(v, m, masks[m])), dim=-1) for m, v in x.items()}
+
+    def pretrain_loss(self, x: dict[str, torch.Tensor], *, meta, generator=None) -> torch.Tensor:
+        """Contrastive loss aligning the two modalities of ``x`` (see :meth:`embed` for shapes).
+
+        ``x`` holds exactly two modalities, each (B, L, n_times) with the same B and L; ``meta``: dict
+        of ``age`` (B,) float (NaN unknown), ``sex``/``site``/``night`` lists (None unknown).
+        """
+        c = self.config
+        if len(x) != 2:
+            raise ValueError(f"pre-training aligns a pair of modalities; got {list(x)}")
+        za, zb = self.embed(x, generator=generator).values()
         sim = torch.einsum("itd,jtd->tij", za, zb)  # (L, B, B) cosine similarities s_ijt
         if c.loss == "infonce":
             return contrastive_loss(sim, temperature=c.temperature)
@@ -234,6 +255,23 @@ def contrastive_loss(sim, *, temperature: float, omega=None, pseudo=None, margin
     return sum(losses) / 2
 
 
+@dataclass
+class Sleep2vecStagerConfig:
+    modalities: tuple[str, ...] | None = None  # pre-trained modalities to fine-tune on (None: all)
+    lora_r: int = 8  # LoRA rank on the encoder's q/k/v projections
+    lora_alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = 0.05  # dropout on the LoRA branch
+    use_lora: bool = True  # False: the encoder stays frozen, only the head (and gates) train
+    fusion: str = "gate"  # "gate" (softmax over learnable scalars) or "mean" over the modalities present
+    train_tokenizers: bool = False  # also train the per-modality tokenizers
+
+    def __post_init__(self):
+        if self.modalities is not None:
+            self.modalities = tuple(self.modalities)
+        if self.fusion not in ("gate", "mean"):
+            raise ValueError(f"fusion {self.fusion!r} not in ('gate', 'mean')")
+
+
 class Sleep2vecStager(nn.Module):
     """Fine-tuning model: frozen pre-trained sleep2vec + LoRA on q/k/v, gated fusion, per-epoch MLP head.
 
@@ -241,29 +279,26 @@ class Sleep2vecStager(nn.Module):
     modalities and returns logits (B, L, 5) over W, N1, N2, N3, REM.
     """
 
-    def __init__(self, *, backbone: Sleep2vec, modalities=None, lora_r: int = 8, lora_alpha: int = 16,
-                 lora_dropout: float = 0.05, use_lora: bool = True, fusion: str = "gate",
-                 train_tokenizers: bool = False):
+    def __init__(self, *, backbone: Sleep2vec, config: Sleep2vecStagerConfig | None = None):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
+        sc = self.stager_config = config or Sleep2vecStagerConfig()
         self.config = backbone.config
-        self.modalities = tuple(modalities or backbone.config.modalities)
+        self.modalities = tuple(sc.modalities or backbone.config.modalities)
         missing = [m for m in self.modalities if m not in backbone.tokenizers]
         if missing:
             raise ValueError(f"modalities {missing} were not pre-trained; backbone has {list(backbone.tokenizers)}")
-        if fusion not in ("gate", "mean"):
-            raise ValueError(f"fusion {fusion!r} not in ('gate', 'mean')")
-        self.fusion = fusion
+        self.fusion = sc.fusion
         for p in backbone.parameters():
             p.requires_grad_(False)
         self.backbone = backbone
-        self.use_lora = use_lora
-        if use_lora:
+        self.use_lora = sc.use_lora
+        if sc.use_lora:
             backbone.encoder = get_peft_model(backbone.encoder, LoraConfig(
-                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                r=sc.lora_r, lora_alpha=sc.lora_alpha, lora_dropout=sc.lora_dropout,
                 target_modules=["query", "key", "value"]))
-        if train_tokenizers:
+        if sc.train_tokenizers:
             for m in self.modalities:
                 for p in backbone.tokenizers[m].parameters():
                     p.requires_grad_(True)
@@ -276,7 +311,20 @@ class Sleep2vecStager(nn.Module):
         w = torch.softmax(self.gate[idx], 0)
         return {m: float(v.detach()) for m, v in zip(present, w)}
 
-    def forward(self, x: dict):
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits over W, N1, N2, N3, REM per epoch.
+
+        Parameters
+        ----------
+        x : dict
+            Modality (any non-empty subset of ``self.modalities``) -> (batch, n_epochs, n_times) float
+            at the modality's rate, ``n_times = epoch_s * config.sfreq[modality]`` (3840 at 128 Hz,
+            120 at 4 Hz); ``n_epochs <= config.max_epochs``.
+
+        Returns
+        -------
+        torch.Tensor, shape (batch, n_epochs, 5)
+        """
         _check_input(x, self.modalities)
         present = [m for m in self.modalities if m in x]
         hs = torch.stack([self.backbone.encode(x[m], m) for m in present])  # (M, B, L, D)
@@ -313,6 +361,7 @@ def load_stager(run_dir) -> Sleep2vecStager:
     from psgvlm.baselines.common import load_model
 
     def build(cfg):
-        return Sleep2vecStager(backbone=Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"])), **cfg["stager"])
+        return Sleep2vecStager(backbone=Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"])),
+                               config=Sleep2vecStagerConfig(**cfg["stager"]))
 
     return load_model(run_dir, build, what="a sleep2vec fine-tuning run").eval()

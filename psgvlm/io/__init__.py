@@ -1,1 +1,2 @@
-"""The input layer: EDF/BDF files, the Recording type, channel names and the dataset readers."""
+"""The input layer: EDF/BDF files, the Recording type, channel names, hypnogram formats and the dataset
+readers (one module per format family, registry in :mod:`psgvlm.io.readers`)."""

@@ -1,7 +1,9 @@
-"""Write EDF / EDF+ files (signals at their own sampling rates, annotation-only EDF+ files), and
-parse the fixed EDF/BDF header once for everyone who checks a file before reading it.
+"""EDF / EDF+ / BDF files: parse and check the fixed header, open a file for reading, and write EDF
+files (signals at their own sampling rates, annotation-only EDF+ files).
 
-Writing is a thin layer over ``edfio`` (reading the signals is :mod:`psgvlm.io.readers`' job). It picks each
+The header parser and :func:`check_edf` are the strict gate every reader passes a file through;
+:func:`open_edf` opens it with ``edfio`` (turning signals into channels is
+:mod:`psgvlm.io.readers.signal_files`' job). Writing is a thin layer over ``edfio``. It picks each
 signal's physical range from the data with headroom, so nothing clips and the 16-bit (or 12-bit)
 quantisation step stays small, writes through a temporary file and a rename so a crash never
 leaves a half-written EDF under its final name, and writes the annotation-only EDF+ files that
@@ -119,6 +121,76 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
                             for i, c in enumerate(column(spr_offset, 8))],
         file_bytes=size,
     )
+
+
+def check_edf(path: Path) -> dict:
+    """Validate an EDF/BDF header and the file size; return the header fields used for checks.
+
+    Raises ValueError naming the file and the bad value for files that are not EDF/BDF, have a
+    malformed header, are discontinuous (EDF+D) or are shorter than their header says (truncated).
+    A partial trailing data record is tolerated (readers drop it).
+    """
+    path = Path(path)
+    try:
+        h = parse_edf_header(path)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if h.kind.endswith("+D"):
+        # Discontinuous files have gaps between data records; reading them as continuous would
+        # shift every label after the first gap, so refuse rather than mis-pair.
+        raise ValueError(
+            f"{path}: discontinuous {h.kind} file (gaps between records) is not supported; "
+            f"convert it to a continuous EDF (e.g. with the gaps filled) first"
+        )
+    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
+    if n_records >= 0:
+        expected = h.header_bytes + n_records * record_bytes
+        if size > expected + record_bytes:
+            raise ValueError(
+                f"{path}: {size} bytes, but the header describes {expected} ({n_records} data records); "
+                f"the number-of-records field is wrong or the file holds something else"
+            )
+        if size < expected:
+            whole = (size - h.header_bytes) // record_bytes if record_bytes else 0
+            raise ValueError(
+                f"{path}: truncated {h.base} file: {size} bytes, the header promises {expected} "
+                f"({n_records} data records of {h.record_s:g} s; only {whole} complete)"
+            )
+    return {"kind": h.base, "n_records": n_records, "record_s": h.record_s, "n_signals": len(h.labels)}
+
+
+def open_edf(path: Path) -> edfio.Edf:
+    """Check an EDF/EDF+/BDF file (:func:`check_edf`) and open it with edfio (EDF data loaded lazily).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        The file fails the checks, edfio refuses its header, or the header is neither UTF-8 nor latin-1.
+    """
+    path = Path(path)
+    is_bdf = check_edf(path)["kind"] == "BDF"
+    last = None
+    # EDF headers are ASCII by the standard; clinical exports write UTF-8 (Nox: "Impédance") or latin-1.
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            if is_bdf:
+                return edfio.read_bdf(path, header_encoding=encoding)
+            return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
+        except UnicodeDecodeError as err:
+            last = err
+        except Exception as err:  # edfio raises ValueError/others on non-compliant headers
+            raise ValueError(f"{path}: cannot be read as EDF/BDF: {err}") from err
+    raise ValueError(f"{path}: header is neither UTF-8 nor latin-1: {last}")
+
+
+def edf_start(edf: edfio.Edf) -> _dt.datetime | None:
+    """Start date and time of an open file; None when anonymised or malformed."""
+    try:
+        return _dt.datetime.combine(edf.startdate, edf.starttime)
+    except Exception:  # anonymised or malformed start date
+        return None
 
 
 @dataclass(frozen=True)

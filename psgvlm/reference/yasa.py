@@ -16,6 +16,7 @@ beside the model, which sees signals only).
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -202,15 +203,19 @@ def main(argv=None) -> int:
     from psgvlm.io.readers import find_recordings, read_recording
 
     ap = argparse.ArgumentParser(prog="psgvlm yasa", description=main.__doc__)
-    ap.add_argument("--format", required=True)
-    ap.add_argument("--input", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--channels", nargs="*")
+    ap.add_argument("--format", required=True, help="reader of the recordings (isruc, mass, sleepedf, ...)")
+    ap.add_argument("--input", required=True, help="recordings folder or one file")
+    ap.add_argument("--out", required=True, help="run dir: OUT/channels/<ch>/predictions.jsonl + meta.json")
+    ap.add_argument("--channels", nargs="*", help="EEG channels to stage (default: every EEG channel)")
     a = ap.parse_args(argv)
-    found = find_recordings(a.format, a.input)
-    if not found:
-        raise SystemExit(f"no {a.format!r} recordings under {a.input}")
-    metrics = write_yasa_run((read_recording(a.format, **kw) for kw in found), a.out, eeg_channels=a.channels)
+    try:
+        found = find_recordings(a.format, a.input)
+        if not found:
+            raise FileNotFoundError(f"no {a.format!r} recordings under {a.input}")
+        metrics = write_yasa_run((read_recording(a.format, **kw) for kw in found), a.out, eeg_channels=a.channels)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"psgvlm yasa: {err}", file=sys.stderr)
+        return 2
     for ch, m in metrics.items():
         print(ch, {k: round(m["pooled"].get(k, float("nan")), 3) for k in ("kappa", "macro_f1")})
     return 0

@@ -29,7 +29,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 class Preprocess:
     size: int = 224  # square input side, pixels
     mean: tuple = IMAGENET_MEAN  # per-channel mean after scaling to [0, 1]
-    std: tuple = IMAGENET_STD
+    std: tuple = IMAGENET_STD  # per-channel standard deviation after scaling to [0, 1]
 
     def __call__(self, images) -> torch.Tensor:  # noqa: F821
         """PIL images -> float tensor (n, 3, size, size)."""

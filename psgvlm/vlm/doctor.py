@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None, help="split to draw the batch from (default: the first)")
     p.add_argument("--prompt", default="default", help="prompt name (with --model)")
     p.add_argument("--no-pin-grid", action="store_true", help="keep the model's own anyres grid (with --model)")
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=2, help="epoch images in the batch checked")
     p.add_argument("--json", help="also write the report as JSON here")
     args = p.parse_args(argv)
     try:

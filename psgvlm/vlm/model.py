@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import sys
 from pathlib import Path
@@ -19,7 +18,6 @@ from urllib.parse import urlparse
 
 from psgvlm.stages import STAGES
 
-DEFAULT_MODEL = "llava-hf/llava-v1.6-mistral-7b-hf"
 VISION_PREFIX = "model.vision_tower"
 PROJECTOR_PREFIX = "model.multi_modal_projector"
 LANGUAGE_PREFIX = "model.language_model"
@@ -276,7 +274,7 @@ def _tiny_tokenizer(corpus: list[str], vocab_size: int):
 def build_tiny_model(*, image_size: int = 336, patch_size: int = 14, vision_hidden: int = 64,
                      text_hidden: int = 64, n_layers: int = 2, vocab_size: int = 400, init_range: float = 0.2,
                      seed: int = 0):
-    """A random tiny LLaVA-NeXT + processor (tokenizer built in code from prompts/), no download.
+    """A random tiny LLaVA-NeXT + processor (tokenizer built in code from psgvlm/prompts), no download.
 
     The anyres grid is pinned to one ``image_size`` tile. ``init_range`` is the std of the language
     model's initial weights: with transformers' default 0.02 and a frozen random ``lm_head`` over a
@@ -331,14 +329,14 @@ def tiny_model_main(argv: list[str] | None = None) -> int:
     """``psgvlm tiny-model --out DIR``: build and save a tiny random LLaVA-NeXT (no download)."""
     parser = argparse.ArgumentParser(prog="psgvlm tiny-model", description=tiny_model_main.__doc__)
     parser.add_argument("--out", required=True, help="output directory (save_pretrained format)")
-    parser.add_argument("--image-size", type=int, default=336)
-    parser.add_argument("--patch-size", type=int, default=14)
-    parser.add_argument("--vision-hidden", type=int, default=64)
-    parser.add_argument("--text-hidden", type=int, default=64)
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--image-size", type=int, default=336, help="image side, pixels (one anyres tile)")
+    parser.add_argument("--patch-size", type=int, default=14, help="vision patch side, pixels")
+    parser.add_argument("--vision-hidden", type=int, default=64, help="vision tower hidden size")
+    parser.add_argument("--text-hidden", type=int, default=64, help="language model hidden size")
+    parser.add_argument("--layers", type=int, default=2, help="layers in each of the two towers")
     parser.add_argument("--init-range", type=float, default=0.2, help="std of the language model's init")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.overwrite:
@@ -357,9 +355,3 @@ def tiny_model_main(argv: list[str] | None = None) -> int:
     n = sum(p.numel() for p in model.parameters())
     print(f"saved tiny LLaVA-NeXT ({n:,} parameters, vocab {len(processor.tokenizer)}) to {out}")
     return 0
-
-
-def module_layer_index(name: str) -> int | None:
-    """The ``layers.N`` index in a module name, or None."""
-    m = re.search(r"\.layers\.(\d+)\.", name)
-    return int(m.group(1)) if m else None

@@ -133,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="psgvlm predict", description=main.__doc__)
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run dir (default: the embedded default run)")
     p.add_argument("--dataset", required=True, help="`psgvlm render` dataset dir")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="dataset split to score")
     p.add_argument("--out", required=True, help="output dir for predictions.jsonl + metrics.json")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="epoch images per forward pass")
     p.add_argument("--max-samples", type=int, default=0, help="first N epochs only (0: all)")
     p.add_argument("--mode", choices=["scoring", "generate"], default="scoring",
                    help="label scoring (hypnodensity) or free generation + parser")
