@@ -1,7 +1,8 @@
-"""PNG plots of the eval suites: pure functions (data in, file out), no pyplot global state.
+"""PNG plots only the eval suites draw: pure functions (data in, file out), no pyplot global state.
 
-Each function builds a ``matplotlib.figure.Figure`` with a ``FigureCanvasAgg`` and writes one PNG;
-nothing touches ``plt`` or ``rcParams``.
+Each function builds a figure with :func:`psgvlm.plots.new_figure` (a ``Figure`` with its own
+``FigureCanvasAgg``) and writes one PNG with :func:`psgvlm.plots.save_png`. Hypnograms and
+hypnodensities, which ``psgvlm stage`` draws too, are :mod:`psgvlm.plots`' (one stage palette).
 """
 
 from __future__ import annotations
@@ -11,42 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.metrics import row_normalised
-from psgvlm.stages import STAGES, UNSCORED
-
-# Hypnogram convention: W at the top, REM drawn between W and N1, N3 at the bottom.
-_HYPNO_LEVEL = {0: 4, 4: 3, 1: 2, 2: 1, 3: 0}
-_HYPNO_TICKS = ([4, 3, 2, 1, 0], ["W", "REM", "N1", "N2", "N3"])
-STAGE_COLORS = ("#f4d03f", "#85c1e9", "#2e86c1", "#1b2631", "#e74c3c")
-
-
-def _figure(width_in: float, height_in: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width_in, height_in), dpi=100)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", bbox_inches="tight")
-    fig.clear()
-    return path
-
-
-def _with_end(start_s, epoch_s: float = 30.0) -> np.ndarray:
-    """Epoch start times in hours plus the end of the last epoch (for step plots)."""
-    t = np.asarray(start_s, dtype=float)
-    return np.append(t, t[-1] + epoch_s if len(t) else epoch_s) / 3600
+from psgvlm.plots import new_figure, save_png
+from psgvlm.stages import STAGES
 
 
 def plot_confusion(cm, path, title: str = "") -> Path:
     """Counts and row-normalised confusion matrices side by side (rows truth, columns prediction)."""
     cm = np.asarray(cm)
     norm = row_normalised(cm)
-    fig = _figure(9, 4)
+    fig = new_figure(9, 4)
     for ax, mat, fmt, sub in [(fig.add_subplot(1, 2, 1), cm, "d", "counts"),
                               (fig.add_subplot(1, 2, 2), norm, ".2f", "row-normalised")]:
         ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -59,40 +33,7 @@ def plot_confusion(cm, path, title: str = "") -> Path:
         ax.set_xlabel("predicted")
         ax.set_ylabel("expert")
         ax.set_title(f"{title} ({sub})" if title else sub, fontsize=9)
-    return _save(fig, path)
-
-
-def plot_hypnogram(truth, pred, start_s, path, title: str = "") -> Path:
-    """Expert and predicted hypnograms on one time axis (hours); unscored truth drawn as gaps."""
-    t_h = _with_end(start_s)
-    fig = _figure(10, 3)
-    ax = fig.add_subplot(1, 1, 1)
-    for codes, label, style in [(truth, "expert", dict(color="black", lw=1.2)),
-                                (pred, "model", dict(color="tab:red", lw=0.9, alpha=0.8))]:
-        codes = np.append(np.asarray(codes), np.asarray(codes)[-1:])  # the last epoch drawn to its end
-        level = np.array([_HYPNO_LEVEL.get(int(c), np.nan) if c != UNSCORED else np.nan for c in codes], float)
-        ax.step(t_h, level, where="post", label=label, **style)
-    ax.set_yticks(*_HYPNO_TICKS)
-    ax.set_xlabel("time (h)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(title, fontsize=9)
-    return _save(fig, path)
-
-
-def plot_hypnodensity(probs, start_s, path, title: str = "") -> Path:
-    """Stacked per-epoch stage probabilities over the night."""
-    probs = np.asarray(probs, dtype=float)
-    probs = np.vstack([probs, probs[-1:]])
-    t_h = _with_end(start_s)
-    fig = _figure(10, 2.6)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.stackplot(t_h, probs.T, labels=STAGES, colors=STAGE_COLORS, step="post")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("time (h)")
-    ax.set_ylabel("probability")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
-    ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)
 
 
 def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict] | None = None,
@@ -113,7 +54,7 @@ def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict
     up = np.kron(scores, np.ones((h // scores.shape[0], w // scores.shape[1])))
     cut = np.quantile(scores, 1 - top_frac) if scores.size else 0.0
     shown = np.ma.masked_where(up < cut, up)
-    fig = _figure(10, 4.6)
+    fig = new_figure(10, 4.6)
     for k, (sub, overlay) in enumerate([(f"top {int(top_frac * 100)}% patches", shown), ("raw map", None)]):
         ax = fig.add_subplot(1, 2, k + 1)
         if overlay is not None:
@@ -128,7 +69,7 @@ def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_title(f"{title} {sub}".strip(), fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)
 
 
 def plot_training_loss(train_log, path, title: str = "") -> Path | None:
@@ -142,7 +83,7 @@ def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", 
     """Grouped bars: ``table[setting][metric] -> value``; ``errors`` the same shape of [low, high]."""
     settings = list(table)
     metrics = list(next(iter(table.values()))) if table else []
-    fig = _figure(max(6, 1.2 * len(metrics) * max(1, len(settings)) / 2), 3.5)
+    fig = new_figure(max(6, 1.2 * len(metrics) * max(1, len(settings)) / 2), 3.5)
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(settings))
     for k, s in enumerate(settings):
@@ -158,4 +99,4 @@ def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", 
     ax.axhline(0, color="black", lw=0.5)
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path, tight=True)

@@ -86,13 +86,13 @@ def test_nox_unlabelled_89_channels(real_data_dir):
     assert mods["C3-M2"] == "EEG" and mods["E1-M2"] == "EOG" and mods["ECG"] == "ECG"
     assert mods["Saturation"] == "SPO2" and mods["Abdomen"] == "RESP" and mods["1-2"] == "EMG"
     assert rec.channel("C3").name == "C3-M2" and rec.channel("LOC").name == "E1-M2"
-    assert rec.pick(pick_default_channels(rec)).channels[1].name == "C3-M2"
+    assert rec.pick(pick_default_channels(rec)).channels[0].name == "C3-M2"
     assert rec.ch_names.index("C3 #15") == rec.ch_names.index("C3") + 1  # moved after the one it shadowed
     by_canonical = {c.canonical: c for c in rec.channels}
     assert by_canonical["C3"].name == "C3-M2"  # the referenced derivation wins the canonical name
     assert by_canonical["C3 #15"].name == "C3"  # the bare electrode keeps a unique name
     assert 1 < float(np.std(by_canonical["C3"].data)) < 1000  # volts in the file -> microvolts
-    assert pick_default_channels(rec) == ["F3", "C3", "O1", "F4", "C4", "O2", "LOC", "ROC", "EMG"]
+    assert pick_default_channels(rec) == ["C3", "C4", "F3", "F4", "O1", "O2", "LOC", "ROC", "EMG"]  # central first
 
 
 def test_find_real(real_data_dir):

@@ -255,7 +255,9 @@ def test_auto_channels_by_name_then_modality():
 
 
 def test_stage_recording_and_outputs(tmp_path, default_predictor):
-    from psgvlm.night.stage import render_one, stage_recording, write_outputs
+    from psgvlm.night.outputs import write_outputs
+    from psgvlm.night.stage import stage_recording
+    from psgvlm.night.viewer import render_one
 
     run_dir, predictor = default_predictor
     signals, stages = synthetic_night(12, seed=3)
@@ -303,13 +305,14 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from psgvlm.night.stage import plot_hypnogram, stage_recording
+    from psgvlm.night.stage import stage_recording
+    from psgvlm.plots import plot_night
 
     signals, stages = synthetic_night(4)
     run_dir, predictor = default_predictor
     res = stage_recording(recording_from(signals, stages), run_dir=run_dir, predictor=predictor)
     before = plt.get_fignums()
-    plot_hypnogram(res, tmp_path / "h.png")
+    plot_night(res.stages, res.probs, res.starts_s, tmp_path / "h.png", expert=res.expert, notice="n")
     assert plt.get_fignums() == before == []
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.metrics import bootstrap_ci, row_normalised, seed_summary, stage_metrics
+from psgvlm.plots import plot_hypnodensity, plot_hypnogram
 from psgvlm.stages import UNSCORED
 
 from ..common import Run, check_match, dataset_keys, load_image_dataset, load_run, write_results
 from ..metrics import load_sleep_staging
-from ..plots import plot_confusion, plot_hypnodensity, plot_hypnogram, plot_training_loss
+from ..plots import plot_confusion, plot_training_loss
 
 
 def _slug(text: str) -> str:

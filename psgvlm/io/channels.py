@@ -20,6 +20,10 @@ listed before bare electrodes) and the other channel keeps its file label.
 - ``dreams``: the excerpt EDF's Fp1, C3, O1, both EOG, chin EMG and ECG (the text excerpts hold one
   EEG channel: see :func:`pick_default_channels`).
 - ``prerau``: its single EEG channel.
+
+:func:`rank_channels` is the one channel-picking rule (EEG central first, then frontal, then
+occipital; see :data:`PREFERENCE`): the default rendering channels of other recordings, the bands
+``psgvlm stage`` fills and the channels YASA reads all come from it.
 """
 
 from __future__ import annotations
@@ -246,10 +250,45 @@ DATASET_CHANNELS: dict[str, list[str]] = {
     "prerau": ["EEG"],
 }
 
-# Auto-detection preference among EEG channels: central first (what scorers read), then the rest.
-_EEG_PREFERENCE = ("F3", "C3", "O1", "F4", "C4", "O2", "Fpz-Cz", "Pz-Oz", "Cz", "Fz", "Pz", "Oz", "Fp1",
-                   "Fp2", "EEG")
-_MIN_AUTO_SFREQ = 50.0  # Hz; below this a channel is a trend (impedance, rate), not a waveform
+# -- the one channel-picking rule -------------------------------------------------------------------
+# Preference per modality, best first. EEG: central derivations first (C3, C4, Cz: AASM's scoring
+# rules rest on the central EEG, spindles and K-complexes are largest there, and YASA's classifier was
+# trained on it), then frontal (slow waves and K-complexes: F3, F4, Fz, Sleep-EDF's Fpz-Cz, Fp1, Fp2),
+# then occipital (wake alpha: O1, O2, Oz, Sleep-EDF's Pz-Oz), then parietal Pz, then a channel called
+# just "EEG" (Prerau, SHHS files that name no electrode). EOG: left then right outer canthus.
+PREFERENCE: dict[str, tuple[str, ...]] = {
+    "EEG": ("C3", "C4", "Cz", "F3", "F4", "Fz", "Fpz-Cz", "Fp1", "Fp2", "O1", "O2", "Oz", "Pz-Oz", "Pz",
+            "EEG"),
+    "EOG": ("LOC", "ROC", "EOG"),
+    "EMG": ("EMG",),
+}
+MIN_AUTO_SFREQ = 50.0  # Hz; below this a channel is a trend (impedance, rate), never auto-picked
+
+
+def rank_channels(channels, modality: str, *, exclude=()) -> list[str]:
+    """The one channel-picking rule: a recording's channels of one modality, best first.
+
+    Parameters
+    ----------
+    channels : iterable of psgvlm.io.recording.Channel
+        Anything with ``canonical``, ``modality`` and ``sfreq`` (Hz) attributes, in file order.
+    modality : str
+        EEG, EOG, EMG, ... (:data:`psgvlm.io.recording.MODALITIES`).
+    exclude : iterable of str
+        Canonical names already taken (e.g. by another band).
+
+    Returns
+    -------
+    names : list of str
+        Canonical names of the channels of ``modality`` sampled at >= 50 Hz, not in ``exclude``: those
+        in :data:`PREFERENCE` first, in its order (EEG central, then frontal, then occipital; EOG LOC,
+        ROC; chin EMG), then the others in file order.
+    """
+    pref = PREFERENCE.get(modality, ())
+    taken = set(exclude)
+    names = [c.canonical for c in channels
+             if c.modality == modality and c.sfreq >= MIN_AUTO_SFREQ and c.canonical not in taken]
+    return sorted(names, key=lambda n: pref.index(n) if n in pref else len(pref))
 
 
 def pick_default_channels(rec, *, max_channels: int | None = None) -> list[str]:
@@ -265,8 +304,9 @@ def pick_default_channels(rec, *, max_channels: int | None = None) -> list[str]:
     -------
     names : list of str
         Canonical names present in ``rec``, top band first. With the dataset's default order when
-        all of it is present; otherwise up to 6 EEG channels (preferring F3, C3, O1, F4, C4, O2),
-        then LOC/ROC (or any EOG), then one chin EMG, all sampled at >= 50 Hz.
+        all of it is present; otherwise by :func:`rank_channels`: up to 6 EEG channels named in
+        :data:`PREFERENCE` (central first, then frontal, then occipital; any EEG channels when none is
+        named there), then up to 2 EOG (LOC, ROC first), then one chin EMG, all sampled at >= 50 Hz.
 
     Raises
     ------
@@ -279,18 +319,13 @@ def pick_default_channels(rec, *, max_channels: int | None = None) -> list[str]:
     default = DATASET_CHANNELS.get(rec.dataset)
     if default and all(name in present for name in default):
         return list(default[:max_channels])
-    usable = [c for c in rec.channels if c.sfreq >= _MIN_AUTO_SFREQ]
-    eeg = [c.canonical for c in usable if c.modality == "EEG"]
-    eeg.sort(key=lambda n: _EEG_PREFERENCE.index(n) if n in _EEG_PREFERENCE else len(_EEG_PREFERENCE))
-    eeg = [n for n in eeg if n in _EEG_PREFERENCE][:6] or eeg[:6]
-    eog = [c.canonical for c in usable if c.modality == "EOG"]
-    eog = [n for n in ("LOC", "ROC") if n in eog] or eog[:2]
-    emg = [c.canonical for c in usable if c.modality == "EMG"]
-    emg = ["EMG"] if "EMG" in emg else emg[:1]
-    picked = (eeg + eog + emg)[:max_channels]  # [:None] keeps all
+    eeg = rank_channels(rec.channels, "EEG")
+    eeg = [n for n in eeg if n in PREFERENCE["EEG"]][:6] or eeg[:6]
+    picked = (eeg + rank_channels(rec.channels, "EOG")[:2] + rank_channels(rec.channels, "EMG")[:1])
+    picked = picked[:max_channels]  # [:None] keeps all
     if not picked:
         raise ValueError(
-            f"recording {rec.recording!r}: no EEG/EOG/EMG channel sampled at >= {_MIN_AUTO_SFREQ:g} Hz; "
+            f"recording {rec.recording!r}: no EEG/EOG/EMG channel sampled at >= {MIN_AUTO_SFREQ:g} Hz; "
             f"channels: {[(c.canonical, c.modality, c.sfreq) for c in rec.channels]}"
         )
     return picked

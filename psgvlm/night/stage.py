@@ -4,7 +4,7 @@
     psgvlm stage --edf SC4001E0-PSG.edf --hypnogram SC4001EC-Hypnogram.edf --run runs/llava_isruc --out out/sc4001
     psgvlm stage --edf night.edf --channels C3 C4 LOC ROC EMG --out out/night
 
-What it writes in ``--out``:
+What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
 
 - ``hypnogram.tsv``: ``init_sec  duration_sec  stage`` one row per 30-s epoch (U-Sleep's layout).
 - ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM`` (and
@@ -24,9 +24,16 @@ What it writes in ``--out``:
 
 Channels: the run's image has one band per channel of the dataset it was trained on (its
 ``meta.json`` channel order). Each band is filled with the recording's channel of the same canonical
-name, else with an unused channel of the same modality (EEG preferring central derivations), else
+name, else with the best unused channel of the same modality by the one channel-picking rule
+(:func:`psgvlm.io.channels.rank_channels`: EEG central first, then frontal, then occipital), else
 left flat and reported. ``--channels`` gives the recording's channels band by band instead (``-``
 leaves a band flat).
+
+Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, render and score
+every epoch, the CLI), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
+(re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
+:mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session
+folders).
 """
 
 from __future__ import annotations
@@ -34,7 +41,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
-import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,20 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.provenance import provenance, read_json, write_json_atomic, write_text_atomic
-from psgvlm.stages import EPOCH_S, N_STAGES, STAGES, UNSCORED
+from psgvlm.provenance import read_json
+from psgvlm.stages import EPOCH_S, N_STAGES
 
 SYNTHETIC_NOTICE = ("Default model: a small model trained only on synthetic recordings. It demonstrates "
                     "the pipeline; its stages are not accurate on real sleep and it is not for clinical use.")
 RUN_NOTICE = "Research software, not a medical device: not for clinical use."
 EMPTY_BAND = "-"  # --channels value that leaves a band flat
-# EDF+ annotation texts, the Sleep-EDF / MNE convention EDFbrowser's hypnogram view understands.
-EDF_STAGE_TEXT = {"W": "Sleep stage W", "N1": "Sleep stage N1", "N2": "Sleep stage N2",
-                  "N3": "Sleep stage N3", "REM": "Sleep stage R"}
-_EEG_ORDER = ("C3", "C4", "Cz", "F3", "F4", "Fz", "Fpz-Cz", "O1", "O2", "Pz-Oz", "Pz", "Oz", "EEG")
-_EOG_ORDER = ("LOC", "ROC", "EOG")
-_EMG_ORDER = ("EMG",)
-_MIN_SFREQ = 50.0  # Hz; below this a channel is a trend (impedance, rate), never auto-picked
 
 
 # ------------------------------------------------------------------------------------------------
@@ -125,28 +124,54 @@ def _band_modality(band: str, modalities: dict[str, str]) -> str:
 def auto_channels(rec, bands: list[str], modalities: dict[str, str]) -> list[str | None]:
     """The recording's channel (canonical name) for each band, or None for a band left flat.
 
-    Same canonical name first; then an unused channel of the band's modality sampled at >= 50 Hz,
-    EEG in the order central, frontal, occipital (what scorers read first), EOG LOC/ROC first.
+    Same canonical name first (sampled at >= 50 Hz); then the best unused channel of the band's
+    modality by :func:`psgvlm.io.channels.rank_channels` (EEG central, then frontal, then occipital;
+    EOG LOC, ROC first).
     """
-    used: set[str] = set()
+    from psgvlm.io.channels import MIN_AUTO_SFREQ, rank_channels
+
     out: list[str | None] = [None] * len(bands)
-    usable = [c for c in rec.channels if c.sfreq >= _MIN_SFREQ]
     for i, band in enumerate(bands):
-        if band in rec.ch_names and rec.channel(band).sfreq >= _MIN_SFREQ:
+        if band in rec.ch_names and rec.channel(band).sfreq >= MIN_AUTO_SFREQ:
             out[i] = band
-            used.add(band)
-    order = {"EEG": _EEG_ORDER, "EOG": _EOG_ORDER, "EMG": _EMG_ORDER}
+    used = {m for m in out if m is not None}
     for i, band in enumerate(bands):
-        if out[i] is not None:
-            continue
-        modality = _band_modality(band, modalities)
-        pref = order.get(modality, ())
-        candidates = [c.canonical for c in usable if c.modality == modality and c.canonical not in used]
-        candidates.sort(key=lambda n: pref.index(n) if n in pref else len(pref))
-        if candidates:
-            out[i] = candidates[0]
-            used.add(candidates[0])
+        if out[i] is None:
+            candidates = rank_channels(rec.channels, _band_modality(band, modalities), exclude=used)
+            if candidates:
+                out[i] = candidates[0]
+                used.add(candidates[0])
     return out
+
+
+def propose_channels(header, bands: list[str], modalities: dict[str, str]) -> tuple[list[tuple[str, str]],
+                                                                                    list[str | None]]:
+    """From an EDF header alone (no samples read): ``(canonical, modality)`` per signal and :func:`auto_channels`.
+
+    Parameters
+    ----------
+    header : psgvlm.night.uploads.EdfHeader
+        The checked header of an upload.
+    bands, modalities
+        The run's bands (:func:`run_channels`).
+
+    Returns
+    -------
+    names : list of (str, str)
+        Canonical name and modality of each signal in ``header.labels`` order.
+    mapping : list of str or None
+        The proposed recording channel per band (None = flat).
+    """
+    from psgvlm.io.channels import canonical_names
+    from psgvlm.io.recording import Channel, Recording
+
+    sig = {s.label: s for s in header.signals}
+    names = canonical_names(header.labels, [sig[lab].unit for lab in header.labels])
+    shell = Recording(channels=[Channel(name=lab, canonical=c, modality=m, sfreq=max(sig[lab].sfreq, 1e-9),
+                                        data=np.zeros(0, np.float32))
+                                for lab, (c, m) in zip(header.labels, names)],
+                      subject="-", recording="-", dataset="generic", source="-")
+    return names, auto_channels(shell, bands, modalities)
 
 
 def resolve_channel_map(rec, bands: list[str], modalities: dict[str, str],
@@ -224,6 +249,55 @@ def read_input(edf, hypnogram=None):
     return read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
 
 
+def band_epochs(rec, mapping: list[str | None], sfreq: float):
+    """The night cut into scaled epochs, one row per band of the run's image.
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+    mapping : list of str or None
+        The recording channel drawn in each band (None = a flat band), :func:`resolve_channel_map`.
+    sfreq : float
+        The run's rate, Hz.
+
+    Returns
+    -------
+    x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
+        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
+        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
+    expert : np.ndarray, shape (n_epochs,), int8, or None
+    starts_s : np.ndarray, shape (n_epochs,), float64
+    notes : list of str
+        Warnings raised while cutting (e.g. a channel upsampled to the run's rate), for the summary.
+    """
+    from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
+
+    present = [m for m in mapping if m is not None]
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
+        warnings.simplefilter("always")
+        x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
+    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
+    if n_epochs == 0:
+        raise ValueError(f"the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
+    x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
+    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
+    return x, expert, starts_s, [str(w.message) for w in caught]
+
+
+def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
+    """De-identified facts about the input for the summary: signal facts only, never header text."""
+    return {
+        "duration_s": float(rec.duration_s),
+        "n_epochs": int(n_epochs),
+        "onset_s": float(rec.onset_s),
+        "channels": [{"name": c.canonical, "modality": c.modality, "sfreq": float(c.sfreq)} for c in rec.channels],
+        # Counts only: a reader's pairing report may name files, which may name the patient.
+        "pairing": {k: v for k, v in (rec.pairing or {}).items() if isinstance(v, int | float | bool)},
+        "sha256": sha256,
+        "warnings": notes,
+    }
+
+
 def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, predictor=None,
                     batch_size: int = 16, epochs_path=None, progress=None,
                     source_sha256: str | None = None) -> StageResult:
@@ -255,7 +329,6 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RenderSettings, render_epoch
-    from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
 
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} must be >= 1")
@@ -270,17 +343,8 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     bands, modalities, sfreq = run_channels(dmeta)
     settings = RenderSettings.from_dict(render_settings(dmeta))
     mapping = resolve_channel_map(rec, bands, modalities, channels)
-    present = [m for m in mapping if m is not None]
-    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
-        warnings.simplefilter("always")
-        x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
-    notes = [str(w.message) for w in caught]
-    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
-    if n_epochs == 0:
-        raise ValueError(f"the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
-    x = np.zeros((n_epochs, len(bands), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
-    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
-    del x_raw
+    x, expert, starts_s, notes = band_epochs(rec, mapping, sfreq)
+    n_epochs = len(x)
     if epochs_path is not None:
         np.save(epochs_path, x.astype(np.float16))
     t_read = time.perf_counter()
@@ -303,236 +367,16 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
             if progress is not None:
                 progress(hi, n_epochs)
     t_end = time.perf_counter()
-    recording = {
-        "duration_s": float(rec.duration_s),
-        "n_epochs": int(n_epochs),
-        "onset_s": float(rec.onset_s),
-        "channels": [{"name": c.canonical, "modality": c.modality, "sfreq": float(c.sfreq)} for c in rec.channels],
-        # Counts only: a reader's pairing report may name files, which may name the patient.
-        "pairing": {k: v for k, v in (rec.pairing or {}).items() if isinstance(v, int | float | bool)},
-        "sha256": source_sha256,
-        "warnings": notes,
-    }
     return StageResult(
         probs=probs, starts_s=np.asarray(starts_s, dtype=np.float64),
         expert=None if expert is None else np.asarray(expert, dtype=np.int8),
         bands=bands, channel_map=mapping, sfreq=sfreq, settings=settings.as_dict(),
-        model=model_info(run_dir), recording=recording,
+        model=model_info(run_dir), recording=_recording_facts(rec, n_epochs, source_sha256, notes),
         epochs_path=None if epochs_path is None else str(epochs_path),
         timings_s={"load_model": t_load - t0, "read_resample_scale": t_read - t_load, "render": render_s,
                    "render_and_predict": t_end - t_read, "total": t_end - t0},
         epoch_s=float(rec.epoch_s),
     )
-
-
-def render_one(result: StageResult, epoch: int) -> np.ndarray:
-    """Re-render epoch ``epoch`` of a staged night (needs ``epochs_path``): (size, size, 3) uint8."""
-    from psgvlm.image.renderer import RenderSettings, render_epoch
-
-    if result.epochs_path is None:
-        raise ValueError("this result kept no epochs (stage_recording(..., epochs_path=None))")
-    if not 0 <= epoch < result.n_epochs:
-        raise ValueError(f"epoch {epoch!r} out of range; the night has epochs 0..{result.n_epochs - 1}")
-    x = np.load(result.epochs_path, mmap_mode="r")
-    return render_epoch(np.asarray(x[epoch], dtype=np.float32), RenderSettings.from_dict(result.settings))
-
-
-# ------------------------------------------------------------------------------------------------
-# Reference: YASA's pretrained stager (LightGBM classifiers shipped inside the yasa package)
-# ------------------------------------------------------------------------------------------------
-YASA_SFREQ = 100.0  # YASA resamples to 100 Hz itself; we hand it 100 Hz so our filter is the one used
-
-
-def yasa_channels(rec) -> dict[str, str | None]:
-    """The recording's EEG, EOG and EMG channel YASA should read (central EEG, LOC, chin EMG first)."""
-    usable = [c for c in rec.channels if c.sfreq >= _MIN_SFREQ]
-    out: dict[str, str | None] = {}
-    for modality, pref in (("EEG", _EEG_ORDER), ("EOG", _EOG_ORDER), ("EMG", _EMG_ORDER)):
-        names = [c.canonical for c in usable if c.modality == modality]
-        names.sort(key=lambda n: pref.index(n) if n in pref else len(pref))
-        out[modality.lower()] = names[0] if names else None
-    return out
-
-
-def yasa_reference(rec, n_epochs: int, *, eeg: str | None = None, eog: str | None = None,
-                   emg: str | None = None) -> dict:
-    """Stage the same epochs with ``yasa.SleepStaging`` (Vallat & Walker 2021), as a reference.
-
-    Parameters
-    ----------
-    rec : Recording
-        The night; epochs start at ``rec.onset_s`` like :func:`stage_recording`'s.
-    n_epochs : int
-        Epochs to return (the staged night's count).
-    eeg, eog, emg : str, optional
-        Channel names; default :func:`yasa_channels` (EEG is required, EOG/EMG optional).
-
-    Returns
-    -------
-    dict with ``probs`` (n_epochs, 5) in our stage order, ``channels`` used, ``classifier`` name.
-    """
-    import mne
-    import yasa
-
-    from psgvlm.signal.epochs import resample
-
-    picked = yasa_channels(rec)
-    eeg, eog, emg = eeg or picked["eeg"], eog or picked["eog"], emg or picked["emg"]
-    if eeg is None:
-        raise ValueError(f"YASA needs an EEG channel; none found among {rec.ch_names}")
-    names, types, data = [], [], []
-    start = int(round(rec.onset_s * YASA_SFREQ))
-    stop = start + int(n_epochs * rec.epoch_s * YASA_SFREQ)
-    for name, kind in ((eeg, "eeg"), (eog, "eog"), (emg, "emg")):
-        if name is None:
-            continue
-        ch = rec.channel(name)
-        y = resample(ch.data, ch.sfreq, YASA_SFREQ)[start:stop]
-        if len(y) < stop - start:
-            y = np.pad(y, (0, stop - start - len(y)), mode="edge")
-        names.append(f"{kind}:{ch.canonical}")
-        types.append(kind)
-        data.append(y.astype(np.float64) * 1e-6)  # MNE holds volts; our channels are microvolts
-    raw = mne.io.RawArray(np.vstack(data), mne.create_info(names, YASA_SFREQ, types), verbose="error")
-    kinds = dict(zip(types, names))
-    sls = yasa.SleepStaging(raw, eeg_name=kinds["eeg"], eog_name=kinds.get("eog"), emg_name=kinds.get("emg"))
-    with warnings.catch_warnings():
-        # YASA's classifiers were pickled with an older scikit-learn (a LabelEncoder only); known, harmless.
-        warnings.filterwarnings("ignore", message=".*Trying to unpickle estimator.*")
-        proba = sls.predict().proba  # yasa >= 0.7: a Hypnogram carrying per-epoch probabilities
-    # Column names differ across YASA versions ("W"/"R" from the classifier, "WAKE"/"REM" after 0.7).
-    cols = {"W": ("WAKE", "W"), "N1": ("N1",), "N2": ("N2",), "N3": ("N3",), "REM": ("REM", "R")}
-    pick = [next(c for c in cols[s] if c in proba.columns) for s in STAGES]
-    probs = np.stack([proba[c].to_numpy() for c in pick], axis=1).astype(np.float32)[:n_epochs]
-    if len(probs) < n_epochs:
-        raise ValueError(f"YASA returned {len(probs)} epochs for a night of {n_epochs}")
-    return {"probs": probs, "channels": {"eeg": eeg, "eog": eog, "emg": emg},
-            "classifier": f"yasa {yasa.__version__} SleepStaging (LightGBM, pretrained)"}
-
-
-# ------------------------------------------------------------------------------------------------
-# Outputs
-# ------------------------------------------------------------------------------------------------
-def summarize(result: StageResult) -> dict:
-    """Statistics, agreement and facts as written to ``summary.json``."""
-    from psgvlm.metrics import stage_metrics
-    from psgvlm.night.sleepstats import sleep_statistics
-    from psgvlm.stages import stage_counts
-
-    pred = result.stages
-    out = {
-        "notice": result.model["notice"],
-        "model": result.model,
-        "n_epochs": result.n_epochs,
-        "epoch_s": result.epoch_s,
-        "stage_counts": stage_counts(pred),
-        "mean_confidence": float(result.confidence.mean()),
-        "sleep_statistics": sleep_statistics(pred, result.epoch_s),
-        "channels": [{"band": b, "recording_channel": m} for b, m in zip(result.bands, result.channel_map)],
-        "flat_bands": [b for b, m in zip(result.bands, result.channel_map) if m is None],
-        "render": {"sfreq": result.sfreq, "settings": result.settings},
-        "recording": result.recording,
-        "timings_s": result.timings_s,
-    }
-    if result.expert is not None:
-        scored = result.expert != UNSCORED
-        out["expert_stage_counts"] = stage_counts(result.expert)
-        out["expert_sleep_statistics"] = sleep_statistics(result.expert, result.epoch_s)
-        out["agreement"] = stage_metrics(result.expert, pred) if scored.any() else None
-    return out
-
-
-def hypnogram_tsv(result: StageResult) -> str:
-    lines = ["init_sec\tduration_sec\tstage"]
-    for start, code in zip(result.starts_s, result.stages):
-        lines.append(f"{start:g}\t{result.epoch_s:g}\t{STAGES[int(code)]}")
-    return "\n".join(lines) + "\n"
-
-
-def hypnogram_csv(result: StageResult) -> str:
-    head = ["epoch", "start_s", "stage", "confidence", *[f"p_{s}" for s in STAGES]]
-    if result.expert is not None:
-        head.append("expert")
-    lines = [",".join(head)]
-    for i, (start, code, p) in enumerate(zip(result.starts_s, result.stages, result.probs)):
-        row = [str(i), f"{start:g}", STAGES[int(code)], f"{p.max():.4f}", *[f"{v:.4f}" for v in p]]
-        if result.expert is not None:
-            e = int(result.expert[i])
-            row.append("UNS" if e == UNSCORED else STAGES[e])
-        lines.append(",".join(row))
-    return "\n".join(lines) + "\n"
-
-
-def plot_hypnogram(result: StageResult, path) -> None:
-    """Hypnogram (predicted, and expert when known) over the hypnodensity, saved as PNG.
-
-    Uses a ``Figure`` with its own Agg canvas, never pyplot: nothing global is left open.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    hours = (result.starts_s - result.starts_s[0]) / 3600.0 if result.n_epochs else np.zeros(0)
-    step = result.epoch_s / 3600.0
-    edges = np.append(hours, hours[-1] + step)
-    # Conventional hypnogram order top to bottom: W, REM, N1, N2, N3.
-    level = {0: 4, 4: 3, 1: 2, 2: 1, 3: 0}
-    rows = [("Predicted", result.stages)]
-    if result.expert is not None:
-        rows.append(("Expert", result.expert))
-    fig = Figure(figsize=(10, 1.9 * len(rows) + 2.2), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows) + 1, 1, sharex=True,
-                        gridspec_kw={"height_ratios": [1] * len(rows) + [1.1]})
-    for ax, (title, codes) in zip(axes, rows):
-        y = np.array([level.get(int(c), np.nan) for c in codes], dtype=float)
-        ax.stairs(y, edges, baseline=None, color="black", linewidth=1.0)
-        is_rem = np.asarray(codes) == 4  # REM drawn thick red, as sleep reports do
-        ax.hlines(np.full(is_rem.sum(), 3.0), edges[:-1][is_rem], edges[1:][is_rem], color="tab:red",
-                  linewidth=2.5)
-        ax.set_yticks([4, 3, 2, 1, 0], ["W", "REM", "N1", "N2", "N3"])
-        ax.set_ylim(-0.5, 4.5)
-        ax.set_ylabel(title)
-        ax.grid(axis="y", alpha=0.3)
-    colors = ["#f2c14e", "#8ecae6", "#219ebc", "#023047", "#e63946"]
-    ax = axes[-1]
-    ax.stackplot(np.repeat(edges, 2)[1:-1], *[np.repeat(result.probs[:, k], 2) for k in range(N_STAGES)],
-                 labels=STAGES, colors=colors, step=None)
-    ax.set_ylim(0, 1)
-    ax.set_xlim(edges[0], edges[-1])
-    ax.set_ylabel("Hypnodensity")
-    ax.set_xlabel("Time from first epoch (h)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-    fig.suptitle(textwrap.fill(result.model["notice"], 110), fontsize=8, color="dimgray")
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, format="png")
-    tmp.replace(path)
-
-
-def write_outputs(result: StageResult, out) -> dict[str, Path]:
-    """Write every output file of a staged night into ``out``; returns name -> path."""
-    from psgvlm.io.edf import write_annotations_edf
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy",
-                                           "hypnogram_annotations.edf", "hypnogram.png", "summary.json")}
-    write_text_atomic(paths["hypnogram.tsv"], hypnogram_tsv(result))
-    write_text_atomic(paths["hypnogram.csv"], hypnogram_csv(result))
-    tmp = out / ".hypnodensity.tmp.npy"
-    np.save(tmp, result.probs.astype(np.float32))
-    tmp.replace(paths["hypnodensity.npy"])
-    texts = [EDF_STAGE_TEXT[STAGES[int(c)]] for c in result.stages]
-    write_annotations_edf(paths["hypnogram_annotations.edf"], onsets_s=result.starts_s,
-                          durations_s=np.full(result.n_epochs, result.epoch_s), texts=texts)
-    plot_hypnogram(result, paths["hypnogram.png"])
-    summary = summarize(result)
-    summary["files"] = sorted(paths)
-    summary["provenance"] = provenance()
-    write_json_atomic(paths["summary.json"], summary)
-    if result.expert is not None and summary.get("agreement"):
-        paths["metrics.json"] = out / "metrics.json"
-        write_json_atomic(paths["metrics.json"], {"agreement": summary["agreement"], "notice": summary["notice"]})
-    return paths
 
 
 # ------------------------------------------------------------------------------------------------
@@ -549,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
 
+    from psgvlm.night.outputs import summarize, write_outputs
     from psgvlm.night.uploads import UploadError, validate_recording_upload
 
     edf = Path(args.edf)

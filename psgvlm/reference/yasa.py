@@ -1,12 +1,17 @@
-"""YASA's pretrained ``SleepStaging`` (LightGBM, shipped inside the yasa package) run per EEG channel.
+"""YASA's pretrained ``SleepStaging`` (LightGBM, shipped inside the yasa package): the one YASA wrapper.
 
-A real, frozen, externally trained stager for NAP and for the side-by-side tables: each EEG channel
-gives its own hypnodensity (W, N1, N2, N3, REM), so NAP sees one YASA stream per channel. Works
-offline: yasa 0.8.1 loads its classifiers from ``yasa/classifiers/*.joblib``.
+A real, frozen, externally trained stager. :func:`yasa_hypnodensity` runs it on one EEG channel
+(optionally with EOG and EMG); NAP and the side-by-side tables use one stream per EEG channel
+(:func:`yasa_streams`, ``psgvlm yasa``), ``psgvlm stage`` and the app one reference per night with
+the channels :func:`yasa_channels` picks (:func:`yasa_reference`). Works offline: yasa 0.8.1 loads
+its classifiers from ``yasa/classifiers/*.joblib``.
 
 YASA extracts its own features (including 7.5-min rolling windows), resamples to 100 Hz itself and
-expects raw microvolts (it is given volts through MNE and converts). The signal is cropped to the
-scored epochs, ``[onset_s, onset_s + 30 n_epochs)``, so YASA's epoch k is the recording's epoch k.
+expects raw microvolts (it is given volts through MNE and converts). We hand it 100 Hz, resampled and
+cut by :func:`psgvlm.signal.epochs.epochs_from_recording` (the one epoch cutter), so YASA's epoch k is
+the recording's epoch k, ``[onset_s + 30 k, onset_s + 30 (k + 1))``. Age and sex, when the recording
+states them, are passed as YASA's metadata features to the per-channel streams (not to the reference
+beside the model, which sees signals only).
 """
 
 from __future__ import annotations
@@ -20,13 +25,45 @@ from psgvlm.stages import STAGES
 
 # YASA's column names per our stage (its classifier says W/R, yasa.Hypnogram renames to WAKE/REM)
 _YASA_TO_OURS_COLS = {"W": ("WAKE", "W"), "N1": ("N1",), "N2": ("N2",), "N3": ("N3",), "REM": ("REM", "R")}
-YASA_SFREQ_HZ = 100.0  # YASA downsamples to 100 Hz internally; we hand it 100 Hz directly
+YASA_SFREQ_HZ = 100.0  # YASA downsamples to 100 Hz internally; we hand it 100 Hz so our filter is the one used
 MIN_EPOCHS = 2  # YASA's rolling features need a few epochs; fewer is refused
 
 
+def yasa_channels(rec) -> dict[str, str | None]:
+    """``{"eeg", "eog", "emg"}``: the channel of each YASA reads by default, or None.
+
+    The first of each modality by :func:`psgvlm.io.channels.rank_channels` (central EEG first, LOC,
+    chin EMG), among channels sampled at >= 50 Hz.
+    """
+    from psgvlm.io.channels import rank_channels
+
+    out: dict[str, str | None] = {}
+    for modality in ("EEG", "EOG", "EMG"):
+        names = rank_channels(rec.channels, modality)
+        out[modality.lower()] = names[0] if names else None
+    return out
+
+
+def _yasa_raw(rec, names: list[str], types: list[str], n_epochs: int):
+    """An MNE Raw (volts, 100 Hz) of ``n_epochs`` epochs of ``names``, cut by the one epoch cutter."""
+    import mne
+
+    from psgvlm.signal.epochs import UpsampledChannelWarning, epochs_from_recording
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UpsampledChannelWarning)  # a 50 Hz channel upsampled: fine for YASA
+        x, _, _ = epochs_from_recording(rec, names, YASA_SFREQ_HZ, epoch_s=rec.epoch_s)
+    if len(x) < n_epochs:
+        raise ValueError(f"recording {rec.recording!r}: channels {names} hold {len(x)} whole epochs at "
+                         f"{YASA_SFREQ_HZ:g} Hz, fewer than the {n_epochs} asked for")
+    data = x[:n_epochs].transpose(1, 0, 2).reshape(len(names), -1).astype(np.float64) * 1e-6  # uV -> V
+    return mne.io.RawArray(data, mne.create_info(names, YASA_SFREQ_HZ, types), verbose="error")
+
+
 def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
-                      emg_channel: str | None = None) -> np.ndarray:
-    """Hypnodensity (n_epochs, 5) of YASA on one EEG channel (optionally with EOG/EMG) of ``rec``.
+                      emg_channel: str | None = None, n_epochs: int | None = None,
+                      demographics: bool = True) -> np.ndarray:
+    """Hypnodensity of YASA on one EEG channel (optionally with EOG/EMG) of ``rec``.
 
     Parameters
     ----------
@@ -35,50 +72,36 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
         Canonical name of an EEG channel.
     eog_channel, emg_channel : str, optional
         Add YASA's EOG/EMG features (its eeg+eog+emg classifier) when given.
+    n_epochs : int, optional
+        Epochs to stage from ``rec.onset_s``; default ``rec.n_epochs``.
+    demographics : bool
+        Give YASA the recording's age and sex (``rec.meta``) as features when both are known.
 
     Returns
     -------
-    probs : np.ndarray, shape (rec.n_epochs, 5), columns W, N1, N2, N3, REM.
+    probs : np.ndarray, shape (n_epochs, 5), float64
+        Columns W, N1, N2, N3, REM; rows sum to 1.
     """
-    import mne
     import yasa
-
-    from psgvlm.signal.epochs import resample
 
     ch = rec.channel(eeg_channel)
     if ch.modality != "EEG":
         raise ValueError(f"channel {eeg_channel!r} is {ch.modality}, not EEG; EEG channels: "
                          f"{[c.canonical for c in rec.channels if c.modality == 'EEG']}")
-    n_epochs = rec.n_epochs
+    n_epochs = rec.n_epochs if n_epochs is None else int(n_epochs)
     if n_epochs < MIN_EPOCHS:
         raise ValueError(f"recording {rec.recording!r} has {n_epochs} epochs; YASA needs >= {MIN_EPOCHS}")
-    names, data = [], []
-    for name in [eeg_channel, eog_channel, emg_channel]:
-        if name is None:
-            continue
-        c = rec.channel(name)
-        x = np.asarray(c.data, dtype=np.float64)
-        if not np.all(np.isfinite(x)):
-            raise ValueError(f"channel {name!r} of {rec.recording!r} holds NaN/inf samples")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # upsampling a 50 Hz channel is fine for YASA's features
-            y = resample(x, c.sfreq, YASA_SFREQ_HZ)
-        start = int(round(rec.onset_s * YASA_SFREQ_HZ))
-        n = int(round(n_epochs * rec.epoch_s * YASA_SFREQ_HZ))
-        y = y[start:start + n]
-        if len(y) < n:
-            y = np.pad(y, (0, n - len(y)), mode="edge")
-        names.append(name)
-        data.append(y * 1e-6)  # microvolts -> volts for MNE
-    types = ["eeg"] + (["eog"] if eog_channel else []) + (["emg"] if emg_channel else [])
-    info = mne.create_info(names, YASA_SFREQ_HZ, types)
-    raw = mne.io.RawArray(np.vstack(data), info, verbose="error")
+    picked = [(n, t) for n, t in ((eeg_channel, "eeg"), (eog_channel, "eog"), (emg_channel, "emg")) if n]
+    names = [rec.channel(n).canonical for n, _ in picked]
+    raw = _yasa_raw(rec, names, [t for _, t in picked], n_epochs)
     meta = None
-    if rec.meta.get("age") is not None and rec.meta.get("sex") in ("M", "F"):
+    if demographics and rec.meta.get("age") is not None and rec.meta.get("sex") in ("M", "F"):
         meta = {"age": float(rec.meta["age"]), "male": rec.meta["sex"] == "M"}
+    kinds = {t: name for name, (_, t) in zip(names, picked)}
     with warnings.catch_warnings():
+        # Includes: YASA's classifiers were pickled with an older scikit-learn (a LabelEncoder only).
         warnings.simplefilter("ignore")
-        sls = yasa.SleepStaging(raw, eeg_name=eeg_channel, eog_name=eog_channel, emg_name=emg_channel,
+        sls = yasa.SleepStaging(raw, eeg_name=kinds["eeg"], eog_name=kinds.get("eog"), emg_name=kinds.get("emg"),
                                 metadata=meta)
         proba = sls.predict().proba  # yasa >= 0.7: a Hypnogram carrying the probabilities
     cols = {str(c).upper(): c for c in proba.columns}
@@ -90,6 +113,36 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
     if len(probs) != n_epochs:
         raise RuntimeError(f"YASA returned {len(probs)} epochs for {n_epochs} in {rec.recording!r}")
     return probs / probs.sum(1, keepdims=True)
+
+
+def yasa_reference(rec, n_epochs: int | None = None, *, eeg: str | None = None, eog: str | None = None,
+                   emg: str | None = None) -> dict:
+    """Stage a night with YASA on the channels a scorer would read first, as a reference.
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+        The night; epochs start at ``rec.onset_s`` like ``psgvlm.night.stage.stage_recording``'s.
+    n_epochs : int, optional
+        Epochs to return (the staged night's count); default ``rec.n_epochs``.
+    eeg, eog, emg : str, optional
+        Channel names; default :func:`yasa_channels` (EEG is required, EOG/EMG optional).
+
+    Returns
+    -------
+    dict with ``probs`` (n_epochs, 5) float32 in our stage order, ``channels`` used, ``classifier`` name.
+
+    YASA sees the signals only (no age or sex), like the model it is compared with.
+    """
+    import yasa
+
+    picked = yasa_channels(rec)
+    eeg, eog, emg = eeg or picked["eeg"], eog or picked["eog"], emg or picked["emg"]
+    if eeg is None:
+        raise ValueError(f"YASA needs an EEG channel; none found among {rec.ch_names}")
+    probs = yasa_hypnodensity(rec, eeg, eog_channel=eog, emg_channel=emg, n_epochs=n_epochs, demographics=False)
+    return {"probs": probs.astype(np.float32), "channels": {"eeg": eeg, "eog": eog, "emg": emg},
+            "classifier": f"yasa {yasa.__version__} SleepStaging (LightGBM, pretrained)"}
 
 
 def yasa_streams(rec, eeg_channels=None) -> dict[str, np.ndarray]:

@@ -1,0 +1,89 @@
+"""One epoch of a staged night, again: its image (re-rendered from the saved epochs) and its attribution.
+
+:func:`render_one` redraws the image the model scored; :func:`attribution_overlay` masks its patches
+one at a time (:func:`psgvlm.image.attribution.feature_ablation`) and reads the map in signal terms
+(channel band x time window) through the run's band geometry, :func:`image_bands`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from psgvlm.stages import STAGES
+
+if TYPE_CHECKING:
+    from psgvlm.night.stage import StageResult
+
+
+def render_one(result: StageResult, epoch: int) -> np.ndarray:
+    """Re-render epoch ``epoch`` of a staged night (needs ``epochs_path``): (size, size, 3) uint8."""
+    from psgvlm.image.renderer import RenderSettings, render_epoch
+
+    if result.epochs_path is None:
+        raise ValueError("this result kept no epochs (stage_recording(..., epochs_path=None))")
+    if not 0 <= epoch < result.n_epochs:
+        raise ValueError(f"epoch {epoch!r} out of range; the night has epochs 0..{result.n_epochs - 1}")
+    x = np.load(result.epochs_path, mmap_mode="r")
+    return render_epoch(np.asarray(x[epoch], dtype=np.float32), RenderSettings.from_dict(result.settings))
+
+
+def image_bands(dataset_meta: dict) -> list[dict]:
+    """Pixel rows of each channel band of a run's images, from its dataset meta's render settings.
+
+    Parameters
+    ----------
+    dataset_meta : dict
+        The run's dataset ``meta.json`` (``channels``, ``modalities``, ``settings.render``).
+
+    Returns
+    -------
+    list of {"channel", "modality", "top", "bottom", "left", "right"}
+        Band rows in pixels (bottom exclusive, fractional edges rounded outwards) and the x of the
+        epoch's first and last sample, from the renderer's own geometry
+        (:func:`psgvlm.image.renderer.band_layout`).
+    """
+    from psgvlm.image.renderer import RenderSettings, band_layout
+    from psgvlm.night.stage import render_settings, run_channels
+
+    channels, modalities, _ = run_channels(dataset_meta)
+    lay = band_layout(len(channels), RenderSettings.from_dict(render_settings(dataset_meta)))
+    return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(np.floor(float(top) + 1e-6)),
+             "bottom": int(np.ceil(float(top) + lay.band_h - 1e-6)), "left": float(lay.left),
+             "right": float(lay.right)} for ch, top in zip(channels, lay.band_tops)]
+
+
+def attribution_overlay(predictor, image) -> tuple[np.ndarray, str]:
+    """(overlay (H, W, 3) uint8, note): the feature-ablation map of ``image`` drawn over it, and its reading.
+
+    576 patches of 14x14 are masked one at a time with the background colour; a patch's score is the
+    Euclidean distance between the stage probabilities before and after. The note reads the map in
+    signal terms (channel band and time window).
+
+    Parameters
+    ----------
+    predictor
+        Anything with ``predict_proba(list[PIL.Image]) -> (n, 5)`` and ``dataset_meta``.
+    image : PIL.Image.Image
+        The rendered epoch.
+    """
+    from matplotlib import colormaps
+
+    from psgvlm.image.attribution import band_time_scores, describe, feature_ablation
+
+    out = feature_ablation(predictor.predict_proba, image, batch_size=64)
+    norm = out["norm"]
+    img = np.asarray(image.convert("RGB"), dtype=np.float32)
+    size = img.shape[0]
+    pix = np.kron(norm, np.ones((size // norm.shape[0], size // norm.shape[1])))
+    heat = colormaps["jet"](pix)[..., :3] * 255.0
+    alpha = 0.5 * pix[..., None]  # unimportant patches stay clear, so the waveform stays readable
+    overlay = (img * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
+    stage = STAGES[int(np.argmax(out["probs"]))]
+    try:
+        where = describe(stage, band_time_scores(norm, image_bands(predictor.dataset_meta), size=size))
+    except (ValueError, KeyError) as err:
+        where = f"(band mapping unavailable: {err})"
+    return overlay, (f"Attribution ({out['n_forward']} forward passes, {out['seconds']:.1f} s): red patches "
+                     f"change the stage probabilities most when masked. {where}.")
