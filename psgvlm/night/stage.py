@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"recording channel per band of the model's image, top first ({EMPTY_BAND!r} = flat)")
     parser.add_argument("--run", help="run directory (default: the embedded default model)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="epoch images scored per forward pass")
     args = parser.parse_args(argv)
 
     from psgvlm.night.outputs import summarize, write_outputs
