@@ -49,7 +49,7 @@ class Args:
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir (train/validation/test splits)
     output_dir: str = "runs/llava_isruc"  # the run dir
     model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
-    prompt: str = "default"  # template name in prompts/sleep_stage.yaml, or a literal with <image>
+    prompt: str = "default"  # template name in psgvlm/prompts/sleep_stage.yaml, or a literal with <image>
     pin_grid: bool = True  # pin the anyres grid to one tile (false: the model's default grid)
     train: bool = True  # False: no fine-tuning, score the untuned model (zero-shot ablation)
     lora_r: int = 16  # LoRA rank

@@ -107,7 +107,7 @@ def default_predictor():
 # Sleep statistics
 # ------------------------------------------------------------------------------------------------
 def test_sleep_statistics_match_yasa():
-    yasa = pytest.importorskip("yasa")
+    import yasa
     rng = np.random.default_rng(1)
     for trial in range(20):
         hyp = rng.choice([UNSCORED, 0, 1, 2, 3, 4], size=rng.integers(2, 400),

@@ -340,7 +340,7 @@ def test_edf_writers_round_trip(tmp_path):
 # -- reader round trip ----------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_readers_get_back_what_was_written(fmt, written):
-    readers = pytest.importorskip("psgvlm.io.readers")
+    from psgvlm.io import readers
     out, signal_paths = written[fmt]
     found = readers.find_recordings(fmt, out)
     assert [str(d["path"]) for d in found] == [str(p) for p in signal_paths]

@@ -72,10 +72,7 @@ def model_info(run_dir) -> dict:
     run_dir = Path(run_dir)
     meta_path = run_dir / "meta.json"
     meta = read_json(meta_path) if meta_path.is_file() else {}
-    try:
-        is_default = run_dir.resolve() == default_run().resolve()
-    except ImportError:  # a run scored by a caller-supplied predictor, without psgvlm.vlm.predict
-        is_default = False
+    is_default = run_dir.resolve() == default_run().resolve()
     notice = meta.get("notice") or (SYNTHETIC_NOTICE if is_default else RUN_NOTICE)
     dataset = meta.get("dataset") or meta.get("dataset_meta") or {}
     return {

@@ -22,7 +22,7 @@ IGNORE_INDEX = -100
 
 
 def load_prompts(path=None) -> dict:
-    """The prompt file (``prompts/sleep_stage.yaml`` by default), every template validated."""
+    """The prompt file (``psgvlm/prompts/sleep_stage.yaml`` by default), every template validated."""
     import yaml
 
     path = Path(path) if path else PROMPTS_DIR / "sleep_stage.yaml"
