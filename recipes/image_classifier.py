@@ -26,10 +26,10 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from psgvlm import training
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.vlm.classifiers import build_classifier, predict_proba, save_classifier_run
-from psgvlm.vlm.data import load_image_dataset
 
 
 @dataclass
@@ -63,7 +63,7 @@ set_seed(args.seed)
 main = accelerator.is_main_process
 
 # ----------------------------------------------------------------------------- data
-dsd, dataset_meta = load_image_dataset(args.dataset)
+dsd, dataset_meta = load_dataset(args.dataset)
 if set(args.predict_splits) - {"train", "validation", "test"}:
     raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
 for split in ("train", "validation"):

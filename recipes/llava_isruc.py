@@ -38,9 +38,10 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, write_predictions
-from psgvlm.vlm.data import VLMCollator, get_template, load_image_dataset
+from psgvlm.vlm.data import VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
@@ -88,7 +89,7 @@ main = accelerator.is_main_process
 saved_state = training.check_resume(args.resume_from_checkpoint, config) if args.resume_from_checkpoint else None
 
 # ----------------------------------------------------------------------------- data
-dsd, dataset_meta = load_image_dataset(args.dataset)
+dsd, dataset_meta = load_dataset(args.dataset)
 if set(args.predict_splits) - {"train", "validation", "test"}:
     raise SystemExit(f"predict_splits {args.predict_splits}: allowed are train, validation, test")
 for split in ("train", "validation") if args.train else ():

@@ -31,12 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.image.dataset import META_KIND, META_VERSION, features, is_dataset_dir
 from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.splits import SPLIT_KINDS, split_epochs, split_subjects
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
-META_KIND = "psgvlm-image-dataset"
-META_VERSION = 1
 # Target rate per dataset when --fs is not given: the rate of the dataset's EEG (DESIGN section 3).
 TARGET_SFREQ: dict[str, float] = {
     "isruc": 200.0, "mass": 256.0, "shhs": 125.0, "sleepedf": 100.0, "dreams": 200.0, "prerau": 100.0,
@@ -49,25 +48,8 @@ class DatasetExistsError(FileExistsError):
 
 
 # ------------------------------------------------------------------------------------------------
-# Features and rows
+# Rows
 # ------------------------------------------------------------------------------------------------
-def features():
-    """The dataset's column types (import of ``datasets`` kept out of module import time)."""
-    import datasets
-
-    return datasets.Features({
-        "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=list(STAGES)),
-        "stage": datasets.Value("string"),
-        "subject": datasets.Value("string"),
-        "recording": datasets.Value("string"),
-        "epoch": datasets.Value("int32"),
-        "start_s": datasets.Value("float64"),
-        "dataset": datasets.Value("string"),
-        "channels": datasets.Value("string"),
-    })
-
-
 def _encode_png(img: np.ndarray) -> bytes:
     import io
 
@@ -204,11 +186,6 @@ def render_recording(rec, *, channels: list[str], sfreq: float, settings, pool=N
 # ------------------------------------------------------------------------------------------------
 def _settings_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def is_dataset_dir(path) -> bool:
-    path = Path(path)
-    return (path / "meta.json").is_file() and (path / "dataset_dict.json").is_file()
 
 
 def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] | None = None,
@@ -424,22 +401,6 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
     return out
 
 
-def load_dataset_dir(path):
-    """``(DatasetDict, meta)`` of a psgvlm dataset folder, with an error naming what is missing."""
-    import datasets
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset dir {str(path)!r} does not exist")
-    missing = [f for f in ("meta.json", "dataset_dict.json") if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path} is not a psgvlm dataset: missing {missing} (make one with `psgvlm render`)")
-    meta = read_json(path / "meta.json")
-    if meta.get("kind") != META_KIND:
-        raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected {META_KIND!r}")
-    return datasets.load_from_disk(str(path)), meta
-
-
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
@@ -453,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hypnogram", help="label file for a single recording")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--channels", nargs="+", help="canonical channel names, top to bottom")
-    p.add_argument("--size", type=int, default=336, help="image side, pixels (default 336)")
+    p.add_argument("--size", type=int, default=RenderSettings().size, help="image side, pixels (default %(default)s)")
     p.add_argument("--fs", type=float, help="target sampling rate, Hz (default: per dataset)")
     p.add_argument("--num-proc", type=int, default=1, help="render worker processes")
     p.add_argument("--split", default="subject", choices=SPLIT_KINDS)

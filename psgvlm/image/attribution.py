@@ -149,7 +149,7 @@ def band_time_scores(norm_map: np.ndarray, bands: list[dict], *, size: int, epoc
     norm_map : np.ndarray, shape (n_r, n_c)
         Patch scores (normalised or averaged maps).
     bands : list of dict
-        :func:`evals.common.band_layout` rows (``top``, ``bottom``, ``left``, ``right``).
+        :func:`psgvlm.image.dataset.band_layout` rows (``top``, ``bottom``, ``left``, ``right``).
     size : int
         Image side, pixels.
 

@@ -258,7 +258,7 @@ def blank_bands(image, bands: list[dict], channels, color=None) -> np.ndarray:
     ----------
     image : np.ndarray, shape (H, W, 3) uint8
     bands : list of dict
-        Band layout (``evals.common.band_layout``): {"channel", "top", "bottom"} pixel rows.
+        Band layout (``psgvlm.image.dataset.band_layout``): {"channel", "top", "bottom"} pixel rows.
     channels : iterable of str
         Channels whose band is blanked; ValueError naming one the layout lacks.
     color : array-like of 3 uint8, optional
