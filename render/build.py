@@ -407,6 +407,7 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     from psgvlm.image.renderer import RenderSettings
     from psgvlm.io.readers import READERS
+    from psgvlm.signal.corruption import load_transform
 
     p = argparse.ArgumentParser(prog="psgvlm render", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, choices=sorted(READERS), help="dataset / file format")
@@ -423,13 +424,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--transform", metavar="SPEC.json",
+                   help="signal transform applied after reading (psgvlm.signal.corruption.save_transform)")
     args = p.parse_args(argv)
     try:
+        transform = load_transform(args.transform) if args.transform else None
         settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
-                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet)
+                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet,
+                             transform=transform)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 1
