@@ -545,8 +545,8 @@ def attribution_overlay(predictor, image):
     """
     from matplotlib import colormaps
 
-    from evals.common import band_layout
     from psgvlm.image.attribution import band_time_scores, describe, feature_ablation
+    from psgvlm.image.dataset import band_layout
 
     out = feature_ablation(predictor.predict_proba, image, batch_size=64)
     norm = out["norm"]

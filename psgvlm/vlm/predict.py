@@ -19,10 +19,10 @@ import numpy as np
 
 from psgvlm.provenance import read_json
 from psgvlm.stages import N_STAGES
+from psgvlm.vlm.classifiers import RUN_KIND as CLASSIFIER_RUN
 
 DEFAULT_RUN = Path(__file__).resolve().parent.parent / "assets" / "default_run"
 VLM_RUN = "psgvlm-vlm-run"
-CLASSIFIER_RUN = "psgvlm-image-classifier-run"
 CHUNK = 256  # epochs decoded at a time by `psgvlm predict`
 
 
