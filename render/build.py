@@ -21,18 +21,12 @@ a temporary folder and renamed into place, so ``DIR`` is either absent or comple
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import hashlib
-import importlib
 import json
-import multiprocessing
 import os
 import shutil
 import sys
-import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,102 +37,17 @@ from psgvlm.provenance import provenance, read_json
 from psgvlm.splits import SPLIT_KINDS
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
+from .workers import join_preloads, preload, release_freed_memory, render_images, reusing_freed_memory
 from .write import SHARD_FILE, finish, write_dataset, write_shard
 
 # Target rate per dataset when --fs is not given: the rate of the dataset's EEG (DESIGN section 3).
 TARGET_SFREQ: dict[str, float] = {
     "isruc": 200.0, "mass": 256.0, "shhs": 125.0, "sleepedf": 100.0, "dreams": 200.0, "prerau": 100.0,
 }
-PNG_COMPRESS_LEVEL = 1  # PNG stays lossless; level 1 encodes ~5x faster than 6 for ~15% more bytes
-# A forked render worker costs about as much to start and to send its PNGs back as a few epochs'
-# rendering; below this many epochs per worker the epochs are rendered in the building process.
-MIN_EPOCHS_PER_WORKER = 16
 
 
 class DatasetExistsError(FileExistsError):
     pass
-
-
-# ------------------------------------------------------------------------------------------------
-# Images
-# ------------------------------------------------------------------------------------------------
-def encode_png(img: np.ndarray) -> bytes:
-    """Lossless PNG bytes of an RGB image (``PNG_COMPRESS_LEVEL``)."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
-
-
-# What forked render workers inherit instead of receiving pickled copies: the scaled epochs, settings.
-_FORKED: dict = {}
-# Imports running in background threads (see _preload); joined before any fork.
-_PRELOADS: list[threading.Thread] = []
-
-
-def _render_span(span: tuple[int, int]) -> list[bytes]:
-    """Render epochs ``[lo, hi)`` of the inherited epochs to PNG bytes."""
-    from psgvlm.image.renderer import render_epoch
-
-    x, settings = _FORKED["x"], _FORKED["settings"]
-    return [encode_png(render_epoch(x[i], settings)) for i in range(*span)]
-
-
-def render_images(x: np.ndarray, settings, *, num_proc: int = 1, progress: bool = True,
-                  desc: str = "render") -> list[bytes]:
-    """PNG bytes of every epoch of ``x``, in order.
-
-    Parameters
-    ----------
-    x : np.ndarray, shape (n_epochs, n_chans, n_times)
-        Scaled to [-1, 1] (:func:`psgvlm.signal.epochs.minmax_scale`).
-    settings : psgvlm.image.renderer.RenderSettings
-    num_proc : int
-        Render processes. They are forked, so they share ``x`` with this process (no copy, no
-        temporary file) and start in milliseconds. With fewer than ``MIN_EPOCHS_PER_WORKER`` epochs
-        per worker, or where ``fork`` does not exist, the epochs are rendered in this process.
-    """
-    from tqdm.auto import tqdm
-
-    n = len(x)
-    workers = min(num_proc, n // MIN_EPOCHS_PER_WORKER)
-    if "fork" not in multiprocessing.get_all_start_methods():
-        workers = 1
-    n_spans = 4 * workers if workers > 1 else -(-n // 64)  # spans of <= 64 epochs: a live progress bar
-    bounds = np.linspace(0, n, n_spans + 1).astype(int)
-    spans = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-    images: list[bytes] = []
-    _join_preloads()  # a fork while another thread holds an import lock could hang the workers
-    _FORKED.update(x=x, settings=settings)
-    try:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) if workers > 1 else None
-        # workers live for one recording: memory they held is returned before the next night
-        with pool or contextlib.nullcontext():
-            chunks = pool.map(_render_span, spans) if pool is not None else map(_render_span, spans)
-            with tqdm(total=n, desc=desc, unit="epoch", disable=not progress, leave=False) as bar:
-                for chunk in chunks:
-                    images.extend(chunk)
-                    bar.update(len(chunk))
-    finally:
-        _FORKED.clear()
-    return images
-
-
-def _preload(module: str) -> None:
-    """Import ``module`` in a background thread: reading a night leaves a core idle, importing fills it."""
-    if module not in sys.modules:
-        thread = threading.Thread(target=importlib.import_module, args=(module,), name=f"import {module}",
-                                  daemon=True)
-        thread.start()
-        _PRELOADS.append(thread)
-
-
-def _join_preloads() -> None:
-    while _PRELOADS:
-        _PRELOADS.pop().join()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,17 +206,18 @@ def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[s
     Returns ``(rows, done, sfreq)``: the rows (:func:`render_rows`), ``{"summary", "dropped",
     "channels"}`` for ``done.json``, and the target rate (``sfreq``, else the recording's).
     """
-    rec = read_for_dataset(fmt, job, channels=channels, order=order, transform=transform)
-    if transform is not None:
-        rec = transform(rec)
-    chans = resolve_channels(rec, channels or order, fmt)
-    if order is not None and chans != order:
-        raise ValueError(f"{rec.source}: channels {chans} differ from the dataset's order {order}")
-    if sfreq is None:
-        eeg = [c.sfreq for c in rec.channels if c.modality == "EEG"]
-        sfreq = max(eeg) if eeg else max(c.sfreq for c in rec.channels)
-    x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=sfreq)
-    del rec  # the raw night is no longer needed while rendering
+    with reusing_freed_memory():  # reading and cutting allocate and free ~2 GB of arrays
+        rec = read_for_dataset(fmt, job, channels=channels, order=order, transform=transform)
+        if transform is not None:
+            rec = transform(rec)
+        chans = resolve_channels(rec, channels or order, fmt)
+        if order is not None and chans != order:
+            raise ValueError(f"{rec.source}: channels {chans} differ from the dataset's order {order}")
+        if sfreq is None:
+            eeg = [c.sfreq for c in rec.channels if c.modality == "EEG"]
+            sfreq = max(eeg) if eeg else max(c.sfreq for c in rec.channels)
+        x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=sfreq)
+        del rec  # the raw night is no longer needed while rendering
     rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
     rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
                                 num_proc=num_proc, progress=progress)
@@ -354,7 +264,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     from psgvlm.io.readers import READERS
 
     t0 = time.perf_counter()
-    _preload("datasets")  # ~1 s of imports first needed to write: done while the first night is read
+    preload("datasets")  # ~1 s of imports first needed to write: done while the first night is read
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose from {sorted(READERS)}")
     if split not in SPLIT_KINDS:
@@ -392,10 +302,10 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                                                 settings=settings, label_channels=label_channels,
                                                 transform=transform, num_proc=num_proc, progress=progress)
                 run_settings["sfreq"] = target
-                _join_preloads()
+                join_preloads()
                 write_shard(shard, rows, done)
                 del rows
-                _release_freed_memory()
+                release_freed_memory()
             summaries.append(done["summary"])
             dropped_all += done["dropped"]
             order = order or done["channels"]
@@ -405,7 +315,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             shutil.rmtree(partial, ignore_errors=True)
         raise
 
-    _join_preloads()
+    join_preloads()
     subjects = sorted({s["subject"] for s in summaries})
     if split == "subject" and len(subjects) < 3:
         print(f"psgvlm render: {len(subjects)} subject(s) < 3, so no subject-wise split: one split 'all'")
@@ -430,14 +340,6 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     finish(out, tmp_out, meta, t0)
     shutil.rmtree(partial, ignore_errors=True)
     return meta
-
-
-def _release_freed_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise, so RSS would creep per night)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _by_reason(dropped: list[dict]) -> dict[str, int]:
