@@ -79,8 +79,9 @@ def test_same_input_same_image_bytes(isruc_dir, tmp_path):
     a, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
                                progress=False)
     b, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
-                               progress=False)
+                               num_proc=2, progress=False)  # forked workers draw the same bytes
     assert a["image"][3]["bytes"] == b["image"][3]["bytes"]
+    assert a == b
     arr = np.asarray(Image.open(io.BytesIO(a["image"][3]["bytes"])))
     assert arr.shape == (336, 336, 3) and arr.std() > 0
 
