@@ -1,10 +1,12 @@
-"""Scoring image datasets with a predictor, re-rendering like a run's training data, and running a
-recipe command: the shared machinery of the robustness and channel-loss suites."""
+"""Scoring image datasets with a predictor, re-rendering like a run's training data (the render stage
+run as a command) and running a recipe command: the shared machinery of the robustness and
+channel-loss suites."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,6 @@ from tqdm.auto import tqdm
 
 from psgvlm.metrics import SCALAR_METRICS, bootstrap_ci, paired_bootstrap_delta, stage_metrics
 from psgvlm.predictions import make_rows, read_predictions
-
-from .common import load_image_dataset
 
 
 def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, desc: str = "predict") -> list[dict]:
@@ -79,24 +79,70 @@ def compare(clean: list[dict], other: list[dict], *, n_boot: int, seed: int, alp
 
 
 def trained_render_kwargs(dataset_meta: dict) -> dict:
-    """``build_dataset`` keyword arguments reproducing how a run's training images were rendered."""
+    """Options of :func:`render` that reproduce how a run's training images were rendered.
+
+    Read from the training dataset's ``meta.json`` (a run's ``meta["dataset"]``): channel order,
+    image side, target rate, split kind and seed, channel labels. ValueError when the meta has no
+    channel order, or when its renderer settings differ from ``psgvlm render``'s in a way the
+    command has no option for.
+    """
+    from psgvlm.image.dataset import image_size
     from psgvlm.image.renderer import RenderSettings
 
     if not dataset_meta or "channels" not in dataset_meta:
         raise ValueError("the run's dataset meta has no channel order; cannot re-render like its training data")
     settings = dataset_meta.get("settings") or {}
-    render = settings.get("render")
+    size = image_size(dataset_meta)
+    trained = RenderSettings.from_dict(settings["render"]).as_dict()
+    command = RenderSettings(size=size).as_dict()
+    other = sorted(k for k in trained if k != "labels" and trained[k] != command[k])
+    if other:
+        raise ValueError(f"the run's images were rendered with {({k: trained[k] for k in other})}, which "
+                         f"`psgvlm render` has no option for (it draws {({k: command[k] for k in other})})")
     split = dataset_meta.get("split") or {}
-    return {"channels": list(dataset_meta["channels"]),
-            "settings": RenderSettings.from_dict(render) if render else RenderSettings(),
-            "sfreq": dataset_meta.get("sfreq"),
-            "split": split.get("kind", "subject"), "split_seed": int(split.get("seed", 0))}
+    return {"channels": list(dataset_meta["channels"]), "size": size, "sfreq": dataset_meta.get("sfreq"),
+            "split": split.get("kind", "subject"), "split_seed": int(split.get("seed", 0)),
+            "label_channels": bool(settings.get("label_channels"))}
 
 
-def render(build, *, fmt, input, out, hypnogram=None, num_proc: int = 1, **kwargs):
-    """``build(...)`` (``render.build.build_dataset``) then load it back: (DatasetDict, meta)."""
-    build(fmt=fmt, input=input, out=out, hypnogram=hypnogram, num_proc=num_proc, progress=False, **kwargs)
-    return load_image_dataset(out)
+def run_command(argv: list[str], *, log, what: str) -> None:
+    """Run ``argv``; its stdout and stderr go to the file ``log``; RuntimeError naming ``what`` on failure."""
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    Path(log).write_text(proc.stdout + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}): {shlex.join(argv)}\n{proc.stderr[-2000:]}")
+
+
+def render(*, fmt: str, input, out, hypnogram=None, num_proc: int = 1, transform=None, channels=None,
+           size: int | None = None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
+           label_channels: bool = False):
+    """Run the render stage (``python -m psgvlm.cli render``) into ``out``, then load it: (DatasetDict, meta).
+
+    Evals talk to the builder through files: ``transform`` (a corruption from
+    :mod:`psgvlm.signal.corruption`) is written to ``OUT.transform.json`` and handed over with
+    ``--transform``; the command's output goes to ``OUT.render.log``. ``out`` is replaced if it exists.
+    """
+    from psgvlm.image.dataset import load_dataset
+    from psgvlm.signal.corruption import save_transform
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", "psgvlm.cli", "render", "--format", fmt, "--input", str(input), "--out", str(out),
+            "--split", split, "--split-seed", str(split_seed), "--num-proc", str(num_proc), "--overwrite", "--quiet"]
+    if hypnogram is not None:
+        argv += ["--hypnogram", str(hypnogram)]
+    if channels:
+        argv += ["--channels", *channels]
+    if size is not None:
+        argv += ["--size", str(size)]
+    if sfreq:
+        argv += ["--fs", repr(float(sfreq))]
+    if label_channels:
+        argv.append("--labels")
+    if transform is not None:
+        argv += ["--transform", str(save_transform(transform, out.parent / f"{out.name}.transform.json"))]
+    run_command(argv, log=out.parent / f"{out.name}.render.log", what="render command")
+    return load_dataset(out)
 
 
 def eval_split_name(dd, split: str) -> str:
@@ -119,8 +165,6 @@ def train_with_command(template: str, *, out_dir, **fields) -> list[dict]:
         cmd = template.format(out=str(out_dir), **{k: str(v) for k, v in fields.items()})
     except KeyError as err:
         raise ValueError(f"train command has unknown placeholder {err}; allowed: out, {', '.join(fields)}") from None
-    proc = subprocess.run(shlex.split(cmd), capture_output=True, text=True)
-    (out_dir.parent / f"{out_dir.name}.train.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
-    if proc.returncode != 0:
-        raise RuntimeError(f"train command failed (exit {proc.returncode}): {cmd}\n{proc.stderr[-2000:]}")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_command(shlex.split(cmd), log=out_dir.parent / f"{out_dir.name}.train.log", what="train command")
     return read_predictions(out_dir)

@@ -46,7 +46,7 @@ def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict
     scores : np.ndarray, shape (n_rows, n_cols)
         Min-max normalised patch scores in [0, 1].
     bands : list of dict, optional
-        :func:`evals.common.band_layout` output; band edges and channel names are drawn.
+        :func:`psgvlm.image.dataset.band_layout` output; band edges and channel names are drawn.
     """
     image = np.asarray(image)
     scores = np.asarray(scores, dtype=float)

@@ -25,9 +25,9 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from psgvlm import training
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import stage_metrics
 from psgvlm.vlm.classifiers import build_classifier, predict_proba, save_classifier_run
-from psgvlm.vlm.data import load_image_dataset
 
 
 @dataclass
@@ -61,7 +61,7 @@ set_seed(args.seed)
 main = accelerator.is_main_process
 
 # ----------------------------------------------------------------------------- data
-dsd, dataset_meta = load_image_dataset(args.dataset)
+dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits)
 train_ds = training.seeded_subset(dsd["train"], args.max_train_samples, args.seed)
 

@@ -38,8 +38,9 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import stage_metrics
-from psgvlm.vlm.data import VLMCollator, get_template, load_image_dataset
+from psgvlm.vlm.data import VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
@@ -87,7 +88,7 @@ main = accelerator.is_main_process
 saved_state = training.check_resume(args.resume_from_checkpoint, config) if args.resume_from_checkpoint else None
 
 # ----------------------------------------------------------------------------- data
-dsd, dataset_meta = load_image_dataset(args.dataset)
+dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
                             need=("train", "validation") if args.train else ())
 template = get_template(args.prompt, channels=dataset_meta.get("channels"))

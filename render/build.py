@@ -1,11 +1,17 @@
-"""Recordings -> a Hugging Face dataset of 336x336 epoch images, with splits and provenance.
+"""Recordings -> a Hugging Face dataset of square epoch images, with splits and provenance.
 
     psgvlm render --format isruc --input data/isruc --out data/isruc_img --num-proc 2
     python -m render --format sleepedf --input SC4001E0-PSG.edf --hypnogram SC4001EC-Hypnogram.edf --out x
 
 What it writes (``DIR``): ``datasets.DatasetDict.save_to_disk`` output (splits train/validation/test
 by subject, or ``all``), and ``DIR/meta.json`` (settings, channel order, split manifest, per-split
-stage counts, dropped epochs with reasons, per-recording pairing reports, versions, git SHA).
+stage counts, dropped epochs with reasons, per-recording pairing reports, versions, git SHA), in the
+format :mod:`psgvlm.image.dataset` reads back.
+
+Phases (:func:`build_dataset`): discover the recordings; per recording, read + cut + render
+(:func:`render_recording`; forked workers share the night's epochs and return PNG bytes) and save
+its rows as one Arrow shard; write the dataset's splits from the shards (:func:`write_dataset`);
+finish (``meta.json``, rename into place).
 
 Crash safety: each finished recording is saved under ``.DIR.partial/`` beside ``DIR`` with the
 settings hash; a re-run with the same settings skips them (resume). The final dataset is written to
@@ -15,33 +21,29 @@ a temporary folder and renamed into place, so ``DIR`` is either absent or comple
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import hashlib
 import json
 import os
 import shutil
 import sys
-import tempfile
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from psgvlm.provenance import provenance, read_json, write_json_atomic
-from psgvlm.splits import SPLIT_KINDS, split_epochs, split_subjects
+from psgvlm.image.dataset import META_KIND, META_VERSION, is_dataset_dir
+from psgvlm.provenance import provenance, read_json
+from psgvlm.splits import SPLIT_KINDS
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
-META_KIND = "psgvlm-image-dataset"
-META_VERSION = 1
+from .workers import join_preloads, preload, release_freed_memory, render_images, reusing_freed_memory
+from .write import SHARD_FILE, finish, write_dataset, write_shard
+
 # Target rate per dataset when --fs is not given: the rate of the dataset's EEG (DESIGN section 3).
 TARGET_SFREQ: dict[str, float] = {
     "isruc": 200.0, "mass": 256.0, "shhs": 125.0, "sleepedf": 100.0, "dreams": 200.0, "prerau": 100.0,
 }
-PNG_COMPRESS_LEVEL = 1  # PNG stays lossless; level 1 encodes ~5x faster than 6 for ~15% more bytes
 
 
 class DatasetExistsError(FileExistsError):
@@ -49,48 +51,31 @@ class DatasetExistsError(FileExistsError):
 
 
 # ------------------------------------------------------------------------------------------------
-# Features and rows
-# ------------------------------------------------------------------------------------------------
-def features():
-    """The dataset's column types (import of ``datasets`` kept out of module import time)."""
-    import datasets
-
-    return datasets.Features({
-        "image": datasets.Image(),
-        "label": datasets.ClassLabel(names=list(STAGES)),
-        "stage": datasets.Value("string"),
-        "subject": datasets.Value("string"),
-        "recording": datasets.Value("string"),
-        "epoch": datasets.Value("int32"),
-        "start_s": datasets.Value("float64"),
-        "dataset": datasets.Value("string"),
-        "channels": datasets.Value("string"),
-    })
-
-
-def _encode_png(img: np.ndarray) -> bytes:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
-
-
-def _render_chunk(args) -> list[bytes]:
-    """Worker: render epochs ``[lo, hi)`` of a scaled-epoch memmap to PNG bytes."""
-    from psgvlm.image.renderer import render_epoch
-
-    path, shape, lo, hi, settings = args
-    x = np.load(path, mmap_mode="r")
-    assert x.shape == shape
-    return [_encode_png(render_epoch(np.asarray(x[i]), settings)) for i in range(lo, hi)]
-
-
-# ------------------------------------------------------------------------------------------------
 # One recording
 # ------------------------------------------------------------------------------------------------
+def read_for_dataset(fmt: str, job: dict, *, channels: list[str] | None, order: list[str] | None,
+                     transform=None):
+    """Read one recording with only the channels the dataset renders, when that is known.
+
+    ``channels`` (the user's list) is read as asked, a missing one an error naming what is there.
+    Otherwise the dataset's order so far, or the format's default channels, are read when all are
+    present; else (or with a ``transform``, which may use any channel) every signal is read and
+    :func:`resolve_channels` picks. A night's 20 signals are ~1 GB as float64 while being read.
+    """
+    from psgvlm.io.channels import DATASET_CHANNELS
+    from psgvlm.io.readers import read_recording
+
+    if channels:
+        return read_recording(fmt, **job, channels=list(channels))
+    wanted = None if transform is not None else (order or DATASET_CHANNELS.get(fmt))
+    if wanted:
+        try:
+            return read_recording(fmt, **job, channels=list(wanted))
+        except ValueError:
+            pass  # one is absent (or the file is bad: the full read below says so)
+    return read_recording(fmt, **job)
+
+
 def resolve_channels(rec, channels: list[str] | None, fmt: str) -> list[str]:
     """The channel order to render: the requested list, else the dataset default, else all EEG/EOG/EMG."""
     if channels:
@@ -139,15 +124,13 @@ def cut_recording(rec, *, channels: list[str], sfreq: float):
     return x, stages, starts_s, summary
 
 
-def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, pool=None, n_chunks: int = 1,
+def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, num_proc: int = 1,
                 progress: bool = True):
     """Render cut epochs to dataset rows; returns ``(rows, dropped)``.
 
     Unscored epochs are dropped with reason ``unscored``; unlabelled recordings keep every epoch
     with label None (they can be staged but not trained on). ``x`` is scaled in place.
     """
-    from tqdm.auto import tqdm
-
     from psgvlm.signal.epochs import minmax_scale
 
     n_total = len(x)
@@ -157,22 +140,8 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     if len(keep) < n_total:
         x = x[keep]
     x = minmax_scale(x, out=x)
-    images: list[bytes] = []
-    if len(x):
-        with tempfile.TemporaryDirectory(prefix="psgvlm-render-") as tmp:
-            # workers read the epochs from a memory map instead of receiving pickled copies
-            path = os.path.join(tmp, "epochs.npy")
-            np.save(path, x)
-            shape = x.shape
-            del x
-            bounds = np.linspace(0, len(keep), max(1, n_chunks) + 1).astype(int)
-            jobs = [(path, shape, int(lo), int(hi), settings) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
-            results = pool.map(_render_chunk, jobs) if pool is not None else map(_render_chunk, jobs)
-            with tqdm(total=len(keep), desc=f"render {summary['recording']}", unit="epoch", disable=not progress,
-                      leave=False) as bar:
-                for chunk in results:
-                    images.extend(chunk)
-                    bar.update(len(chunk))
+    images = render_images(x, settings, num_proc=num_proc, progress=progress, desc=f"render {summary['recording']}")
+    del x
     labels = stages[keep] if stages is not None else None
     n = len(keep)
     rows = {
@@ -190,12 +159,12 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     return rows, dropped
 
 
-def render_recording(rec, *, channels: list[str], sfreq: float, settings, pool=None, n_chunks: int = 1,
+def render_recording(rec, *, channels: list[str], sfreq: float, settings, num_proc: int = 1,
                      progress: bool = True):
     """Cut and render one recording; returns ``(rows, dropped, summary)`` (see :func:`render_rows`)."""
     x, stages, starts_s, summary = cut_recording(rec, channels=channels, sfreq=sfreq)
-    rows, dropped = render_rows(x, stages, starts_s, summary, channels=channels, settings=settings, pool=pool,
-                                n_chunks=n_chunks, progress=progress)
+    rows, dropped = render_rows(x, stages, starts_s, summary, channels=channels, settings=settings,
+                                num_proc=num_proc, progress=progress)
     return rows, dropped, summary
 
 
@@ -206,9 +175,53 @@ def _settings_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def is_dataset_dir(path) -> bool:
-    path = Path(path)
-    return (path / "meta.json").is_file() and (path / "dataset_dict.json").is_file()
+def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | None = None) -> list[dict]:
+    """Reader jobs (``{"path", "hypnogram", ...}``): a dataset folder's recordings, or the one file."""
+    from psgvlm.io.readers import find_recordings
+
+    if not input.exists():
+        raise FileNotFoundError(f"input {str(input)!r} does not exist")
+    if input.is_dir():
+        if hypnogram is not None:
+            raise ValueError("--hypnogram goes with a single recording file, not a folder")
+        jobs = find_recordings(fmt, input)
+        if not jobs:
+            raise FileNotFoundError(f"no {fmt} recordings found under {input}")
+    else:
+        jobs = [{"path": input, "hypnogram": hypnogram}]
+    opts = {} if scorer is None else {"scorer": scorer}
+    return [{**j, **opts} for j in jobs]
+
+
+def _shard_path(partial: Path, job: dict, key: str) -> Path:
+    return partial / f"rec-{Path(job['path']).stem.replace(' ', '_')}-{key}"
+
+
+
+def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[str] | None,
+               sfreq: float | None, settings, label_channels: bool = False, transform=None, num_proc: int = 1,
+               progress: bool = True) -> tuple[dict, dict, float]:
+    """Read, cut and render one recording of a dataset being built.
+
+    Returns ``(rows, done, sfreq)``: the rows (:func:`render_rows`), ``{"summary", "dropped",
+    "channels"}`` for ``done.json``, and the target rate (``sfreq``, else the recording's).
+    """
+    with reusing_freed_memory():  # reading and cutting allocate and free ~2 GB of arrays
+        rec = read_for_dataset(fmt, job, channels=channels, order=order, transform=transform)
+        if transform is not None:
+            rec = transform(rec)
+        chans = resolve_channels(rec, channels or order, fmt)
+        if order is not None and chans != order:
+            raise ValueError(f"{rec.source}: channels {chans} differ from the dataset's order {order}")
+        if sfreq is None:
+            eeg = [c.sfreq for c in rec.channels if c.modality == "EEG"]
+            sfreq = max(eeg) if eeg else max(c.sfreq for c in rec.channels)
+        x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=sfreq)
+        del rec  # the raw night is no longer needed while rendering
+    rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
+    rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
+                                num_proc=num_proc, progress=progress)
+    return rows, {"summary": summary, "dropped": dropped, "channels": chans}, sfreq
 
 
 def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] | None = None,
@@ -237,7 +250,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         to ``none`` with fewer than 3 subjects, said on stdout). ``epoch``: the paper's leaky
         epoch-level split (warned). ``none``: one split ``all``.
     num_proc : int
-        Worker processes for rendering.
+        Worker processes for rendering (see :func:`render_images`).
     transform : callable, optional
         ``transform(rec) -> Recording`` applied after reading (corruption, channel dropping).
     scorer : int, optional
@@ -245,14 +258,13 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     label_channels : bool
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
     """
-    import datasets
+    from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RENDERER_VERSION, RenderSettings
-    from psgvlm.io.readers import READERS, find_recordings, read_recording
+    from psgvlm.io.readers import READERS
 
     t0 = time.perf_counter()
-    if not progress:
-        datasets.disable_progress_bars()
+    preload("datasets")  # ~1 s of imports first needed to write: done while the first night is read
     if fmt not in READERS:
         raise ValueError(f"unknown format {fmt!r}; choose from {sorted(READERS)}")
     if split not in SPLIT_KINDS:
@@ -268,17 +280,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             raise DatasetExistsError(f"{out} already holds a finished dataset; pass --overwrite to replace it")
         if not is_dataset_dir(out) and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not a psgvlm dataset; choose an empty or new folder")
-
-    opts = {} if scorer is None else {"scorer": scorer}
-    if input.is_dir():
-        if hypnogram is not None:
-            raise ValueError("--hypnogram goes with a single recording file, not a folder")
-        jobs = find_recordings(fmt, input)
-        if not jobs:
-            raise FileNotFoundError(f"no {fmt} recordings found under {input}")
-    else:
-        jobs = [{"path": input, "hypnogram": hypnogram}]
-    jobs = [{**j, **opts} for j in jobs]
+    jobs = discover_recordings(fmt, input, hypnogram=hypnogram, scorer=scorer)
 
     target = float(sfreq) if sfreq else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
@@ -289,93 +291,38 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
-    summaries, dropped_all = [], []
-    order = None
+    summaries, dropped_all, order = [], [], None
     try:
-        from tqdm.auto import tqdm
-
         for job in tqdm(jobs, desc=f"render {fmt}", unit="rec", disable=not progress):
-            name = Path(job["path"]).stem.replace(" ", "_")
-            shard = partial / f"rec-{name}-{key}"
-            if (shard / "done.json").is_file():  # resume: finished before a crash/interrupt
-                done = read_json(shard / "done.json")
-                summaries.append(done["summary"])
-                dropped_all += done["dropped"]
-                order = order or done["channels"]
-                continue
-            # read only the requested channels (memory: a night of 20 signals is ~1 GB as float64)
-            rec = read_recording(fmt, **job, **({"channels": list(channels)} if channels else {}))
-            if transform is not None:
-                rec = transform(rec)
-            chans = resolve_channels(rec, channels or order, fmt)
-            if order is None:
-                order = chans
-            elif chans != order:
-                raise ValueError(f"{rec.source}: channels {chans} differ from the dataset's order {order}")
-            if target is None:
-                target = max(c.sfreq for c in rec.channels if c.modality == "EEG") if any(
-                    c.modality == "EEG" for c in rec.channels) else max(c.sfreq for c in rec.channels)
+            shard = _shard_path(partial, job, key)
+            if (shard / "done.json").is_file() and (shard / SHARD_FILE).is_file():
+                done = read_json(shard / "done.json")  # resume: finished before a crash/interrupt
+            else:
+                rows, done, target = render_job(fmt, job, channels=channels, order=order, sfreq=target,
+                                                settings=settings, label_channels=label_channels,
+                                                transform=transform, num_proc=num_proc, progress=progress)
                 run_settings["sfreq"] = target
-            rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
-            x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=target)
-            del rec  # the raw night is no longer needed while rendering
-            # workers live for one recording: memory they held is returned before the next night
-            with ProcessPoolExecutor(num_proc) if num_proc > 1 else contextlib.nullcontext() as pool:
-                rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
-                                            pool=pool, n_chunks=4 * num_proc, progress=progress)
-            del x
-            tmp = shard.with_name(shard.name + ".tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            datasets.Dataset.from_dict(rows, features=features()).save_to_disk(str(tmp))
-            write_json_atomic(tmp / "done.json", {"summary": summary, "dropped": dropped, "channels": chans})
-            os.replace(tmp, shard)
-            summaries.append(summary)
-            dropped_all += dropped
-            del rows
-            _release_freed_memory()
+                join_preloads()
+                write_shard(shard, rows, done)
+                del rows
+                release_freed_memory()
+            summaries.append(done["summary"])
+            dropped_all += done["dropped"]
+            order = order or done["channels"]
     except BaseException:
         # finished recordings stay for a resume; a run that finished none leaves nothing behind
         if not any(partial.glob("rec-*")):
             shutil.rmtree(partial, ignore_errors=True)
         raise
 
-    # -- splits -----------------------------------------------------------------------------------
-    parts = [datasets.load_from_disk(str(partial / f"rec-{Path(j['path']).stem.replace(' ', '_')}-{key}"))
-             for j in jobs]
-    full = datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    join_preloads()
     subjects = sorted({s["subject"] for s in summaries})
     if split == "subject" and len(subjects) < 3:
         print(f"psgvlm render: {len(subjects)} subject(s) < 3, so no subject-wise split: one split 'all'")
         split = "none"
-    unlabelled = any(lbl is None for lbl in full["label"][:1]) if len(full) else False
-    if split == "subject":
-        manifest = split_subjects(subjects, seed=split_seed)
-        subj = np.asarray(full["subject"])
-        dd = datasets.DatasetDict({
-            name: full.select(np.flatnonzero(np.isin(subj, manifest[name]))) for name in manifest
-        })
-        split_meta = {"kind": "subject", "seed": split_seed, **manifest}
-    elif split == "epoch":
-        with warnings.catch_warnings():
-            warnings.simplefilter("always")
-            idx = split_epochs(len(full), seed=split_seed)
-        print("psgvlm render: WARNING epoch-level split puts epochs of the same subject in train and test "
-              "(subject leakage); metrics will be optimistic", file=sys.stderr)
-        dd = datasets.DatasetDict({name: full.select(ix) for name, ix in idx.items()})
-        split_meta = {"kind": "epoch", "seed": split_seed, "leaks_subjects": True,
-                      **{name: sorted(set(dd[name]["subject"])) for name in idx}}
-    else:
-        dd = datasets.DatasetDict({"all": full})
-        split_meta = {"kind": "none", "all": subjects}
-
-    counts = {}
-    for name, ds in dd.items():
-        labels = np.asarray([v for v in ds["label"] if v is not None], dtype=int)
-        counts[name] = stage_counts(labels) if len(labels) else {}
-        counts[name].pop("UNS", None)
-        counts[name]["n_subjects"] = len(set(ds["subject"]))
-        counts[name]["n_epochs"] = len(ds)
-
+    tmp_out = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    split_meta, counts, labelled = write_dataset([_shard_path(partial, j, key) for j in jobs], subjects, tmp_out,
+                                                 split=split, split_seed=split_seed, progress=progress)
     first = summaries[0]
     meta = {
         "kind": META_KIND, "version": META_VERSION, "format": fmt,
@@ -383,38 +330,16 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         "channels": order,
         "modalities": {c: first["channels"][c]["modality"] for c in order},
         "sfreq": target, "epoch_s": 30.0, "size": settings.size,
-        "split": split_meta, "counts": counts, "labelled": not unlabelled,
+        "split": split_meta, "counts": counts, "labelled": labelled,
         "dropped": {"n": len(dropped_all), "by_reason": _by_reason(dropped_all), "epochs": dropped_all},
         "recordings": summaries,
         "input": {"path": str(input), "hypnogram": None if hypnogram is None else str(hypnogram)},
         "provenance": provenance(),
         "build_s": None,
     }
-
-    # -- atomic write -----------------------------------------------------------------------------
-    tmp_out = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp_out, ignore_errors=True)
-    shard_mb = "200MB"
-    dd.save_to_disk(str(tmp_out), max_shard_size=shard_mb)
-    meta["build_s"] = round(time.perf_counter() - t0, 3)
-    write_json_atomic(tmp_out / "meta.json", meta)
-    if out.exists():
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(tmp_out, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp_out, out)
+    finish(out, tmp_out, meta, t0)
     shutil.rmtree(partial, ignore_errors=True)
     return meta
-
-
-def _release_freed_memory() -> None:
-    """Hand freed heap pages back to the OS (glibc keeps them otherwise, so RSS would creep per night)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def _by_reason(dropped: list[dict]) -> dict[str, int]:
@@ -424,28 +349,13 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
     return out
 
 
-def load_dataset_dir(path):
-    """``(DatasetDict, meta)`` of a psgvlm dataset folder, with an error naming what is missing."""
-    import datasets
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset dir {str(path)!r} does not exist")
-    missing = [f for f in ("meta.json", "dataset_dict.json") if not (path / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{path} is not a psgvlm dataset: missing {missing} (make one with `psgvlm render`)")
-    meta = read_json(path / "meta.json")
-    if meta.get("kind") != META_KIND:
-        raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected {META_KIND!r}")
-    return datasets.load_from_disk(str(path)), meta
-
-
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     from psgvlm.image.renderer import RenderSettings
     from psgvlm.io.readers import READERS
+    from psgvlm.signal.corruption import load_transform
 
     p = argparse.ArgumentParser(prog="psgvlm render", description=__doc__.split("\n\n")[0])
     p.add_argument("--format", required=True, choices=sorted(READERS), help="dataset / file format")
@@ -453,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hypnogram", help="label file for a single recording")
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--channels", nargs="+", help="canonical channel names, top to bottom")
-    p.add_argument("--size", type=int, default=336, help="image side, pixels (default 336)")
+    p.add_argument("--size", type=int, default=RenderSettings().size, help="image side, pixels (default %(default)s)")
     p.add_argument("--fs", type=float, help="target sampling rate, Hz (default: per dataset)")
     p.add_argument("--num-proc", type=int, default=1, help="render worker processes")
     p.add_argument("--split", default="subject", choices=SPLIT_KINDS)
@@ -462,13 +372,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--transform", metavar="SPEC.json",
+                   help="signal transform applied after reading (psgvlm.signal.corruption.save_transform)")
     args = p.parse_args(argv)
     try:
+        transform = load_transform(args.transform) if args.transform else None
         settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
-                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet)
+                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet,
+                             transform=transform)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 1

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from psgvlm.cli import main as cli
-from render.build import build_dataset, load_dataset_dir
+from psgvlm.image.dataset import load_dataset
+from render.build import build_dataset
 
 COLUMNS = {"image", "label", "stage", "subject", "recording", "epoch", "start_s", "dataset", "channels"}
 
@@ -37,7 +38,7 @@ def built(isruc_dir, tmp_path_factory):
 
 
 def test_dataset_layout_and_meta(built):
-    dd, meta = load_dataset_dir(built)
+    dd, meta = load_dataset(built)
     assert set(dd) == {"train", "validation", "test"}
     subs = {k: set(v["subject"]) for k, v in dd.items()}
     assert not (subs["train"] & subs["test"]) and not (subs["validation"] & subs["test"])
@@ -78,8 +79,9 @@ def test_same_input_same_image_bytes(isruc_dir, tmp_path):
     a, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
                                progress=False)
     b, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
-                               progress=False)
+                               num_proc=2, progress=False)  # forked workers draw the same bytes
     assert a["image"][3]["bytes"] == b["image"][3]["bytes"]
+    assert a == b
     arr = np.asarray(Image.open(io.BytesIO(a["image"][3]["bytes"])))
     assert arr.shape == (336, 336, 3) and arr.std() > 0
 
@@ -108,7 +110,7 @@ def test_resume_after_crash(isruc_dir, tmp_path):
     meta = build_dataset(fmt="isruc", input=isruc_dir, out=out, transform=passthrough, progress=False)
     assert len(calls) == 3  # the two finished recordings were reused
     assert len(meta["recordings"]) == 5
-    dd, _ = load_dataset_dir(out)
+    dd, _ = load_dataset(out)
     assert sum(len(v) for v in dd.values()) == sum(r["n_images"] for r in meta["recordings"])
 
 
@@ -139,12 +141,12 @@ def test_epoch_split_is_warned_and_few_subjects_fall_back(isruc_dir, tmp_path, c
     shutil.copytree(sorted(p for p in isruc_dir.iterdir() if p.is_dir())[0], one / "1")
     assert cli(["render", "--format", "isruc", "--input", str(one), "--out", str(tmp_path / "a"), "--quiet"]) == 0
     assert "one split 'all'" in capsys.readouterr().out
-    dd, meta = load_dataset_dir(tmp_path / "a")
+    dd, meta = load_dataset(tmp_path / "a")
     assert list(dd) == ["all"] and meta["split"]["kind"] == "none"
     assert cli(["render", "--format", "isruc", "--input", str(one), "--out", str(tmp_path / "b"), "--split",
                 "epoch", "--quiet"]) == 0
     assert "subject leakage" in capsys.readouterr().err
-    _, meta = load_dataset_dir(tmp_path / "b")
+    _, meta = load_dataset(tmp_path / "b")
     assert meta["split"]["leaks_subjects"] is True
 
 
@@ -152,7 +154,7 @@ def test_real_sleepedf_pairs_by_time(real_data_dir, tmp_path):
     d = real_data_dir / "sleepedf_crop"
     meta = build_dataset(fmt="sleepedf", input=d / "short_psg.edf", hypnogram=d / "SC4001EC-Hypnogram.edf",
                          out=tmp_path / "sedf", progress=False)
-    dd, _ = load_dataset_dir(tmp_path / "sedf")
+    dd, _ = load_dataset(tmp_path / "sedf")
     assert list(dd) == ["all"] and len(dd["all"]) == 10 and set(dd["all"]["stage"]) == {"W"}
     assert meta["recordings"][0]["pairing"]  # the unmatched hypnogram tail is reported
     json.dumps(meta)
@@ -160,4 +162,22 @@ def test_real_sleepedf_pairs_by_time(real_data_dir, tmp_path):
 
 def test_not_a_dataset_dir_says_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="meta.json"):
-        load_dataset_dir(tmp_path)
+        load_dataset(tmp_path)
+
+
+def test_meta_kind_version_and_image_size_are_checked(built, tmp_path):
+    from psgvlm.image.dataset import band_layout, image_size, read_dataset_meta
+
+    meta = read_dataset_meta(built)
+    assert image_size(meta) == 336
+    bands = band_layout(meta)
+    assert [b["channel"] for b in bands] == meta["channels"]
+    assert all(0 <= b["top"] < b["bottom"] <= 336 for b in bands)
+    for change, msg in [({"kind": "other"}, "kind 'other'"), ({"version": 99}, "version 99"),
+                        ({"settings": {"size": 336}}, "settings.render.size")]:
+        bad = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(built, bad)
+        (bad / "meta.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(ValueError, match=msg) as err:
+            read_dataset_meta(bad)
+        assert str(bad / "meta.json") in str(err.value)

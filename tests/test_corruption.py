@@ -14,6 +14,8 @@ from psgvlm.signal.corruption import (
     collect_manifest,
     drop_channels,
     inject_failures,
+    load_transform,
+    save_transform,
     select_subjects,
 )
 
@@ -116,3 +118,25 @@ def test_blank_bands_paints_only_that_band():
     assert (out[4:8] == 255).all() and (out[1] == 0).all() and (img[5] == 0).all()
     with pytest.raises(ValueError, match="channel 'O2' has no band"):
         blank_bands(img, bands, ["O2"])
+
+
+def test_transform_spec_files_rebuild_the_same_transform(tmp_path):
+    """The render stage gets its transform as a JSON spec file: the rebuilt one draws the same failures."""
+    recs = [make_rec(str(i), seed=i) for i in range(4)]
+    inj = ChannelFailure(seed=5, subjects=[r.subject for r in recs], fraction=0.5, kinds=("noise",),
+                         manifest_dir=tmp_path / "parts")
+    back = load_transform(save_transform(inj, tmp_path / "failure.json"))
+    assert isinstance(back, ChannelFailure) and back.description == inj.description
+    assert back.manifest_dir == tmp_path / "parts" and back.selected == inj.selected and len(back.selected) == 2
+    for rec in recs:
+        assert inj(rec).channel("C3").data.tobytes() == back(rec).channel("C3").data.tobytes()
+    drop = load_transform(save_transform(DropChannels(["EOG", "C3"]), tmp_path / "drop.json"))
+    assert isinstance(drop, DropChannels) and drop(recs[0]).ch_names == ["F3", "O1", "C4", "EMG"]
+    (tmp_path / "bad.json").write_text('{"kind": "spikes"}')
+    with pytest.raises(ValueError, match=r"kind 'spikes'; allowed: \['channel_failure', 'drop_channels'\]"):
+        load_transform(tmp_path / "bad.json")
+    (tmp_path / "bad2.json").write_text('{"kind": "channel_failure", "seed": 0, "rate": 2}')
+    with pytest.raises(ValueError, match="bad settings for 'channel_failure'"):
+        load_transform(tmp_path / "bad2.json")
+    with pytest.raises(ValueError, match="cannot be saved as a spec file"):
+        save_transform(lambda rec: rec, tmp_path / "x.json")

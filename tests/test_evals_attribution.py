@@ -5,11 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from test_evals_common import CHANNELS, MODS, PixelPredictor, build_stub, make_recording
+from test_evals_common import PixelPredictor
 
-from evals.common import band_layout
 from evals.suites.attribution import run_attribution
 from psgvlm.image.attribution import band_time_scores, describe, feature_ablation, minmax
+from psgvlm.image.dataset import band_layout, load_dataset
+
+MODS = {"F3": "EEG", "C3": "EEG", "O1": "EEG", "LOC": "EOG", "EMG": "EMG"}
 
 
 class InkPredictor:
@@ -52,18 +54,16 @@ def test_spindles_in_one_band_put_the_mass_there():
     assert describe("N2", cells).startswith("N2 decided on EEG (C3), seconds 10-20")
 
 
-def test_predictor_reading_one_band_only():
-    meta = {"channels": CHANNELS, "modalities": MODS, "settings": {"size": 336}}
-    weights = np.zeros((5, 5))
-    weights[3] = [0, 0, 0, 0, 60]  # only the LOC band's ink moves the output (to REM)
+def test_predictor_reading_one_band_only(tiny_dataset):
+    ds, meta = load_dataset(tiny_dataset, "all")
+    loc = meta["channels"].index("LOC")
+    weights = np.zeros((len(meta["channels"]), 5))
+    weights[loc] = [0, 0, 0, 0, 60]  # only the LOC band's ink moves the output (to REM)
     pred = PixelPredictor(meta, weights=weights)
-    rec, _ = make_recording("a", n_epochs=1)
-    from test_evals_common import render_stub
-
-    img = render_stub(np.stack([c.data for c in rec.channels]))
+    img = np.asarray(ds[0]["image"].convert("RGB"))
     res = feature_ablation(pred.predict_proba, img, baseline="background", batch_size=64)
-    cells = band_time_scores(res["norm"], band_layout(meta), size=336)
-    assert cells["band_mass"][3] > 0.9 and cells["top"]["modality"] == "EOG"
+    cells = band_time_scores(res["norm"], band_layout(meta), size=img.shape[0])
+    assert cells["band_mass"][loc] > 0.9 and cells["top"]["modality"] == "EOG"
     # black baseline also changes background patches: every patch is scored
     res_black = feature_ablation(pred.predict_proba, img, baseline="black", batch_size=64)
     assert res_black["n_forward"] == 577 and res["n_forward"] < 577
@@ -79,21 +79,20 @@ def test_bad_inputs():
     assert (minmax(np.ones((2, 2))) == 0).all()
 
 
-def test_attribution_suite(tmp_path):
-    recs = [make_recording(s, n_epochs=10, seed=i)[0] for i, s in enumerate(["a", "b"])]
-    ds = build_stub(recordings=recs, out=tmp_path / "ds")
-    meta = json.loads((ds / "meta.json").read_text())
+def test_attribution_suite(tiny_dataset, tmp_path):
+    ds, meta = load_dataset(tiny_dataset, "all")
     pred = PixelPredictor(meta)
-    res = run_attribution(pred, ds, tmp_path / "out", per_stage=1, batch_size=128, max_plots_per_stage=1)
+    res = run_attribution(pred, tiny_dataset, tmp_path / "out", split="all", per_stage=1, batch_size=128,
+                          max_plots_per_stage=1)
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     samples = [json.loads(s) for s in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
-    n_stages_present = len({int(s) for r in recs for s in r.stages})
+    n_stages_present = len(set(ds["label"]))
     assert len(samples) == n_stages_present
     assert sum(a["n"] for a in saved["aggregates"].values()) == len(samples)
     assert saved["timing"]["forward_passes_max"] <= 577
     assert all(np.asarray(s["raw_map"]).shape == (24, 24) for s in samples)
     assert any(p.name.startswith("heatmap_") for p in (tmp_path / "out").iterdir())
     assert res["summaries"] and "decided on" in res["summaries"][0]
-    other = PixelPredictor({**meta, "channels": ["C3", "F3", "O1", "LOC", "EMG"]})
+    other = PixelPredictor({**meta, "channels": [meta["channels"][1], meta["channels"][0], *meta["channels"][2:]]})
     with pytest.raises(ValueError, match="trained on images of channels"):
-        run_attribution(other, ds, tmp_path / "o2", per_stage=1)
+        run_attribution(other, tiny_dataset, tmp_path / "o2", split="all", per_stage=1)

@@ -28,16 +28,16 @@ def test_all_suites_on_a_tiny_vlm_run(tmp_path):
     sh("-m", "psgvlm.cli", "tiny-model", "--out", "tiny", cwd=tmp_path)
     sh(REPO / "recipes" / "llava_isruc.py", "--dataset", "img", "--output_dir", "run0", "--model", "tiny",
        "--train", "false", cwd=tmp_path)
-    sh("-m", "evals", "metrics", "--runs", "run0", "--dataset", "img", "--out", "m", "--n-boot", "50", cwd=tmp_path)
-    sh("-m", "evals", "zero_shot", "--run", "run0", "--dataset", "img", "--out", "z", cwd=tmp_path)
-    sh("-m", "evals", "attribution", "--run", "run0", "--dataset", "img", "--out", "a", "--per-stage", "1",
+    sh("-m", "psgvlm.evals", "metrics", "--runs", "run0", "--dataset", "img", "--out", "m", "--n-boot", "50", cwd=tmp_path)
+    sh("-m", "psgvlm.evals", "zero_shot", "--run", "run0", "--dataset", "img", "--out", "z", cwd=tmp_path)
+    sh("-m", "psgvlm.evals", "attribution", "--run", "run0", "--dataset", "img", "--out", "a", "--per-stage", "1",
        "--patch-px", "28", "--batch-size", "48", cwd=tmp_path)
     for k in (1, 2):
-        sh("-m", "evals", "robustness", "--run", "run0", "--format", "isruc", "--input", "synth", "--out", f"r{k}",
+        sh("-m", "psgvlm.evals", "robustness", "--run", "run0", "--format", "isruc", "--input", "synth", "--out", f"r{k}",
            "--seed", "5", "--n-boot", "50", cwd=tmp_path)
-    sh("-m", "evals", "channel_loss", "--run", "run0", "--format", "isruc", "--input", "synth", "--out", "c",
+    sh("-m", "psgvlm.evals", "channel_loss", "--run", "run0", "--format", "isruc", "--input", "synth", "--out", "c",
        "--drop", "EOG", "--modes", "blank", "--n-boot", "50", cwd=tmp_path)
-    out = sh("-m", "evals", "report", "--results", "m", "z", "a", "r1", "c", "--out", "rep", cwd=tmp_path)
+    out = sh("-m", "psgvlm.evals", "report", "--results", "m", "z", "a", "r1", "c", "--out", "rep", cwd=tmp_path)
     assert "report.md" in out
     r1, r2 = (json.loads((tmp_path / f"r{k}" / "results.json").read_text()) for k in (1, 2))
     assert r1["manifest"] == r2["manifest"] and r1["delta"] == r2["delta"]

@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from test_evals_common import build_stub, make_recording, write_run
+from test_evals_common import write_run, write_run_for
 
 from evals.__main__ import main as evals_main
 from evals.suites.zero_shot import collapse
+from psgvlm.image.dataset import load_dataset
 
 
 def test_collapse_statistics():
@@ -16,7 +17,7 @@ def test_collapse_statistics():
     assert c["classes_covering_90pct"] == ["N2"]
 
 
-def test_zero_shot_and_report(tmp_path, capsys):
+def test_zero_shot_and_report(tiny_dataset, tmp_path, capsys):
     rng = np.random.default_rng(0)
     runs = []
     for ds_name in ("isruc", "mass"):
@@ -32,11 +33,10 @@ def test_zero_shot_and_report(tmp_path, capsys):
     assert evals_main(["metrics", "--runs", *runs, "--out", str(tmp_path / "m"), "--n-boot", "50",
                        "--max-subject-plots", "1"]) == 0
     # untuned model: everything N2 but a few W
-    recs = [make_recording(s, seed=i)[0] for i, s in enumerate(["a", "b"])]
-    ds = build_stub(recordings=recs, out=tmp_path / "ds")
-    labels = np.concatenate([r.stages for r in recs])
-    zs = write_run(tmp_path / "untuned", labels=labels, preds=[2] * 11 + [0], subjects=["a"] * 6 + ["b"] * 6)
-    assert evals_main(["zero_shot", "--predictions", str(zs), "--dataset", str(ds), "--out", str(tmp_path / "z")]) == 0
+    ds, _ = load_dataset(tiny_dataset, "all")
+    zs = write_run_for(tmp_path / "untuned", ds, [2] * (len(ds) - 1) + [0])
+    assert evals_main(["zero_shot", "--predictions", str(zs), "--dataset", str(tiny_dataset), "--split", "all",
+                       "--out", str(tmp_path / "z")]) == 0
     z = json.loads((tmp_path / "z" / "results.json").read_text())
     assert z["collapse"]["top_class"] == "N2" and z["collapse"]["n_classes_predicted"] == 2
     assert (tmp_path / "z" / "confusion_zero_shot.png").exists()
@@ -58,11 +58,10 @@ def test_zero_shot_and_report(tmp_path, capsys):
     assert evals_main(["report", "--results", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r2")]) == 2
 
 
-def test_zero_shot_refuses_mismatch(tmp_path, capsys):
-    recs = [make_recording("a", seed=0)[0]]
-    ds = build_stub(recordings=recs, out=tmp_path / "ds")
+def test_zero_shot_refuses_mismatch(tiny_dataset, tmp_path, capsys):
     zs = write_run(tmp_path / "u", labels=[0, 1, 2], preds=[2, 2, 2], subjects=["zz"] * 3)
-    assert evals_main(["zero_shot", "--predictions", str(zs), "--dataset", str(ds), "--out", str(tmp_path / "z")]) == 2
+    assert evals_main(["zero_shot", "--predictions", str(zs), "--dataset", str(tiny_dataset), "--split", "all",
+                       "--out", str(tmp_path / "z")]) == 2
     assert "only in predictions ['zz']" in capsys.readouterr().err
 
 

@@ -1,5 +1,6 @@
 """Robustness and channel-loss suites on synthetic generic-EDF recordings rendered by the real
-builder, scored by a deterministic pixel predictor (test stand-in for an image model).
+builder (run as ``psgvlm render``, corruption handed over as a spec file), scored by a deterministic
+pixel predictor (test stand-in for an image model).
 Run: python -m pytest -q tests/test_evals_robustness.py"""
 
 import json
@@ -74,7 +75,7 @@ def test_clean_train_corrupted_test_reproducible(edf_dir, tmp_path):
 
 def test_train_corrupted_runs_recipe_command(edf_dir, tmp_path):
     from evals.common import load_run
-    from evals.inference import trained_render_kwargs
+    from evals.inference import render, trained_render_kwargs
     from evals.suites.robustness import run_train_corrupted
 
     # a stand-in recipe: "trains" on {dataset} and predicts its labels (N2 for REM), writing predictions
@@ -87,9 +88,7 @@ def test_train_corrupted_runs_recipe_command(edf_dir, tmp_path):
         "write_predictions(sys.argv[2], make_rows(dataset=ds['dataset'], subjects=ds['subject'],"
         " recordings=ds['recording'], epochs=ds['epoch'], starts_s=ds['start_s'], labels=ds['label'], probs=p))\n")
     kw = trained_render_kwargs(predictor().dataset_meta)
-    from render.build import build_dataset
-
-    build_dataset(fmt="generic", input=edf_dir, out=tmp_path / "clean_ds", progress=False, **kw)
+    render(fmt="generic", input=edf_dir, out=tmp_path / "clean_ds", **kw)  # the render stage, as a command
     import subprocess
 
     subprocess.run([sys.executable, str(script), str(tmp_path / "clean_ds"), str(tmp_path / "clean_run")], check=True)

@@ -72,7 +72,7 @@ def make_image_dataset(out: Path, *, n_subjects: int = 6, per_subject: int = 10,
                              "channels": "C3,C4,LOC,EMG"})
         dd[name] = datasets.Dataset.from_list(rows, features=feats)
     datasets.DatasetDict(dd).save_to_disk(str(out))
-    meta = {"kind": "psgvlm-image-dataset", "settings": {"size": 336}, "channels": ["C3", "C4", "LOC", "EMG"],
+    meta = {"kind": "psgvlm-image-dataset", "version": 1, "settings": {"render": {"size": 336}}, "channels": ["C3", "C4", "LOC", "EMG"],
             "split": {"kind": "subject", "seed": 0, **split}}
     (out / "meta.json").write_text(json.dumps(meta))
     return out
@@ -315,14 +315,14 @@ def test_recipe_zero_shot_scores_the_untuned_model(tmp_path, tiny_dir, image_ds)
 
 
 def test_bad_dataset_dirs(tmp_path):
-    from psgvlm.vlm.data import load_image_dataset
+    from psgvlm.image.dataset import load_dataset
     from psgvlm.vlm.predict import main
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_image_dataset(tmp_path / "nope")
+        load_dataset(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"missing \['meta.json', 'dataset_dict.json'\]"):
-        load_image_dataset(tmp_path / "empty")
+        load_dataset(tmp_path / "empty")
     assert main(["--dataset", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
 
 

@@ -17,17 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from psgvlm.image.attribution import BASELINES, band_time_scores, describe, feature_ablation
+from psgvlm.image.attribution import MASK_BASELINES, band_time_scores, describe, feature_ablation
+from psgvlm.image.dataset import band_layout, image_size, load_dataset
 from psgvlm.stages import STAGES
 
-from ..common import (
-    band_layout,
-    epoch_seconds,
-    image_size,
-    load_image_dataset,
-    load_predictor_for,
-    write_results,
-)
+from ..common import epoch_seconds, load_predictor_for, write_results
 from ..plots import plot_heatmap
 
 
@@ -56,7 +50,7 @@ def run_attribution(predictor, dataset, out, *, split: str = "test", per_stage: 
                     max_plots_per_stage: int = 2, config: dict | None = None) -> dict:
     """Attribution over a sample of one split; writes results.json, samples.jsonl, PNGs; returns results."""
     out = Path(out)
-    ds, meta = load_image_dataset(dataset, split)
+    ds, meta = load_dataset(dataset, split)
     check_layout(meta, predictor)
     bands = band_layout(meta)
     size = image_size(meta)
@@ -125,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--per-stage", type=int, default=5, help="epochs explained per true stage")
     ap.add_argument("--seed", type=int, default=0, help="seed of the epoch sample")
     ap.add_argument("--baseline", type=_baseline, default="background",
-                    help=f"mask fill: 0..255 or one of {BASELINES} (default background)")
+                    help=f"mask fill: 0..255 or one of {MASK_BASELINES} (default background)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--patch-px", type=int, default=14,
                     help="patch side (paper: 14 -> 576 patches; 28 -> 144 patches, 4x fewer forward passes)")

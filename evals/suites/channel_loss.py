@@ -27,10 +27,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from psgvlm.image.dataset import band_layout
 from psgvlm.metrics import SCALAR_METRICS
 from psgvlm.signal.corruption import blank_bands, resolve_drop
 
-from ..common import band_layout, load_predictor_for, load_run, write_results
+from ..common import load_predictor_for, load_run, write_results
 from ..inference import (
     align,
     compare,
@@ -45,15 +46,9 @@ from ..plots import plot_metric_bars
 MODES = ("blank", "rerender")
 
 
-def _default_build():
-    from render.build import build_dataset
-
-    return build_dataset
-
-
 def run_channel_loss(predictor, *, fmt: str, input, out, drops: list[list[str]], hypnogram=None,
                      modes=MODES, split: str = "test", n_boot: int = 1000, seed: int = 0, batch_size: int = 16,
-                     num_proc: int = 1, build=None, config: dict | None = None) -> dict:
+                     num_proc: int = 1, config: dict | None = None) -> dict:
     """Score the clean split, then each dropped set in each mode; write results; return them."""
     out = Path(out)
     bad_modes = sorted(set(modes) - set(MODES))
@@ -61,7 +56,6 @@ def run_channel_loss(predictor, *, fmt: str, input, out, drops: list[list[str]],
         raise ValueError(f"modes {list(modes)} invalid; allowed: {list(MODES)}")
     if not drops:
         raise ValueError("no channel set to drop: give at least one --drop")
-    build = build or _default_build()
     meta_trained = getattr(predictor, "dataset_meta", None) or {}
     kw = trained_render_kwargs(meta_trained)
     available = {c: (meta_trained.get("modalities") or {}).get(c, "OTHER") for c in kw["channels"]}
@@ -69,8 +63,8 @@ def run_channel_loss(predictor, *, fmt: str, input, out, drops: list[list[str]],
     for d, r in zip(drops, resolved):
         if len(r) == len(available):
             raise ValueError(f"dropping {d} removes every channel {list(available)}")
-    clean_dd, clean_meta = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_clean",
-                                  num_proc=num_proc, overwrite=True, **kw)
+    clean_dd, clean_meta = render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_clean",
+                                  num_proc=num_proc, **kw)
     split = eval_split_name(clean_dd, split)
     bands = band_layout(clean_meta)
     clean_rows = predict_rows(predictor, clean_dd[split], batch_size=batch_size, desc="clean")
@@ -85,8 +79,8 @@ def run_channel_loss(predictor, *, fmt: str, input, out, drops: list[list[str]],
             else:
                 kept = [c for c in kw["channels"] if c not in dropped]
                 slug = "_".join(dropped)
-                dd, _ = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / f"dataset_without_{slug}",
-                               num_proc=num_proc, overwrite=True, **{**kw, "channels": kept})
+                dd, _ = render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / f"dataset_without_{slug}",
+                               num_proc=num_proc, **{**kw, "channels": kept})
                 rows = predict_rows(predictor, dd[eval_split_name(dd, split)], batch_size=batch_size,
                                     desc=f"{label} rerender")
             a, b = align(clean_rows, rows, what=f"the {mode} images without {dropped}")
@@ -109,16 +103,15 @@ def run_channel_loss(predictor, *, fmt: str, input, out, drops: list[list[str]],
 
 
 def run_eeg_only_train(clean_run, *, fmt: str, input, out, train_cmd: str, render_kwargs: dict, modalities: dict,
-                       hypnogram=None, n_boot: int = 1000, seed: int = 0, num_proc: int = 1, build=None,
+                       hypnogram=None, n_boot: int = 1000, seed: int = 0, num_proc: int = 1,
                        config: dict | None = None) -> dict:
     """EEG-only training: render only the EEG channels, re-train via ``train_cmd``, compare with the run."""
     out = Path(out)
-    build = build or _default_build()
     eeg = [c for c in render_kwargs["channels"] if modalities.get(c) == "EEG"]
     if not eeg:
         raise ValueError(f"the run's channels {render_kwargs['channels']} hold no EEG channel")
-    render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_eeg_only", num_proc=num_proc,
-           overwrite=True, **{**render_kwargs, "channels": eeg})
+    render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_eeg_only", num_proc=num_proc,
+           **{**render_kwargs, "channels": eeg})
     rows = train_with_command(train_cmd, out_dir=out / "run_eeg_only", dataset=out / "dataset_eeg_only")
     a, b = align(clean_run.rows, rows, what="the EEG-only run's predictions")
     cmp = compare(a, b, n_boot=n_boot, seed=seed)

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import bootstrap_ci, row_normalised, seed_summary, stage_metrics
 from psgvlm.plots import plot_hypnodensity, plot_hypnogram
 from psgvlm.stages import UNSCORED
 
-from ..common import Run, check_match, dataset_keys, load_image_dataset, load_run, write_results
+from ..common import Run, check_match, dataset_keys, load_run, write_results
 from ..metrics import load_sleep_staging
 from ..plots import plot_confusion, plot_training_loss
 
@@ -59,7 +60,7 @@ def run_metrics(runs: list[Run], out, *, dataset=None, split: str = "test", n_bo
     """Score ``runs``, write results.json, samples.jsonl and plots to ``out``; return the results."""
     out = Path(out)
     if dataset is not None:
-        ds, _ = load_image_dataset(dataset, split)
+        ds, _ = load_dataset(dataset, split)
         keys = dataset_keys(ds)
         for run in runs:
             check_match(run.rows, keys, what=f"dataset {dataset} split {split!r}")

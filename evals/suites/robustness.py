@@ -15,7 +15,8 @@ r"""``python -m evals robustness``: failing core EEG channels, the PSG-image pap
 Corruption (``psgvlm.signal.corruption.ChannelFailure``): a seeded ``--fraction`` (0.7) of the evaluated
 subjects get, on each present core EEG channel (C3, C4, F3, F4, O1, O2), white noise (matched to the
 channel's std) or zeros from a random onset on; applied to the signals before rendering (the
-builder's ``transform``), so image and signal models see the same corruption. The manifest
+render stage runs as a command with ``--transform``, the injector's spec file), so image and signal
+models see the same corruption. The manifest
 (subject, recording, channel, onset_s, kind) is saved as ``manifest.json``.
 
 Settings:
@@ -65,12 +66,6 @@ from ..plots import plot_confusion, plot_metric_bars
 SETTINGS = ("clean-train", "train-corrupted")
 
 
-def _default_build():
-    from render.build import build_dataset
-
-    return build_dataset
-
-
 def _finish(out: Path, setting: str, cmp: dict, clean_rows, bad_rows, manifest, injector, config) -> dict:
     write_json_atomic(out / "manifest.json", manifest)
     plot_metric_bars({"clean": {k: cmp["clean"][k] for k in SCALAR_METRICS},
@@ -95,19 +90,18 @@ def _finish(out: Path, setting: str, cmp: dict, clean_rows, bad_rows, manifest, 
 
 def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: int = 0, fraction: float = 0.7,
                     split: str = "test", channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000,
-                    batch_size: int = 16, num_proc: int = 1, build=None, config: dict | None = None) -> dict:
+                    batch_size: int = 16, num_proc: int = 1, config: dict | None = None) -> dict:
     """Trained clean, tested corrupted: score clean and corrupted renderings of one split."""
     out = Path(out)
-    build = build or _default_build()
     kw = trained_render_kwargs(getattr(predictor, "dataset_meta", None) or {})
-    clean_dd, clean_meta = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_clean",
-                                  num_proc=num_proc, overwrite=True, **kw)
+    clean_dd, clean_meta = render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_clean",
+                                  num_proc=num_proc, **kw)
     split = eval_split_name(clean_dd, split)
     subjects = (clean_meta.get("split") or {}).get(split) or sorted(set(clean_dd[split]["subject"]))
     injector = ChannelFailure(seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds,
                               manifest_dir=out / "manifest_parts")
-    bad_dd, _ = render(build, fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
-                       num_proc=num_proc, overwrite=True, transform=injector, **kw)
+    bad_dd, _ = render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
+                       num_proc=num_proc, transform=injector, **kw)
     from psgvlm.signal.corruption import collect_manifest
 
     manifest = collect_manifest(out / "manifest_parts")
@@ -117,7 +111,7 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
     cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
     cfg = {"setting": "clean-train", "format": fmt, "input": str(input), "split": split, "seed": seed,
            "fraction": fraction, "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot,
-           "render": {k: (v.as_dict() if hasattr(v, "as_dict") else v) for k, v in kw.items()}, **(config or {})}
+           "render": kw, **(config or {})}
     return _finish(out, "clean-train", cmp, clean_rows, bad_rows, manifest, injector, cfg)
 
 
@@ -134,7 +128,7 @@ def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, sp
 
 def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: str,
                      render_kwargs: dict | None = None, hypnogram=None, seed: int = 0, fraction: float = 0.7,
-                     channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1, build=None,
+                     channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1,
                      config: dict | None = None) -> dict:
     """Corrupt the signals, run a recipe ``command`` on them, compare its predictions with the clean run.
 
@@ -172,8 +166,8 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
         if not render_kwargs:
             raise ValueError("{dataset} in the command needs the clean run's render settings "
                              "(its meta.json 'dataset' has no channel order: is it an image run?)")
-        render(build or _default_build(), fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
-               num_proc=num_proc, overwrite=True, transform=injector, **render_kwargs)
+        render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
+               num_proc=num_proc, transform=injector, **render_kwargs)
         fields["dataset"] = out / "dataset_corrupted"
     if wants_signals:
         split_from = out / "dataset_corrupted" if wants_images else None

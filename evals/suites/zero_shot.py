@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import row_normalised, stage_metrics
 from psgvlm.predictions import read_predictions
 from psgvlm.stages import STAGES
 
-from ..common import check_match, dataset_keys, load_image_dataset, load_predictor_for, write_results
+from ..common import check_match, dataset_keys, load_predictor_for, write_results
 from ..inference import predict_rows
 from ..plots import plot_confusion
 
@@ -78,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.run:
             if not args.dataset:
                 raise ValueError("--run needs --dataset (the images to score)")
-            ds, _ = load_image_dataset(args.dataset, args.split)
+            ds, _ = load_dataset(args.dataset, args.split)
             rows = predict_rows(load_predictor_for(args.run), ds, batch_size=args.batch_size, desc="zero-shot")
         else:
             rows = read_predictions(args.predictions)
             if args.dataset:
-                ds, _ = load_image_dataset(args.dataset, args.split)
+                ds, _ = load_dataset(args.dataset, args.split)
                 check_match(rows, dataset_keys(ds), what=f"dataset {args.dataset} split {args.split!r}")
         res = run_zero_shot(rows, args.out, name=args.name,
                             config={"run": args.run, "predictions": args.predictions, "dataset": args.dataset,

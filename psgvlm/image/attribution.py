@@ -23,7 +23,7 @@ import numpy as np
 
 from psgvlm.stages import EPOCH_S
 
-BASELINES = ("background", "black", "white", "mean")
+MASK_BASELINES = ("background", "black", "white", "mean")
 
 
 def baseline_color(image: np.ndarray, baseline) -> np.ndarray:
@@ -31,7 +31,7 @@ def baseline_color(image: np.ndarray, baseline) -> np.ndarray:
     "mean" (mean colour of the image) or an int 0..255."""
     if isinstance(baseline, int | np.integer) and not isinstance(baseline, bool):
         if not 0 <= baseline <= 255:
-            raise ValueError(f"baseline {baseline!r} must be in 0..255 or one of {BASELINES}")
+            raise ValueError(f"baseline {baseline!r} must be in 0..255 or one of {MASK_BASELINES}")
         return np.full(3, baseline, np.uint8)
     if baseline == "background":
         from psgvlm.signal.corruption import background_color
@@ -43,7 +43,7 @@ def baseline_color(image: np.ndarray, baseline) -> np.ndarray:
         return np.full(3, 255, np.uint8)
     if baseline == "mean":
         return np.round(image.reshape(-1, image.shape[-1]).mean(0)).astype(np.uint8)
-    raise ValueError(f"baseline {baseline!r} unknown; use an int 0..255 or one of {BASELINES}")
+    raise ValueError(f"baseline {baseline!r} unknown; use an int 0..255 or one of {MASK_BASELINES}")
 
 
 def no_grad():
@@ -149,7 +149,7 @@ def band_time_scores(norm_map: np.ndarray, bands: list[dict], *, size: int, epoc
     norm_map : np.ndarray, shape (n_r, n_c)
         Patch scores (normalised or averaged maps).
     bands : list of dict
-        :func:`evals.common.band_layout` rows (``top``, ``bottom``, ``left``, ``right``).
+        :func:`psgvlm.image.dataset.band_layout` rows (``top``, ``bottom``, ``left``, ``right``).
     size : int
         Image side, pixels.
 

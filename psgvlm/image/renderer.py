@@ -209,7 +209,7 @@ class _Plan:
     i0: np.ndarray  # (n_cells + 1,) sample left of each cell edge
     f: np.ndarray  # (n_cells + 1,) float32 interpolation weight at each cell edge
     inside: slice  # samples that fall in some cell
-    starts: np.ndarray | None  # reduceat starts of each occupied cell within `inside`
+    seg: np.ndarray | None  # (k, n_occupied) sample index within `inside`, k per occupied cell (repeated)
     cells: np.ndarray | slice  # the occupied cells (a slice when contiguous)
     outside: np.ndarray  # (n_cells,) bool, cells wholly outside the drawn x-range
     hk: np.ndarray  # (win,) float32 pen half-height per cell offset, output px
@@ -233,11 +233,15 @@ def _plan(settings: RenderSettings, n_chans: int, n_times: int) -> _Plan:
     f = (t - i0).astype(np.float32)
     cell = np.floor((lay.left + np.arange(n_times) * dx - off) * s).astype(np.int64)
     inside_idx = np.flatnonzero((cell >= 0) & (cell < n_cells))
-    starts, cells, inside = None, slice(0, 0), slice(0, 0)
+    seg, cells, inside = None, slice(0, 0), slice(0, 0)
     if inside_idx.size:
         inside = slice(int(inside_idx[0]), int(inside_idx[-1]) + 1)
         cell_in = cell[inside]
         starts = np.flatnonzero(np.r_[True, cell_in[1:] != cell_in[:-1]])  # samples sorted by x
+        ends = np.r_[starts[1:], len(cell_in)]
+        # the samples of each occupied cell as k gathers, a cell's last sample repeated up to k (the
+        # min/max of k equal-width gathers is faster than reduceat over ~1,300 short segments)
+        seg = np.minimum(starts + np.arange(int((ends - starts).max()))[:, None], ends - 1)
         cells = cell_in[starts]
         if np.all(np.diff(cells) == 1):
             cells = slice(int(cells[0]), int(cells[-1]) + 1)
@@ -258,9 +262,9 @@ def _plan(settings: RenderSettings, n_chans: int, n_times: int) -> _Plan:
     if len(uniq) > 1:
         row_band = np.searchsorted(lay.band_tops, np.arange(size) + 1.0, side="left") - 1
         row_lut = 256 * band_lut.ravel()[np.clip(row_band, 0, n_chans - 1)][:, None]
-    for a in (i0, f, hk, lut, outside):
+    for a in (i0, f, hk, lut, outside, *([] if seg is None else [seg])):
         a.flags.writeable = False
-    return _Plan(lay=lay, w_hi=w_hi, win=win, i0=i0, f=f, inside=inside, starts=starts, cells=cells,
+    return _Plan(lay=lay, w_hi=w_hi, win=win, i0=i0, f=f, inside=inside, seg=seg, cells=cells,
                  outside=outside, hk=hk, cols=np.arange(w_hi) // s, lut=lut, row_lut=row_lut)
 
 
@@ -297,10 +301,10 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     y_edge = y0 + (y1 - y0) * p.f  # (n_chans, n_cells + 1)
     cmin = np.minimum(y_edge[:, :-1], y_edge[:, 1:])
     cmax = np.maximum(y_edge[:, :-1], y_edge[:, 1:])
-    if p.starts is not None:
-        y_in = y[:, p.inside]
-        cmin[:, p.cells] = np.minimum(cmin[:, p.cells], np.minimum.reduceat(y_in, p.starts, axis=1))
-        cmax[:, p.cells] = np.maximum(cmax[:, p.cells], np.maximum.reduceat(y_in, p.starts, axis=1))
+    if p.seg is not None:
+        y_seg = y[:, p.inside][:, p.seg]  # (n_chans, k, n_occupied)
+        cmin[:, p.cells] = np.minimum(cmin[:, p.cells], y_seg.min(axis=1))
+        cmax[:, p.cells] = np.maximum(cmax[:, p.cells], y_seg.max(axis=1))
     cmin[:, p.outside] = np.inf  # cells wholly outside the drawn x-range carry no ink
     cmax[:, p.outside] = -np.inf
     hk = p.hk

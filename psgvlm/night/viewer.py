@@ -2,7 +2,7 @@
 
 :func:`render_one` redraws the image the model scored; :func:`attribution_overlay` masks its patches
 one at a time (:func:`psgvlm.image.attribution.feature_ablation`) and reads the map in signal terms
-(channel band x time window) through the run's band geometry, :func:`image_bands`.
+(channel band x time window) through the run's band geometry, :func:`psgvlm.image.dataset.band_layout`.
 """
 
 from __future__ import annotations
@@ -29,31 +29,6 @@ def render_one(result: StageResult, epoch: int) -> np.ndarray:
     return render_epoch(np.asarray(x[epoch], dtype=np.float32), RenderSettings.from_dict(result.settings))
 
 
-def image_bands(dataset_meta: dict) -> list[dict]:
-    """Pixel rows of each channel band of a run's images, from its dataset meta's render settings.
-
-    Parameters
-    ----------
-    dataset_meta : dict
-        The run's dataset ``meta.json`` (``channels``, ``modalities``, ``settings.render``).
-
-    Returns
-    -------
-    list of {"channel", "modality", "top", "bottom", "left", "right"}
-        Band rows in pixels (bottom exclusive, fractional edges rounded outwards) and the x of the
-        epoch's first and last sample, from the renderer's own geometry
-        (:func:`psgvlm.image.renderer.band_layout`).
-    """
-    from psgvlm.image.renderer import RenderSettings, band_layout
-    from psgvlm.night.stage import render_settings, run_channels
-
-    channels, modalities, _ = run_channels(dataset_meta)
-    lay = band_layout(len(channels), RenderSettings.from_dict(render_settings(dataset_meta)))
-    return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(np.floor(float(top) + 1e-6)),
-             "bottom": int(np.ceil(float(top) + lay.band_h - 1e-6)), "left": float(lay.left),
-             "right": float(lay.right)} for ch, top in zip(channels, lay.band_tops)]
-
-
 def attribution_overlay(predictor, image) -> tuple[np.ndarray, str]:
     """(overlay (H, W, 3) uint8, note): the feature-ablation map of ``image`` drawn over it, and its reading.
 
@@ -71,6 +46,7 @@ def attribution_overlay(predictor, image) -> tuple[np.ndarray, str]:
     from matplotlib import colormaps
 
     from psgvlm.image.attribution import band_time_scores, describe, feature_ablation
+    from psgvlm.image.dataset import band_layout
 
     out = feature_ablation(predictor.predict_proba, image, batch_size=64)
     norm = out["norm"]
@@ -82,7 +58,7 @@ def attribution_overlay(predictor, image) -> tuple[np.ndarray, str]:
     overlay = (img * (1 - alpha) + heat * alpha).clip(0, 255).astype(np.uint8)
     stage = STAGES[int(np.argmax(out["probs"]))]
     try:
-        where = describe(stage, band_time_scores(norm, image_bands(predictor.dataset_meta), size=size))
+        where = describe(stage, band_time_scores(norm, band_layout(predictor.dataset_meta), size=size))
     except (ValueError, KeyError) as err:
         where = f"(band mapping unavailable: {err})"
     return overlay, (f"Attribution ({out['n_forward']} forward passes, {out['seconds']:.1f} s): red patches "

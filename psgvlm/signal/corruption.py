@@ -8,8 +8,9 @@ channel's standard deviation before the failure) or zeros, chosen at random per 
 Every random draw comes from ``np.random.default_rng([seed, crc32(subject), crc32(channel)])``, so
 a subject's failure does not depend on which other recordings were processed, in which order or
 in which worker process: the same seed gives bit-for-bit the same signals and manifest. The
-injector is a picklable callable ``transform(rec) -> Recording`` for
-``render.build.build_dataset(..., transform=...)`` and for the signal baselines alike.
+injector is a picklable callable ``transform(rec) -> Recording`` for the dataset builder and for
+the signal baselines alike. Stages hand a transform to ``psgvlm render --transform SPEC.json`` as a
+file: :func:`save_transform` writes its settings as JSON, :func:`load_transform` rebuilds it.
 
 Channel loss: :func:`drop_channels` removes channels (by name or whole modality) from a recording;
 :func:`blank_bands` paints a channel's band of an already-rendered image with the background, so
@@ -98,7 +99,8 @@ class ChannelFailure:
         self.channels = tuple(channels)
         self.kinds = tuple(kinds)
         self.min_onset_frac = float(min_onset_frac)
-        self.selected = None if subjects is None else set(select_subjects(subjects, fraction=fraction, seed=seed))
+        self.subjects = None if subjects is None else sorted(set(map(str, subjects)))
+        self.selected = None if subjects is None else set(select_subjects(self.subjects, fraction=fraction, seed=seed))
         self.manifest_dir = None if manifest_dir is None else Path(manifest_dir)
         self.manifest: list[dict] = []
 
@@ -111,6 +113,12 @@ class ChannelFailure:
         return {"seed": self.seed, "fraction": self.fraction, "channels": list(self.channels),
                 "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac,
                 "selected_subjects": None if self.selected is None else sorted(self.selected)}
+
+    def spec(self) -> dict:
+        """JSON-able settings that :func:`load_transform` turns back into an equal injector."""
+        return {"kind": "channel_failure", "seed": self.seed, "subjects": self.subjects, "fraction": self.fraction,
+                "channels": list(self.channels), "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac,
+                "manifest_dir": None if self.manifest_dir is None else str(self.manifest_dir)}
 
     def is_selected(self, subject: str) -> bool:
         if self.selected is not None:
@@ -240,8 +248,60 @@ class DropChannels:
     def description(self) -> str:
         return f"DropChannels({self.names})"
 
+    def spec(self) -> dict:
+        """JSON-able settings that :func:`load_transform` turns back into an equal transform."""
+        return {"kind": "drop_channels", "names_or_modalities": list(self.names)}
+
     def __call__(self, rec: Recording) -> Recording:
         return drop_channels(rec, self.names)
+
+
+# Literal registry of the transforms a spec file can name: spec "kind" -> class.
+TRANSFORMS = {"channel_failure": ChannelFailure, "drop_channels": DropChannels}
+
+
+def save_transform(transform, path) -> Path:
+    """Write ``transform`` (a :data:`TRANSFORMS` instance) as a JSON spec file; returns ``path``.
+
+    The file holds the transform's settings only (for a :class:`ChannelFailure`: seed, subject list,
+    share, channels, kinds, onset floor and manifest folder), so another process rebuilds the same
+    transform from it with :func:`load_transform` and draws the same failures.
+    """
+    spec = transform.spec() if hasattr(transform, "spec") else None
+    if not isinstance(spec, dict) or spec.get("kind") not in TRANSFORMS:
+        raise ValueError(f"{transform!r} cannot be saved as a spec file; transforms that can: {list(TRANSFORMS)}")
+    path = Path(path)
+    write_json_atomic(path, spec)
+    return path
+
+
+def load_transform(path):
+    """The transform described by the JSON spec file ``path`` (written by :func:`save_transform`).
+
+    Returns
+    -------
+    ChannelFailure or DropChannels
+        A picklable ``transform(rec) -> Recording``.
+
+    Raises
+    ------
+    ValueError
+        The file is not JSON, names no known ``kind`` (the message lists :data:`TRANSFORMS`), or
+        holds settings that transform does not take.
+    """
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"transform spec {str(path)!r} is not valid JSON: {err}") from None
+    kind = spec.get("kind") if isinstance(spec, dict) else None
+    if kind not in TRANSFORMS:
+        raise ValueError(f"transform spec {str(path)!r} has kind {kind!r}; allowed: {list(TRANSFORMS)}")
+    params = {k: v for k, v in spec.items() if k != "kind"}
+    try:
+        return TRANSFORMS[kind](**params)
+    except TypeError as err:
+        raise ValueError(f"transform spec {str(path)!r}: bad settings for {kind!r}: {err}") from None
 
 
 def background_color(image) -> np.ndarray:
@@ -258,7 +318,7 @@ def blank_bands(image, bands: list[dict], channels, color=None) -> np.ndarray:
     ----------
     image : np.ndarray, shape (H, W, 3) uint8
     bands : list of dict
-        Band layout (``evals.common.band_layout``): {"channel", "top", "bottom"} pixel rows.
+        Band layout (``psgvlm.image.dataset.band_layout``): {"channel", "top", "bottom"} pixel rows.
     channels : iterable of str
         Channels whose band is blanked; ValueError naming one the layout lacks.
     color : array-like of 3 uint8, optional

@@ -21,7 +21,6 @@ import warnings
 from fractions import Fraction
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from psgvlm.io.recording import Recording
 from psgvlm.stages import EPOCH_S
@@ -99,6 +98,8 @@ def resample(x: np.ndarray, sfreq: float, target_sfreq: float) -> np.ndarray:
     up, down = resample_ratio(sfreq, target_sfreq)
     if up == down:
         return np.array(x, dtype=np.float32, copy=True)
+    from scipy.signal import resample_poly  # ~1 s to import: only when a channel needs resampling
+
     # float32 in -> float32 filtering in scipy >= 1.11 (half the memory of float64 for an 8-h night).
     y = resample_poly(np.asarray(x, dtype=np.float32), up, down, axis=-1)
     return y.astype(np.float32, copy=False)

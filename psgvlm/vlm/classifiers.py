@@ -23,6 +23,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+RUN_KIND = "psgvlm-image-classifier-run"  # meta.json kind of a run saved by save_classifier_run
 
 
 @dataclass
@@ -166,7 +167,7 @@ def save_classifier_run(model, pre: Preprocess, run_dir, *, arch: str, meta_extr
     from psgvlm.training import write_run_meta
 
     model.save_pretrained(Path(run_dir) / "model")
-    write_run_meta(run_dir, kind="psgvlm-image-classifier-run", arch=arch, preprocess=asdict(pre), **meta_extra)
+    write_run_meta(run_dir, kind=RUN_KIND, arch=arch, preprocess=asdict(pre), **meta_extra)
 
 
 def load_classifier_run(run_dir):

@@ -1,4 +1,6 @@
-"""Prompts, rendered-dataset loading and the LLaVA-NeXT collator (loss on the answer tokens only).
+"""Prompts and the LLaVA-NeXT collator (loss on the answer tokens only).
+
+Rendered datasets are loaded with :func:`psgvlm.image.dataset.load_dataset`.
 
 A training example is ``chat(user=template with <image>) + " " + stage + "</s>"``. The prompt is
 built with the processor's chat template; the answer's token ids are derived once per template by
@@ -8,7 +10,6 @@ and scoring use the very same tokens. Image tokens are never truncated: a too-lo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,37 +113,6 @@ def answer_token_ids(processor, template: str) -> list[list[int]]:
     if len({tuple(a) for a in out}) != len(out):
         raise ValueError(f"two answers tokenise identically: {dict(zip(STAGES, out))}")
     return out
-
-
-# --------------------------------------------------------------------------- datasets
-
-
-def load_image_dataset(path, split: str | None = None):
-    """A ``psgvlm render`` dataset dir -> ``(DatasetDict or Dataset, meta)`` with clear errors."""
-    from datasets import load_from_disk
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"dataset dir {str(path)!r} does not exist; build one with `psgvlm render`")
-    if not path.is_dir():
-        raise ValueError(f"dataset path {str(path)!r} is a file, expected a `psgvlm render` directory")
-    missing = [n for n in ("meta.json", "dataset_dict.json") if not (path / n).exists()]
-    if missing:
-        raise ValueError(f"{path} is not a psgvlm dataset: missing {missing} (expected the output of "
-                         f"`psgvlm render`: DatasetDict.save_to_disk + meta.json)")
-    meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-    if meta.get("kind") != "psgvlm-image-dataset":
-        raise ValueError(f"{path}/meta.json has kind {meta.get('kind')!r}, expected 'psgvlm-image-dataset'")
-    dsd = load_from_disk(str(path))
-    for name, ds in dsd.items():
-        absent = [c for c in ("image", "label", "subject", "epoch") if c not in ds.column_names]
-        if absent:
-            raise ValueError(f"{path} split {name!r} lacks columns {absent}; has {ds.column_names}")
-    if split is None:
-        return dsd, meta
-    if split not in dsd:
-        raise ValueError(f"split {split!r} not in {path}; available: {sorted(dsd)}")
-    return dsd[split], meta
 
 
 # --------------------------------------------------------------------------- collator

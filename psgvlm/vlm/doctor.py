@@ -90,7 +90,8 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
 
 def main(argv: list[str] | None = None) -> int:
     """``psgvlm doctor``: image tokens, loss masking, padding, LoRA targets, answer scoring on one batch."""
-    from psgvlm.vlm.data import get_template, load_image_dataset
+    from psgvlm.image.dataset import load_dataset
+    from psgvlm.vlm.data import get_template
     from psgvlm.vlm.model import ModelNotAvailableError, load_model
 
     p = argparse.ArgumentParser(prog="psgvlm doctor", description=main.__doc__)
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the report as JSON here")
     args = p.parse_args(argv)
     try:
-        dsd, meta = load_image_dataset(args.dataset)
+        dsd, meta = load_dataset(args.dataset)
         split = args.split or next(iter(dsd))
         if split not in dsd:
             raise ValueError(f"split {split!r} not in {args.dataset}; available: {sorted(dsd)}")

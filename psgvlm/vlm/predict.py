@@ -19,10 +19,10 @@ import numpy as np
 
 from psgvlm.provenance import read_json
 from psgvlm.stages import N_STAGES
+from psgvlm.vlm.classifiers import RUN_KIND as CLASSIFIER_RUN
 
 DEFAULT_RUN = Path(__file__).resolve().parent.parent / "assets" / "default_run"
 VLM_RUN = "psgvlm-vlm-run"
-CLASSIFIER_RUN = "psgvlm-image-classifier-run"
 CHUNK = 256  # epochs decoded at a time by `psgvlm predict`
 
 
@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     """``psgvlm predict``: score a dataset split with a run -> predictions.jsonl + metrics.json."""
     from tqdm.auto import tqdm
 
+    from psgvlm.image.dataset import load_dataset
     from psgvlm.predictions import make_rows, write_predictions
     from psgvlm.provenance import provenance, write_json_atomic, write_text_atomic
-    from psgvlm.vlm.data import load_image_dataset
     from psgvlm.vlm.scoring import unparseable_rate
 
     p = argparse.ArgumentParser(prog="psgvlm predict", description=main.__doc__)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        ds, dataset_meta = load_image_dataset(args.dataset, args.split)
+        ds, dataset_meta = load_dataset(args.dataset, args.split)
         predictor = load_predictor(args.run)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"psgvlm predict: {err}", file=sys.stderr)
