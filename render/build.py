@@ -366,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=RenderSettings().size, help="image side, pixels (default %(default)s)")
     p.add_argument("--fs", type=float, help="target sampling rate, Hz (default: per dataset)")
     p.add_argument("--num-proc", type=int, default=1, help="render worker processes")
-    p.add_argument("--split", default="subject", choices=SPLIT_KINDS)
-    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--split", default="subject", choices=SPLIT_KINDS,
+                   help="subject: train/validation/test by subject; epoch: the paper's leaky epoch split; none: one split")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of the split (default %(default)s)")
     p.add_argument("--scorer", type=int, help="scorer for datasets with several (ISRUC: 1 or 2)")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")

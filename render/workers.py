@@ -12,28 +12,40 @@ import contextlib
 import ctypes
 import importlib
 import multiprocessing
+import struct
 import sys
 import threading
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-PNG_COMPRESS_LEVEL = 1  # PNG stays lossless; level 1 encodes ~5x faster than 6 for ~15% more bytes
+PNG_COMPRESS_LEVEL = 1  # PNG stays lossless; zlib level 1 is ~3x faster than 6 and smaller on these images
 # Forking a render worker and sending its PNGs back costs about as much as rendering 2-4 epochs;
 # below this many epochs per worker the epochs are rendered in the building process.
 MIN_EPOCHS_PER_WORKER = 8
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameter numbers (malloc.h)
 
 
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
 def encode_png(img: np.ndarray) -> bytes:
-    """Lossless PNG bytes of an RGB image (``PNG_COMPRESS_LEVEL``)."""
-    import io
+    """Lossless PNG bytes of an RGB image: 8-bit truecolour, no row filter, zlib level ``PNG_COMPRESS_LEVEL``.
 
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buf.getvalue()
+    Written by hand (the PNG container is three chunks) because Pillow's encoder tries row filters
+    and takes ~4 ms per 336x336 epoch, more than drawing it; white images with thin traces compress
+    as well without filters, and this takes ~1.3 ms. Any PNG reader decodes the same pixels.
+    """
+    h, w, c = img.shape
+    if c != 3 or img.dtype != np.uint8:
+        raise ValueError(f"encode_png takes (H, W, 3) uint8 images, got {img.shape} {img.dtype}")
+    rows = np.zeros((h, 1 + w * 3), np.uint8)  # each scanline starts with filter type 0 (none)
+    rows[:, 1:] = img.reshape(h, w * 3)
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, colour type 2 (RGB), no interlace
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)) + _png_chunk(b"IEND", b""))
 
 
 # What forked render workers inherit instead of receiving pickled copies: the scaled epochs, settings.
