@@ -7,11 +7,15 @@ Part 1 renders the same 30-s epochs (the 12 ISRUC channels at 200 Hz of a synthe
 ISRUC's on-disk format and read back through the real reader) with both renderers and prints their
 epochs/s, the ratio, and their agreement (mean absolute pixel difference, SSIM); it writes
 ``side_by_side.png`` (fast | reference | |difference| inverted, so white = identical) to --out.
-Part 2 times ``render.build.build_dataset`` on that whole night with --num-proc workers in a fresh
-child process: wall time of the whole process (imports included), CPU seconds over the process and
-its workers, the time of each build phase (read, cut, render, write...), peak memory (PSS and RSS
-summed over the process tree, sampled, and the largest single process's RSS from getrusage) and the
-load average. Part 3 builds --growth-nights nights and compares peak memory with one night. Figures
+Part 2 runs the real build command (``python -m psgvlm.render --format isruc ... --num-proc N
+--split none --quiet``) on that whole night in a fresh process, as a user would: wall time of the whole
+process (start-up and imports included), CPU seconds of the process and its workers (getrusage of
+children), ``build_s`` from the dataset's meta.json, peak memory (PSS and RSS summed over the process
+tree, sampled) and the load average. It then runs the same command again under ``python -m cProfile``
+for the time of each build phase (read, cut, render, write...): main-process cumulative seconds under
+the profiler (workers are not profiled; the profiler slows the build, so its total is shown beside).
+Part 3 builds --growth-nights nights and compares peak memory with one night. The benchmark talks to
+the render stage only through the command and the files it writes (STYLE.md, "Layering"). Figures
 are plain lines, then one JSON line (also written to --out/benchmark_render.json with provenance).
 Timings on a shared machine are pessimistic: read them beside the load average.
 """
@@ -22,6 +26,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -33,10 +38,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-# Build phases timed in parts 2 and 3: functions of render.build that build_dataset calls by module name
-# (render_images includes waiting for the background import of ``datasets``, when reading was faster).
+# Build phases reported in part 2: functions the build calls, read from a cProfile run of the command and
+# matched by name in a file directly under render/ or psgvlm/ (main-process cumulative time; render_images
+# includes waiting for the workers and for the background import of ``datasets``).
 PHASES = ("discover_recordings", "read_for_dataset", "cut_recording", "render_images", "write_shard",
           "write_dataset", "provenance", "finish")
+PHASE_DIRS = ("render", "psgvlm")
 
 
 def _timed(fn, xs, settings) -> tuple[list[np.ndarray], float, float]:
@@ -46,8 +53,9 @@ def _timed(fn, xs, settings) -> tuple[list[np.ndarray], float, float]:
     return imgs, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[int, int]:
-    """Poll ``proc`` and its children until it exits; returns the peaks of (summed RSS, summed PSS).
+def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[int, int, float]:
+    """Poll ``proc`` and its children until it exits; returns the peaks of (summed RSS, summed PSS) and
+    the CPU seconds of ``proc`` itself at its last sample (up to ``interval_s`` short of its end).
 
     RSS counts pages shared between processes (the night's epochs that forked workers read) once
     per process, so its sum overstates; PSS splits shared pages between their users (Linux only;
@@ -56,6 +64,7 @@ def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[
     import psutil
 
     peak_rss = peak_pss = 0
+    cpu_root = 0.0
     try:
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
@@ -65,6 +74,9 @@ def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[
                     info = p.memory_full_info()
                     rss += info.rss
                     pss += getattr(info, "pss", 0)
+                    if p is root:
+                        t = p.cpu_times()
+                        cpu_root = t.user + t.system
                 except psutil.Error:
                     pass
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
@@ -72,53 +84,61 @@ def _peak_tree_memory(proc: subprocess.Popen, interval_s: float = 0.1) -> tuple[
     except psutil.Error:
         pass
     proc.wait()
-    return peak_rss, peak_pss
+    return peak_rss, peak_pss, cpu_root
 
 
 # ------------------------------------------------------------------------------------------------
-# The child process of parts 2 and 3: one build, each phase timed
+# Parts 2 and 3: the build as the real command, in a fresh process
 # ------------------------------------------------------------------------------------------------
-def child_build(src: str, out: str, num_proc: int) -> None:
-    """Build ``src`` into ``out`` and print one JSON line: build time, phase times, CPU seconds."""
-    t0 = time.perf_counter()
-    import render.build as build
-
-    phases: dict[str, float] = {}
-
-    def timed(name, fn):
-        def wrapper(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                phases[name] = phases.get(name, 0.0) + time.perf_counter() - t
-        return wrapper
-
-    for name in PHASES:
-        setattr(build, name, timed(name, getattr(build, name)))
-    t_import = time.perf_counter() - t0
-    meta = build.build_dataset(fmt="isruc", input=src, out=out, num_proc=num_proc, split="none", progress=False)
-    self_ru, kids_ru = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"build_s": meta["build_s"], "with_imports_s": time.perf_counter() - t0,
-                      "import_s": round(t_import, 3), "phases_s": {k: round(v, 3) for k, v in phases.items()},
-                      "cpu_main_s": round(self_ru.ru_utime + self_ru.ru_stime, 2),
-                      "cpu_workers_s": round(kids_ru.ru_utime + kids_ru.ru_stime, 2)}))
+def _render_command(src: Path, out: Path, num_proc: int, profile: Path | None = None) -> list[str]:
+    """``python [-m cProfile -o PROFILE] -m psgvlm.render ...`` for one build of ``src`` into ``out``."""
+    prof = ["-m", "cProfile", "-o", str(profile)] if profile is not None else []
+    return [sys.executable, *prof, "-m", "psgvlm.render", "--format", "isruc", "--input", str(src),
+            "--out", str(out), "--num-proc", str(num_proc), "--split", "none", "--quiet"]
 
 
-def _run_build(src: Path, out: Path, num_proc: int) -> dict:
-    """Run :func:`child_build` in a fresh process; its wall time, memory and report (or the failure)."""
-    cmd = [sys.executable, __file__, "--child-build", str(src), str(out), str(num_proc)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=str(REPO), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    peak_rss, peak_pss = _peak_tree_memory(proc)
-    wall = time.perf_counter() - t0
-    stdout, stderr = proc.stdout.read(), proc.stderr.read()
-    if proc.returncode != 0:
-        return {"failed": stderr[-2000:], "returncode": proc.returncode}
-    return {"wall_s": round(wall, 2), "peak_rss_tree_gib": round(peak_rss / 2**30, 3),
-            "peak_pss_tree_gib": round(peak_pss / 2**30, 3), "load_average": round(os.getloadavg()[0], 2),
-            **json.loads(stdout.strip().splitlines()[-1])}
+def _run_build(src: Path, out: Path, num_proc: int, profile: Path | None = None) -> dict:
+    """Run the build command in a fresh process; its wall time, CPU, memory, build_s (or the failure).
+
+    CPU seconds are getrusage(RUSAGE_CHILDREN) before/after: the process plus its workers (they are
+    waited for, so they count); the process's own share is sampled with its memory.
+    """
+    cmd = _render_command(src, out, num_proc, profile)
+    with tempfile.TemporaryFile("w+") as log:
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=str(REPO), stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        peak_rss, peak_pss, cpu_main = _peak_tree_memory(proc)
+        wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        log.seek(0)
+        output = log.read()
+    meta_path = out / "meta.json"
+    # under cProfile the command's exit status is lost (the profiler swallows SystemExit): meta.json decides
+    if proc.returncode != 0 or not meta_path.exists() or (profile is not None and not profile.exists()):
+        return {"failed": output[-2000:] or "(no output)", "returncode": proc.returncode, "command": cmd}
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
+    build_s = json.loads(meta_path.read_text())["build_s"]
+    return {"wall_s": round(wall, 2), "build_s": build_s, "outside_build_s": round(wall - build_s, 2),
+            "cpu_s": round(cpu, 2), "cpu_main_s": round(cpu_main, 2), "cpu_workers_s": round(cpu - cpu_main, 2),
+            "peak_rss_tree_gib": round(peak_rss / 2**30, 3), "peak_pss_tree_gib": round(peak_pss / 2**30, 3),
+            "load_average": round(os.getloadavg()[0], 2)}
+
+
+def _phase_seconds(profile: Path) -> dict[str, float]:
+    """Cumulative seconds of each function of PHASES in a cProfile file, in PHASES order.
+
+    A function counts where its name is in PHASES and its file lies directly under a folder named in
+    PHASE_DIRS (render/ or psgvlm/); the same name in several such files is summed.
+    """
+    import pstats
+
+    found: dict[str, float] = {}
+    for (filename, _line, name), (_cc, _nc, _tt, cumulative, _callers) in pstats.Stats(str(profile)).stats.items():
+        if name in PHASES and Path(filename).parent.name in PHASE_DIRS:
+            found[name] = found.get(name, 0.0) + cumulative
+    return {name: round(found[name], 3) for name in PHASES if name in found}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -224,7 +244,8 @@ def _side_by_side(fast: dict, ref: dict, stages, png: Path) -> str:
 
 
 def part2_build(src: Path, out: Path, num_proc: int) -> dict:
-    """The whole night to a dataset in a fresh process: wall, CPU, phases, memory."""
+    """The whole night to a dataset by the build command in a fresh process: wall, CPU, memory; then
+    the same command under cProfile for the phases."""
     import datasets
 
     res = _run_build(src, out, num_proc)
@@ -233,13 +254,25 @@ def part2_build(src: Path, out: Path, num_proc: int) -> dict:
         return res
     res["images"] = sum(len(d) for d in datasets.load_from_disk(str(out)).values())
     res["num_proc"] = num_proc
-    print(f"dataset build, {num_proc} workers: {res['wall_s']:.1f} s wall for the whole process (imports "
-          f"{res['import_s']:.2f} s, build_dataset {res['build_s']:.1f} s), {res['images']} images; "
-          f"CPU {res['cpu_main_s']:.1f} s in the process + {res['cpu_workers_s']:.1f} s in its workers "
+    print(f"dataset build, {num_proc} workers: {res['wall_s']:.1f} s wall for the whole process (start-up, "
+          f"imports and exit {res['outside_build_s']:.2f} s, build_dataset {res['build_s']:.1f} s), "
+          f"{res['images']} images; CPU {res['cpu_s']:.1f} s: ~{res['cpu_main_s']:.1f} s in the process "
+          f"(sampled) + ~{res['cpu_workers_s']:.1f} s in its workers "
           f"(load average {res['load_average']:.1f} on {os.cpu_count()} cores)")
-    print("phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in res["phases_s"].items()))
     print(f"peak memory: {res['peak_pss_tree_gib']:.2f} GiB PSS / {res['peak_rss_tree_gib']:.2f} GiB RSS summed "
           f"over the process tree (sampled every 0.1 s)")
+    profile = out.parent / "build.prof"
+    prof = _run_build(src, out.parent / f"{out.name}_profiled", num_proc, profile=profile)
+    shutil.rmtree(out.parent / f"{out.name}_profiled", ignore_errors=True)
+    if "failed" in prof:
+        print(f"profiled build FAILED (exit {prof['returncode']}):\n{prof['failed']}")
+        res["phases_failed"] = prof["failed"]
+        return res
+    res["phases_s"] = _phase_seconds(profile)
+    res["profiled_wall_s"], res["profiled_build_s"] = prof["wall_s"], prof["build_s"]
+    print(f"phases (main-process cumulative seconds under the profiler; profiled build_dataset "
+          f"{prof['build_s']:.1f} s, {prof['wall_s']:.1f} s wall): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in res["phases_s"].items()))
     return res
 
 
@@ -261,10 +294,6 @@ def part3_growth(tmp: Path, nights: int, minutes: float, seed: int, num_proc: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--child-build"]:  # parts 2 and 3 run the build here, in a fresh process
-        child_build(argv[1], argv[2], int(argv[3]))
-        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder for side_by_side.png and benchmark_render.json")
     p.add_argument("--minutes", type=float, default=480.0, help="synthetic night length (default 8 h)")
