@@ -9,7 +9,7 @@ stage counts, dropped epochs with reasons, per-recording pairing reports, versio
 format :mod:`psgvlm.image.dataset` reads back.
 
 Phases (:func:`build_dataset`): discover the recordings; per recording, read + cut + render
-(:func:`render_recording`; forked workers share the night's epochs and return PNG bytes) and save
+(:func:`render_job`; forked workers share the night's epochs and return PNG bytes) and save
 its rows as one Arrow shard; write the dataset's splits from the shards (:func:`write_dataset`);
 finish (``meta.json``, rename into place).
 
@@ -157,15 +157,6 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     }
     summary["n_images"] = n
     return rows, dropped
-
-
-def render_recording(rec, *, channels: list[str], sfreq: float, settings, num_proc: int = 1,
-                     progress: bool = True):
-    """Cut and render one recording; returns ``(rows, dropped, summary)`` (see :func:`render_rows`)."""
-    x, stages, starts_s, summary = cut_recording(rec, channels=channels, sfreq=sfreq)
-    rows, dropped = render_rows(x, stages, starts_s, summary, channels=channels, settings=settings,
-                                num_proc=num_proc, progress=progress)
-    return rows, dropped, summary
 
 
 # ------------------------------------------------------------------------------------------------

@@ -73,13 +73,15 @@ def test_refuses_finished_dataset_unless_overwrite(built, isruc_dir, capsys):
 def test_same_input_same_image_bytes(isruc_dir, tmp_path):
     from psgvlm.image.renderer import RenderSettings
     from psgvlm.io.readers import find_recordings, read_recording
-    from render.build import render_recording
+    from render.build import cut_recording, render_rows
 
     rec = read_recording("isruc", **find_recordings("isruc", isruc_dir)[0])
-    a, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
-                               progress=False)
-    b, _, _ = render_recording(rec, channels=["C3", "LOC", "EMG"], sfreq=200.0, settings=RenderSettings(),
-                               num_proc=2, progress=False)  # forked workers draw the same bytes
+    chans = ["C3", "LOC", "EMG"]
+    # render_rows scales its epochs in place: each call gets a fresh cut
+    a, _ = render_rows(*cut_recording(rec, channels=chans, sfreq=200.0), channels=chans, settings=RenderSettings(),
+                       progress=False)
+    b, _ = render_rows(*cut_recording(rec, channels=chans, sfreq=200.0), channels=chans, settings=RenderSettings(),
+                       num_proc=2, progress=False)  # forked workers draw the same bytes
     assert a["image"][3]["bytes"] == b["image"][3]["bytes"]
     assert a == b
     arr = np.asarray(Image.open(io.BytesIO(a["image"][3]["bytes"])))

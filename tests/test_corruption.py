@@ -13,7 +13,6 @@ from psgvlm.signal.corruption import (
     blank_bands,
     collect_manifest,
     drop_channels,
-    inject_failures,
     load_transform,
     save_transform,
     select_subjects,
@@ -76,9 +75,6 @@ def test_failure_is_reproducible_order_free_and_matches_manifest():
                 assert abs(tail.std() - ch.data[:start].std()) < 0.15 * ch.data[:start].std()
                 assert not np.array_equal(tail, ch.data[start:])
         assert rec.channel("LOC").data is new.channel("LOC").data  # non-core channels untouched
-    rec_out, manifest = inject_failures(recs, seed=7)  # the signal-baseline path: same failures
-    assert sorted(manifest, key=key) == sorted(inj1.manifest, key=key)
-    assert all(a.channel("C3").data.tobytes() == b.channel("C3").data.tobytes() for a, b in zip(rec_out, out1))
     kinds = {e["kind"] for e in inj1.manifest}
     assert kinds == {"noise", "zeros"}  # both kinds drawn over 4 subjects x 4 channels
 

@@ -14,7 +14,6 @@ from psgvlm.image.renderer import (
     image_agreement,
     render_epoch,
     render_epoch_reference,
-    render_epochs,
 )
 from psgvlm.signal.epochs import minmax_scale
 
@@ -40,10 +39,6 @@ def test_shape_dtype_and_determinism():
     b = render_epoch_reference(x, s)
     assert b.shape == (336, 336, 3) and b.dtype == np.uint8
     assert b.tobytes() == render_epoch_reference(x, s).tobytes()
-    batch = render_epochs(np.stack([x, x[::-1]]), s)
-    assert batch.shape == (2, 336, 336, 3)
-    assert batch[0].tobytes() == a.tobytes()
-    assert batch[1].tobytes() == render_epoch(x[::-1], s).tobytes()
 
 
 def test_fast_agrees_with_matplotlib_reference():

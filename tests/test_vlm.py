@@ -26,7 +26,6 @@ from psgvlm.stages import STAGES
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # also set by conftest.py, before any test module
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_MODEL = ROOT.parent / "shared" / "models" / "llava-v1.6-mistral-7b-hf"
 RECIPE = ROOT / "recipes" / "llava_isruc.py"
 
 

@@ -348,29 +348,6 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     return out
 
 
-def render_epochs(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings()) -> np.ndarray:  # noqa: B008
-    """Render a batch with :func:`render_epoch`.
-
-    Parameters
-    ----------
-    x_scaled : np.ndarray, shape (n_epochs, n_chans, n_times)
-        Scaled to [-1, 1] per epoch and channel.
-    settings : RenderSettings
-
-    Returns
-    -------
-    np.ndarray, shape (n_epochs, size, size, 3), uint8
-    """
-    x = np.asarray(x_scaled)
-    if x.ndim != 3:
-        raise ValueError(f"x_scaled must have shape (n_epochs, n_chans, n_times); got {x.shape}")
-    out = np.empty((x.shape[0], settings.size, settings.size, 3), dtype=np.uint8)
-    for i in range(x.shape[0]):
-        out[i] = render_epoch(x[i], settings)
-    return out
-
-
-# -- matplotlib reference --------------------------------------------------------------------------
 def _area_downsample(hi_res: np.ndarray, s: int) -> np.ndarray:
     h, w, c = hi_res.shape
     return hi_res.reshape(h // s, s, w // s, s, c).mean(axis=(1, 3))

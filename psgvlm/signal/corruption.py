@@ -171,23 +171,6 @@ class ChannelFailure:
                          meta=dict(rec.meta), pairing={**rec.pairing, "corruption": entries})
 
 
-def inject_failures(recordings, *, seed: int, fraction: float = 0.7, channels=CORE_EEG, kinds=FAILURE_KINDS,
-                    manifest_path=None) -> tuple[list[Recording], list[dict]]:
-    """Corrupt a list of recordings in memory (signal baselines): ``(new recordings, manifest)``.
-
-    Subjects are selected among those of ``recordings`` exactly as :class:`ChannelFailure` with
-    ``subjects=`` does, so the images rendered with the same seed and subject list carry the same
-    failures. The manifest is also written to ``manifest_path`` (JSON) when given.
-    """
-    recordings = list(recordings)
-    injector = ChannelFailure(seed=seed, subjects=[r.subject for r in recordings], fraction=fraction,
-                              channels=channels, kinds=kinds)
-    out = [injector(r) for r in recordings]
-    if manifest_path is not None:
-        write_json_atomic(manifest_path, {"config": injector.config(), "manifest": injector.manifest})
-    return out, injector.manifest
-
-
 def collect_manifest(manifest_dir) -> list[dict]:
     """All entries written under ``manifest_dir`` by :class:`ChannelFailure`, sorted."""
     entries = []
