@@ -409,7 +409,7 @@ def _synth_case(fmt):
 
 
 def _dreams_case(root: Path, synth_out) -> tuple[Path, list[tuple[int, dict]]]:
-    # excerpt3 (50 Hz by the database's table), 60 epochs of six 5-s R&K codes; the last epoch is split 3/3
+    # excerpt3 (50 Hz: 90000 samples over 30 min), 60 epochs of six 5-s R&K codes; the last epoch is split 3/3
     x = np.random.default_rng(2).normal(0, 20, 50 * 1800)
     (root / "excerpt3.txt").write_text("[C3-A1]\n" + "\n".join(f"{v:.3f}" for v in x) + "\n")
     per_epoch = [5] * 10 + [3] * 10 + [2] * 20 + [1] * 5 + [0] * 5 + [4] * 9
