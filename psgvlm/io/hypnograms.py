@@ -13,7 +13,9 @@ One parser per label format, used by the format readers (:mod:`psgvlm.io.readers
 
 The small text formats are parsed by hand (no library reads them); EDF+ annotations are read with
 edfio through :func:`psgvlm.io.edf.open_edf`. Codes are mapped through the tables in
-:mod:`psgvlm.stages`; an unknown code is an error naming the file and the value. Pairing intervals
+:mod:`psgvlm.stages`; an unknown code is an error naming the file and the value. Onsets and durations
+are checked row by row (:func:`check_intervals`): NaN, inf, negative or beyond :data:`MAX_LABEL_S` is an
+error naming the file, the row and the value. Text files may start with a UTF-8 BOM. Pairing intervals
 with the signal (30-s grid, coverage rule) is :func:`psgvlm.io.readers.pairing.pair_by_time`'s job.
 """
 
@@ -42,6 +44,9 @@ from psgvlm.stages import (
 # Generic hypnograms accept the plain names and the EDF+ R&K annotation texts.
 GENERIC_TABLE: dict = {**GENERIC_LABELS, **RK_ANNOTATIONS}
 DREAMS_STEP_S = 5.0  # DREAMS hypnograms give one R&K code per 5 s
+# No label of a night lies a week from its signal start; a larger onset or duration is a unit or format
+# error (milliseconds, a sample index, 1e300), refused before it reaches epoch counts.
+MAX_LABEL_S = 7 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -56,11 +61,60 @@ class Hypnogram:
     notes: dict = field(default_factory=dict)  # format facts copied into rec.pairing (shift, label step)
 
 
-def _lines(path: Path) -> list[str]:
-    """Non-empty stripped lines of a label file."""
+def check_intervals(onsets_s, durations_s, source: str, *, rows: list[str] | None = None,
+                    min_onset_s: float = 0.0) -> None:
+    """Refuse label intervals whose onset or duration is not a sensible number of seconds.
+
+    Parameters
+    ----------
+    onsets_s, durations_s : array-like of float, shape (n_labels,)
+        Label intervals, seconds.
+    source : str
+        The label file, for messages.
+    rows : list of str, optional
+        Where each interval comes from ("line 7"), for messages; default "label i".
+    min_onset_s : float
+        Smallest onset allowed (0 for times read from a file; negative after a shift into the signal's
+        time base, i.e. labels that start before the signal).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, the row and the value: NaN/inf, an onset below ``min_onset_s``, a duration
+        <= 0, or either beyond :data:`MAX_LABEL_S`.
+    """
+    on = np.asarray(onsets_s, dtype=float)
+    du = np.asarray(durations_s, dtype=float)
+    for what, x, lo in (("onset", on, min_onset_s), ("duration", du, 0.0)):
+        bad = ~np.isfinite(x) | (np.abs(x) > MAX_LABEL_S) | (x < lo) | ((x <= 0) if what == "duration" else False)
+        if not bad.any():
+            continue
+        i = int(np.argmax(bad))
+        row = rows[i] if rows is not None else f"label {i}"
+        v = float(x[i])
+        if not np.isfinite(v):
+            why = "is not a finite number"
+        elif abs(v) > MAX_LABEL_S:
+            why = f"is beyond {MAX_LABEL_S:g} s (7 days)"
+        elif what == "duration":
+            why = "must be > 0"
+        else:
+            why = "is negative" if lo == 0 else f"is before {lo:g} s"
+        raise ValueError(f"{source}: {row}: {what} {v!r} s {why}; label onsets and durations are finite "
+                         f"seconds within {MAX_LABEL_S:g} s (7 days) of the signal start, durations > 0")
+
+
+def _numbered(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the non-empty lines of a label file (a UTF-8 BOM is dropped)."""
     if not path.is_file():
         raise FileNotFoundError(f"hypnogram {path} not found")
-    return [ln.strip() for ln in path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    return [(i, ln.strip()) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty stripped lines of a label file."""
+    return [ln for _, ln in _numbered(path)]
 
 
 def _per_epoch(codes: np.ndarray, step_s: float, path: Path, **kw) -> Hypnogram:
@@ -139,19 +193,24 @@ def read_edf_hypnogram(path, signal_start: dt.datetime | None) -> Hypnogram:
     hyp_start = edf_start(edf)
     if signal_start is not None and hyp_start is not None:
         shift = (hyp_start - signal_start).total_seconds()
-    on, du, raw, other = [], [], [], 0
+    if abs(shift) > MAX_LABEL_S:
+        raise ValueError(f"{path}: starts {shift:.0f} s ({shift / 86400:.1f} days) from the signal's start "
+                         f"{signal_start}; a hypnogram of this night starts within 7 days of it")
+    on, du, raw, rows, other = [], [], [], [], 0
     for a in edf.annotations:
         text = a.text.strip()
         if not (text.casefold().startswith("sleep stage") or text.casefold().startswith("movement")):
             other += text != ""
             continue
-        if a.duration is None or a.duration <= 0:
+        if a.duration is None:
             raise ValueError(f"{path}: stage annotation {text!r} at {a.onset:g} s has no duration")
-        on.append(a.onset + shift)
+        on.append(a.onset)
         du.append(a.duration)
         raw.append(text)
+        rows.append(f"annotation {len(rows)} {text!r}")
+    check_intervals(on, du, str(path), rows=rows)
     codes = map_codes(raw, RK_ANNOTATIONS, source=str(path))
-    return Hypnogram(np.asarray(on), np.asarray(du), codes, str(path),
+    return Hypnogram(np.asarray(on, dtype=float) + shift, np.asarray(du, dtype=float), codes, str(path),
                      notes={"hypnogram_shift_s": shift, "other_annotations": other})
 
 
@@ -174,7 +233,7 @@ def read_nsrr_hypnogram(path) -> Hypnogram:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise ValueError(f"{path}: not a valid NSRR XML file: {err}") from err
-    on, du, raw = [], [], []
+    on, du, raw, rows = [], [], [], []
     for ev in root.iter("ScoredEvent"):
         etype = (ev.findtext("EventType") or "").strip()
         if not etype.startswith("Stages"):
@@ -189,8 +248,10 @@ def read_nsrr_hypnogram(path) -> Hypnogram:
                 f"{ev.findtext('Duration')!r}; both must be numbers (seconds)"
             ) from None
         raw.append(concept)
+        rows.append(f"stage event {len(rows)} {concept!r}")
+    check_intervals(on, du, str(path), rows=rows)
     codes = map_codes(raw, NSRR_CONCEPTS, source=str(path))
-    return Hypnogram(np.asarray(on), np.asarray(du), codes, str(path))
+    return Hypnogram(np.asarray(on, dtype=float), np.asarray(du, dtype=float), codes, str(path))
 
 
 def read_prerau_hypnogram(path) -> Hypnogram:
@@ -210,14 +271,20 @@ def read_prerau_hypnogram(path) -> Hypnogram:
         One interval per change; ``onset_s`` is the first whole epoch on the changes' grid.
     """
     path = Path(path)
-    rows = _lines(path)
-    if rows and not re.match(r"[-+0-9.]", rows[0]):
+    rows = _numbered(path)
+    if rows and not re.match(r"[-+0-9.]", rows[0][1]):
         rows = rows[1:]
     try:
-        times = np.array([float(r.split(",")[0]) for r in rows])
-        raw = [int(float(r.split(",")[1])) for r in rows]
+        times = np.array([float(r.split(",")[0]) for _, r in rows])
+        stage_values = [float(r.split(",")[1]) for _, r in rows]
     except (ValueError, IndexError):
         raise ValueError(f"{path}: expected 'Time,Stage' rows of numbers") from None
+    check_intervals(times, np.ones_like(times), str(path), rows=[f"line {i}" for i, _ in rows])
+    for (lineno, _), v in zip(rows, stage_values):
+        if not (np.isfinite(v) and v == round(v) and abs(v) < 100):
+            raise ValueError(f"{path}: line {lineno}: stage {v!r} is not a stage code; known codes: "
+                             f"{sorted(PRERAU_CODES)}")
+    raw = [int(v) for v in stage_values]
     if len(times) < 2 or np.any(np.diff(times) <= 0):
         raise ValueError(f"{path}: stage-change times must be >= 2 and strictly increasing")
     codes = map_codes(raw[:-1], PRERAU_CODES, source=str(path))
@@ -230,13 +297,15 @@ def read_prerau_hypnogram(path) -> Hypnogram:
     return Hypnogram(times[:-1], np.diff(times), codes, str(path), onset_s=onset)
 
 
-def _table_hypnogram(path: Path, lines: list[str], sep: str) -> Hypnogram:
+def _table_hypnogram(path: Path, numbered: list[tuple[int, str]], sep: str) -> Hypnogram:
     """CSV/TSV rows ``init_sec,duration_sec,stage``; a header may name (and reorder) the columns."""
+    lines = [ln for _, ln in numbered]
+    linenos = [i for i, _ in numbered]
     rows = [[c.strip() for c in ln.split(sep)] for ln in lines]
     header = [c.casefold() for c in rows[0]]
     if "stage" in header or "init_sec" in header or "onset" in header:
         cols = header
-        rows = rows[1:]
+        rows, linenos = rows[1:], linenos[1:]
         try:
             i_on = next(cols.index(c) for c in ("init_sec", "onset", "start", "start_s") if c in cols)
             i_du = next(cols.index(c) for c in ("duration_sec", "duration", "duration_s") if c in cols)
@@ -248,12 +317,18 @@ def _table_hypnogram(path: Path, lines: list[str], sep: str) -> Hypnogram:
             ) from None
     else:
         i_on, i_du, i_st = 0, 1, 2
-    try:
-        on = np.array([float(r[i_on]) for r in rows])
-        du = np.array([float(r[i_du]) for r in rows])
-    except (ValueError, IndexError):
-        raise ValueError(f"{path}: expected rows 'init_sec{sep}duration_sec{sep}stage' with numbers") from None
-    codes = map_codes([r[i_st] for r in rows], GENERIC_TABLE, source=str(path))
+    on, du, st = [], [], []
+    for lineno, r in zip(linenos, rows):
+        try:
+            on.append(float(r[i_on]))
+            du.append(float(r[i_du]))
+            st.append(r[i_st])
+        except (ValueError, IndexError):
+            raise ValueError(f"{path}: line {lineno} {sep.join(r)!r}: expected 'init_sec{sep}duration_sec{sep}"
+                             f"stage' with numbers (seconds)") from None
+    check_intervals(on, du, str(path), rows=[f"line {i}" for i in linenos])
+    on, du = np.asarray(on, dtype=float), np.asarray(du, dtype=float)
+    codes = map_codes(st, GENERIC_TABLE, source=str(path))
     return Hypnogram(on, du, codes, str(path), notes={"hypnogram_kind": "intervals init_sec,duration_sec,stage"})
 
 
@@ -261,8 +336,9 @@ def read_generic_hypnogram(path, signal_start: dt.datetime | None = None) -> Hyp
     """A hypnogram in any supported form, told apart by suffix and content.
 
     ``.edf``/``.bdf``: EDF+ annotations (:func:`read_edf_hypnogram`); ``.xml``: NSRR XML; otherwise
-    text: CSV/TSV ``init_sec,duration_sec,stage`` (header optional; names W/N1/N2/N3/REM, S1-S4, R,
-    0-5 or the EDF+ R&K texts), or one label per line, each a 30-s epoch from the signal start.
+    text (UTF-8, BOM allowed): CSV/TSV ``init_sec,duration_sec,stage`` separated by tab, ``;`` or ``,``
+    (header optional; names W/N1/N2/N3/REM, S1-S4, R, 0-5 or the EDF+ R&K texts), or one label per
+    line, each a 30-s epoch from the signal start.
 
     Parameters
     ----------
@@ -282,11 +358,13 @@ def read_generic_hypnogram(path, signal_start: dt.datetime | None = None) -> Hyp
         return read_edf_hypnogram(path, signal_start)
     if suffix == ".xml":
         return read_nsrr_hypnogram(path)
-    lines = _lines(path)
+    numbered = _numbered(path)
+    lines = [ln for _, ln in numbered]
     if not lines:
         raise ValueError(f"{path}: empty hypnogram")
-    sep = "\t" if "\t" in lines[0] else ("," if "," in lines[0] else None)
+    # the first line decides the separator: tab, then ';' (spreadsheets with a decimal comma), then ','
+    sep = next((c for c in ("\t", ";", ",") if c in lines[0]), None)
     if sep is None:
         codes = map_codes(lines, GENERIC_TABLE, source=str(path))
         return _per_epoch(codes, EPOCH_S, path, notes={"hypnogram_kind": "one label per 30-s epoch"})
-    return _table_hypnogram(path, lines, sep)
+    return _table_hypnogram(path, numbered, sep)

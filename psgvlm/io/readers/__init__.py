@@ -12,8 +12,10 @@ signal on a 30-s grid by time; the counts of what was dropped go to ``rec.pairin
 
 Refused with an error naming the file and value: not EDF/BDF, truncated (file size vs header),
 discontinuous EDF+D (gaps would shift labels), duplicate channel labels, NaN/inf samples (unless
-``nonfinite="zero"``), unknown stage codes, a missing hypnogram, a requested channel that is absent,
-an option the format does not take.
+``nonfinite="zero"``), unknown stage codes, label onsets/durations that are NaN, inf, negative or
+beyond a week, overlapping labels with different stages (same-stage overlaps are merged), a DREAMS
+text excerpt whose sample count gives no whole rate over 30 min (pass ``sfreq``), a missing hypnogram,
+a requested channel that is absent, an option the format does not take.
 """
 
 from __future__ import annotations
