@@ -88,7 +88,7 @@ def test_no_epoch_recordings_are_skipped_and_alike_names_all_rendered(mixed, tmp
         assert [s for _, s in mine] == labels, rel
     images = {r: bytes(b["bytes"]) for r, b in zip(rows["recording"], rows.with_format("arrow")["image"].to_pylist())}
     assert len(set(images.values())) == 4  # not one recording's images twice
-    assert nothing_left(tmp_path / "absent") and not list(tmp_path.glob(".ds*"))
+    assert not list(tmp_path.glob(".ds*"))  # no partial or temporary folder left beside it
 
 
 def test_unique_ids_keep_reader_ids_unless_they_collide():
@@ -181,13 +181,13 @@ def test_out_of_bounds_options_exit_2_naming_the_flag(mixed, tmp_path, capsys, f
     err = one_error_line(capsys)
     allowed = {"--fs": "4096", "--size": "[16, 4096]", "--num-proc": "[1, 256]"}[flag]
     assert f"{flag} " in err and allowed in err
-    assert str(float(value)).replace("10000000.0", "1e7") in err.replace("10000000.0", "1e7") or value in err
+    assert f"{flag} {float(value)!r}" in err or f"{flag} {value}" in err  # the value as it was read
     assert nothing_left(out)
 
 
 def test_build_dataset_refuses_bad_sfreq_by_name(mixed, tmp_path):
+    """The library call names its own argument (``sfreq``); 0 is refused, not replaced by the default."""
     for bad in (0, -1.0, float("nan"), float("inf"), 1e7):
         with pytest.raises(ValueError, match="sfreq .*0 < sfreq <= 4096"):
             build_dataset(fmt="generic", input=mixed[0], out=tmp_path / "ds", sfreq=bad, progress=False)
     assert nothing_left(tmp_path / "ds")
-    json.dumps(BAD)
