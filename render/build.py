@@ -5,8 +5,14 @@
 
 What it writes (``DIR``): ``datasets.DatasetDict.save_to_disk`` output (splits train/validation/test
 by subject, or ``all``), and ``DIR/meta.json`` (settings, channel order, split manifest, per-split
-stage counts, dropped epochs with reasons, per-recording pairing reports, versions, git SHA), in the
-format :mod:`psgvlm.image.dataset` reads back.
+stage counts, dropped epochs with reasons, per-recording pairing reports, recordings skipped with
+their reason, versions, git SHA), in the format :mod:`psgvlm.image.dataset` reads back.
+
+Hostile input (:mod:`.inputs`): bad ``--fs``/``--size``/``--num-proc`` are refused before any work; a
+recording with no scored 30-s epoch (too short, all ``?``, labels that pair with nothing) is skipped
+with a warning, and an input where none yields one is refused (exit 2, nothing written); two
+recordings the readers would name alike (``subjA/night.edf``, ``subjB/night.edf``) are named by their
+path relative to ``--input``. User errors exit 2 with one line on stderr.
 
 Phases (:func:`build_dataset`): discover the recordings; per recording, read + cut + render
 (:func:`render_job`; forked workers share the night's epochs and return PNG bytes) and save
@@ -37,8 +43,18 @@ from psgvlm.provenance import provenance, read_json
 from psgvlm.splits import SPLIT_KINDS
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
+from .inputs import (
+    NoEpochsError,
+    check_options,
+    check_sfreq,
+    clean_stale,
+    no_epoch_reason,
+    relative_id,
+    shard_name,
+    unique_ids,
+)
 from .workers import join_preloads, preload, release_freed_memory, render_images, reusing_freed_memory
-from .write import SHARD_FILE, finish, write_dataset, write_shard
+from .write import SHARD_FILE, finish, relabel_shard, write_dataset, write_shard
 
 # Target rate per dataset when --fs is not given: the rate of the dataset's EEG (DESIGN section 3).
 TARGET_SFREQ: dict[str, float] = {
@@ -184,11 +200,6 @@ def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | 
     return [{**j, **opts} for j in jobs]
 
 
-def _shard_path(partial: Path, job: dict, key: str) -> Path:
-    return partial / f"rec-{Path(job['path']).stem.replace(' ', '_')}-{key}"
-
-
-
 def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[str] | None,
                sfreq: float | None, settings, label_channels: bool = False, transform=None, num_proc: int = 1,
                progress: bool = True) -> tuple[dict, dict, float]:
@@ -196,6 +207,7 @@ def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[s
 
     Returns ``(rows, done, sfreq)``: the rows (:func:`render_rows`), ``{"summary", "dropped",
     "channels"}`` for ``done.json``, and the target rate (``sfreq``, else the recording's).
+    Raises :class:`NoEpochsError` (the reason) when the recording has no scored 30-s epoch.
     """
     with reusing_freed_memory():  # reading and cutting allocate and free ~2 GB of arrays
         rec = read_for_dataset(fmt, job, channels=channels, order=order, transform=transform)
@@ -208,6 +220,9 @@ def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[s
             eeg = [c.sfreq for c in rec.channels if c.modality == "EEG"]
             sfreq = max(eeg) if eeg else max(c.sfreq for c in rec.channels)
         x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=sfreq)
+        reason = no_epoch_reason(rec, len(x), stages)
+        if reason:
+            raise NoEpochsError(reason)
         del rec  # the raw night is no longer needed while rendering
     rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
     rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
@@ -262,6 +277,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         raise ValueError(f"unknown split {split!r}; choose from {SPLIT_KINDS}")
     if num_proc < 1:
         raise ValueError(f"num_proc must be >= 1, got {num_proc!r}")
+    if sfreq is not None:
+        sfreq = check_sfreq(sfreq)
     settings = settings or RenderSettings()
     input, out = Path(input), Path(out)
     if not input.exists():
@@ -273,33 +290,21 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             raise FileExistsError(f"{out} exists and is not a psgvlm dataset; choose an empty or new folder")
     jobs = discover_recordings(fmt, input, hypnogram=hypnogram, scorer=scorer)
 
-    target = float(sfreq) if sfreq else TARGET_SFREQ.get(fmt)
+    target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
                     "renderer_version": RENDERER_VERSION, "scorer": scorer, "label_channels": label_channels,
                     "transform": getattr(transform, "description", None if transform is None else repr(transform))}
     key = _settings_hash(run_settings)
     partial = out.parent / f".{out.name}.partial"
+    clean_stale(out)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
-    summaries, dropped_all, order = [], [], None
     try:
-        for job in tqdm(jobs, desc=f"render {fmt}", unit="rec", disable=not progress):
-            shard = _shard_path(partial, job, key)
-            if (shard / "done.json").is_file() and (shard / SHARD_FILE).is_file():
-                done = read_json(shard / "done.json")  # resume: finished before a crash/interrupt
-            else:
-                rows, done, target = render_job(fmt, job, channels=channels, order=order, sfreq=target,
-                                                settings=settings, label_channels=label_channels,
-                                                transform=transform, num_proc=num_proc, progress=progress)
-                run_settings["sfreq"] = target
-                join_preloads()
-                write_shard(shard, rows, done)
-                del rows
-                release_freed_memory()
-            summaries.append(done["summary"])
-            dropped_all += done["dropped"]
-            order = order or done["channels"]
+        dones, shards, rel_ids, skipped, order, target = _render_all(
+            fmt, jobs, input, partial, key, target, tqdm, channels=channels, settings=settings,
+            label_channels=label_channels, transform=transform, num_proc=num_proc, progress=progress)
+        run_settings["sfreq"] = target
     except BaseException:
         # finished recordings stay for a resume; a run that finished none leaves nothing behind
         if not any(partial.glob("rec-*")):
@@ -307,12 +312,13 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         raise
 
     join_preloads()
+    summaries, dropped_all = _unique_names(dones, shards, rel_ids)
     subjects = sorted({s["subject"] for s in summaries})
     if split == "subject" and len(subjects) < 3:
         print(f"psgvlm render: {len(subjects)} subject(s) < 3, so no subject-wise split: one split 'all'")
         split = "none"
     tmp_out = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    split_meta, counts, labelled = write_dataset([_shard_path(partial, j, key) for j in jobs], subjects, tmp_out,
+    split_meta, counts, labelled = write_dataset(shards, subjects, tmp_out,
                                                  split=split, split_seed=split_seed, progress=progress)
     first = summaries[0]
     meta = {
@@ -324,6 +330,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         "split": split_meta, "counts": counts, "labelled": labelled,
         "dropped": {"n": len(dropped_all), "by_reason": _by_reason(dropped_all), "epochs": dropped_all},
         "recordings": summaries,
+        "skipped": skipped,
         "input": {"path": str(input), "hypnogram": None if hypnogram is None else str(hypnogram)},
         "provenance": provenance(),
         "build_s": None,
@@ -331,6 +338,65 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     finish(out, tmp_out, meta, t0)
     shutil.rmtree(partial, ignore_errors=True)
     return meta
+
+
+def _render_all(fmt: str, jobs: list[dict], input: Path, partial: Path, key: str, target, tqdm, *,
+                progress: bool, **render_kw):
+    """Render (or resume) every job's shard under ``partial``; skip those with no epoch (warned).
+
+    Returns ``(dones, shards, rel_ids, skipped, order, target)`` of the rendered recordings in job
+    order; raises :class:`NoEpochsError` when none yields an epoch.
+    """
+    dones, shards, rel_ids, skipped, order = [], [], [], [], None
+    for job in tqdm(jobs, desc=f"render {fmt}", unit="rec", disable=not progress):
+        rel = relative_id(job["path"], input)
+        shard = partial / shard_name(rel, key)
+        done = _finished(shard)  # resume: finished before a crash/interrupt
+        if done is None:
+            try:
+                rows, done, target = render_job(fmt, job, order=order, sfreq=target, progress=progress, **render_kw)
+            except NoEpochsError as err:  # one such file must not sink the folder
+                print(f"psgvlm render: WARNING skipped {rel} ({job['path']}): {err}", file=sys.stderr)
+                skipped.append({"recording": rel, "path": str(job["path"]), "reason": str(err)})
+                continue
+            join_preloads()
+            write_shard(shard, rows, done)
+            del rows
+            release_freed_memory()
+        elif target is None and done["summary"].get("resample"):
+            target = done["summary"]["resample"][0]["target_sfreq"]  # the rate the killed run chose
+        dones.append(done)
+        shards.append(shard)
+        rel_ids.append(rel)
+        order = order or done["channels"]
+    if not dones:
+        reasons = "; ".join(f"{s['recording']}: {s['reason']}" for s in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        raise NoEpochsError(f"input {str(input)!r}: no recording yields a 30-s epoch to render ({reasons}{more})")
+    return dones, shards, rel_ids, skipped, order, target
+
+
+def _finished(shard: Path) -> dict | None:
+    """A finished shard's ``done.json``, or None (absent, or left unreadable by a killed run: redone)."""
+    if not ((shard / "done.json").is_file() and (shard / SHARD_FILE).is_file()):
+        return None
+    try:
+        done = read_json(shard / "done.json")
+    except (OSError, ValueError):
+        return None
+    return done if isinstance(done, dict) and {"summary", "dropped", "channels"} <= set(done) else None
+
+
+def _unique_names(dones: list[dict], shards: list[Path], rel_ids: list[str]) -> tuple[list[dict], list[dict]]:
+    """Summaries and dropped epochs under unique recording ids (:func:`unique_ids`); shards relabelled to match."""
+    summaries, dropped = [], []
+    for done, shard, (rec_id, subject) in zip(dones, shards, unique_ids([d["summary"] for d in dones], rel_ids)):
+        summary = done["summary"]
+        if (rec_id, subject) != (summary["recording"], summary["subject"]):
+            relabel_shard(shard, recording=rec_id, subject=subject)
+        summaries.append({**summary, "recording": rec_id, "subject": subject})
+        dropped += [{**d, "recording": rec_id} for d in done["dropped"]]
+    return summaries, dropped
 
 
 def _by_reason(dropped: list[dict]) -> dict[str, int]:
@@ -355,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output dataset folder")
     p.add_argument("--channels", nargs="+", help="canonical channel names, top to bottom")
     p.add_argument("--size", type=int, default=RenderSettings().size, help="image side, pixels (default %(default)s)")
-    p.add_argument("--fs", type=float, help="target sampling rate, Hz (default: per dataset)")
+    p.add_argument("--fs", type=float, help="target sampling rate, Hz, in (0, 4096] (default: per dataset)")
     p.add_argument("--num-proc", type=int, default=1, help="render worker processes")
     p.add_argument("--split", default="subject", choices=SPLIT_KINDS,
                    help="subject: train/validation/test by subject; epoch: the paper's leaky epoch split; none: one split")
@@ -368,6 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="signal transform applied after reading (psgvlm.signal.corruption.save_transform)")
     args = p.parse_args(argv)
     try:
+        check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
         transform = load_transform(args.transform) if args.transform else None
         settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
@@ -377,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                              transform=transform)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
-        return 1
+        return 2  # a user error: one line, no traceback
     sizes = ", ".join(f"{k}: {v['n_epochs']} epochs / {v['n_subjects']} subjects" for k, v in meta["counts"].items())
     print(f"wrote {args.out} ({sizes}; {meta['dropped']['n']} epochs dropped {meta['dropped']['by_reason']}) "
           f"in {meta['build_s']:.1f} s")
