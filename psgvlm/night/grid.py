@@ -1,0 +1,108 @@
+"""The epoch grid `psgvlm stage` scores: the whole recording from 0 s, expert labels placed on it, flat epochs.
+
+:func:`expert_on_grid` moves a recording's expert stages (paired by the reader on a grid that starts at
+the first label) onto the staged grid, which always starts at signal time 0 and runs to the last whole
+epoch of the signal: epochs no label covers are ``UNSCORED`` (left out of the agreement) and labels
+outside the recording are counted as unmatched. :func:`flat_epochs` finds, per band and epoch, a mapped
+channel whose samples are all equal (a disconnected or zero-filled channel) or not finite at all.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from psgvlm.stages import EPOCH_S, UNSCORED
+
+
+def expert_on_grid(rec, n_epochs: int, epoch_s: float = EPOCH_S) -> tuple[np.ndarray | None, dict | None]:
+    """Expert stages of ``rec`` on the staged grid ``[k * epoch_s, (k + 1) * epoch_s)``, k < ``n_epochs``.
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+        ``rec.stages[j]`` scores ``[rec.onset_s + j * rec.epoch_s, ...)`` (the readers' pairing).
+    n_epochs : int
+        Epochs staged, from signal time 0.
+    epoch_s : float
+        Epoch length, seconds.
+
+    Returns
+    -------
+    expert : np.ndarray, shape (n_epochs,), int8, or None
+        The label covering at least 20 s of each staged epoch (:func:`psgvlm.io.readers.pairing.pair_by_time`),
+        else ``UNSCORED``; None for an unlabelled recording.
+    report : dict or None
+        ``n_label_epochs`` (expert epochs in the file), ``n_staged_epochs``, ``n_matched`` (staged epochs
+        with an expert stage), ``n_epochs_without_label`` (staged epochs left unscored in the agreement),
+        ``unmatched_label_epochs`` (expert epochs outside the staged span: before 0 s, past the signal
+        end or in its trailing partial epoch).
+    """
+    if rec.stages is None:
+        return None, None
+    from psgvlm.io.readers.pairing import pair_by_time
+
+    labels = np.asarray(rec.stages, dtype=np.int64)
+    dropped_by_reader = int((rec.pairing or {}).get("dropped_label_epochs", 0))
+    expert = np.full(n_epochs, UNSCORED, dtype=np.int8)
+    outside = len(labels)
+    if len(labels) and n_epochs:
+        onsets = rec.onset_s + np.arange(len(labels)) * rec.epoch_s
+        stages, _, _ = pair_by_time(onsets, np.full(len(labels), rec.epoch_s), labels, n_epochs * epoch_s,
+                                    onset_s=0.0, epoch_s=epoch_s, source=str(rec.source))
+        stages = stages[:n_epochs]
+        expert[: len(stages)] = stages
+        span_end = n_epochs * epoch_s
+        inside = (onsets + rec.epoch_s > 1e-6) & (onsets < span_end - 1e-6)
+        outside = int(np.count_nonzero(~inside))
+    matched = int(np.count_nonzero(expert != UNSCORED))
+    report = {
+        "n_label_epochs": int(len(labels) + dropped_by_reader),
+        "n_staged_epochs": int(n_epochs),
+        "n_matched": matched,
+        "n_epochs_without_label": int(n_epochs - matched),
+        "unmatched_label_epochs": int(outside + dropped_by_reader),
+    }
+    return expert, report
+
+
+def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Which band is flat in which epoch, from each channel's own samples (before any resampling).
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+    mapping : list of str or None
+        The recording channel drawn in each band; None (an unmapped band) counts as flat.
+    n_epochs : int
+        Epochs from signal time 0.
+    epoch_s : float
+        Epoch length, seconds.
+
+    Returns
+    -------
+    np.ndarray, shape (n_epochs, n_bands), bool
+        True where every sample of the band's channel in that epoch is equal (peak-to-peak 0; resampling
+        is skipped so a filter's edge ripple cannot hide a constant), or where it has no finite sample.
+    """
+    flat = np.ones((n_epochs, len(mapping)), dtype=bool)
+    if n_epochs == 0:
+        return flat
+    for b, name in enumerate(mapping):
+        if name is None:
+            continue
+        ch = rec.channel(name)
+        bounds = np.round(np.arange(n_epochs + 1) * epoch_s * ch.sfreq).astype(np.int64)
+        bounds = np.minimum(bounds, len(ch.data))
+        data = np.asarray(ch.data[: bounds[-1]], dtype=np.float64)
+        finite = np.isfinite(data)
+        hi = np.where(finite, data, -np.inf)
+        lo = np.where(finite, data, np.inf)
+        starts = bounds[:-1]
+        ok = starts < bounds[1:]  # an epoch with samples (always, unless the channel is short)
+        mx = np.full(n_epochs, -np.inf)
+        mn = np.full(n_epochs, np.inf)
+        if ok.any():
+            mx[ok] = np.maximum.reduceat(hi, starts[ok])[: int(ok.sum())]
+            mn[ok] = np.minimum.reduceat(lo, starts[ok])[: int(ok.sum())]
+        flat[:, b] = ~np.isfinite(mx) | (mx - mn <= 0)
+    return flat
