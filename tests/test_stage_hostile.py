@@ -15,9 +15,9 @@ import os
 
 import numpy as np
 import pytest
+from test_stage import recording_from, synthetic_night, write_edf
 
 from psgvlm.stages import STAGES, UNSCORED
-from test_stage import recording_from, synthetic_night, write_edf
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,5 +1,8 @@
 """The epoch grid `psgvlm stage` scores: the whole recording from 0 s, expert labels placed on it, flat epochs.
 
+:func:`band_epochs` cuts the night into the scaled epochs the run's image bands show, with the two
+checks below.
+
 :func:`expert_on_grid` moves a recording's expert stages (paired by the reader on a grid that starts at
 the first label) onto the staged grid, which always starts at signal time 0 and runs to the last whole
 epoch of the signal: epochs no label covers are ``UNSCORED`` (left out of the agreement) and labels
@@ -9,8 +12,13 @@ channel whose samples are all equal (a disconnected or zero-filled channel) or n
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+from pathlib import Path
+
 import numpy as np
 
+from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
 from psgvlm.stages import EPOCH_S, UNSCORED
 
 
@@ -106,3 +114,79 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
             mn[ok] = np.minimum.reduceat(lo, starts[ok])[: int(ok.sum())]
         flat[:, b] = ~np.isfinite(mx) | (mx - mn <= 0)
     return flat
+
+
+def band_epochs(rec, mapping: list[str | None], sfreq: float):
+    """The whole night, from signal time 0, cut into scaled epochs, one row per band of the run's image.
+
+    The grid comes from the recording, never from the expert hypnogram: every whole 30-s epoch of the
+    signal is staged, and expert labels are placed on it by time (:func:`expert_on_grid`).
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+    mapping : list of str or None
+        The recording channel drawn in each band (None = a flat band), :func:`psgvlm.night.stage.resolve_channel_map`.
+    sfreq : float
+        The run's rate, Hz.
+
+    Returns
+    -------
+    x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
+        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
+        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
+    expert : np.ndarray, shape (n_epochs,), int8, or None
+        ``UNSCORED`` where no expert label covers the epoch.
+    starts_s : np.ndarray, shape (n_epochs,), float64
+    notes : list of str
+        Warnings raised while cutting (e.g. a channel upsampled to the run's rate, unmatched expert
+        labels, flat channels), for the summary and the console.
+    checks : dict
+        ``flat`` (n_epochs, n_bands) bool (:func:`flat_epochs`), ``no_eeg`` (n_epochs,)
+        bool (every mapped EEG band flat: the epoch is left unscored), ``expert`` (the pairing report
+        of :func:`expert_on_grid`, or None).
+
+    Raises
+    ------
+    ValueError
+        When no whole epoch exists, or every mapped EEG channel is flat in every epoch (nothing to stage).
+    """
+
+    present = [m for m in mapping if m is not None]
+    name = Path(str(rec.source)).name
+    n_guess = int(np.floor(min(rec.channel(m).duration_s for m in present) / rec.epoch_s + 1e-9))
+    flat = flat_epochs(rec, mapping, n_guess, rec.epoch_s)
+    eeg = [b for b, m in enumerate(mapping) if m is not None and rec.channel(m).modality == "EEG"]
+    if n_guess and flat[:, eeg].all():
+        raise ValueError(
+            f"{name}: nothing to stage: the EEG channel(s) {[mapping[b] for b in eeg]} are flat (constant, zero or "
+            f"not finite) in every epoch; flat channels used: "
+            f"{[m for b, m in enumerate(mapping) if m is not None and flat[:, b].all()]}; "
+            f"choose channels with signal (--channels)")
+    unlabelled = dataclasses.replace(rec, stages=None, onset_s=0.0)  # the grid starts at 0 s, whatever the labels
+    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
+        warnings.simplefilter("always")
+        x_raw, _, starts_s = epochs_from_recording(unlabelled, present, sfreq)
+    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
+    if n_epochs == 0:
+        raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
+    flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
+    x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
+    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
+    expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
+    notes = [str(w.message) for w in caught]
+    if report is not None and report["unmatched_label_epochs"]:
+        notes.append(f"{report['unmatched_label_epochs']} of {report['n_label_epochs']} expert label epochs fall "
+                     f"outside the staged recording (0 to {n_epochs * rec.epoch_s:g} s) and were not used")
+    if report is not None and report["n_epochs_without_label"]:
+        notes.append(f"{report['n_epochs_without_label']} of {n_epochs} staged epochs have no expert label; "
+                     f"they are left out of the agreement")
+    for b, m in enumerate(mapping):
+        if m is not None and flat[:, b].any():
+            notes.append(f"channel {m!r} (band {b}) is flat (constant, zero or not finite) in "
+                         f"{int(flat[:, b].sum())} of {n_epochs} epochs")
+    no_eeg = flat[:, eeg].all(1)
+    if no_eeg.any():
+        notes.append(f"{int(no_eeg.sum())} of {n_epochs} epochs have no EEG signal (every EEG channel flat); "
+                     f"they are left unscored (stage UNS, probabilities 0)")
+    return x, expert, starts_s, notes, {"flat": flat, "no_eeg": no_eeg, "expert": report}

@@ -22,6 +22,16 @@ What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
 - ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`), when
   one was given.
 
+The staged span is always the whole recording: 30-s epochs from signal time 0 to the last whole
+epoch, whatever part of the night an expert hypnogram covers. Expert labels are placed on that grid by
+time (:mod:`psgvlm.night.grid`); staged epochs without a label count as unscored in the agreement, and
+labels outside the recording are reported as unmatched (console and ``summary.json`` ``checks.expert``).
+An epoch in which every mapped EEG channel is flat (constant, zero or not finite) is not scored: its
+stage is ``UNS`` (``Sleep stage ?`` in the EDF+ annotations, probabilities 0), it counts in time in bed
+but never as sleep, and the count is a warning; a recording whose EEG is flat in every epoch is refused.
+A reused ``--out`` keeps no file of the previous run (:func:`psgvlm.night.outputs.write_outputs`).
+Bad input (a file, a value) exits with code 2 and one line naming it; ``--debug`` shows the traceback.
+
 Channels: the run's image has one band per channel of the dataset it was trained on (its
 ``meta.json`` channel order). Each band is filled with the recording's channel of the same canonical
 name, else with the best unused channel of the same modality by the one channel-picking rule
@@ -30,7 +40,8 @@ left flat and reported. ``--channels`` gives the recording's channels band by ba
 leaves a band flat).
 
 Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, render and score
-every epoch, the CLI), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
+every epoch, the CLI), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
+epochs), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
 (re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
 :mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session
 folders).
@@ -43,7 +54,6 @@ import hashlib
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,86 +263,6 @@ def read_input(edf, hypnogram=None):
     return read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
 
 
-def band_epochs(rec, mapping: list[str | None], sfreq: float):
-    """The whole night, from signal time 0, cut into scaled epochs, one row per band of the run's image.
-
-    The grid comes from the recording, never from the expert hypnogram: every whole 30-s epoch of the
-    signal is staged, and expert labels are placed on it by time (:func:`psgvlm.night.grid.expert_on_grid`).
-
-    Parameters
-    ----------
-    rec : psgvlm.io.recording.Recording
-    mapping : list of str or None
-        The recording channel drawn in each band (None = a flat band), :func:`resolve_channel_map`.
-    sfreq : float
-        The run's rate, Hz.
-
-    Returns
-    -------
-    x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
-        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
-        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
-    expert : np.ndarray, shape (n_epochs,), int8, or None
-        ``UNSCORED`` where no expert label covers the epoch.
-    starts_s : np.ndarray, shape (n_epochs,), float64
-    notes : list of str
-        Warnings raised while cutting (e.g. a channel upsampled to the run's rate, unmatched expert
-        labels, flat channels), for the summary and the console.
-    checks : dict
-        ``flat`` (n_epochs, n_bands) bool (:func:`psgvlm.night.grid.flat_epochs`), ``no_eeg`` (n_epochs,)
-        bool (every mapped EEG band flat: the epoch is left unscored), ``expert`` (the pairing report
-        of :func:`psgvlm.night.grid.expert_on_grid`, or None).
-
-    Raises
-    ------
-    ValueError
-        When no whole epoch exists, or every mapped EEG channel is flat in every epoch (nothing to stage).
-    """
-    import dataclasses
-
-    from psgvlm.night.grid import expert_on_grid, flat_epochs
-    from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
-
-    present = [m for m in mapping if m is not None]
-    name = Path(str(rec.source)).name
-    n_guess = int(np.floor(min(rec.channel(m).duration_s for m in present) / rec.epoch_s + 1e-9))
-    flat = flat_epochs(rec, mapping, n_guess, rec.epoch_s)
-    eeg = [b for b, m in enumerate(mapping) if m is not None and rec.channel(m).modality == "EEG"]
-    if n_guess and flat[:, eeg].all():
-        raise ValueError(
-            f"{name}: nothing to stage: the EEG channel(s) {[mapping[b] for b in eeg]} are flat (constant, zero or "
-            f"not finite) in every epoch; flat channels used: "
-            f"{[m for b, m in enumerate(mapping) if m is not None and flat[:, b].all()]}; "
-            f"choose channels with signal (--channels)")
-    unlabelled = dataclasses.replace(rec, stages=None, onset_s=0.0)  # the grid starts at 0 s, whatever the labels
-    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
-        warnings.simplefilter("always")
-        x_raw, _, starts_s = epochs_from_recording(unlabelled, present, sfreq)
-    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
-    if n_epochs == 0:
-        raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
-    flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
-    x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
-    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
-    expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
-    notes = [str(w.message) for w in caught]
-    if report is not None and report["unmatched_label_epochs"]:
-        notes.append(f"{report['unmatched_label_epochs']} of {report['n_label_epochs']} expert label epochs fall "
-                     f"outside the staged recording (0 to {n_epochs * rec.epoch_s:g} s) and were not used")
-    if report is not None and report["n_epochs_without_label"]:
-        notes.append(f"{report['n_epochs_without_label']} of {n_epochs} staged epochs have no expert label; "
-                     f"they are left out of the agreement")
-    for b, m in enumerate(mapping):
-        if m is not None and flat[:, b].any():
-            notes.append(f"channel {m!r} (band {b}) is flat (constant, zero or not finite) in "
-                         f"{int(flat[:, b].sum())} of {n_epochs} epochs")
-    no_eeg = flat[:, eeg].all(1)
-    if no_eeg.any():
-        notes.append(f"{int(no_eeg.sum())} of {n_epochs} epochs have no EEG signal (every EEG channel flat); "
-                     f"they are left unscored (stage UNS, probabilities 0)")
-    return x, expert, starts_s, notes, {"flat": flat, "no_eeg": no_eeg, "expert": report}
-
-
 def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
     """De-identified facts about the input for the summary: signal facts only, never header text."""
     return {
@@ -392,6 +322,8 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     bands, modalities, sfreq = run_channels(dmeta)
     settings = RenderSettings.from_dict(render_settings(dmeta))
     mapping = resolve_channel_map(rec, bands, modalities, channels)
+    from psgvlm.night.grid import band_epochs
+
     x, expert, starts_s, notes, checks = band_epochs(rec, mapping, sfreq)
     n_epochs = len(x)
     todo = np.flatnonzero(~checks["no_eeg"])  # epochs without EEG signal are not scored (left UNS)
