@@ -228,3 +228,17 @@ def test_flat_detection_ignores_resampling_ripple():
     rec = recording_from(signals, None)
     flat = flat_epochs(rec, ["C3", "C4", None], 3)
     assert flat.tolist() == [[True, False, True], [True, True, True], [True, True, True]]
+
+
+def test_flat_epochs_with_expert_left_out_of_agreement(tmp_path, capsys):
+    """Flat epochs 0-1 with expert labels: the agreement covers the 4 epochs the model scored."""
+    signals, stages = synthetic_night(6, seed=6)
+    for x in signals.values():
+        x[: 2 * 3000] = 0.0
+    edf = write_edf(tmp_path / "gap.edf", signals)
+    hyp = write_labels(tmp_path / "h.csv", [(30 * i, 30, STAGES[int(s)]) for i, s in enumerate(stages)])
+    code, _, err = run_cli(["--edf", edf, "--hypnogram", hyp, "--out", tmp_path / "o"], capsys)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["agreement"]["n_epochs"] == 4 and summary["agreement"]["n_unscored"] == 2
+    assert summary["expert_stage_counts"]["UNS"] == 0  # the expert's own hypnogram is kept whole

@@ -59,10 +59,11 @@ def summarize(result: StageResult) -> dict:
         "timings_s": result.timings_s,
     }
     if result.expert is not None:
-        scored = result.expert != UNSCORED
+        # Agreement over epochs both scored: no expert label, or no EEG signal (model UNS), are left out.
+        truth = np.where(pred == UNSCORED, UNSCORED, result.expert)
         out["expert_stage_counts"] = stage_counts(result.expert)
         out["expert_sleep_statistics"] = sleep_statistics(result.expert, result.epoch_s)
-        out["agreement"] = stage_metrics(result.expert, pred) if scored.any() else None
+        out["agreement"] = stage_metrics(truth, pred) if (truth != UNSCORED).any() else None
     return out
 
 
