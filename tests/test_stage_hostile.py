@@ -242,3 +242,16 @@ def test_flat_epochs_with_expert_left_out_of_agreement(tmp_path, capsys):
     summary = json.loads((tmp_path / "o" / "summary.json").read_text())
     assert summary["agreement"]["n_epochs"] == 4 and summary["agreement"]["n_unscored"] == 2
     assert summary["expert_stage_counts"]["UNS"] == 0  # the expert's own hypnogram is kept whole
+
+
+def test_read_input_places_labels_on_the_whole_night(tmp_path, night10):
+    """What the app hands to YASA too: onset 0 s, one stage per whole epoch, labels at their time."""
+    from psgvlm.night.stage import read_input
+
+    edf, _ = night10
+    hyp = write_labels(tmp_path / "h.csv", [(120, 30, "N1"), (150, 30, "N2"), (400, 30, "W")])
+    rec = read_input(edf, hyp)
+    assert rec.onset_s == 0.0 and rec.n_epochs == 10
+    assert rec.stages.tolist() == [UNSCORED] * 4 + [1, 2] + [UNSCORED] * 4
+    # The reader counts epochs of the hypnogram's own grid (120 s to 430 s, gaps included): 4 past 300 s.
+    assert rec.pairing["dropped_label_epochs"] == 4 and rec.pairing["n_label_epochs"] == 10

@@ -50,7 +50,8 @@ def expert_on_grid(rec, n_epochs: int, epoch_s: float = EPOCH_S) -> tuple[np.nda
     from psgvlm.io.readers.pairing import pair_by_time
 
     labels = np.asarray(rec.stages, dtype=np.int64)
-    dropped_by_reader = int((rec.pairing or {}).get("dropped_label_epochs", 0))
+    pairing = rec.pairing or {}
+    dropped_by_reader = int(pairing.get("dropped_label_epochs", 0))
     expert = np.full(n_epochs, UNSCORED, dtype=np.int8)
     outside = len(labels)
     if len(labels) and n_epochs:
@@ -64,7 +65,7 @@ def expert_on_grid(rec, n_epochs: int, epoch_s: float = EPOCH_S) -> tuple[np.nda
         outside = int(np.count_nonzero(~inside))
     matched = int(np.count_nonzero(expert != UNSCORED))
     report = {
-        "n_label_epochs": int(len(labels) + dropped_by_reader),
+        "n_label_epochs": int(pairing.get("n_label_epochs", len(labels) + dropped_by_reader)),
         "n_staged_epochs": int(n_epochs),
         "n_matched": matched,
         "n_epochs_without_label": int(n_epochs - matched),

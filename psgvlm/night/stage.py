@@ -257,10 +257,24 @@ def _sha256(path) -> str:
 
 
 def read_input(edf, hypnogram=None):
-    """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram."""
-    from psgvlm.io.readers import read_recording
+    """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram.
 
-    return read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
+    The expert stages are placed on the staged grid: every whole 30-s epoch from signal time 0
+    (``onset_s`` 0, :func:`psgvlm.night.grid.expert_on_grid`), ``UNSCORED`` where no label covers an
+    epoch; ``pairing["dropped_label_epochs"]`` counts the labels outside the recording. So a YASA
+    reference or any other consumer of the returned recording sees the same epochs as the model.
+    """
+    from psgvlm.io.readers import read_recording
+    from psgvlm.night.grid import expert_on_grid
+
+    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
+    if rec.stages is not None:
+        n_epochs = max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))
+        expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
+        rec.pairing = {**rec.pairing, "n_label_epochs": report["n_label_epochs"],
+                       "dropped_label_epochs": report["unmatched_label_epochs"], "onset_s": 0.0}
+        rec.stages, rec.onset_s = expert, 0.0
+    return rec
 
 
 def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
