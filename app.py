@@ -85,7 +85,7 @@ def _agreement_md(title: str, truth, pred, rows: str = "expert", cols: str = "mo
     """Agreement of two hypnograms as Markdown: the headline metrics and the confusion matrix."""
     from psgvlm.metrics import stage_metrics
 
-    truth = np.asarray(truth)
+    truth = np.where(np.asarray(pred) == UNSCORED, UNSCORED, np.asarray(truth))  # model UNS: no EEG signal
     if not (truth != UNSCORED).any():
         return f"**{title}:** no scored epochs to compare."
     m = stage_metrics(truth, pred)

@@ -326,8 +326,9 @@ def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
     assert "missing.edf" in capsys.readouterr().err
     cut = tmp_path / "cut.edf"
     cut.write_bytes(small_edf[0].read_bytes()[:1000])
-    assert main(["--edf", str(cut), "--out", str(tmp_path / "o")]) == 1
-    assert "truncated" in capsys.readouterr().err
+    assert main(["--edf", str(cut), "--out", str(tmp_path / "o")]) == 2  # a user error (issue 11): exit 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "cut.edf" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

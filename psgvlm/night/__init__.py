@@ -1,3 +1,3 @@
-"""Staging one night: the end-to-end stager (``stage``), its output files (``outputs``), one epoch again
-(``viewer``), sleep statistics (``sleepstats``), upload checks (``uploads``), the app's session folders
-(``sessions``)."""
+"""Staging one night: the end-to-end stager (``stage``), its epoch grid and input checks (``grid``), its
+output files (``outputs``), one epoch again (``viewer``), sleep statistics (``sleepstats``), upload checks
+(``uploads``), the app's session folders (``sessions``)."""

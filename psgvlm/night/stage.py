@@ -22,6 +22,16 @@ What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
 - ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`), when
   one was given.
 
+The staged span is always the whole recording: 30-s epochs from signal time 0 to the last whole
+epoch, whatever part of the night an expert hypnogram covers. Expert labels are placed on that grid by
+time (:mod:`psgvlm.night.grid`); staged epochs without a label count as unscored in the agreement, and
+labels outside the recording are reported as unmatched (console and ``summary.json`` ``checks.expert``).
+An epoch in which every mapped EEG channel is flat (constant, zero or not finite) is not scored: its
+stage is ``UNS`` (``Sleep stage ?`` in the EDF+ annotations, probabilities 0), it counts in time in bed
+but never as sleep, and the count is a warning; a recording whose EEG is flat in every epoch is refused.
+A reused ``--out`` keeps no file of the previous run (:func:`psgvlm.night.outputs.write_outputs`).
+Bad input (a file, a value) exits with code 2 and one line naming it; ``--debug`` shows the traceback.
+
 Channels: the run's image has one band per channel of the dataset it was trained on (its
 ``meta.json`` channel order). Each band is filled with the recording's channel of the same canonical
 name, else with the best unused channel of the same modality by the one channel-picking rule
@@ -30,7 +40,8 @@ left flat and reported. ``--channels`` gives the recording's channels band by ba
 leaves a band flat).
 
 Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, render and score
-every epoch, the CLI), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
+every epoch, the CLI), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
+epochs), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
 (re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
 :mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session
 folders).
@@ -40,16 +51,16 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from psgvlm.provenance import read_json
-from psgvlm.stages import EPOCH_S, N_STAGES
+from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
 
 SYNTHETIC_NOTICE = ("Default model: a small model trained only on synthetic recordings. It demonstrates "
                     "the pipeline; its stages are not accurate on real sleep and it is not for clinical use.")
@@ -217,10 +228,16 @@ class StageResult:
     epochs_path: str | None = None  # scaled epochs (n_epochs, n_bands, n_times) saved for the viewer
     timings_s: dict = field(default_factory=dict)
     epoch_s: float = EPOCH_S
+    unscored: np.ndarray | None = None  # (n_epochs,) bool: no EEG signal, not scored (probabilities 0)
+    checks: dict = field(default_factory=dict)  # flat epochs per band, expert pairing report (summary)
 
     @property
     def stages(self) -> np.ndarray:
-        return self.probs.argmax(1).astype(np.int8)
+        """Predicted AASM codes; ``UNSCORED`` where the epoch had no EEG signal."""
+        codes = self.probs.argmax(1).astype(np.int8)
+        if self.unscored is not None:
+            codes[self.unscored] = UNSCORED
+        return codes
 
     @property
     def confidence(self) -> np.ndarray:
@@ -240,45 +257,24 @@ def _sha256(path) -> str:
 
 
 def read_input(edf, hypnogram=None):
-    """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram."""
-    from psgvlm.io.readers import read_recording
+    """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram.
 
-    return read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
-
-
-def band_epochs(rec, mapping: list[str | None], sfreq: float):
-    """The night cut into scaled epochs, one row per band of the run's image.
-
-    Parameters
-    ----------
-    rec : psgvlm.io.recording.Recording
-    mapping : list of str or None
-        The recording channel drawn in each band (None = a flat band), :func:`resolve_channel_map`.
-    sfreq : float
-        The run's rate, Hz.
-
-    Returns
-    -------
-    x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
-        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
-        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
-    expert : np.ndarray, shape (n_epochs,), int8, or None
-    starts_s : np.ndarray, shape (n_epochs,), float64
-    notes : list of str
-        Warnings raised while cutting (e.g. a channel upsampled to the run's rate), for the summary.
+    The expert stages are placed on the staged grid: every whole 30-s epoch from signal time 0
+    (``onset_s`` 0, :func:`psgvlm.night.grid.expert_on_grid`), ``UNSCORED`` where no label covers an
+    epoch; ``pairing["dropped_label_epochs"]`` counts the labels outside the recording. So a YASA
+    reference or any other consumer of the returned recording sees the same epochs as the model.
     """
-    from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
+    from psgvlm.io.readers import read_recording
+    from psgvlm.night.grid import expert_on_grid
 
-    present = [m for m in mapping if m is not None]
-    with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
-        warnings.simplefilter("always")
-        x_raw, expert, starts_s = epochs_from_recording(rec, present, sfreq)
-    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
-    if n_epochs == 0:
-        raise ValueError(f"the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
-    x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
-    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
-    return x, expert, starts_s, [str(w.message) for w in caught]
+    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
+    if rec.stages is not None:
+        n_epochs = max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))
+        expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
+        rec.pairing = {**rec.pairing, "n_label_epochs": report["n_label_epochs"],
+                       "dropped_label_epochs": report["unmatched_label_epochs"], "onset_s": 0.0}
+        rec.stages, rec.onset_s = expert, 0.0
+    return rec
 
 
 def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
@@ -340,8 +336,11 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     bands, modalities, sfreq = run_channels(dmeta)
     settings = RenderSettings.from_dict(render_settings(dmeta))
     mapping = resolve_channel_map(rec, bands, modalities, channels)
-    x, expert, starts_s, notes = band_epochs(rec, mapping, sfreq)
+    from psgvlm.night.grid import band_epochs
+
+    x, expert, starts_s, notes, checks = band_epochs(rec, mapping, sfreq)
     n_epochs = len(x)
+    todo = np.flatnonzero(~checks["no_eeg"])  # epochs without EEG signal are not scored (left UNS)
     if epochs_path is not None:
         np.save(epochs_path, x.astype(np.float16))
     t_read = time.perf_counter()
@@ -350,19 +349,19 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
 
     probs = np.zeros((n_epochs, N_STAGES), dtype=np.float32)
     render_s = 0.0
-    with tqdm(total=n_epochs, desc="stage", unit="epoch") as bar:
-        for lo in range(0, n_epochs, batch_size):
-            hi = min(n_epochs, lo + batch_size)
+    with tqdm(total=len(todo), desc="stage", unit="epoch") as bar:
+        for lo in range(0, len(todo), batch_size):
+            idx = todo[lo: lo + batch_size]
             r0 = time.perf_counter()
-            images = [Image.fromarray(render_epoch(x[i], settings)) for i in range(lo, hi)]
+            images = [Image.fromarray(render_epoch(x[i], settings)) for i in idx]
             render_s += time.perf_counter() - r0
             p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float32)
-            if p.shape != (hi - lo, N_STAGES):
-                raise RuntimeError(f"predictor returned shape {p.shape}, expected {(hi - lo, N_STAGES)}")
-            probs[lo:hi] = p
-            bar.update(hi - lo)
+            if p.shape != (len(idx), N_STAGES):
+                raise RuntimeError(f"predictor returned shape {p.shape}, expected {(len(idx), N_STAGES)}")
+            probs[idx] = p
+            bar.update(len(idx))
             if progress is not None:
-                progress(hi, n_epochs)
+                progress(lo + len(idx), len(todo))
     t_end = time.perf_counter()
     return StageResult(
         probs=probs, starts_s=np.asarray(starts_s, dtype=np.float64),
@@ -372,13 +371,41 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         epochs_path=None if epochs_path is None else str(epochs_path),
         timings_s={"load_model": t_load - t0, "read_resample_scale": t_read - t_load, "render": render_s,
                    "render_and_predict": t_end - t_read, "total": t_end - t0},
-        epoch_s=float(rec.epoch_s),
+        epoch_s=float(rec.epoch_s), unscored=checks["no_eeg"],
+        checks={"n_flat_epochs": {b: int(checks["flat"][:, i].sum())
+                                  for i, (b, m) in enumerate(zip(bands, mapping)) if m is not None},
+                "unscored_epochs": np.flatnonzero(checks["no_eeg"]).tolist(),
+                "expert": checks["expert"]},
     )
 
 
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
+MAX_BATCH_SIZE = 1024  # epoch images per forward pass; more only exhausts memory
+
+
+def _fail(message, code: int = 2) -> int:
+    """Print one line ``psgvlm stage: <message>`` to stderr and return the exit code."""
+    print(f"psgvlm stage: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
+
+
+def check_out_dir(out) -> str | None:
+    """Why ``out`` cannot take the outputs (a file, not writable), or None; checked before any work."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return f"--out {str(out)!r} exists and is not a directory; give a folder (new or existing)"
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"--out {str(out)!r}: {str(parent)!r} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--out {str(out)!r}: {str(parent)!r} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="psgvlm stage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--edf", required=True, help="the recording: EDF, EDF+ or BDF")
@@ -387,36 +414,51 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"recording channel per band of the model's image, top first ({EMPTY_BAND!r} = flat)")
     parser.add_argument("--run", help="run directory (default: the embedded default model)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=16, help="epoch images scored per forward pass")
+    parser.add_argument("--batch-size", default="16",
+                        help=f"epoch images scored per forward pass, 1..{MAX_BATCH_SIZE} (default 16)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
 
     from psgvlm.night.outputs import summarize, write_outputs
     from psgvlm.night.uploads import UploadError, validate_recording_upload
 
+    try:
+        batch_size = int(args.batch_size)
+    except ValueError:
+        batch_size = 0
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        return _fail(f"--batch-size {args.batch_size!r} is not allowed; give a whole number 1..{MAX_BATCH_SIZE}")
     edf = Path(args.edf)
     if not edf.is_file():
-        print(f"psgvlm stage: --edf {str(edf)!r} is not a file", file=sys.stderr)
-        return 2
+        return _fail(f"--edf {str(edf)!r} is not a file")
     if args.hypnogram and not Path(args.hypnogram).is_file():
-        print(f"psgvlm stage: --hypnogram {args.hypnogram!r} is not a file", file=sys.stderr)
-        return 2
+        return _fail(f"--hypnogram {args.hypnogram!r} is not a file")
     if args.run and not Path(args.run).is_dir():
-        print(f"psgvlm stage: --run {args.run!r} is not a directory", file=sys.stderr)
-        return 2
+        return _fail(f"--run {args.run!r} is not a directory")
+    bad_out = check_out_dir(args.out)
+    if bad_out:
+        return _fail(bad_out)
     try:
         validate_recording_upload(edf)
         rec = read_input(edf, args.hypnogram)
-        result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=args.batch_size,
+        result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
                                  source_sha256=_sha256(edf))
         paths = write_outputs(result, args.out)
-    except (UploadError, ValueError, OSError) as err:
-        print(f"psgvlm stage: {err}", file=sys.stderr)
-        return 1
+    except (UploadError, ValueError) as err:  # bad input: the message names the file and the value
+        if args.debug:
+            raise
+        return _fail(err if edf.name in str(err) else f"{edf.name}: {err}")
+    except Exception as err:  # noqa: BLE001  not the user's input: one line, the traceback with --debug
+        if args.debug:
+            raise
+        return _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", code=1)
     stats = summarize(result)["sleep_statistics"]
     tst = stats["TST"]
     se = stats["SE"]
-    print(f"staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s; "
-          f"TST {tst:.1f} min, SE {se:.1f}%")
+    n_uns = int(np.count_nonzero(result.stages == UNSCORED))
+    print(f"staged {result.n_epochs} epochs ({result.n_epochs * result.epoch_s / 60:g} min, from 0 s) in "
+          f"{result.timings_s['total']:.1f} s; TST {tst:.1f} min, SE {se:.1f}%"
+          + (f"; {n_uns} epochs unscored (no EEG signal)" if n_uns else ""))
     print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {args.out}")
     for note in result.recording["warnings"]:
         print(f"warning: {note}", file=sys.stderr)

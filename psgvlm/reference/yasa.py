@@ -122,7 +122,7 @@ def yasa_reference(rec, n_epochs: int | None = None, *, eeg: str | None = None, 
     Parameters
     ----------
     rec : psgvlm.io.recording.Recording
-        The night; epochs start at ``rec.onset_s`` like ``psgvlm.night.stage.stage_recording``'s.
+        The night; epochs start at ``rec.onset_s`` (0 s from ``psgvlm.night.stage.read_input``, as staged).
     n_epochs : int, optional
         Epochs to return (the staged night's count); default ``rec.n_epochs``.
     eeg, eog, emg : str, optional
