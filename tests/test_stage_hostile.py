@@ -56,7 +56,6 @@ def run_cli(argv, capsys):
     ([(0, 30, "W"), (30, 30, "N2")], [0, 1], 0),  # 2 of 10 epochs
     ([(120 + 30 * i, 30, "N2") for i in range(6)], list(range(4, 10)), 0),  # starting at 120 s
     ([(240 + 30 * i, 30, "N3") for i in range(6)], [8, 9], 4),  # running 2 min past the signal end
-    ([(-60, 30, "W"), (-30, 30, "W"), (0, 30, "N1")], [0], 2),  # starting before the signal
     ([(86400, 30, "W")], [], 1),  # a day after the recording
 ])
 def test_partial_hypnogram_stages_whole_night(tmp_path, capsys, night10, rows, matched, unmatched):
@@ -82,6 +81,15 @@ def test_partial_hypnogram_stages_whole_night(tmp_path, capsys, night10, rows, m
         assert summary["agreement"]["n_unscored"] == 10 - len(matched)
     else:
         assert summary["agreement"] is None and not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_negative_text_onset_is_refused_by_name(tmp_path, capsys, night10):
+    """A text hypnogram's times count from the signal start: a negative onset is a user error (exit 2)."""
+    edf, _ = night10
+    hyp = write_labels(tmp_path / "h.csv", [(-60, 30, "W"), (-30, 30, "W"), (0, 30, "N1")])
+    code, out, err = run_cli(["--edf", edf, "--hypnogram", hyp, "--out", tmp_path / "o"], capsys)
+    assert code == 2 and "h.csv" in err and "onset -60" in err and "negative" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_hypnogram_labels_land_on_their_epochs(default_predictor_run):
