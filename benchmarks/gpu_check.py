@@ -341,7 +341,7 @@ def time_training(model, collator, rows, *, args, device, dtype, steps: int, pea
         "tokens_per_sample": round(sum(d["tokens"] for d in done) / (steps * per_step), 1),
         "collate_s_per_step": round(sum(d["collate_s"] for d in done) / steps, 3),
         "loss_first_last": [round(losses[0], 4), round(losses[-1], 4)], "loss_finite": bool(np.isfinite(losses).all()),
-        "model_tflops_per_s": round(model_flops / 1e12, 2), "hardware_tflops_per_s": round(hw_flops / 1e12, 2),
+        "model_tflops_per_s": round(model_flops / 1e12, 3), "hardware_tflops_per_s": round(hw_flops / 1e12, 3),
         "mfu": round(model_flops / (peak * 1e12), 4) if peak else None,
         "hfu": round(hw_flops / (peak * 1e12), 4) if peak else None,
     }
@@ -429,6 +429,8 @@ def main(argv=None) -> int:
                           "position; MFU/HFU = FLOPs/s / peak dense bf16"),
         "targets": {}, "errors": {}, "phase_s": {}, "provenance": provenance(),
     }
+    # The targets are for one H200; a smoke run records them nowhere (its figures are CPU toys).
+    targets = {} if args.smoke else result["targets"]
     run = Run(out, result, t_start)
     versions = {k: result["provenance"]["versions"].get(k) for k in ("python", "torch", "transformers", "peft")}
     print(f"gpu_check ({result['mode']}) on {dev_name} ({versions}): writing {out}", flush=True)
@@ -477,7 +479,7 @@ def main(argv=None) -> int:
             result["train"] |= time_training(model, collator, st["rows"], args=args, device=device, dtype=dtype,
                                              steps=args.steps, peak=peak, weights=st["weights"], config=model.config)
             tr = result["train"]
-            result["targets"]["train_samples_per_s >= 8"] = tr["samples_per_s"] >= TARGETS["train_samples_per_s"]
+            targets["train_samples_per_s >= 8"] = tr["samples_per_s"] >= TARGETS["train_samples_per_s"]
             print(f"  {tr['sec_per_step']} s/step, {tr['samples_per_s']} samples/s, MFU {tr['mfu']}, "
                   f"peak {tr.get('peak_memory_allocated_gib')} GiB, loss {tr['loss_first_last']}", flush=True)
 
@@ -516,13 +518,13 @@ def main(argv=None) -> int:
                   "model_only_epochs_per_s": round(bs / model_s, 2),
                   "collate_plus_model_epochs_per_s": round(bs / (model_s + collate_s), 2),
                   "scores_finite": bool(torch.isfinite(lls).all()),
-                  "model_tflops_per_s": round(bs * (fl + fa) / model_s / 1e12, 2),
+                  "model_tflops_per_s": round(bs * (fl + fa) / model_s / 1e12, 3),
                   "mfu": round(bs * (fl + fa) / model_s / (peak * 1e12), 4) if peak else None}
             if device.type == "cuda":
                 sc["peak_memory_allocated_gib"] = gib(torch.cuda.max_memory_allocated(device))
             result["scoring"] = sc
-            result["targets"]["scoring_epochs_per_s >= 20 (model only)"] = sc["model_only_epochs_per_s"] >= TARGETS["scoring_epochs_per_s"]
-            result["targets"]["scoring_epochs_per_s >= 20 (collate + model)"] = sc["collate_plus_model_epochs_per_s"] >= TARGETS["scoring_epochs_per_s"]
+            targets["scoring_epochs_per_s >= 20 (model only)"] = sc["model_only_epochs_per_s"] >= TARGETS["scoring_epochs_per_s"]
+            targets["scoring_epochs_per_s >= 20 (collate + model)"] = sc["collate_plus_model_epochs_per_s"] >= TARGETS["scoring_epochs_per_s"]
             del batches
             print(f"  model only {sc['model_only_epochs_per_s']} epochs/s, with collation "
                   f"{sc['collate_plus_model_epochs_per_s']} epochs/s", flush=True)
@@ -542,7 +544,7 @@ def main(argv=None) -> int:
                 score_s = time.perf_counter() - t0
                 night |= {"measured": True, "score_s": round(score_s, 2), "epochs_per_s": round(n / score_s, 2),
                           "probabilities_valid": bool(np.allclose(probs.sum(1), 1.0))}
-                result["targets"]["night scoring_epochs_per_s >= 20 (collate + model, measured)"] = n / score_s >= TARGETS["scoring_epochs_per_s"]
+                targets["night scoring_epochs_per_s >= 20 (collate + model, measured)"] = n / score_s >= TARGETS["scoring_epochs_per_s"]
             else:
                 score_s = estimate_s
                 night |= {"measured": False, "score_s": round(score_s, 2),
