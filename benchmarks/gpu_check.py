@@ -128,6 +128,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--micro-batch", type=int, default=None, help="samples per forward/backward (default 2, the paper's; smoke 1)")
     p.add_argument("--grad-accum", type=int, default=None, help="micro-batches per optimiser step (default 8; smoke 2)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
+    p.add_argument("--train-variants", default="",
+                   help="extra training timings after the paper's setting, comma-separated MICROxACCUM[:nockpt] "
+                        "(e.g. '2x8:nockpt,8x2,8x2:nockpt'; nockpt = without gradient checkpointing); each is "
+                        "recorded under train_variants, an out-of-memory variant with its error")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 r)")
     p.add_argument("--score-batch", type=int, default=None, help="label-scoring batch size (default 32; smoke 4)")
     p.add_argument("--score-batches", type=int, default=None, help="pre-collated batches timed for model-only scoring (default 3; smoke 1)")
@@ -351,6 +355,35 @@ def time_training(model, collator, rows, *, args, device, dtype, steps: int, pea
     return res  # the optimizer (LoRA moments) goes with this frame
 
 
+def time_variants(model, collator, rows, *, args, device, dtype, peak, weights) -> list[dict]:
+    """Training timings in other shapes (``--train-variants``): what the machine does beyond the paper's 2 x 8."""
+    out = []
+    for spec in filter(None, (s.strip() for s in args.train_variants.split(","))):
+        shape, _, flag = spec.partition(":")
+        micro, accum = (int(x) for x in shape.lower().split("x"))
+        ckpt = flag != "nockpt"
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_disable()
+        res = {"variant": spec, "gradient_checkpointing": ckpt}
+        try:
+            vargs = argparse.Namespace(**(vars(args) | {"micro_batch": micro, "grad_accum": accum}))
+            res |= time_training(model, collator, rows, args=vargs, device=device, dtype=dtype, steps=2, peak=peak,
+                                 weights=weights, config=model.config)
+            print(f"  variant {spec}: {res['sec_per_step']} s/step, {res['samples_per_s']} samples/s, MFU "
+                  f"{res['mfu']}, peak {res.get('peak_memory_allocated_gib')} GiB", flush=True)
+        except Exception as err:  # noqa: BLE001 - an out-of-memory shape is a finding, the next one still runs
+            res["error"] = f"{type(err).__name__}: {str(err)[:300]}"
+            print(f"  variant {spec}: {res['error']}", flush=True)
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        out.append(res)
+    return out
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -482,6 +515,13 @@ def main(argv=None) -> int:
             targets["train_samples_per_s >= 8"] = tr["samples_per_s"] >= TARGETS["train_samples_per_s"]
             print(f"  {tr['sec_per_step']} s/step, {tr['samples_per_s']} samples/s, MFU {tr['mfu']}, "
                   f"peak {tr.get('peak_memory_allocated_gib')} GiB, loss {tr['loss_first_last']}", flush=True)
+            run.save()
+            if args.train_variants:
+                result["train_variants"] = time_variants(model, collator, st["rows"], args=args, device=device,
+                                                         dtype=dtype, peak=peak, weights=st["weights"])
+                if any(v.get("samples_per_s", 0) >= TARGETS["train_samples_per_s"] for v in result["train_variants"]):
+                    targets["train_samples_per_s >= 8 (some variant)"] = True
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
         with run.phase("scoring"):
             model = st["model"]
