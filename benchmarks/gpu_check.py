@@ -133,6 +133,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(e.g. '2x8:nockpt,8x2,8x2:nockpt'; nockpt = without gradient checkpointing); each is "
                         "recorded under train_variants, an out-of-memory variant with its error")
     p.add_argument("--lora-r", type=int, default=16, help="LoRA rank (alpha = 2 r)")
+    p.add_argument("--lora-dropout", type=float, default=0.05,
+                   help="LoRA dropout (0.05 as the recipe; 0 skips the dropped copy of every adapted layer's input)")
     p.add_argument("--score-batch", type=int, default=None, help="label-scoring batch size (default 32; smoke 4)")
     p.add_argument("--score-batches", type=int, default=None, help="pre-collated batches timed for model-only scoring (default 3; smoke 1)")
     p.add_argument("--night-epochs", type=int, default=None, help="epochs in the synthetic night (default 960; smoke 8)")
@@ -453,7 +455,7 @@ def main(argv=None) -> int:
         "peak_bf16_tflops": peak, "peak_source": peak_source,
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "debug")} | {
             "dtype": str(dtype).removeprefix("torch."), "gradient_checkpointing": True, "pin_grid": True,
-            "lora_alpha": 2 * args.lora_r, "lora_dropout": 0.05, "optimizer": "AdamW"},
+            "lora_alpha": 2 * args.lora_r, "lora_dropout": args.lora_dropout, "optimizer": "AdamW"},
         "flops_formula": ("per sample: F_lin = 2 x (vision weights x tiles x 577 + projector weights x tiles x 576 "
                           "+ language weights x tokens + lm_head weights x positions), F_att = 4 s^2 d L (vision, "
                           "per tile) + 2 s^2 d L (causal language model); training model FLOPs = 2 F_lin + 3 F_att "
@@ -505,7 +507,7 @@ def main(argv=None) -> int:
             model = st["model"]
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             model.enable_input_require_grads()
-            model = get_peft_model(model, lora_config(model, r=args.lora_r, alpha=2 * args.lora_r, dropout=0.05))
+            model = get_peft_model(model, lora_config(model, r=args.lora_r, alpha=2 * args.lora_r, dropout=args.lora_dropout))
             st["model"] = model
             result["train"] = {"trainable": trainable_parameters(model)}
             collator = VLMCollator(processor, st["template"], mode="train")
@@ -623,7 +625,7 @@ def main(argv=None) -> int:
                     q["load_4bit_s"] = round(time.perf_counter() - t0, 1)
                     qmodel = prepare_model_for_kbit_training(qmodel, use_gradient_checkpointing=True)
                     qmodel = get_peft_model(qmodel, lora_config(qmodel, r=args.lora_r, alpha=2 * args.lora_r,
-                                                                dropout=0.05))
+                                                                dropout=args.lora_dropout))
                     q["trainable"] = trainable_parameters(qmodel)
                     q |= time_training(qmodel, VLMCollator(qproc, st["template"], mode="train"), st["rows"],
                                        args=args, device=device, dtype=dtype, steps=args.qlora_steps, peak=peak,
