@@ -126,8 +126,9 @@ def resample(x: np.ndarray, sfreq: float, target_sfreq: float) -> np.ndarray:
         ``target_sfreq / 2`` is suppressed instead of aliased; above ``sfreq`` the same filter
         interpolates (band-limited, nothing above the old Nyquist is invented). Rates with no small
         integer ratio (:func:`resample_ratio` raises) are resampled by the Fourier method
-        (``scipy.signal.resample``: ideal low-pass, the signal taken as periodic, so the first and
-        last few samples may ring).
+        (``scipy.signal.resample`` of the signal followed by its mirror image: ideal low-pass, no
+        wrap-around step at the ends; the output count is whole, so sample times drift by at most
+        half a sample over the whole signal).
 
     Returns
     -------
@@ -144,8 +145,12 @@ def resample(x: np.ndarray, sfreq: float, target_sfreq: float) -> np.ndarray:
     import scipy.signal  # ~1 s to import: only when a channel needs resampling
 
     if ratio is None:
-        n_out = resampled_length(x.shape[-1], sfreq, target_sfreq)
-        return scipy.signal.resample(np.asarray(x, dtype=np.float64), n_out, axis=-1).astype(np.float32)
+        # The Fourier method takes the signal as periodic; mirrored at its end it is continuous where it
+        # wraps, so the ends do not ring for seconds (only a kink is left: ringing falls off as 1/n^2).
+        n, n_out = x.shape[-1], resampled_length(x.shape[-1], sfreq, target_sfreq)
+        both = np.concatenate([x, np.flip(x, axis=-1)], axis=-1).astype(np.float64)
+        y = scipy.signal.resample(both, int(round(2 * n * snap_rate(target_sfreq) / snap_rate(sfreq))), axis=-1)
+        return y[..., :n_out].astype(np.float32)
     # float32 in -> float32 filtering in scipy >= 1.11 (half the memory of float64 for an 8-h night).
     y = scipy.signal.resample_poly(np.asarray(x, dtype=np.float32), ratio[0], ratio[1], axis=-1)
     return y.astype(np.float32, copy=False)
