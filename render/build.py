@@ -10,9 +10,12 @@ their reason, versions, git SHA), in the format :mod:`psgvlm.image.dataset` read
 
 Hostile input (:mod:`.inputs`): bad ``--fs``/``--size``/``--num-proc`` are refused before any work; a
 recording with no scored 30-s epoch (too short, all ``?``, labels that pair with nothing) is skipped
-with a warning, and an input where none yields one is refused (exit 2, nothing written); two
-recordings the readers would name alike (``subjA/night.edf``, ``subjB/night.edf``) are named by their
-path relative to ``--input``. User errors exit 2 with one line on stderr.
+with a warning, and an input where none yields one is refused (exit 2, nothing written). Recordings
+and subjects are named by their paths relative to ``--input`` (``subjA/night``, ``isruc-sg3-1``:
+:func:`psgvlm.io.readers.find_recordings`), so files named alike in different folders are separate
+recordings by construction. A recording without one of the bands' channels gets a blank band, a
+warning and ``missing_channels`` in its summary (``--require-channels``: refused); a band no recording
+fills is refused. User errors exit 2 with one line on stderr.
 
 Phases (:func:`build_dataset`): discover the recordings; per recording, read + cut + render
 (:func:`render_job`; forked workers share the night's epochs and return PNG bytes) and save

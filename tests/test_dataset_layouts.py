@@ -217,6 +217,15 @@ def test_identical_file_names_in_different_folders_are_two_recordings(tmp_path):
     assert [r.recording for r in recs] == ["subjA/night", "subjB/night"]
 
 
+def test_scorer_reaches_the_finder(roots):
+    from render.build import discover_recordings
+
+    jobs = discover_recordings("isruc", roots["isruc"], find_opts={"scorer": 2}, read_opts={"scorer": 2})
+    assert all(j["hypnogram"].endswith("_2.txt") and j["scorer"] == 2 for j in jobs)
+    rec = read_recording("isruc", **jobs[0])
+    assert rec.meta["scorer"] == 2 and rec.pairing["hypnogram"].endswith("_2.txt")
+
+
 def test_isruc_ids_from_the_layout(tmp_path):
     from psgvlm.io.readers.isruc import isruc_ids
 
