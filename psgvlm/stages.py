@@ -45,6 +45,9 @@ NSRR_CONCEPTS: dict[str, int] = {
     "Unscored|9": UNSCORED,
     "Movement|6": UNSCORED,
 }
+# Compumedics Profusion XML (NSRR "-profusion.xml"): one <SleepStage> integer per epoch; any other
+# integer (6 movement, 9 unscored, ...) is unscored.
+PROFUSION_CODES: dict[int, int] = {0: W, 1: N1, 2: N2, 3: N3, 4: N3, 5: REM}
 DREAMS_CODES: dict[int, int] = {5: W, 4: REM, 3: N1, 2: N2, 1: N3, 0: N3, -1: UNSCORED, -2: UNSCORED}
 PRERAU_CODES: dict[int, int] = {5: W, 4: REM, 3: N1, 2: N2, 1: N3}
 # Generic hypnograms (CSV/TSV or one label per line): names and the common integer conventions.

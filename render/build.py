@@ -10,9 +10,12 @@ their reason, versions, git SHA), in the format :mod:`psgvlm.image.dataset` read
 
 Hostile input (:mod:`.inputs`): bad ``--fs``/``--size``/``--num-proc`` are refused before any work; a
 recording with no scored 30-s epoch (too short, all ``?``, labels that pair with nothing) is skipped
-with a warning, and an input where none yields one is refused (exit 2, nothing written); two
-recordings the readers would name alike (``subjA/night.edf``, ``subjB/night.edf``) are named by their
-path relative to ``--input``. User errors exit 2 with one line on stderr.
+with a warning, and an input where none yields one is refused (exit 2, nothing written). Recordings
+and subjects are named by their paths relative to ``--input`` (``subjA/night``, ``isruc-sg3-1``:
+:func:`psgvlm.io.readers.find_recordings`), so files named alike in different folders are separate
+recordings by construction. A recording without one of the bands' channels gets a blank band, a
+warning and ``missing_channels`` in its summary (``--require-channels``: refused); a band no recording
+fills is refused. User errors exit 2 with one line on stderr.
 
 Phases (:func:`build_dataset`): discover the recordings; per recording, read + cut + render
 (:func:`render_job`; forked workers share the night's epochs and return PNG bytes) and save
@@ -45,16 +48,19 @@ from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
 from .inputs import (
     NoEpochsError,
+    band_order,
+    blank_everywhere,
     check_options,
     check_sfreq,
     clean_stale,
+    first_bands,
+    map_bands,
     no_epoch_reason,
     relative_id,
     shard_name,
-    unique_ids,
 )
 from .workers import join_preloads, preload, release_freed_memory, render_images, reusing_freed_memory
-from .write import SHARD_FILE, finish, relabel_shard, write_dataset, write_shard
+from .write import SHARD_FILE, finish, write_dataset, write_shard
 
 # Target rate per dataset when --fs is not given: the rate of the dataset's EEG (DESIGN section 3).
 TARGET_SFREQ: dict[str, float] = {
@@ -69,69 +75,59 @@ class DatasetExistsError(FileExistsError):
 # ------------------------------------------------------------------------------------------------
 # One recording
 # ------------------------------------------------------------------------------------------------
-def read_for_dataset(fmt: str, job: dict, *, channels: list[str] | None, order: list[str] | None,
-                     transform=None):
+def read_for_dataset(fmt: str, job: dict, *, bands: list[str] | None, transform=None):
     """Read one recording with only the channels the dataset renders, when that is known.
 
-    ``channels`` (the user's list) is read as asked, a missing one an error naming what is there.
-    Otherwise the dataset's order so far, or the format's default channels, are read when all are
-    present; else (or with a ``transform``, which may use any channel) every signal is read and
-    :func:`resolve_channels` picks. A night's 20 signals are ~1 GB as float64 while being read.
+    ``bands`` (the user's channels, the dataset's montage, or the order the first recording set) are
+    read when all are present; else (one is absent, or with a ``transform``, which may use any
+    channel) every signal is read and :func:`render.inputs.map_bands` finds what is there. A night's
+    20 signals are ~1 GB as float64 while being read.
     """
-    from psgvlm.io.channels import DATASET_CHANNELS
     from psgvlm.io.readers import read_recording
 
-    if channels:
-        return read_recording(fmt, **job, channels=list(channels))
-    wanted = None if transform is not None else (order or DATASET_CHANNELS.get(fmt))
-    if wanted:
+    if bands and transform is None:
         try:
-            return read_recording(fmt, **job, channels=list(wanted))
+            return read_recording(fmt, **job, channels=list(bands))
         except ValueError:
             pass  # one is absent (or the file is bad: the full read below says so)
     return read_recording(fmt, **job)
 
 
-def resolve_channels(rec, channels: list[str] | None, fmt: str) -> list[str]:
-    """The channel order to render: the requested list, else the dataset default, else all EEG/EOG/EMG."""
-    if channels:
-        missing = [c for c in channels if c not in rec.ch_names and c not in [ch.name for ch in rec.channels]]
-        if missing:
-            raise ValueError(
-                f"{rec.source}: requested channel(s) {missing} not in recording; available: {rec.ch_names}"
-            )
-        return [rec.channel(c).canonical for c in channels]
-    from psgvlm.io.channels import DATASET_CHANNELS, pick_default_channels
-
-    default = DATASET_CHANNELS.get(fmt)
-    if default:
-        present = [c for c in default if c in rec.ch_names]
-        if present:
-            return present
-    return list(pick_default_channels(rec))
-
-
-def cut_recording(rec, *, channels: list[str], sfreq: float):
+def cut_recording(rec, *, channels: list[str | None], sfreq: float, bands: list[str] | None = None):
     """Resampled 30-s epochs of ``channels`` and the recording's summary for ``meta.json``.
 
-    Returns ``(x (n_epochs, n_chans, n_times) float32 raw units, stages or None, starts_s, summary)``;
-    the caller may drop ``rec`` afterwards (the night's signals are the largest thing in memory).
+    ``channels`` holds the recording's channel for each band, None where the recording lacks the
+    band's channel (drawn blank: flat, with a warning naming the channel and the recording);
+    ``bands`` names the bands (default ``channels``). Returns ``(x (n_epochs, n_bands, n_times)
+    float32 raw units, stages or None, starts_s, summary)``; the caller may drop ``rec`` afterwards
+    (the night's signals are the largest thing in memory).
     """
     import warnings as _w
 
     from psgvlm.signal.epochs import epochs_from_recording, resample_plan
 
+    bands = list(channels) if bands is None else list(bands)
+    missing = [b for b, c in zip(bands, channels) if c is None]
+    present = [c for c in channels if c is not None]
     with _w.catch_warnings(record=True) as caught:
         _w.simplefilter("always")
+        if missing:
+            _w.warn(f"recording {rec.recording!r} ({rec.source}): channel(s) {missing} not in the recording; "
+                    f"their band(s) are drawn blank (flat); available: {rec.ch_names}", stacklevel=2)
+        if rec.meta.get("derived_channels"):
+            _w.warn(f"recording {rec.recording!r}: derived from bare electrodes: "
+                    + ", ".join(f"{k} = {v}" for k, v in rec.meta["derived_channels"].items()), stacklevel=2)
         x, stages, starts_s = epochs_from_recording(rec, channels, sfreq)
     for w in caught:  # shown once to the user and kept in meta.json
         _w.warn_explicit(w.message, w.category, w.filename, w.lineno)
     summary = {
         "recording": rec.recording, "subject": rec.subject, "dataset": rec.dataset, "source": rec.source,
         "meta": rec.meta,
-        "channels": {c: {"name": rec.channel(c).name, "sfreq": rec.channel(c).sfreq,
-                         "modality": rec.channel(c).modality} for c in channels},
-        "resample": resample_plan(rec, channels, sfreq),
+        "channels": {b: {"name": rec.channel(c).name, "sfreq": rec.channel(c).sfreq,
+                         "modality": rec.channel(c).modality} for b, c in zip(bands, channels) if c is not None},
+        "missing_channels": missing,
+        **({"available_channels": rec.ch_names} if missing else {}),
+        "resample": resample_plan(rec, present, sfreq),
         "warnings": [str(w.message) for w in caught],
         "n_epochs": int(len(x)),
         "stage_counts": stage_counts(stages) if stages is not None else {},
@@ -182,8 +178,11 @@ def _settings_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | None = None) -> list[dict]:
-    """Reader jobs (``{"path", "hypnogram", ...}``): a dataset folder's recordings, or the one file."""
+def discover_recordings(fmt: str, input: Path, *, hypnogram=None, find_opts: dict | None = None,
+                        read_opts: dict | None = None) -> list[dict]:
+    """Reader jobs (``{"path", "hypnogram", "recording", "subject", **read_opts}``): a dataset folder's
+    recordings with ids from their paths relative to it (:func:`psgvlm.io.readers.find_recordings`),
+    or the one file (the reader names it)."""
     from psgvlm.io.readers import find_recordings
 
     if not input.exists():
@@ -191,48 +190,58 @@ def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | 
     if input.is_dir():
         if hypnogram is not None:
             raise ValueError("--hypnogram goes with a single recording file, not a folder")
-        jobs = find_recordings(fmt, input)
-        if not jobs:
-            raise FileNotFoundError(f"no {fmt} recordings found under {input}")
+        jobs = find_recordings(fmt, input, **(find_opts or {}))
     else:
         jobs = [{"path": input, "hypnogram": hypnogram}]
-    opts = {} if scorer is None else {"scorer": scorer}
-    return [{**j, **opts} for j in jobs]
+    return [{**j, **(read_opts or {})} for j in jobs]
 
 
 def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[str] | None,
                sfreq: float | None, settings, label_channels: bool = False, transform=None, num_proc: int = 1,
-               progress: bool = True) -> tuple[dict, dict, float]:
+               require_channels: bool = False, progress: bool = True) -> tuple[dict, dict, float]:
     """Read, cut and render one recording of a dataset being built.
 
-    Returns ``(rows, done, sfreq)``: the rows (:func:`render_rows`), ``{"summary", "dropped",
-    "channels"}`` for ``done.json``, and the target rate (``sfreq``, else the recording's).
-    Raises :class:`NoEpochsError` (the reason) when the recording has no scored 30-s epoch.
+    ``order`` is the dataset's band order when known (:func:`render.inputs.band_order`, or the first
+    recording's); ``channels`` the user's names for those bands. A band whose channel the recording
+    lacks is drawn blank (warned, listed in the summary's ``missing_channels``), or refused with
+    ``require_channels``. Returns ``(rows, done, sfreq)``: the rows (:func:`render_rows`),
+    ``{"summary", "dropped", "channels"}`` for ``done.json`` (``channels``: the band order), and the
+    target rate (``sfreq``, else the recording's highest EEG rate, snapped to a whole rate).
+    Raises :class:`NoEpochsError` (the reason) when the recording has no scored 30-s epoch or none
+    of the bands' channels.
     """
+    from psgvlm.signal.epochs import snap_rate
+
     with reusing_freed_memory():  # reading and cutting allocate and free ~2 GB of arrays
-        rec = read_for_dataset(fmt, job, channels=channels, order=order, transform=transform)
+        rec = read_for_dataset(fmt, job, bands=order, transform=transform)
         if transform is not None:
             rec = transform(rec)
-        chans = resolve_channels(rec, channels or order, fmt)
-        if order is not None and chans != order:
-            raise ValueError(f"{rec.source}: channels {chans} differ from the dataset's order {order}")
+        bands = order or first_bands(rec, fmt)
+        mapping = map_bands(rec, bands, channels)
+        missing = [b for b, m in zip(bands, mapping) if m is None]
+        if missing and require_channels:
+            raise ValueError(f"{rec.source}: requested channel(s) {missing} not in recording {rec.recording!r} "
+                             f"(--require-channels); available: {rec.ch_names}")
+        if len(missing) == len(bands):
+            raise NoEpochsError(f"none of the channels {bands} is in it; available: {rec.ch_names}")
         if sfreq is None:
             eeg = [c.sfreq for c in rec.channels if c.modality == "EEG"]
-            sfreq = max(eeg) if eeg else max(c.sfreq for c in rec.channels)
-        x, stages, starts_s, summary = cut_recording(rec, channels=chans, sfreq=sfreq)
+            sfreq = snap_rate(max(eeg) if eeg else max(c.sfreq for c in rec.channels))
+        x, stages, starts_s, summary = cut_recording(rec, channels=mapping, sfreq=sfreq, bands=bands)
         reason = no_epoch_reason(rec, len(x), stages)
         if reason:
             raise NoEpochsError(reason)
         del rec  # the raw night is no longer needed while rendering
-    rec_settings = replace(settings, labels=tuple(chans)) if label_channels else settings
-    rows, dropped = render_rows(x, stages, starts_s, summary, channels=chans, settings=rec_settings,
+    rec_settings = replace(settings, labels=tuple(bands)) if label_channels else settings
+    rows, dropped = render_rows(x, stages, starts_s, summary, channels=bands, settings=rec_settings,
                                 num_proc=num_proc, progress=progress)
-    return rows, {"summary": summary, "dropped": dropped, "channels": chans}, sfreq
+    return rows, {"summary": summary, "dropped": dropped, "channels": bands}, sfreq
 
 
 def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] | None = None,
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
+                  visit: int | None = None, trim_tail_epochs: int = 0, require_channels: bool = False,
                   label_channels: bool = False, progress: bool = True) -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
 
@@ -241,13 +250,17 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     fmt : str
         Reader name (a key of ``psgvlm.io.readers.READERS``).
     input : path
-        A dataset folder (recordings discovered as the dataset lays them out) or one recording file.
+        A dataset folder (recordings discovered as the dataset lays them out, named by their paths
+        relative to it: :func:`psgvlm.io.readers.find_recordings`) or one recording file.
     out : path
         Output folder; must not hold a finished dataset unless ``overwrite``.
     hypnogram : path, optional
         Label file for a single-file ``input`` (generic EDF, Sleep-EDF pair...).
     channels : list of str, optional
-        Canonical channel names in band order (top to bottom); default: the dataset's order.
+        Channel names in band order (top to bottom); default: the dataset's montage
+        (``DATASET_CHANNELS`` for isruc, mass, shhs, sleepedf), else the first recording's channels.
+        A recording without one gets a blank (flat) band, warned and listed in its
+        ``missing_channels``; a band blank in every recording is refused.
     settings : psgvlm.image.renderer.RenderSettings, optional
     sfreq : float, optional
         Target rate in Hz; default ``TARGET_SFREQ[fmt]`` or the first recording's highest EEG rate.
@@ -261,6 +274,12 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         ``transform(rec) -> Recording`` applied after reading (corruption, channel dropping).
     scorer : int, optional
         Which scorer's labels for datasets with several (ISRUC: 1 or 2).
+    visit : int, optional
+        SHHS visit to render (1, the default, or 2).
+    trim_tail_epochs : int
+        ISRUC: label epochs dropped at the end of each night (published benchmarks drop 30).
+    require_channels : bool
+        Refuse (ValueError) a recording that lacks a band's channel instead of drawing it blank.
     label_channels : bool
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
     """
@@ -288,11 +307,15 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             raise DatasetExistsError(f"{out} already holds a finished dataset; pass --overwrite to replace it")
         if not is_dataset_dir(out) and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not a psgvlm dataset; choose an empty or new folder")
-    jobs = discover_recordings(fmt, input, hypnogram=hypnogram, scorer=scorer)
+    find_opts = {k: v for k, v in (("scorer", scorer), ("visit", visit)) if v is not None}
+    read_opts = {k: v for k, v in (("scorer", scorer), ("trim_tail_epochs", trim_tail_epochs)) if v}
+    jobs = discover_recordings(fmt, input, hypnogram=hypnogram, find_opts=find_opts, read_opts=read_opts)
 
     target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
-                    "renderer_version": RENDERER_VERSION, "scorer": scorer, "label_channels": label_channels,
+                    "renderer_version": RENDERER_VERSION, "scorer": scorer, "visit": visit,
+                    "trim_tail_epochs": trim_tail_epochs, "require_channels": require_channels,
+                    "label_channels": label_channels,
                     "transform": getattr(transform, "description", None if transform is None else repr(transform))}
     key = _settings_hash(run_settings)
     partial = out.parent / f".{out.name}.partial"
@@ -301,10 +324,17 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     (partial / "settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
     try:
-        dones, shards, rel_ids, skipped, order, target = _render_all(
+        dones, shards, skipped, order, target = _render_all(
             fmt, jobs, input, partial, key, target, tqdm, channels=channels, settings=settings,
-            label_channels=label_channels, transform=transform, num_proc=num_proc, progress=progress)
+            label_channels=label_channels, transform=transform, num_proc=num_proc,
+            require_channels=require_channels, progress=progress)
         run_settings["sfreq"] = target
+        blank = blank_everywhere(order, [d["summary"] for d in dones])
+        if blank:  # a typo in --channels, most likely: the shards cannot serve a corrected run (other hash)
+            shutil.rmtree(partial, ignore_errors=True)
+            first = dones[0]["summary"]
+            raise ValueError(f"channel(s) {blank} are in none of the {len(dones)} recording(s) under {str(input)!r}; "
+                             f"available in {first['recording']!r}: {first['available_channels']}")
     except BaseException:
         # finished recordings stay for a resume; a run that finished none leaves nothing behind
         if not any(partial.glob("rec-*")):
@@ -312,7 +342,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         raise
 
     join_preloads()
-    summaries, dropped_all = _unique_names(dones, shards, rel_ids)
+    summaries = [d["summary"] for d in dones]
+    dropped_all = [e for d in dones for e in d["dropped"]]
     subjects = sorted({s["subject"] for s in summaries})
     if split == "subject" and len(subjects) < 3:
         print(f"psgvlm render: {len(subjects)} subject(s) < 3, so no subject-wise split: one split 'all'")
@@ -320,12 +351,11 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     tmp_out = out.parent / f".{out.name}.tmp-{os.getpid()}"
     split_meta, counts, labelled = write_dataset(shards, subjects, tmp_out,
                                                  split=split, split_seed=split_seed, progress=progress)
-    first = summaries[0]
     meta = {
         "kind": META_KIND, "version": META_VERSION, "format": fmt,
         "settings": {**run_settings, "split": split, "split_seed": split_seed},
         "channels": order,
-        "modalities": {c: first["channels"][c]["modality"] for c in order},
+        "modalities": _band_modalities(order, summaries, fmt),
         "sfreq": target, "epoch_s": 30.0, "size": settings.size,
         "split": split_meta, "counts": counts, "labelled": labelled,
         "dropped": {"n": len(dropped_all), "by_reason": _by_reason(dropped_all), "epochs": dropped_all},
@@ -341,23 +371,24 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
 
 
 def _render_all(fmt: str, jobs: list[dict], input: Path, partial: Path, key: str, target, tqdm, *,
-                progress: bool, **render_kw):
-    """Render (or resume) every job's shard under ``partial``; skip those with no epoch (warned).
+                channels: list[str] | None, progress: bool, **render_kw):
+    """Render (or resume) every job's shard under ``partial``; skip those with nothing to render (warned).
 
-    Returns ``(dones, shards, rel_ids, skipped, order, target)`` of the rendered recordings in job
-    order; raises :class:`NoEpochsError` when none yields an epoch.
+    Returns ``(dones, shards, skipped, order, target)`` of the rendered recordings in job order
+    (``order``: the band order); raises :class:`NoEpochsError` when none yields an epoch.
     """
-    dones, shards, rel_ids, skipped, order = [], [], [], [], None
+    dones, shards, skipped, order = [], [], [], band_order(fmt, channels)
     for job in tqdm(jobs, desc=f"render {fmt}", unit="rec", disable=not progress):
-        rel = relative_id(job["path"], input)
-        shard = partial / shard_name(rel, key)
+        rec_id = job.get("recording") or relative_id(job["path"], input)
+        shard = partial / shard_name(rec_id, key)
         done = _finished(shard)  # resume: finished before a crash/interrupt
         if done is None:
             try:
-                rows, done, target = render_job(fmt, job, order=order, sfreq=target, progress=progress, **render_kw)
+                rows, done, target = render_job(fmt, job, channels=channels, order=order, sfreq=target,
+                                                progress=progress, **render_kw)
             except NoEpochsError as err:  # one such file must not sink the folder
-                print(f"psgvlm render: WARNING skipped {rel} ({job['path']}): {err}", file=sys.stderr)
-                skipped.append({"recording": rel, "path": str(job["path"]), "reason": str(err)})
+                print(f"psgvlm render: WARNING skipped {rec_id} ({job['path']}): {err}", file=sys.stderr)
+                skipped.append({"recording": rec_id, "path": str(job["path"]), "reason": str(err)})
                 continue
             join_preloads()
             write_shard(shard, rows, done)
@@ -367,13 +398,12 @@ def _render_all(fmt: str, jobs: list[dict], input: Path, partial: Path, key: str
             target = done["summary"]["resample"][0]["target_sfreq"]  # the rate the killed run chose
         dones.append(done)
         shards.append(shard)
-        rel_ids.append(rel)
         order = order or done["channels"]
     if not dones:
         reasons = "; ".join(f"{s['recording']}: {s['reason']}" for s in skipped[:3])
         more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
         raise NoEpochsError(f"input {str(input)!r}: no recording yields a 30-s epoch to render ({reasons}{more})")
-    return dones, shards, rel_ids, skipped, order, target
+    return dones, shards, skipped, order, target
 
 
 def _finished(shard: Path) -> dict | None:
@@ -387,16 +417,15 @@ def _finished(shard: Path) -> dict | None:
     return done if isinstance(done, dict) and {"summary", "dropped", "channels"} <= set(done) else None
 
 
-def _unique_names(dones: list[dict], shards: list[Path], rel_ids: list[str]) -> tuple[list[dict], list[dict]]:
-    """Summaries and dropped epochs under unique recording ids (:func:`unique_ids`); shards relabelled to match."""
-    summaries, dropped = [], []
-    for done, shard, (rec_id, subject) in zip(dones, shards, unique_ids([d["summary"] for d in dones], rel_ids)):
-        summary = done["summary"]
-        if (rec_id, subject) != (summary["recording"], summary["subject"]):
-            relabel_shard(shard, recording=rec_id, subject=subject)
-        summaries.append({**summary, "recording": rec_id, "subject": subject})
-        dropped += [{**d, "recording": rec_id} for d in done["dropped"]]
-    return summaries, dropped
+def _band_modalities(bands: list[str], summaries: list[dict], fmt: str) -> dict[str, str]:
+    """Each band's modality: from the first recording that has its channel, else from its name."""
+    from psgvlm.io.channels import lookup
+
+    out = {}
+    for b in bands:
+        found = next((s["channels"][b]["modality"] for s in summaries if b in s["channels"]), None)
+        out[b] = found or lookup(b, dataset=fmt)[1]
+    return out
 
 
 def _by_reason(dropped: list[dict]) -> dict[str, int]:
@@ -427,6 +456,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="subject: train/validation/test by subject; epoch: the paper's leaky epoch split; none: one split")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the split (default %(default)s)")
     p.add_argument("--scorer", type=int, help="scorer for datasets with several (ISRUC: 1 or 2)")
+    p.add_argument("--visit", type=int, choices=(1, 2),
+                   help="SHHS visit to render: 1 (default, shhs1-*) or 2 (shhs2-*, age_s2 from its CSV)")
+    p.add_argument("--trim-tail-epochs", type=int, default=0, metavar="N",
+                   help="ISRUC: drop the last N label epochs of each night (published benchmarks drop 30; "
+                        "default %(default)s)")
+    p.add_argument("--require-channels", action="store_true",
+                   help="refuse a recording that lacks one of the channels instead of drawing its band blank")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -440,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
-                             scorer=args.scorer, label_channels=args.labels, progress=not args.quiet,
-                             transform=transform)
+                             scorer=args.scorer, visit=args.visit, trim_tail_epochs=args.trim_tail_epochs,
+                             require_channels=args.require_channels, label_channels=args.labels,
+                             progress=not args.quiet, transform=transform)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 2  # a user error: one line, no traceback

@@ -2,10 +2,11 @@
 
 - :func:`check_options`: ``--fs``, ``--size`` and ``--num-proc`` are checked before any work, and a
   bad one is refused naming the flag, the value and what is allowed.
-- :func:`relative_id` / :func:`shard_name`: a recording is known by its path relative to ``--input``
-  (``subjA/night``), so two files named alike in different folders never share a shard.
-- :func:`unique_ids`: the readers' recording ids are kept unless two recordings would share one;
-  then the relative path decides (and the subject, where the reader named it after the file).
+- :func:`relative_id` / :func:`shard_name`: a recording's shard is named by its id, which the finders
+  take from its path relative to ``--input`` (:func:`psgvlm.io.readers.find_recordings`: ``subjA/night``,
+  ``isruc-sg3-1``), so two files named alike in different folders are two recordings by construction.
+- :func:`band_order` / :func:`map_bands` / :func:`blank_everywhere`: the bands every image has, the
+  recording's channel in each (None: drawn blank), and bands no recording fills.
 - :class:`NoEpochsError` / :func:`no_epoch_reason`: why a recording has nothing to render.
 - :func:`clean_stale`: temporary folders left beside ``--out`` by runs that were killed.
 """
@@ -17,7 +18,6 @@ import math
 import os
 import re
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -80,22 +80,44 @@ def shard_name(rel_id: str, key: str) -> str:
     return f"rec-{readable}-{digest}-{key}"
 
 
-def unique_ids(summaries: list[dict], rel_ids: list[str]) -> list[tuple[str, str]]:
-    """``(recording, subject)`` per recording: the reader's, unless two recordings share a recording id.
+def band_order(fmt: str, channels: list[str] | None) -> list[str] | None:
+    """The band order known before any recording is read: the user's ``channels`` as canonical names
+    (``C3-A2`` -> ``C3``), else the montage of a dataset in :data:`psgvlm.io.channels.MONTAGE_DATASETS`;
+    None: the first recording's channels set it."""
+    from psgvlm.io.channels import DATASET_CHANNELS, MONTAGE_DATASETS, lookup
 
-    Those that would collide are named by their path relative to ``--input``; their subject too when
-    the reader named the subject after the file (subject == recording id), else the reader's subject.
+    if channels:
+        bands = [lookup(c, dataset=fmt)[0] for c in channels]
+        dup = sorted({b for b in bands if bands.count(b) > 1})
+        if dup:
+            raise ValueError(f"--channels {list(channels)} name the channel(s) {dup} twice")
+        return bands
+    return list(DATASET_CHANNELS[fmt]) if fmt in MONTAGE_DATASETS else None
+
+
+def first_bands(rec, fmt: str) -> list[str]:
+    """The band order the first recording sets when :func:`band_order` gives none: the format's default
+    channels it has (DREAMS text excerpts: one), else :func:`psgvlm.io.channels.pick_default_channels`."""
+    from psgvlm.io.channels import DATASET_CHANNELS, pick_default_channels
+
+    present = [c for c in DATASET_CHANNELS.get(fmt, ()) if c in rec.ch_names]
+    return present or list(pick_default_channels(rec))
+
+
+def map_bands(rec, bands: list[str], channels: list[str] | None = None) -> list[str | None]:
+    """The recording's channel (canonical name) drawn in each band, None where it has none.
+
+    A band is filled by the recording's channel of that canonical name, else (for a user's
+    ``channels``) by the channel with the file label the user gave.
     """
-    counts = Counter(s["recording"] for s in summaries)
-    ids = []
-    for s, rel in zip(summaries, rel_ids):
-        if counts[s["recording"]] > 1:
-            ids.append((rel, rel if s["subject"] == s["recording"] else s["subject"]))
-        else:
-            ids.append((s["recording"], s["subject"]))
-    if len({r for r, _ in ids}) != len(ids):  # a reader id equal to another's relative path
-        ids = [(rel, s) for rel, (_, s) in zip(rel_ids, ids)]
-    return ids
+    names = {c.name: c.canonical for c in rec.channels}
+    asked = list(channels) if channels else [None] * len(bands)
+    return [b if b in rec.ch_names else names.get(a) for b, a in zip(bands, asked)]
+
+
+def blank_everywhere(bands: list[str], summaries: list[dict]) -> list[str]:
+    """Bands no rendered recording had a channel for (most likely a misspelt ``--channels`` name)."""
+    return [b for b in bands if all(b in s.get("missing_channels", ()) for s in summaries)]
 
 
 def no_epoch_reason(rec, n_epochs: int, stages) -> str | None:

@@ -51,22 +51,6 @@ def write_shard(shard: Path, rows: dict, done: dict) -> None:
     os.replace(tmp, shard)
 
 
-def relabel_shard(shard: Path, *, recording: str, subject: str) -> None:
-    """Set a finished shard's ``recording`` and ``subject`` columns (ids made unique after all were read)."""
-    import pyarrow as pa
-
-    with pa.OSFile(str(shard / SHARD_FILE), "rb") as f:
-        table = pa.ipc.open_stream(f).read_all()
-    for name, value in (("recording", recording), ("subject", subject)):
-        i = table.schema.get_field_index(name)
-        field = table.schema.field(i)
-        table = table.set_column(i, field, pa.array([value] * table.num_rows, field.type))
-    tmp = shard / (SHARD_FILE + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as f, pa.ipc.new_stream(f, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, shard / SHARD_FILE)
-
-
 def write_dataset(shards: list[Path], subjects: list[str], tmp_out: Path, *, split: str, split_seed: int,
                   progress: bool = True) -> tuple[dict, dict, bool]:
     """Concatenate the recordings' shards, split them and save the DatasetDict to ``tmp_out``.

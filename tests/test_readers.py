@@ -194,7 +194,7 @@ def test_shhs_rates_xml_and_csv_meta(shhs_dir):
     assert rates["C4"] == 125 and rates["C3"] == 125 and rates["LOC"] == 50 and rates["THOR"] == 10
     assert rates["SpO2"] == 1 and rec.channel("EEG").canonical == "C4"
     assert rec.channel("ECG").unit == "uV" and 400 < float(np.std(rec.channel("ECG").data)) < 600  # mV -> uV
-    assert rec.meta == {"age": 63.0, "sex": "F"}
+    assert rec.meta == {"age": 63.0, "sex": "F", "visit": 1}
     assert pick_default_channels(rec) == DATASET_CHANNELS["shhs"]
 
 

@@ -71,7 +71,8 @@ def test_sleepedf_crop_pairs_by_time(real_data_dir):
     assert rec.channel("Fpz-Cz").sfreq == 100.0 and rec.channel("EMG").sfreq == 1.0
     assert rec.meta == {"sex": "F", "age": 33}
     assert find_recordings("sleepedf", d) == [{"path": str(d / "short_psg.edf"),
-                                               "hypnogram": str(d / "SC4001EC-Hypnogram.edf")}]
+                                               "hypnogram": str(d / "SC4001EC-Hypnogram.edf"),
+                                               "recording": "short_psg", "subject": "short_psg"}]
 
 
 def test_nox_unlabelled_89_channels(real_data_dir):

@@ -76,10 +76,9 @@ def test_no_epoch_recordings_are_skipped_and_alike_names_all_rendered(mixed, tmp
     assert any("unscored/u" in w and "unscored ('?')" in w for w in warned)
     dd, meta = load_dataset(out)
     assert {s["recording"]: s["reason"] for s in meta["skipped"]}.keys() == {"short/s", "unscored/u"}
-    # two files named night.edf (named by their relative path, as the reader would name both "night")
-    # and a space/underscore pair (the reader's names differ: kept): four recordings, own labels each
-    ids = {"subjA/night": "subjA/night", "subjB/night": "subjB/night", "flat/night 1": "night 1",
-           "flat/night_1": "night_1"}
+    # two files named night.edf and a space/underscore pair: recordings and subjects are named by their
+    # paths relative to --input (unique by construction): four recordings, own labels each
+    ids = {rel: rel for rel in good}
     assert sorted(r["recording"] for r in meta["recordings"]) == sorted(ids.values())
     rows = dd["all"]
     assert len(rows) == 20 and len(set(rows["subject"])) == 4
@@ -91,15 +90,9 @@ def test_no_epoch_recordings_are_skipped_and_alike_names_all_rendered(mixed, tmp
     assert not list(tmp_path.glob(".ds*"))  # no partial or temporary folder left beside it
 
 
-def test_unique_ids_keep_reader_ids_unless_they_collide():
-    from render.inputs import shard_name, unique_ids
+def test_shard_names_tell_alike_ids_apart():
+    from render.inputs import shard_name
 
-    summaries = [{"recording": "night", "subject": "night"}, {"recording": "night", "subject": "night"},
-                 {"recording": "SC4001E0", "subject": "SC400"}, {"recording": "SC4001E0", "subject": "SC400"},
-                 {"recording": "7", "subject": "7"}]
-    rel = ["a/night", "b/night", "x/SC4001E0-PSG", "y/SC4001E0-PSG", "7/7"]
-    assert unique_ids(summaries, rel) == [("a/night", "a/night"), ("b/night", "b/night"),
-                                          ("x/SC4001E0-PSG", "SC400"), ("y/SC4001E0-PSG", "SC400"), ("7", "7")]
     assert shard_name("flat/night 1", "k") != shard_name("flat/night_1", "k")
     assert shard_name("a/night", "k") != shard_name("b/night", "k")
 

@@ -80,7 +80,7 @@ def test_files_channels_and_rates(fmt, written):
     assert [p.relative_to(out).as_posix() for p in signal_paths] == [r for r in LAYOUT[fmt]
                                                                       if r.endswith((".rec", "PSG.edf", "1.edf", "2.edf"))]
     manifest = json.loads((out / "synth.json").read_text())
-    assert manifest["format"] == fmt and manifest["config"] == {"subjects": 2, "minutes": MINUTES, "seed": 0}
+    assert manifest["format"] == fmt and manifest["config"] == {"subjects": 2, "minutes": MINUTES, "seed": 0, "layout": "tidy"}
     assert "git_sha" in manifest["provenance"]
     for i, path in enumerate(signal_paths):
         edf = edfio.read_edf(path)

@@ -75,7 +75,9 @@ _SHHS: dict[str, tuple[str, str]] = {
     "EOG(L)": ("LOC", "EOG"), "EOG(R)": ("ROC", "EOG"),
     "EMG": ("EMG", "EMG"), "ECG": ("ECG", "ECG"),
     "THOR RES": ("THOR", "RESP"), "ABDO RES": ("ABDO", "RESP"),
-    "AIRFLOW": ("AIRFLOW", "RESP"), "NEW AIR": ("NASAL", "RESP"), "new A/F": ("NASAL", "RESP"),
+    "EEG (sec)": ("C3", "EEG"),
+    "AIRFLOW": ("AIRFLOW", "RESP"), "NEW AIR": ("NASAL", "RESP"), "NEWAIR": ("NASAL", "RESP"),
+    "new A/F": ("NASAL", "RESP"),
     "SaO2": ("SpO2", "SPO2"), "SpO2": ("SpO2", "SPO2"), "H.R.": ("HR", "OTHER"), "HR": ("HR", "OTHER"),
     "POSITION": ("POSITION", "OTHER"), "LIGHT": ("LIGHT", "OTHER"), "OX stat": ("OX_STAT", "OTHER"),
     "OX STAT": ("OX_STAT", "OTHER"), "SOUND": ("SNORE", "OTHER"), "AUX": ("AUX", "OTHER"),
@@ -122,6 +124,8 @@ ALIASES: dict[str, tuple[str, str]] = {**_ISRUC, **_MASS, **_SHHS, **_SLEEPEDF, 
 # Labels whose meaning depends on the dataset: consulted before ALIASES when the reader names it.
 DATASET_ALIASES: dict[str, dict[str, tuple[str, str]]] = {
     "shhs": {"EEG": ("C4", "EEG"), "EEG2": ("C3", "EEG"), "EEG 2": ("C3", "EEG")},
+    # some ISRUC recordings label the chin EMG "24" (its input number) instead of X1
+    "isruc": {"24": ("EMG", "EMG")},
 }
 
 
@@ -239,6 +243,45 @@ def canonical_names(labels: list[str], units: list[str] | None = None, *,
     return out  # type: ignore[return-value]
 
 
+# -- referenced derivations from bare electrodes --------------------------------------------------------
+# A night that stores bare electrodes where its dataset's others store derivations (ISRUC subgroup-1
+# subject 40: F3, C3, O1, F4, C4, O2, LOC, ROC, A1, A2) is re-referenced the way the others are: left
+# electrodes to the right ear/mastoid, right ones to the left (F3-A2, C4-A1, LOC-A2, ROC-A1; AASM's
+# F4-M1, C4-M1, O2-M1, E1-M2, E2-M1). Each canonical name lists the references tried, in order.
+CONTRALATERAL_REFERENCE: dict[str, tuple[str, ...]] = {
+    **{e: ("A2", "M2") for e in ("F3", "C3", "O1", "LOC")},
+    **{e: ("A1", "M1") for e in ("F4", "C4", "O2", "ROC")},
+}
+
+
+def derivations(labels: list[str], names: list[tuple[str, str]]) -> dict[int, tuple[int, str]]:
+    """Bare electrodes of one recording that can be re-referenced, by :data:`CONTRALATERAL_REFERENCE`.
+
+    Parameters
+    ----------
+    labels : list of str
+        Channel labels in file order (stripped, unique).
+    names : list of (str, str)
+        :func:`canonical_names` of ``labels``.
+
+    Returns
+    -------
+    dict
+        ``{index of the bare electrode: (index of its reference, derived label such as "F3-A2")}`` for
+        every channel whose canonical name is in the table, whose label names no reference (no "-")
+        and whose reference electrode is in the recording.
+    """
+    by_key = {_key(lab): i for i, lab in enumerate(labels)}
+    out = {}
+    for i, (lab, (canonical, _)) in enumerate(zip(labels, names)):
+        if canonical not in CONTRALATERAL_REFERENCE or "-" in lab:
+            continue
+        ref = next((by_key[_key(r)] for r in CONTRALATERAL_REFERENCE[canonical] if _key(r) in by_key), None)
+        if ref is not None:
+            out[i] = (ref, f"{lab}-{labels[ref]}")
+    return out
+
+
 # -- default channel orders ------------------------------------------------------------------------
 DATASET_CHANNELS: dict[str, list[str]] = {
     "isruc": ["F3", "C3", "O1", "F4", "C4", "O2", "LOC", "ROC", "EMG", "ECG", "LEG1", "LEG2"],
@@ -249,6 +292,11 @@ DATASET_CHANNELS: dict[str, list[str]] = {
     "dreams": ["Fp1", "C3", "O1", "LOC", "ROC", "EMG", "ECG"],
     "prerau": ["EEG"],
 }
+
+# Datasets whose default order is their recording montage: every night of them renders every band of
+# it, blank where the night lacks the channel (ISRUC subgroup-1 subject 8 has no F3/F4), so bands sit
+# in the same place in every image. Other formats take the channels the first recording has.
+MONTAGE_DATASETS: tuple[str, ...] = ("isruc", "mass", "shhs", "sleepedf")
 
 # -- the one channel-picking rule -------------------------------------------------------------------
 # Preference per modality, best first. EEG: central derivations first (C3, C4, Cz: AASM's scoring

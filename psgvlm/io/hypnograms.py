@@ -6,7 +6,8 @@ One parser per label format, used by the format readers (:mod:`psgvlm.io.readers
 - :func:`read_dreams_hypnogram`: DREAMS R&K text, ``[Hypnogram]`` then one code per 5 s;
 - :func:`read_edf_hypnogram`: EDF+ annotations ("Sleep stage W/1/2/3/4/R/?", "Movement time"), as in
   Sleep-EDF ``*-Hypnogram.edf`` and MASS ``* Base.edf``, shifted into the signal's time base;
-- :func:`read_nsrr_hypnogram`: NSRR XML ``ScoredEvent`` stages (SHHS);
+- :func:`read_nsrr_hypnogram`: NSRR XML ``ScoredEvent`` stages (SHHS), or the Compumedics Profusion
+  XML NSRR ships beside it (``<SleepStage>`` per epoch);
 - :func:`read_prerau_hypnogram`: the Prerau ``Time,Stage`` change list;
 - :func:`read_generic_hypnogram`: CSV/TSV ``init_sec,duration_sec,stage`` (header optional), one label
   per line (30-s epochs), or any of the EDF+/XML forms above by suffix.
@@ -37,7 +38,9 @@ from psgvlm.stages import (
     ISRUC_CODES,
     NSRR_CONCEPTS,
     PRERAU_CODES,
+    PROFUSION_CODES,
     RK_ANNOTATIONS,
+    UNSCORED,
     map_codes,
 )
 
@@ -214,17 +217,30 @@ def read_edf_hypnogram(path, signal_start: dt.datetime | None) -> Hypnogram:
                      notes={"hypnogram_shift_s": shift, "other_annotations": other})
 
 
+# NSRR event concepts that are never stages even where a file files them under "Stages" (respiratory
+# events the scorer was unsure of).
+NSRR_NON_STAGE_CONCEPTS = ("Unsure|Unsure",)
+
+
 def read_nsrr_hypnogram(path) -> Hypnogram:
-    """NSRR XML (``*-nsrr.xml``): ``ScoredEvent`` elements whose ``EventType`` starts with "Stages".
+    """NSRR XML (``*-nsrr.xml``) or its Compumedics source (``*-profusion.xml``), told apart by content.
+
+    NSRR XML: ``ScoredEvent`` elements whose ``EventType`` starts with "Stages" (``Unsure|Unsure``, a
+    respiratory event, is ignored wherever it stands, and counted). Profusion XML: ``EpochLength``
+    and one ``<SleepStage>`` integer per epoch from the signal start (0 W, 1 N1, 2 N2, 3/4 N3,
+    5 REM, any other integer unscored; :data:`psgvlm.stages.PROFUSION_CODES`).
 
     Parameters
     ----------
     path : str or Path
-        The XML file; ``Start`` and ``Duration`` are seconds from the signal start.
+        The XML file; NSRR ``Start`` and ``Duration`` are seconds from the signal start.
 
     Returns
     -------
     Hypnogram
+        ``notes["hypnogram_kind"]`` names the XML flavour; ``notes["ignored_events"]`` counts the
+        ignored ``Unsure|Unsure`` events (NSRR) and ``notes["other_stage_codes"]`` the epochs with
+        another integer (Profusion).
     """
     path = Path(path)
     if not path.is_file():
@@ -233,12 +249,17 @@ def read_nsrr_hypnogram(path) -> Hypnogram:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise ValueError(f"{path}: not a valid NSRR XML file: {err}") from err
-    on, du, raw, rows = [], [], [], []
+    if root.find("SleepStages") is not None:
+        return _read_profusion(path, root)
+    on, du, raw, rows, ignored = [], [], [], [], 0
     for ev in root.iter("ScoredEvent"):
         etype = (ev.findtext("EventType") or "").strip()
+        concept = (ev.findtext("EventConcept") or "").strip()
+        if concept in NSRR_NON_STAGE_CONCEPTS:
+            ignored += 1
+            continue
         if not etype.startswith("Stages"):
             continue
-        concept = (ev.findtext("EventConcept") or "").strip()
         try:
             on.append(float(ev.findtext("Start")))
             du.append(float(ev.findtext("Duration")))
@@ -251,7 +272,30 @@ def read_nsrr_hypnogram(path) -> Hypnogram:
         rows.append(f"stage event {len(rows)} {concept!r}")
     check_intervals(on, du, str(path), rows=rows)
     codes = map_codes(raw, NSRR_CONCEPTS, source=str(path))
-    return Hypnogram(np.asarray(on, dtype=float), np.asarray(du, dtype=float), codes, str(path))
+    return Hypnogram(np.asarray(on, dtype=float), np.asarray(du, dtype=float), codes, str(path),
+                     notes={"hypnogram_kind": "NSRR XML", "ignored_events": {"Unsure|Unsure": ignored}})
+
+
+def _read_profusion(path: Path, root) -> Hypnogram:
+    """Compumedics Profusion XML: ``EpochLength`` and one ``<SleepStage>`` integer per epoch."""
+    text = (root.findtext("EpochLength") or "").strip()
+    try:
+        epoch_s = float(text)
+    except ValueError:
+        epoch_s = float("nan")
+    if not (np.isfinite(epoch_s) and 0 < epoch_s <= 3600):
+        raise ValueError(f"{path}: Profusion XML EpochLength {text!r} is not a number of seconds in (0, 3600]")
+    values = [(el.text or "").strip() for el in root.find("SleepStages").iter("SleepStage")]
+    ints = []
+    for i, v in enumerate(values):
+        if not re.fullmatch(r"-?\d+", v):
+            raise ValueError(f"{path}: <SleepStage> {i} is {v!r}, not an integer stage code; known codes: "
+                             f"{sorted(PROFUSION_CODES)} (any other integer is unscored)")
+        ints.append(int(v))
+    other = sum(v not in PROFUSION_CODES for v in ints)
+    codes = np.array([PROFUSION_CODES.get(v, UNSCORED) for v in ints], dtype=np.int8)
+    return _per_epoch(codes, epoch_s, path, onset_s=0.0,
+                      notes={"hypnogram_kind": "Compumedics Profusion XML", "other_stage_codes": other})
 
 
 def read_prerau_hypnogram(path) -> Hypnogram:

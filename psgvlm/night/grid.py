@@ -167,13 +167,12 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
     unlabelled = dataclasses.replace(rec, stages=None, onset_s=0.0)  # the grid starts at 0 s, whatever the labels
     with warnings.catch_warnings(record=True) as caught:  # e.g. a channel upsampled: reported in the summary
         warnings.simplefilter("always")
-        x_raw, _, starts_s = epochs_from_recording(unlabelled, present, sfreq)
-    n_epochs, n_times = len(x_raw), x_raw.shape[-1]
+        x, _, starts_s = epochs_from_recording(unlabelled, mapping, sfreq)  # None bands: zeros
+    n_epochs = len(x)
     if n_epochs == 0:
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
-    x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
-    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
+    x = minmax_scale(x, out=x)  # flat bands stay 0 = mid-line
     expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
     notes = [str(w.message) for w in caught]
     if report is not None and report["unmatched_label_epochs"]:

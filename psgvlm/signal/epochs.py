@@ -8,6 +8,13 @@ Three pure functions, in pipeline order (the PSG-image paper's steps 1-3):
   30-s epochs by *time* from ``rec.onset_s`` and paired with ``rec.stages``;
 - :func:`minmax_scale` -- per epoch, per channel, to [-1, 1] (a flat channel becomes 0).
 
+Rates are snapped before the ratio is taken: a rate within 1e-4 (relative) of an integer is that
+integer for resampling (MASS writes "256 Hz with decimals", e.g. 256.0017 Hz; treating it as 256 Hz
+moves the end of an 8-h night by 0.19 s, as public MASS loaders do); the exact rate stays on the
+channel and in :func:`resample_plan`. A pair of rates with no small integer ratio (denominator
+<= 10000, rate error <= 1e-6) is resampled by the Fourier method (``scipy.signal.resample``, exact
+length, ideal low-pass) instead of being refused.
+
 Channels sampled *below* the target rate (SHHS EOG at 50 Hz, respiration at 10 Hz, when the target is
 200 Hz) are upsampled by the same polyphase interpolation: no information is invented (the
 interpolation filter keeps only the band the channel had), and every such channel is reported by a
@@ -30,10 +37,37 @@ from psgvlm.stages import EPOCH_S
 _MAX_DENOMINATOR = 10_000
 # Relative rate error tolerated from the rational approximation: 1e-6 is 0.03 s over an 8-h night.
 _MAX_RATE_ERROR = 1e-6
+# A rate this close (relative) to an integer is that integer for resampling (see the module docstring).
+SNAP_REL_TOL = 1e-4
 
 
 class UpsampledChannelWarning(UserWarning):
     """A channel was sampled below the target rate and was upsampled (interpolated) to it."""
+
+
+def snap_rate(sfreq: float) -> float:
+    """``sfreq`` (Hz) as the integer it is within :data:`SNAP_REL_TOL` (relative) of, else unchanged.
+
+    256.0017 -> 256.0; 99.99 -> 99.99 (1e-4 away: kept); 200.0 -> 200.0.
+    """
+    whole = round(float(sfreq))
+    return float(whole) if whole > 0 and abs(sfreq - whole) <= SNAP_REL_TOL * abs(sfreq) else float(sfreq)
+
+
+def _check_rates(sfreq: float, target_sfreq: float) -> None:
+    for name, value in (("sfreq", sfreq), ("target_sfreq", target_sfreq)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name}={value!r} Hz: a sampling rate must be a positive finite number")
+
+
+def _polyphase_ratio(sfreq: float, target_sfreq: float) -> tuple[int, int] | None:
+    """Coprime ``(up, down)`` taking the snapped ``sfreq`` to the snapped target, or None if none is close enough."""
+    _check_rates(sfreq, target_sfreq)
+    src, dst = snap_rate(sfreq), snap_rate(target_sfreq)
+    ratio = Fraction(dst / src).limit_denominator(_MAX_DENOMINATOR)
+    if ratio == 0 or abs(float(ratio) * src - dst) / dst > _MAX_RATE_ERROR:
+        return None
+    return ratio.numerator, ratio.denominator
 
 
 def resample_ratio(sfreq: float, target_sfreq: float) -> tuple[int, int]:
@@ -42,32 +76,39 @@ def resample_ratio(sfreq: float, target_sfreq: float) -> tuple[int, int]:
     Parameters
     ----------
     sfreq, target_sfreq : float
-        Source and target sampling rates, Hz, both > 0.
+        Source and target sampling rates, Hz, both > 0; each snapped to an integer within 1e-4
+        (:func:`snap_rate`) first.
 
     Returns
     -------
     up, down : int
         Coprime factors with ``sfreq * up / down == target_sfreq`` to a relative error below 1e-6
-        (e.g. 125 -> 200 Hz is (8, 5), 256 -> 200 Hz is (25, 32), 10 -> 200 Hz is (20, 1)).
+        (e.g. 125 -> 200 Hz is (8, 5), 256 -> 200 Hz is (25, 32), 10 -> 200 Hz is (20, 1),
+        256.0017 -> 256 Hz is (1, 1)).
 
     Raises
     ------
     ValueError
         If a rate is not a positive finite number, or no ratio with a denominator up to 10000
-        approximates ``target_sfreq / sfreq`` well enough.
+        approximates ``target_sfreq / sfreq`` well enough (:func:`resample` then uses the Fourier
+        method).
     """
-    for name, value in (("sfreq", sfreq), ("target_sfreq", target_sfreq)):
-        if not (np.isfinite(value) and value > 0):
-            raise ValueError(f"{name}={value!r} Hz: a sampling rate must be a positive finite number")
-    ratio = Fraction(target_sfreq / sfreq).limit_denominator(_MAX_DENOMINATOR)
-    error = abs(float(ratio) * sfreq - target_sfreq) / target_sfreq
-    if ratio == 0 or error > _MAX_RATE_ERROR:
+    ratio = _polyphase_ratio(sfreq, target_sfreq)
+    if ratio is None:
         raise ValueError(
-            f"cannot resample {sfreq!r} Hz to {target_sfreq!r} Hz with an integer up/down ratio "
-            f"(best {ratio.numerator}/{ratio.denominator}, rate error {error:.2e}); "
-            f"choose a target rate with a simpler ratio to {sfreq!r} Hz"
+            f"no integer up/down ratio (denominator <= {_MAX_DENOMINATOR}) takes {sfreq!r} Hz to "
+            f"{target_sfreq!r} Hz within a rate error of {_MAX_RATE_ERROR:g}"
         )
-    return ratio.numerator, ratio.denominator
+    return ratio
+
+
+def resampled_length(n_times: int, sfreq: float, target_sfreq: float) -> int:
+    """Samples :func:`resample` returns for ``n_times`` samples: ``ceil(n_times * up / down)`` (polyphase),
+    else ``ceil(n_times * target / sfreq)`` on the snapped rates (Fourier)."""
+    ratio = _polyphase_ratio(sfreq, target_sfreq)
+    if ratio is not None:
+        return int(-(-n_times * ratio[0] // ratio[1]))
+    return int(np.ceil(n_times * snap_rate(target_sfreq) / snap_rate(sfreq) - 1e-9))
 
 
 def resample(x: np.ndarray, sfreq: float, target_sfreq: float) -> np.ndarray:
@@ -78,30 +119,40 @@ def resample(x: np.ndarray, sfreq: float, target_sfreq: float) -> np.ndarray:
     x : np.ndarray, shape (..., n_times)
         Samples in physical units (e.g. microvolts), finite.
     sfreq : float
-        Rate of ``x``, Hz.
+        Rate of ``x``, Hz (snapped to an integer within 1e-4 first, :func:`snap_rate`).
     target_sfreq : float
         Wanted rate, Hz. Below ``sfreq`` the signal is low-passed at the new Nyquist frequency
         (Kaiser-window FIR, ``scipy.signal.resample_poly``) before decimation, so a tone above
         ``target_sfreq / 2`` is suppressed instead of aliased; above ``sfreq`` the same filter
-        interpolates (band-limited, nothing above the old Nyquist is invented).
+        interpolates (band-limited, nothing above the old Nyquist is invented). Rates with no small
+        integer ratio (:func:`resample_ratio` raises) are resampled by the Fourier method
+        (``scipy.signal.resample`` of the signal followed by its mirror image: ideal low-pass, no
+        wrap-around step at the ends; the output count is whole, so sample times drift by at most
+        half a sample over the whole signal).
 
     Returns
     -------
     np.ndarray, shape (..., n_out), float32
-        ``n_out = ceil(n_times * up / down)`` with ``(up, down) = resample_ratio(sfreq,
-        target_sfreq)``; sample ``m`` is at time ``m / target_sfreq`` s (same time origin as ``x``).
-        A new array even when the rates are equal.
+        ``n_out = resampled_length(n_times, sfreq, target_sfreq)``; sample ``m`` is at time
+        ``m / target_sfreq`` s (same time origin as ``x``). A new array even when the rates are equal.
     """
     x = np.asarray(x)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"resample needs at least one sample along the last axis; got shape {x.shape}")
-    up, down = resample_ratio(sfreq, target_sfreq)
-    if up == down:
+    ratio = _polyphase_ratio(sfreq, target_sfreq)
+    if ratio is not None and ratio[0] == ratio[1]:
         return np.array(x, dtype=np.float32, copy=True)
-    from scipy.signal import resample_poly  # ~1 s to import: only when a channel needs resampling
+    import scipy.signal  # ~1 s to import: only when a channel needs resampling
 
+    if ratio is None:
+        # The Fourier method takes the signal as periodic; mirrored at its end it is continuous where it
+        # wraps, so the ends do not ring for seconds (only a kink is left: ringing falls off as 1/n^2).
+        n, n_out = x.shape[-1], resampled_length(x.shape[-1], sfreq, target_sfreq)
+        both = np.concatenate([x, np.flip(x, axis=-1)], axis=-1).astype(np.float64)
+        y = scipy.signal.resample(both, int(round(2 * n * snap_rate(target_sfreq) / snap_rate(sfreq))), axis=-1)
+        return y[..., :n_out].astype(np.float32)
     # float32 in -> float32 filtering in scipy >= 1.11 (half the memory of float64 for an 8-h night).
-    y = resample_poly(np.asarray(x, dtype=np.float32), up, down, axis=-1)
+    y = scipy.signal.resample_poly(np.asarray(x, dtype=np.float32), ratio[0], ratio[1], axis=-1)
     return y.astype(np.float32, copy=False)
 
 
@@ -112,24 +163,35 @@ def resample_plan(rec: Recording, channels: list[str], sfreq: float) -> list[dic
     ----------
     rec : Recording
     channels : list of str
-        Canonical (or file) channel names, in rendering order.
+        Canonical (or file) channel names, in rendering order (None entries, blank bands, are skipped).
     sfreq : float
         Target rate, Hz.
 
     Returns
     -------
     list of dict
-        One per channel: ``channel`` (canonical name), ``sfreq`` (source rate, Hz), ``target_sfreq``,
-        ``up``, ``down`` and ``action`` -- ``"unchanged"``, ``"downsampled"`` (anti-aliased) or
-        ``"upsampled"`` (band-limited interpolation of a channel sampled below the target).
+        One per channel: ``channel`` (canonical name), ``sfreq`` (source rate, Hz, exact),
+        ``target_sfreq``, ``up``, ``down`` and ``action`` -- ``"unchanged"``, ``"downsampled"``
+        (anti-aliased) or ``"upsampled"`` (band-limited interpolation of a channel sampled below the
+        target); ``snapped_sfreq`` when the rate was snapped to an integer for resampling
+        (:func:`snap_rate`), and ``method: "fourier"`` (``up``/``down`` None) where no small integer
+        ratio exists.
     """
     plan = []
     for name in channels:
+        if name is None:
+            continue
         ch = rec.channel(name)
-        up, down = resample_ratio(ch.sfreq, sfreq)
-        action = "unchanged" if up == down else ("upsampled" if up > down else "downsampled")
-        plan.append({"channel": ch.canonical, "sfreq": float(ch.sfreq), "target_sfreq": float(sfreq),
-                     "up": up, "down": down, "action": action})
+        ratio = _polyphase_ratio(ch.sfreq, sfreq)
+        src, dst = snap_rate(ch.sfreq), snap_rate(sfreq)
+        action = "unchanged" if src == dst else ("upsampled" if src < dst else "downsampled")
+        entry = {"channel": ch.canonical, "sfreq": float(ch.sfreq), "target_sfreq": float(sfreq),
+                 "up": ratio[0] if ratio else None, "down": ratio[1] if ratio else None, "action": action}
+        if src != ch.sfreq:
+            entry["snapped_sfreq"] = src
+        if ratio is None:
+            entry["method"] = "fourier"
+        plan.append(entry)
     return plan
 
 
@@ -148,8 +210,9 @@ def epochs_from_recording(
     ----------
     rec : Recording
         Channels in physical units, each at its own rate.
-    channels : list of str
-        Canonical (or file) names, in the order the image bands will use; no duplicates.
+    channels : list of str or None
+        Canonical (or file) names, in the order the image bands will use; no duplicates. None is a
+        blank band: zeros (min-max scaled, a flat band), for a channel the recording lacks.
     sfreq : float
         Target rate, Hz; ``epoch_s * sfreq`` must be a whole number of samples.
     epoch_s : float
@@ -167,17 +230,17 @@ def epochs_from_recording(
     Raises
     ------
     ValueError
-        Unknown or duplicate channel (lists what is available), non-finite samples (names the
-        channel, how many and the first time), or an epoch length that is not whole samples.
+        Unknown or duplicate channel (lists what is available), only blank bands, non-finite samples
+        (names the channel, how many and the first time), or an epoch length that is not whole samples.
 
     Warns
     -----
     UpsampledChannelWarning
         Once per channel sampled below ``sfreq``, naming it and its rate.
     """
-    if not channels:
+    if not channels or all(c is None for c in channels):
         raise ValueError(f"no channels requested; available in {rec.recording!r}: {rec.ch_names}")
-    dup = sorted({c for c in channels if list(channels).count(c) > 1})
+    dup = sorted({c for c in channels if c is not None and list(channels).count(c) > 1})
     if dup:
         raise ValueError(f"duplicate channels requested: {dup} in {list(channels)}")
     if not (np.isfinite(epoch_s) and epoch_s > 0):
@@ -191,14 +254,15 @@ def epochs_from_recording(
             f"epoch_s * sfreq = {epoch_s!r} s * {sfreq!r} Hz = {n_times_f!r} samples; "
             f"it must be a whole number >= 2"
         )
-    picked = [rec.channel(name) for name in channels]  # raises naming the missing one
+    bands = [i for i, name in enumerate(channels) if name is not None]
+    picked = [rec.channel(channels[i]) for i in bands]  # raises naming the missing one
     plan = resample_plan(rec, channels, sfreq)
 
     start = int(round(rec.onset_s * sfreq))
     if start < 0:
         raise ValueError(f"recording {rec.recording!r}: onset_s={rec.onset_s!r} s is negative")
-    # Whole epochs available in every resampled channel (lengths are exact: ceil(n * up / down)).
-    n_out = [int(-(-len(ch.data) * p["up"] // p["down"])) for ch, p in zip(picked, plan)]
+    # Whole epochs available in every resampled channel (lengths are exact: see resampled_length).
+    n_out = [resampled_length(len(ch.data), ch.sfreq, sfreq) for ch in picked]
     n_epochs = max(0, (min(n_out) - start) // n_times)
     if rec.stages is not None:
         n_epochs = min(n_epochs, len(rec.stages))
@@ -215,14 +279,16 @@ def epochs_from_recording(
                 f"samples (NaN/inf), the first at {first / ch.sfreq:.3f} s (value {ch.data[first]!r})"
             )
 
-    x = np.empty((n_epochs, len(picked), n_times), dtype=np.float32)
+    x = np.empty((n_epochs, len(channels), n_times), dtype=np.float32)
+    if len(bands) < len(channels):
+        x[:, [i for i, name in enumerate(channels) if name is None], :] = 0.0  # blank bands
     stop = start + n_epochs * n_times
-    for i, (ch, p) in enumerate(zip(picked, plan)):
+    for i, ch, p in zip(bands, picked, plan):
         if p["action"] == "upsampled":
+            how = "the Fourier method" if p["up"] is None else f"polyphase interpolation (x{p['up']}/{p['down']})"
             warnings.warn(
                 f"recording {rec.recording!r}: channel {ch.canonical!r} is sampled at {ch.sfreq:g} Hz, "
-                f"below the target {sfreq:g} Hz; upsampled by polyphase interpolation "
-                f"(x{p['up']}/{p['down']}), no content above {ch.sfreq / 2:g} Hz",
+                f"below the target {sfreq:g} Hz; upsampled by {how}, no content above {ch.sfreq / 2:g} Hz",
                 UpsampledChannelWarning, stacklevel=2,
             )
         if n_epochs == 0:

@@ -2,8 +2,11 @@
 
 ``READERS`` is the registry: format -> ``(find, read)``, one module per format family. ``find(root,
 **opts)`` lists the signal files under a dataset folder laid out as the dataset ships, each with the
-path where its label file should be; ``read(path, hypnogram=None, **opts)`` reads one recording.
-Callers use the dispatchers: :func:`find_recordings`, :func:`read_recording`, and :func:`info_main`
+path where its label file should be and the recording's and subject's ids, taken from its path
+relative to ``root`` (so two files named alike in different folders are two recordings);
+``read(path, hypnogram=None, **opts)`` reads one recording. Callers use the dispatchers:
+:func:`find_recordings`, :func:`read_recording` (``read_recording(fmt, **job)`` for each job
+:func:`find_recordings` returns keeps the finder's ids), and :func:`info_main`
 (``psgvlm info --format F PATH [--hypnogram H]``).
 
 Shared parts: :mod:`.signal_files` (EDF/BDF and text signals -> channels in microvolts),
@@ -62,7 +65,8 @@ def _registered(fmt: str, which: int, opts: dict, what: str):
     return fn
 
 
-def read_recording(fmt: str, path, hypnogram=None, **opts) -> Recording:
+def read_recording(fmt: str, path, hypnogram=None, *, recording: str | None = None, subject: str | None = None,
+                   **opts) -> Recording:
     """Read one recording in a dataset's native format.
 
     Parameters
@@ -73,15 +77,23 @@ def read_recording(fmt: str, path, hypnogram=None, **opts) -> Recording:
         The signal file (see each reader for the layout).
     hypnogram : str or Path, optional
         Label file; default found beside the signal as the dataset ships it.
+    recording, subject : str, optional
+        Ids to give the recording (a :func:`find_recordings` job carries them); default the reader's
+        own, from the file name.
     **opts
         Reader options: ``channels`` (list of names to read), ``nonfinite`` ("raise"/"zero"),
-        ``scorer`` (ISRUC), ``sfreq`` (DREAMS text, Prerau).
+        ``scorer`` and ``trim_tail_epochs`` (ISRUC), ``sfreq`` (DREAMS text, Prerau).
 
     Returns
     -------
     Recording
     """
-    return _registered(fmt, 1, opts, "reader")(path, hypnogram, **opts)
+    rec = _registered(fmt, 1, opts, "reader")(path, hypnogram, **opts)
+    if recording is not None:
+        rec.recording = recording
+    if subject is not None:
+        rec.subject = subject
+    return rec
 
 
 def _natural(p: Path):
@@ -98,15 +110,23 @@ def find_recordings(fmt: str, input_dir, **opts) -> list[dict]:
     input_dir : str or Path
         Dataset root (searched recursively), or one signal file.
     **opts
-        ``scorer`` for ISRUC (1 or 2); ``source`` for DREAMS ("txt", default, the six one-channel
-        excerpts; "edf", excerpts with a full-PSG EDF).
+        ``scorer`` for ISRUC (1 or 2); ``visit`` for SHHS (1, default, or 2); ``source`` for DREAMS
+        ("txt", default, the six one-channel excerpts; "edf", excerpts with a full-PSG EDF).
 
     Returns
     -------
     list of dict
-        ``{"path": str, "hypnogram": str | None}`` sorted naturally; ``hypnogram`` is None where no
-        label file was found (reading such an entry raises for labelled formats; generic reads it
-        unlabelled).
+        ``{"path": str, "hypnogram": str | None, "recording": str, "subject": str}`` sorted naturally;
+        ``hypnogram`` is None where no label file was found (reading such an entry raises for
+        labelled formats; generic reads it unlabelled). Ids come from each file's path relative to
+        ``input_dir`` (each reader's module says how), unique by construction; a one-file input has
+        no ids (the reader names it).
+
+    Raises
+    ------
+    ValueError
+        If two files get one recording id (a layout no reader's rule separates, e.g. ``a/1/1.rec``
+        beside ``a/1.rec``), naming both.
     """
     find = _registered(fmt, 0, opts, "finder")
     root = Path(input_dir)
@@ -114,10 +134,17 @@ def find_recordings(fmt: str, input_dir, **opts) -> list[dict]:
         raise FileNotFoundError(f"input {root} does not exist")
     if root.is_file():
         return [{"path": str(root), "hypnogram": None}]
-    found = [{"path": str(sig), "hypnogram": str(hyp) if hyp is not None and hyp.is_file() else None}
-             for sig, hyp in sorted(find(root, **opts), key=lambda pair: _natural(pair[0]))]
+    found = [{"path": str(sig), "hypnogram": str(hyp) if hyp is not None and hyp.is_file() else None,
+              "recording": rec_id, "subject": subject}
+             for sig, hyp, rec_id, subject in sorted(find(root, **opts), key=lambda entry: _natural(entry[0]))]
     if not found:
         raise FileNotFoundError(f"no {fmt} recordings found under {root}")
+    seen: dict[str, str] = {}
+    for job in found:
+        other = seen.setdefault(job["recording"], job["path"])
+        if other != job["path"]:
+            raise ValueError(f"{other} and {job['path']} would both be recording {job['recording']!r} under {root}; "
+                             f"rename one, or render their folders separately")
     return found
 
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from psgvlm.io.hypnograms import read_dreams_hypnogram
-from psgvlm.io.readers.pairing import make_recording
+from psgvlm.io.readers.pairing import layout_id, make_recording
 from psgvlm.io.readers.signal_files import channels_from_signals, read_edf_signals, read_numbers
 from psgvlm.io.recording import Channel, Recording
 
@@ -53,8 +53,9 @@ def dreams_text_rate(n_samples: int, source: str = "") -> float:
     )
 
 
-def find_dreams(root: Path, *, source: str = "txt") -> list[tuple[Path, Path | None]]:
-    """Every ``excerptN.<source>`` under ``root`` with ``Hypnogram_excerptN.txt`` beside it.
+def find_dreams(root: Path, *, source: str = "txt") -> list[tuple[Path, Path | None, str, str]]:
+    """Every ``excerptN.<source>`` under ``root`` with ``Hypnogram_excerptN.txt`` beside it and its ids
+    (``excerptN`` under its folder relative to ``root``, for recording and subject).
 
     ``source`` is "txt" (the six one-channel excerpts) or "edf" (excerpts with a full-PSG EDF).
     """
@@ -64,7 +65,8 @@ def find_dreams(root: Path, *, source: str = "txt") -> list[tuple[Path, Path | N
     for sig in root.rglob(f"excerpt*.{source}"):
         n = re.search(r"excerpt(\d+)", sig.stem)
         if n:
-            found.append((sig, sig.with_name(f"Hypnogram_excerpt{n.group(1)}.txt")))
+            rec_id = layout_id(sig, root, f"excerpt{n.group(1)}")
+            found.append((sig, sig.with_name(f"Hypnogram_excerpt{n.group(1)}.txt"), rec_id, rec_id))
     return found
 
 

@@ -16,15 +16,17 @@ _HYPNOGRAM_NAMES = ("{}.csv", "{}.tsv", "{}.ids", "{}_hypnogram.csv", "{}-hypnog
                     "{}.txt")
 
 
-def find_generic(root: Path) -> list[tuple[Path, Path | None]]:
+def find_generic(root: Path) -> list[tuple[Path, Path | None, str, str]]:
     """Every EDF/BDF under ``root`` (not Sleep-EDF or MASS label files) with the first label file
-    named like it (``<stem>.csv``, ``.tsv``, ``.ids``, ``_hypnogram.csv``, ...)."""
+    named like it (``<stem>.csv``, ``.tsv``, ``.ids``, ``_hypnogram.csv``, ...); its path relative to
+    ``root`` without the suffix (``subjA/night``) names recording and subject."""
     found = []
     for sig in (p for ext in ("edf", "bdf", "EDF", "BDF") for p in root.rglob(f"*.{ext}")):
         if sig.name.endswith(("-Hypnogram.edf", " Base.edf")):
             continue
         beside = (sig.with_name(name.format(sig.stem)) for name in _HYPNOGRAM_NAMES)
-        found.append((sig, next((h for h in beside if h.is_file()), None)))
+        rec_id = sig.relative_to(root).with_suffix("").as_posix()
+        found.append((sig, next((h for h in beside if h.is_file()), None), rec_id, rec_id))
     return found
 
 

@@ -14,6 +14,7 @@ stages for the same time are refused (naming both rows and the overlap), never r
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -171,6 +172,17 @@ def pair_by_time(
             f"{_span(signal_s)}; those label epochs are dropped"
         )
     return stages, grid0, pairing
+
+
+def layout_id(path, root, name: str) -> str:
+    """A recording id unique under ``root``: the folder of ``path`` relative to ``root``, then ``name``.
+
+    ``name`` is the dataset's own name for the file (``SC4001E0`` for ``SC4001E0-PSG.edf``), one per file
+    of a folder, so two files named alike in different folders get different ids
+    (``sleep-cassette/SC4001E0``, ``copy/SC4001E0``); a file directly under ``root`` is just ``name``.
+    """
+    folder = Path(path).parent.relative_to(root).as_posix()
+    return name if folder in ("", ".") else f"{folder}/{name}"
 
 
 def make_recording(channels: list[Channel], *, subject: str, recording: str, dataset: str, source,

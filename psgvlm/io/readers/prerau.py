@@ -13,9 +13,15 @@ from psgvlm.io.recording import Recording
 PRERAU_SFREQ = 100.0
 
 
-def find_prerau(root: Path) -> list[tuple[Path, Path | None]]:
-    """Every ``segment_data.csv`` under ``root`` with ``segment_stages.csv`` beside it."""
-    return [(sig, sig.with_name("segment_stages.csv")) for sig in root.rglob("segment_data.csv")]
+def find_prerau(root: Path) -> list[tuple[Path, Path | None, str, str]]:
+    """Every ``segment_data.csv`` under ``root`` with ``segment_stages.csv`` beside it; its folder relative
+    to ``root`` (``root``'s name for one directly in it) names recording and subject."""
+    found = []
+    for sig in root.rglob("segment_data.csv"):
+        rec_id = sig.parent.relative_to(root).as_posix()
+        rec_id = (root.name or "prerau") if rec_id == "." else rec_id
+        found.append((sig, sig.with_name("segment_stages.csv"), rec_id, rec_id))
+    return found
 
 
 def read_prerau(path, hypnogram=None, *, sfreq: float = PRERAU_SFREQ, channels=None,

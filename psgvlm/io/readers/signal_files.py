@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.io.channels import canonical_names
+from psgvlm.io.channels import canonical_names, derivations
 from psgvlm.io.edf import edf_start, open_edf
 from psgvlm.io.recording import Channel
 
@@ -73,6 +73,7 @@ def _parse_patient(patient: str, start: dt.date | None) -> dict:
 def channels_from_signals(
     source: Path, labels: list[str], sfreqs: list[float], units: list[str], getters: list,
     *, channels: list[str] | None, nonfinite: str, meta: dict, dataset: str | None = None,
+    rereference: bool = False,
 ) -> list[Channel]:
     """Channels (canonical names, microvolts) from per-signal data getters, checking the input.
 
@@ -95,6 +96,10 @@ def channels_from_signals(
         ``nonfinite_zeroed``).
     dataset : str, optional
         Reader name, for dataset-specific channel aliases.
+    rereference : bool
+        Replace bare electrodes (``F3`` beside ``A2``) by their contralateral derivations (``F3-A2`` =
+        F3 - A2, canonical ``F3``; :func:`psgvlm.io.channels.derivations`) before channels are picked;
+        ``meta["derived_channels"]`` says which (``{"F3-A2": "F3 - A2"}``).
 
     Returns
     -------
@@ -108,6 +113,9 @@ def channels_from_signals(
     if dup:
         raise ValueError(f"{source}: duplicate channel names {dup} in {stripped}")
     names = canonical_names(stripped, units, dataset=dataset)
+    if rereference:
+        stripped, sfreqs, units, getters, names = _rereference(source, stripped, sfreqs, units, getters, names,
+                                                               meta=meta, dataset=dataset)
     wanted = range(len(stripped))
     if channels is not None:
         index = {}
@@ -166,8 +174,29 @@ def channels_from_signals(
     return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)]
 
 
+def _rereference(source, labels, sfreqs, units, getters, names, *, meta: dict, dataset):
+    """The signal lists with each bare electrode replaced by its derivation (see ``rereference``)."""
+    labels, sfreqs, units, getters = list(labels), list(sfreqs), list(units), list(getters)
+    done = {}
+    for i, (ref, derived) in derivations(labels, names).items():
+        if sfreqs[i] != sfreqs[ref] or units[i].strip() != units[ref].strip():
+            meta.setdefault("read_warnings", []).append(
+                f"{labels[i]} not re-referenced to {labels[ref]}: rates {sfreqs[i]:g}/{sfreqs[ref]:g} Hz, units "
+                f"{units[i]!r}/{units[ref]!r} differ")
+            continue
+        done[derived] = f"{labels[i]} - {labels[ref]}"
+        getters[i] = (lambda a=getters[i], b=getters[ref]: np.asarray(a(), np.float64) - np.asarray(b(), np.float64))
+        labels[i] = derived
+    if not done:
+        return labels, sfreqs, units, getters, names
+    if len(set(labels)) < len(labels):  # "F3-A2" both stored and derived: keep the stored one
+        raise ValueError(f"{source}: derived channel names collide with stored ones in {labels}")
+    meta["derived_channels"] = done
+    return labels, sfreqs, units, getters, canonical_names(labels, units, dataset=dataset)
+
+
 def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str = "raise",
-                     dataset: str | None = None) -> tuple[list[Channel], dict, object]:
+                     dataset: str | None = None, rereference: bool = False) -> tuple[list[Channel], dict, object]:
     """Read an EDF/EDF+/BDF file into Channels (own rates, microvolts) and subject metadata.
 
     Parameters
@@ -180,6 +209,8 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
         What to do with NaN/inf samples.
     dataset : str, optional
         Reader name, for dataset-specific channel aliases (SHHS "EEG" is C4).
+    rereference : bool
+        Derive referenced channels from bare electrodes (:func:`channels_from_signals`).
 
     Returns
     -------
@@ -203,7 +234,7 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
     chans = channels_from_signals(
         path, [s.label for s in signals], [s.sampling_frequency for s in signals],
         [s.physical_dimension for s in signals], [lambda s=s: s.data for s in signals],
-        channels=channels, nonfinite=nonfinite, meta=meta, dataset=dataset,
+        channels=channels, nonfinite=nonfinite, meta=meta, dataset=dataset, rereference=rereference,
     )
     return chans, meta, edf
 

@@ -1,4 +1,11 @@
-"""Sleep-EDF Expanded: ``<rec>-PSG.edf`` + ``<rec[:6]>??-Hypnogram.edf`` (EDF+ stage annotations)."""
+"""Sleep-EDF Expanded: ``<rec>-PSG.edf`` + ``<rec[:6]>??-Hypnogram.edf`` (EDF+ stage annotations).
+
+As PhysioNet ships it: ``sleep-cassette/SC4ssNE0-PSG.edf`` (two nights N per subject ss; some nights
+``F0``/``G0`` instead of ``E0``, their hypnograms ``SC4ssNEC``, ``..FC``, ``..GV``...) and
+``sleep-telemetry/ST7ssNJ0-PSG.edf`` with ``ST7ssNJ?-Hypnogram.edf``. A hypnogram is matched by the
+first six characters (study, subject, night). Ids: subject ``SC4ss``/``ST7ss``; recording ``SC4ssNE0``
+under its folder relative to the dataset root (``sleep-cassette/SC4001E0``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from pathlib import Path
 
 from psgvlm.io.edf import edf_start
 from psgvlm.io.hypnograms import read_edf_hypnogram
-from psgvlm.io.readers.pairing import make_recording
+from psgvlm.io.readers.pairing import layout_id, make_recording
 from psgvlm.io.readers.signal_files import read_edf_signals
 from psgvlm.io.recording import Recording
 
@@ -24,12 +31,23 @@ def _hypnogram_for(path: Path) -> Path | None:
     return None
 
 
-def find_sleepedf(root: Path) -> list[tuple[Path, Path | None]]:
-    """Every ``*-PSG.edf`` under ``root`` (else every ``*.edf`` but hypnograms) with its hypnogram."""
+def _ids(path: Path) -> tuple[str, str]:
+    """``(recording, subject)`` from the file name: ``SC4ssNE0`` and ``SC4ss`` (subject ss, night N)."""
+    rec_id = path.name.removesuffix("-PSG.edf").removesuffix(".edf")
+    m = re.match(r"(S[CT]\d\d\d)\d", rec_id)
+    return rec_id, m.group(1) if m else rec_id
+
+
+def find_sleepedf(root: Path) -> list[tuple[Path, Path | None, str, str]]:
+    """Every ``*-PSG.edf`` under ``root`` (else every ``*.edf`` but hypnograms) with its hypnogram and ids."""
     psgs = list(root.rglob("*-PSG.edf"))
     if not psgs:
         psgs = [p for p in root.rglob("*.edf") if not p.name.endswith("-Hypnogram.edf")]
-    return [(psg, _hypnogram_for(psg)) for psg in psgs]
+    found = []
+    for psg in psgs:
+        rec_id, subject = _ids(psg)
+        found.append((psg, _hypnogram_for(psg), layout_id(psg, root, rec_id), subject))
+    return found
 
 
 def read_sleepedf(path, hypnogram=None, *, channels=None, nonfinite="raise") -> Recording:
@@ -42,8 +60,6 @@ def read_sleepedf(path, hypnogram=None, *, channels=None, nonfinite="raise") -> 
         )
     chans, meta, edf = read_edf_signals(path, channels=channels, nonfinite=nonfinite)
     labels = read_edf_hypnogram(hyp, edf_start(edf))
-    rec_id = path.name.removesuffix("-PSG.edf").removesuffix(".edf")
-    m = re.match(r"(S[CT]\d\d\d)\d", rec_id)
-    subject = m.group(1) if m else rec_id  # SC4ssN: subject ss, night N
+    rec_id, subject = _ids(path)
     return make_recording(chans, subject=subject, recording=rec_id, dataset="sleepedf", source=path,
                           meta=meta, hypnogram=labels)
