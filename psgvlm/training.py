@@ -328,9 +328,14 @@ class TrainingRun:
         ``strict=False`` where checkpoints hold only the trainable weights (the LoRA recipe).
         """
         if self.checkpoint is None:
+            old = list_checkpoints(self.out)
             if self.main:
                 self.log_path.unlink(missing_ok=True)
                 shutil.rmtree(self.out / CHECKPOINTS, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            if old:
+                self.accelerator.print(f"a fresh run: removed {len(old)} checkpoint(s) of an earlier run under "
+                                       f"{self.out / CHECKPOINTS} (--resume_from_checkpoint latest continues one)")
             self._t0 = self._t_last = time.time()
             return 0
         self.accelerator.load_state(str(self.checkpoint), strict=strict)
@@ -364,7 +369,9 @@ class TrainingRun:
         checkpointed at once. Returns whether it is a new best."""
         self.log({"step": step, **extra, **metrics})
         value = float(metrics[self.metric])
-        best = self.best is None or (value > self.best["value"] if self.greater_is_better else value < self.best["value"])
+        old = None if self.best is None else self.best["value"]
+        best = old is None or math.isnan(old) or (  # a NaN (e.g. kappa of one class) is beaten by any number
+            not math.isnan(value) and (value > old if self.greater_is_better else value < old))
         if best:
             self.best = {"step": step, "metric": self.metric, "value": value,
                          "checkpoint": f"{CHECKPOINTS}/step-{step}"}
@@ -487,9 +494,10 @@ def write_model_card(run_dir) -> Path:
     if synthetic:
         lines += [SYNTHETIC_NOTICE, ""]
     lines += ["## Model", ""]
-    if base:
-        lines.append(f"- base model: `{base}`" + (f", LoRA adapter in `{meta['adapter']}/`" if meta.get("adapter") else
-                                                   " (not fine-tuned: zero-shot)" if "adapter" in meta else ""))
+    if base and meta.get("adapter"):
+        lines.append(f"- base model: `{base}`, LoRA adapter in `{meta['adapter']}/`")
+    elif base:
+        lines.append(f"- base model: `{base}`" + (" (not fine-tuned: zero-shot)" if "adapter" in meta else ""))
     elif meta.get("arch"):
         lines.append(f"- architecture: `{meta['arch']}` ({args.get('size', '')} preset, trained from scratch)")
     else:
@@ -497,10 +505,12 @@ def write_model_card(run_dir) -> Path:
         lines.append(f"- trained from scratch; model config: `{json.dumps(model_config, default=str)}`"
                      if model_config else "- trained from scratch")
     ckpts = meta.get("checkpoints") or {}
-    if ckpts:
-        best = ckpts.get("best")
-        lines.append(f"- checkpoints: last `{ckpts.get('last')}`; best by {best['metric']} `{best['checkpoint']}` "
-                     f"({best['value']:.3f})" if best else f"- checkpoints: last `{ckpts.get('last')}` (no validation)")
+    best = ckpts.get("best")
+    if best:
+        lines.append(f"- checkpoints: last `{ckpts['last']}` (the weights in this dir); best by {best['metric']} "
+                     f"`{best['checkpoint']}` ({best['value']:.3f})")
+    elif ckpts.get("last"):
+        lines.append(f"- checkpoints: last `{ckpts['last']}` (no held-out validation chose a best)")
     lines += ["", "## Data", ""]
     if dataset:
         src, fmt = dataset.get("input") or {}, dataset.get("format") or (dataset.get("input") or {}).get("format")

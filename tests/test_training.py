@@ -40,6 +40,21 @@ class _Args(TrackingArguments):
     seed: int = 0  # seed
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each test builds its Accelerator as a fresh process would (the sDREAMER recipe on the CPU, the others
+    on the default device); accelerate keeps one state per process, so it is cleared around each test."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    def reset():
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    reset()
+    yield
+    reset()
+
+
 @pytest.fixture
 def no_upload(monkeypatch):
     """Record every Hub call instead of making it (and fail loudly if anything else reaches the Hub)."""
