@@ -1,8 +1,9 @@
 """PNG plots only the eval suites draw: pure functions (data in, file out), no pyplot global state.
 
 Each function builds a figure with :func:`psgvlm.plots.new_figure` (a ``Figure`` with its own
-``FigureCanvasAgg``) and writes one PNG with :func:`psgvlm.plots.save_png`. Hypnograms and
-hypnodensities, which ``psgvlm stage`` draws too, are :mod:`psgvlm.plots`' (one stage palette).
+``FigureCanvasAgg``) and writes one PNG with :func:`psgvlm.plots.save_png`. Hypnograms,
+hypnodensities and confusion matrices, which ``psgvlm stage`` and the recipes draw too, are
+:mod:`psgvlm.plots`' (one stage palette); ``plot_confusion`` is re-exported here for the suites.
 """
 
 from __future__ import annotations
@@ -11,29 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.metrics import row_normalised
-from psgvlm.plots import new_figure, save_png
-from psgvlm.stages import STAGES
+from psgvlm.plots import new_figure, plot_confusion, save_png
 
-
-def plot_confusion(cm, path, title: str = "") -> Path:
-    """Counts and row-normalised confusion matrices side by side (rows truth, columns prediction)."""
-    cm = np.asarray(cm)
-    norm = row_normalised(cm)
-    fig = new_figure(9, 4)
-    for ax, mat, fmt, sub in [(fig.add_subplot(1, 2, 1), cm, "d", "counts"),
-                              (fig.add_subplot(1, 2, 2), norm, ".2f", "row-normalised")]:
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center",
-                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
-        ax.set_xticks(range(len(STAGES)), STAGES)
-        ax.set_yticks(range(len(STAGES)), STAGES)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("expert")
-        ax.set_title(f"{title} ({sub})" if title else sub, fontsize=9)
-    return save_png(fig, path, tight=True)
+__all__ = ["plot_confusion", "plot_heatmap", "plot_metric_bars", "plot_training_loss"]
 
 
 def plot_heatmap(image, scores, path, *, top_frac: float = 0.3, bands: list[dict] | None = None,
@@ -83,7 +64,7 @@ def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", 
     """Grouped bars: ``table[setting][metric] -> value``; ``errors`` the same shape of [low, high]."""
     settings = list(table)
     metrics = list(next(iter(table.values()))) if table else []
-    fig = new_figure(max(6, 1.2 * len(metrics) * max(1, len(settings)) / 2), 3.5)
+    fig = new_figure(max(6, 1.2 * len(metrics) * max(1, len(settings)) / 2), 3.5, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     width = 0.8 / max(1, len(settings))
     for k, s in enumerate(settings):
@@ -97,6 +78,6 @@ def plot_metric_bars(table: dict[str, dict[str, float]], path, title: str = "", 
         ax.bar(x, vals, width, label=s, yerr=yerr, capsize=2)
     ax.set_xticks(np.arange(len(metrics)) + width * (len(settings) - 1) / 2, metrics, fontsize=8)
     ax.axhline(0, color="black", lw=0.5)
-    ax.legend(fontsize=7)
     ax.set_title(title, fontsize=9)
+    fig.legend(loc="outside right upper", fontsize=7, frameon=False)  # beside the bars, never over them
     return save_png(fig, path, tight=True)

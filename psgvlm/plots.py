@@ -3,8 +3,10 @@
 Every figure is a ``matplotlib.figure.Figure`` with its own ``FigureCanvasAgg`` (nothing touches
 ``plt`` or ``rcParams``) written to PNG through a temporary file, so a reader never sees half a file.
 ``psgvlm stage`` and the app draw a night with :func:`plot_night`; the eval suites draw per-subject
-hypnograms with :func:`plot_hypnogram` and :func:`plot_hypnodensity`; their eval-only plots
-(confusion matrices, attribution maps, metric bars) build on :func:`new_figure` and :func:`save_png`.
+hypnograms with :func:`plot_hypnogram` and :func:`plot_hypnodensity`; recipes, eval suites and stage
+outputs draw confusion matrices with :func:`plot_confusion`; eval-only plots (attribution maps, metric
+bars) build on :func:`new_figure` and :func:`save_png`. Stage colours come from :data:`STAGE_COLORS`
+only, and legends sit outside the axes, never over data.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.metrics import row_normalised
 from psgvlm.stages import EPOCH_S, STAGES, UNSCORED
 
 # One colour per stage, in STAGES order (W, N1, N2, N3, REM): light for wake, darkening with depth, red REM.
@@ -102,7 +105,7 @@ def plot_hypnogram(truth, pred, start_s, path, title: str = "", *, epoch_s: floa
     draw_hypnogram(ax, truth, edges, color="black", linewidth=1.2, label="expert")
     draw_hypnogram(ax, pred, edges, color="tab:red", linewidth=0.9, label="model")
     ax.set_xlabel("time (h)")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)  # right of the axes
     ax.set_title(title, fontsize=9)
     return save_png(fig, path, tight=True)
 
@@ -151,3 +154,43 @@ def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOC
     if notice:
         fig.suptitle(textwrap.fill(notice, 110), fontsize=8, color="dimgray")
     return save_png(fig, path)
+
+
+def plot_confusion(cm, path, title: str = "") -> Path:
+    """Counts and row-normalised confusion matrices side by side (rows expert, columns predicted).
+
+    Parameters
+    ----------
+    cm : array-like, shape (5, 5)
+        Counts, rows the expert stage and columns the predicted one, in :data:`STAGES` order
+        (:func:`psgvlm.metrics.confusion_matrix`, or ``stage_metrics(...)["confusion"]``).
+    path : path-like
+        PNG to write (``confusion.png`` in recipe run dirs, ``confusion_*.png`` in eval outputs).
+    title : str
+        Printed above each panel with "counts" / "row-normalised".
+
+    Both panels are shaded by the row-normalised value, so a rare stage reads as clearly as a common one;
+    tick labels are the stage names coloured with :data:`STAGE_COLORS` markers.
+    """
+    cm = np.asarray(cm)
+    norm = row_normalised(cm)
+    fig = new_figure(9, 4)
+    for k, (mat, fmt, sub) in enumerate([(cm, "d", "counts"), (norm, ".2f", "row-normalised")]):
+        ax = fig.add_subplot(1, 2, k + 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(mat.shape[0]):
+            for j in range(mat.shape[1]):
+                ax.text(j, i, format(mat[i, j], fmt), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+        ax.set_xticks(range(len(STAGES)), STAGES)
+        ax.set_yticks(range(len(STAGES)), STAGES)
+        ax.tick_params(length=0, pad=14)  # room for the stage-colour markers between labels and cells
+        for i, color in enumerate(STAGE_COLORS):
+            ax.plot(-0.68, i, "s", color=color, markersize=7, clip_on=False)
+            ax.plot(i, len(STAGES) - 0.32, "s", color=color, markersize=7, clip_on=False)
+        ax.set_xlim(-0.5, len(STAGES) - 0.5)
+        ax.set_ylim(len(STAGES) - 0.5, -0.5)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("expert")
+        ax.set_title(f"{title} ({sub})" if title else sub, fontsize=9)
+    return save_png(fig, path, tight=True)

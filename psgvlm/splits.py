@@ -42,6 +42,28 @@ def split_subjects(subjects, *, seed: int = 0, test_frac: float = 0.2, val_frac:
     return {"train": sorted(train), "validation": sorted(val), "test": sorted(test)}
 
 
+def split_warnings(split: dict) -> list[str]:
+    """Warnings about a subject split (a manifest as :func:`split_subjects` returns, or a dataset
+    meta.json's ``split``): one line when a split holds fewer than 2 subjects, saying what was done.
+
+    A model trained on one subject has seen one person's sleep; metrics of a validation or test split of
+    one subject describe one person, and their subject-bootstrap interval has no spread. Other split
+    kinds ("epoch", "none") give no warning.
+    """
+    if split.get("kind", "subject") != "subject":
+        return []
+    sizes = {name: len(split.get(name) or []) for name in ("train", "validation", "test")}
+    small = [name for name, size in sizes.items() if size < 2]
+    if not small:
+        return []
+    done = " / ".join(f"{sizes[k]} {k}" for k in sizes)
+    names = ", ".join(f"{k} ({sizes[k]})" for k in small)
+    return [f"{sum(sizes.values())} subjects were split {done} by subject (seed {split.get('seed', 0)}): "
+            f"{names} {'holds' if len(small) == 1 else 'hold'} fewer than 2 subjects, so what is trained or "
+            "scored there is at most one person's sleep "
+            "(no subject-level spread). Render more subjects, or --split none to score them all as one set."]
+
+
 def split_epochs(n_epochs: int, *, seed: int = 0, test_frac: float = 0.2, val_frac: float = 0.1) -> dict:
     """The PSG-image paper's epoch-level split: epochs of one subject land in train AND test.
 

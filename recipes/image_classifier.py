@@ -8,30 +8,31 @@ The paper's image baselines, on the same images and subject splits as the VLM:
         --config recipes/configs/classifier_tiny_cpu.yaml --arch swin
 
 ``--checkpoint DIR_OR_ID`` initialises from pretrained weights (5-way head replaced), otherwise the
-``--size`` preset is trained from scratch. The run dir holds model/, meta.json (kind
-``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, the test split's predictions.jsonl +
-metrics.json and predictions_<split>/ for the other splits in ``predict_splits`` (add train for
-``recipes/nap.py``), the same contract as the VLM runs.
+``--size`` preset is trained from scratch. The run dir holds model/ (the last weights), meta.json (kind
+``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, checkpoints/ (one per epoch: the newest
+``save_total_limit`` and the best by validation kappa), the model card README.md, confusion.png, the test
+split's predictions.jsonl + metrics.json and predictions_<split>/ for the other splits in
+``predict_splits`` (add train for ``recipes/nap.py``), the same contract as the VLM runs.
+``--resume_from_checkpoint latest`` continues exactly; ``--report_to tensorboard`` (wandb, mlflow) logs
+loss, learning rate, gradient norm, samples/s and validation metrics; ``--push_to_hub --hub_model_id
+USER/NAME`` uploads model/ and the card.
 """
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader
 
 from psgvlm import training
 from psgvlm.image.dataset import load_dataset
-from psgvlm.metrics import stage_metrics
+from psgvlm.training import TrackingArguments
 from psgvlm.vlm.classifiers import build_classifier, predict_proba, save_classifier_run
 
 
 @dataclass
-class Args:
+class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_checkpoint, push_to_hub, hub_model_id
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir
     output_dir: str = "runs/resnet_isruc"  # the run dir
     arch: str = "resnet"  # resnet | convnext | vit | swin | clip_linear
@@ -45,6 +46,7 @@ class Args:
     learning_rate: float = 1e-3  # peak, cosine decay after linear warmup
     warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up
     weight_decay: float = 0.05  # AdamW weight decay
+    max_grad_norm: float = 0.0  # clip gradients to this total norm (0: no clipping; the norm is logged either way)
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
     eval_batch_size: int = 64  # images per scoring batch
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
@@ -55,10 +57,11 @@ class Args:
 args = training.parse_args(Args)
 config = asdict(args)
 out = Path(args.output_dir)
-accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          mixed_precision=training.mixed_precision())
+# The run: accelerate with the trackers of --report_to, the log, checkpoints, --resume_from_checkpoint.
+run = training.TrainingRun(args, config, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                           mixed_precision=training.mixed_precision())
+accelerator, main = run.accelerator, run.accelerator.is_main_process
 set_seed(args.seed)
-main = accelerator.is_main_process
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_dataset(args.dataset)
@@ -75,19 +78,16 @@ def collate(rows):
 
 
 # ----------------------------------------------------------------------------- train
-loader = DataLoader(train_ds, batch_size=args.per_device_train_batch_size, shuffle=True, collate_fn=collate,
-                    generator=torch.Generator().manual_seed(args.seed))
-steps_per_epoch = math.ceil(len(loader) / max(accelerator.num_processes, 1) / args.gradient_accumulation_steps)
+steps_per_epoch = math.ceil(len(train_ds) / (args.per_device_train_batch_size * accelerator.num_processes
+                                            * args.gradient_accumulation_steps))
 total_steps = steps_per_epoch * args.num_train_epochs
 params = [p for p in model.parameters() if p.requires_grad]
 optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=args.weight_decay)
 # A prepared scheduler steps once per process per optimizer step, hence the factor.
 scheduler = training.warmup_cosine(optimizer, total_steps=total_steps * accelerator.num_processes,
                                    warmup_ratio=args.warmup_ratio)
-model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-log_path = out / "train_log.jsonl"
-if main and log_path.exists():
-    log_path.unlink()
+model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+step = run.resume()  # 0, or the checkpoint's step (weights, optimizer, RNGs and log restored)
 accelerator.print(f"{args.arch}: {sum(p.numel() for p in params):,} trainable parameters, {total_steps} steps")
 
 
@@ -96,37 +96,43 @@ def evaluate(ds):
     return predict_proba(net, pre, ds["image"], batch_size=args.eval_batch_size, progress=main)
 
 
-step, t0 = 0, time.time()
 for epoch in range(args.num_train_epochs):
+    # Seeded epoch order, the batches a resumed run has done skipped (None: it is past this epoch).
+    batches = training.epoch_batches(accelerator, train_ds, epoch=epoch, seed=args.seed,
+                                     batch_size=args.per_device_train_batch_size, collate_fn=collate,
+                                     skip=(step - epoch * steps_per_epoch) * args.gradient_accumulation_steps)
+    if batches is None:
+        continue
     model.train()
-    running, n = 0.0, 0
-    for batch in loader:
+    running, n, grad_norm = 0.0, 0, None
+    for batch in batches:
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             accelerator.backward(loss)
+            if accelerator.sync_gradients:  # the norm is logged; gradients clipped only with max_grad_norm
+                grad_norm = accelerator.clip_grad_norm_(params, args.max_grad_norm or math.inf)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
         running, n = running + loss.item(), n + 1
         if accelerator.sync_gradients:
             step += 1
-            if main:
-                training.append_jsonl(log_path, {"step": step, "epoch": epoch, "loss": running / n,
-                                                 "lr": scheduler.get_last_lr()[0], "elapsed_s": time.time() - t0})
+            run.log_step(step, epoch=epoch, loss=running / n, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                         samples=n * args.per_device_train_batch_size * accelerator.num_processes)
             running, n = 0.0, 0
-    if main:
-        m = stage_metrics(dsd["validation"]["label"], evaluate(dsd["validation"]).argmax(1))
-        training.append_jsonl(log_path, {"step": step, "epoch": epoch, "val_kappa": m["kappa"],
-                                         "val_macro_f1": m["macro_f1"], "val_accuracy": m["accuracy"]})
-        accelerator.print(f"epoch {epoch}: validation kappa {m['kappa']:.3f} accuracy {m['accuracy']:.3f}")
+    # Every process scores the (small) validation split, so all agree on the best checkpoint.
+    m = training.val_metrics(dsd["validation"]["label"], evaluate(dsd["validation"]).argmax(1))
+    accelerator.print(f"epoch {epoch}: validation kappa {m['val_kappa']:.3f} accuracy {m['val_accuracy']:.3f}")
+    if not run.evaluated(step, m, epoch=epoch):  # a new best is checkpointed at once
+        run.save(step)
+checkpoints = run.finish(step)  # the last checkpoint, loss_curve.png
 
 # ----------------------------------------------------------------------------- save
 accelerator.wait_for_everyone()
 if main:
     net = accelerator.unwrap_model(model)
-    save_classifier_run(net, pre, out, arch=args.arch,
-                        meta_extra={"config": config, "dataset_meta": dataset_meta, "optimizer_steps": step})
-    training.plot_loss_curve(log_path, out / "loss_curve.png")
+    save_classifier_run(net, pre, out, arch=args.arch, meta_extra={
+        "config": config, "dataset_meta": dataset_meta, "optimizer_steps": step, **checkpoints})
 
 # ----------------------------------------------------------------------------- evaluate
     for split in args.predict_splits:
@@ -135,4 +141,4 @@ if main:
             continue
         m = training.write_split_predictions(out, split, dsd[split], evaluate(dsd[split]))
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} accuracy {m['pooled']['accuracy']:.3f}")
-accelerator.end_training()
+run.publish(["model/*", "meta.json", "metrics.json"])  # card, confusion.png; Hub if asked

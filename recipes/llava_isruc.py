@@ -15,10 +15,14 @@ CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, m
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_tiny_cpu.yaml
 
-Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint RUN/checkpoints/step-N``
-continues exactly (refused when the config differs). ``--train false`` scores the untuned model
-(zero-shot ablation). The run dir holds adapter/, processor/, meta.json, train_log.jsonl,
-loss_curve.png, the test split's predictions.jsonl + metrics.json, and predictions_<split>/ (same two
+Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint latest`` (or
+``RUN/checkpoints/step-N``) continues exactly (refused when the config differs). ``--train false`` scores
+the untuned model (zero-shot ablation). ``--report_to tensorboard`` (or wandb, mlflow) logs loss, learning
+rate, gradient norm, samples/s and validation kappa / macro-F1 / accuracy (TensorBoard: RUN/logs);
+``--push_to_hub --hub_model_id USER/NAME`` uploads adapter, processor and model card at the end.
+The run dir holds adapter/ (the last weights), processor/, meta.json, train_log.jsonl, loss_curve.png,
+checkpoints/ (the newest ``save_total_limit`` and the best by validation kappa), the model card README.md,
+confusion.png, the test split's predictions.jsonl + metrics.json, and predictions_<split>/ (same two
 files) for the other splits in ``predict_splits`` (default validation; the tiny CPU config adds train,
 so that ``recipes/nap.py --predictors vlm=RUN`` can train on train + validation). Final predictions
 cover whole splits; ``max_eval_samples`` limits only the validation scored during training.
@@ -26,27 +30,24 @@ cover whole splits; ``max_eval_samples`` limits only the validation scored durin
 
 import math
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from peft import get_peft_model, prepare_model_for_kbit_training
-from torch.utils.data import DataLoader, Subset
 
 from psgvlm import training
 from psgvlm.image.dataset import load_dataset
-from psgvlm.metrics import stage_metrics
+from psgvlm.training import TrackingArguments
 from psgvlm.vlm.data import VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
 
 @dataclass
-class Args:
+class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_checkpoint, push_to_hub, hub_model_id
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir (train/validation/test splits)
     output_dir: str = "runs/llava_isruc"  # the run dir
     model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
@@ -65,6 +66,7 @@ class Args:
     learning_rate: float = 1e-4  # peak, cosine decay after linear warmup
     warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up
     weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 0.0  # clip gradients to this total norm (0: no clipping; the norm is logged either way)
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
     max_eval_samples: int = 0  # in-training validation only; final predictions cover whole splits
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
@@ -72,7 +74,6 @@ class Args:
     eval_every: int = 0  # optimizer steps between validation scorings (0: end of each epoch)
     save_every: int = 0  # optimizer steps between checkpoints (0: end of each epoch)
     max_steps: int = 0  # stop after this many optimizer steps (0: run all epochs)
-    resume_from_checkpoint: str = ""  # RUN/checkpoints/step-N to continue (refused under another config)
     embed_base_model: bool = False  # copy a local base model into the run dir (self-contained runs)
     seed: int = 0  # LoRA init, dropout and the data order
     config: str = ""  # YAML file of argument defaults (flags override it); its path is recorded in meta.json
@@ -81,11 +82,11 @@ class Args:
 args = training.parse_args(Args)
 config = asdict(args)
 out = Path(args.output_dir)
-accelerator = Accelerator(gradient_accumulation_steps=args.gradient_accumulation_steps,
-                          mixed_precision=training.mixed_precision())
+# The run: accelerate with the trackers of --report_to, the log, checkpoints, --resume_from_checkpoint.
+run = training.TrainingRun(args, config, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                           mixed_precision=training.mixed_precision())
+accelerator, main = run.accelerator, run.accelerator.is_main_process
 set_seed(args.seed)  # torch RNG drives LoRA init and dropout; data order uses its own seeded rng
-main = accelerator.is_main_process
-saved_state = training.check_resume(args.resume_from_checkpoint, config) if args.resume_from_checkpoint else None
 
 # ----------------------------------------------------------------------------- data
 dsd, dataset_meta = load_dataset(args.dataset)
@@ -128,8 +129,7 @@ def evaluate(ds, desc):
 
 
 # ----------------------------------------------------------------------------- train
-log_path = out / "train_log.jsonl"
-step = 0
+step, checkpoints = 0, {}
 if args.train:
     train_ds = training.seeded_subset(dsd["train"], args.max_train_samples, args.seed)
     val_ds = training.seeded_subset(dsd["validation"], args.max_eval_samples, args.seed + 1)
@@ -150,46 +150,30 @@ if args.train:
             weights[0] = {k: v for k, v in weights[0].items() if k.split("module.", 1)[-1] in trainable}
 
     accelerator.register_save_state_pre_hook(keep_trainable)
-    if saved_state:
-        accelerator.load_state(args.resume_from_checkpoint, strict=False)
-        step = saved_state["step"]
-        training.restore_log(args.resume_from_checkpoint, log_path, step)
-        accelerator.print(f"resumed from {args.resume_from_checkpoint} at optimizer step {step}")
-    elif main and log_path.exists():
-        log_path.unlink()
+    step = run.resume(strict=False)  # 0, or the checkpoint's step (weights, optimizer, RNGs and log restored)
 
-    def checkpoint():
-        ckpt = out / "checkpoints" / f"step-{step}"
-        accelerator.save_state(str(ckpt))
-        if main:
-            training.save_run_config(ckpt, config, log_path=log_path, step=step)
-
-    def validate(epoch):
+    def validate(epoch):  # logged; a new best by validation kappa is checkpointed at once
         probs, labels = evaluate(val_ds, "validation")
-        m = stage_metrics(labels, probs.argmax(1))
-        if main:
-            training.append_jsonl(log_path, {"step": step, "epoch": epoch, "val_kappa": m["kappa"],
-                                             "val_macro_f1": m["macro_f1"], "val_accuracy": m["accuracy"]})
-        accelerator.print(f"step {step}: validation kappa {m['kappa']:.3f} macro-F1 {m['macro_f1']:.3f} "
-                          f"accuracy {m['accuracy']:.3f}")
-        return m
+        m = training.val_metrics(labels, probs.argmax(1))
+        accelerator.print(f"step {step}: validation kappa {m['val_kappa']:.3f} macro-F1 {m['val_macro_f1']:.3f} "
+                          f"accuracy {m['val_accuracy']:.3f}")
+        run.evaluated(step, m, epoch=epoch)
 
     model.train()
-    t0, running, n_micro, done = time.time(), 0.0, 0, False
+    running, n_micro, done, grad_norm = 0.0, 0, False, None
     for epoch in range(math.ceil(args.num_train_epochs)):
-        # Epoch order from its own seeded rng, so a resumed run sees the same batches.
-        order = np.random.default_rng([args.seed, epoch]).permutation(len(train_ds)).tolist()
-        # Its own generator: creating the iterator must not draw from the global RNG (LoRA dropout).
-        loader = accelerator.prepare(DataLoader(Subset(train_ds, order), batch_size=args.per_device_train_batch_size,
-                                                collate_fn=train_collator, generator=torch.Generator()))
-        skip = (step - epoch * steps_per_epoch) * args.gradient_accumulation_steps
-        if skip >= len(loader):
+        # Seeded epoch order, the batches a resumed run has done skipped (None: it is past this epoch).
+        batches = training.epoch_batches(accelerator, train_ds, epoch=epoch, seed=args.seed,
+                                         batch_size=args.per_device_train_batch_size, collate_fn=train_collator,
+                                         skip=(step - epoch * steps_per_epoch) * args.gradient_accumulation_steps)
+        if batches is None:
             continue
-        batches = accelerator.skip_first_batches(loader, skip) if skip > 0 else loader
         for batch in batches:
             with accelerator.accumulate(model):
                 loss = model(**batch).loss
                 accelerator.backward(loss)
+                if accelerator.sync_gradients:  # the norm is logged; gradients clipped only with max_grad_norm
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm or math.inf)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -198,23 +182,23 @@ if args.train:
             if not accelerator.sync_gradients:
                 continue
             step += 1
-            if main:
-                training.append_jsonl(log_path, {"step": step, "epoch": epoch, "loss": running / n_micro,
-                                                 "lr": scheduler.get_last_lr()[0], "elapsed_s": time.time() - t0})
+            run.log_step(step, epoch=epoch, loss=running / n_micro, lr=scheduler.get_last_lr()[0], grad_norm=grad_norm,
+                         samples=n_micro * args.per_device_train_batch_size * accelerator.num_processes)
             running, n_micro = 0.0, 0
             if args.eval_every and step % args.eval_every == 0:
                 validate(epoch)
             if args.save_every and step % args.save_every == 0:
-                checkpoint()
+                run.save(step)
             if step >= total_steps or (args.max_steps and step >= args.max_steps):
                 done = True
                 break
         if not args.eval_every and (done or step % steps_per_epoch == 0):
             validate(epoch)
         if not args.save_every and not args.max_steps:
-            checkpoint()
+            run.save(step)
         if done:
             break
+    checkpoints = run.finish(step)  # the last checkpoint, loss_curve.png
 
 # ----------------------------------------------------------------------------- save
 accelerator.wait_for_everyone()
@@ -222,7 +206,6 @@ net = accelerator.unwrap_model(model)
 if main:
     if args.train:
         net.save_pretrained(out / "adapter")
-        training.plot_loss_curve(log_path, out / "loss_curve.png")
     processor.save_pretrained(out / "processor")
     base_model = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
     if args.embed_base_model:
@@ -233,7 +216,7 @@ if main:
     training.write_run_meta(out, kind="psgvlm-vlm-run", config=config, dataset_meta=dataset_meta,
                             base_model=base_model, adapter="adapter" if args.train else None,
                             prompt={"name": args.prompt, "template": template}, pin_grid=args.pin_grid,
-                            trainable_parameters=params, optimizer_steps=step)
+                            trainable_parameters=params, optimizer_steps=step, **checkpoints)
 
 # ----------------------------------------------------------------------------- evaluate
 for split in args.predict_splits:  # whole splits: NAP joins the streams by recording and epoch
@@ -246,4 +229,4 @@ for split in args.predict_splits:  # whole splits: NAP joins the streams by reco
         m = training.write_split_predictions(out, split, ds, probs)
         accelerator.print(f"{split}: kappa {m['pooled']['kappa']:.3f} macro-F1 {m['pooled']['macro_f1']:.3f} "
                           f"accuracy {m['pooled']['accuracy']:.3f} ({len(probs)} epochs)")
-accelerator.end_training()
+run.publish(["adapter/*", "processor/*", "meta.json", "metrics.json"])  # card, confusion.png; Hub if asked

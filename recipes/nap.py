@@ -16,7 +16,10 @@ validation: a VLM run needs ``predict_splits: [train, validation, test]``, as in
         --predictors vlm=runs/llava_tiny_cpu sdreamer=runs/sdreamer --output_dir runs/nap_vlm
 
 Ablations: ``--axes time predictor`` (one axis removed), ``--adaptive false`` (no dimension-adaptive
-training). ``--help`` lists every argument.
+training). As every recipe, the run dir gets ``train_log.jsonl`` + ``loss_curve.png``, ``checkpoints/``
+(the newest, and the best by validation kappa when validation subjects are held out of ``train_on``),
+``confusion.png`` and the model card ``README.md`` (``--resume_from_checkpoint latest``, ``--report_to
+tensorboard``, ``--push_to_hub --hub_model_id USER/NAME``). ``--help`` lists every argument.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -30,7 +33,7 @@ from psgvlm.baselines.nap import NAPConfig, load_streams, predict_nap, soft_vote
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.splits import split_subjects
-from psgvlm.training import parse_args
+from psgvlm.training import TrainingRun, parse_args, val_metrics
 
 
 @dataclass(kw_only=True)
@@ -51,6 +54,7 @@ class Args(RunArguments):
     max_steps: int = 400  # optimizer steps
     per_device_train_batch_size: int = 16  # sequences per batch
     learning_rate: float = 3e-3  # peak AdamW learning rate (linear warm-up, then cosine decay)
+    eval_every: int = 100  # steps between validation scorings (validation subjects outside train_on), each followed by a checkpoint
 
 
 def main(argv=None):
@@ -82,16 +86,26 @@ def main(argv=None):
         split = split_subjects([k[1] for k in recs], seed=args.split_seed)
     train_subj = {s for name in args.train_on for s in split.get(name, [])}
     train = [d for k, d in recs.items() if k[1] in train_subj]
+    # validation subjects NAP does not train on choose the best checkpoint (none with the default train_on)
+    val = [d for k, d in recs.items() if k[1] in set(split.get("validation", [])) - train_subj]
     test_keys = [k for k in recs if k[1] in set(split["test"])]
     if not train or not test_keys:
         raise ValueError(f"NAP needs training and test recordings; train subjects {sorted(train_subj)}, "
                          f"test subjects {split['test']}, streams cover subjects {sorted({k[1] for k in recs})}")
 
     # ---- model + dimension-adaptive training ----------------------------------------------------
+    run = TrainingRun(args, asdict(args), cpu=True)  # trackers, checkpoints, --resume_from_checkpoint
     config = NAPConfig(d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, axes=tuple(args.axes))
+
+    def validate(model):
+        preds = [predict_nap(model, d["probs"], avail, window=args.max_len).argmax(1) for d in val]
+        return val_metrics(np.concatenate([d["labels"] for d in val]), np.concatenate(preds))
+
     model, losses = train_nap(train, avail, config=config, steps=args.max_steps, lr=args.learning_rate,
                               batch_size=args.per_device_train_batch_size, min_len=args.min_len,
-                              max_len=args.max_len, adaptive=args.adaptive, seed=args.seed)
+                              max_len=args.max_len, adaptive=args.adaptive, seed=args.seed, run=run,
+                              evaluate=validate if val else None, eval_every=args.eval_every)
+    checkpoints = run.finish(args.max_steps)
     save_model(args.output_dir, model, asdict(config))
 
     # ---- evaluate: NAP, soft voting, every single stream, and predictor subsets -------------------
@@ -105,7 +119,7 @@ def main(argv=None):
 
     meta = {"kind": "nap", "config": {"args": asdict(args), "model_config": asdict(config)}, "split": split,
             "channels": channels, "predictors": predictors, "avail": avail.tolist(), "losses": losses,
-            "sources": sources, "dropped_unscored": dropped, "provenance": provenance()}
+            "sources": sources, "dropped_unscored": dropped, **checkpoints, "provenance": provenance()}
     metrics = write_predictions(args.output_dir, rows_of(lambda d: predict_nap(model, d["probs"], avail, window=args.max_len)),
                                 extra_meta={"kind": "nap"})
     vote = write_predictions(Path(args.output_dir) / "soft_vote", rows_of(lambda d: soft_vote(d["probs"], avail)),
@@ -125,6 +139,7 @@ def main(argv=None):
     write_json_atomic(f"{args.output_dir}/metrics_table.json", table)
     write_json_atomic(f"{args.output_dir}/meta.json", meta)
     print({k: {"kappa": round(v["kappa"], 3), "macro_f1": round(v["macro_f1"], 3)} for k, v in table.items()})
+    run.publish(["model.pt", "model_config.json", "meta.json", "metrics*.json"])  # card; Hub upload if asked
     return 0
 
 

@@ -17,7 +17,11 @@ e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` + ``m
 
 Writes ``predictions.jsonl`` + ``metrics.json`` (test subjects, mixed pathway), ``predictions_<split>/``
 for train and validation (NAP's inputs), ``metrics_single_channel.json`` (EEG-only, EMG-only, mixed),
-``model.pt`` + ``model_config.json`` and ``meta.json``. ``--help`` lists every argument.
+``model.pt`` + ``model_config.json``, ``meta.json``, ``train_log.jsonl`` + ``loss_curve.png`` (validation
+kappa every ``eval_every`` steps), ``checkpoints/`` (the newest and the best by validation kappa),
+``confusion.png`` and the model card ``README.md``. ``--resume_from_checkpoint latest`` continues a run
+exactly, ``--report_to tensorboard`` logs to ``OUTPUT_DIR/logs``, ``--push_to_hub --hub_model_id USER/NAME``
+uploads the model and card. ``--help`` lists every argument.
 """
 
 from dataclasses import asdict, dataclass
@@ -45,7 +49,7 @@ from psgvlm.baselines.signal_data import select
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES
-from psgvlm.training import parse_args
+from psgvlm.training import TrainingRun, parse_args, val_metrics
 
 
 @dataclass(kw_only=True)
@@ -79,6 +83,7 @@ def main(argv=None):
                                      inputs=src["config"]["inputs"], seq_len=model.config.seq_len)
         print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
         return 0
+    run = TrainingRun(args, asdict(args), cpu=True)  # trackers, checkpoints, --resume_from_checkpoint
     train = select(recs, split["train"])
     has_emg = all(r.channels_of("EMG") for r in train)
     inputs = {"EEG": args.eeg_channel, **({"EMG": args.emg_channel} if has_emg else {})}
@@ -90,6 +95,7 @@ def main(argv=None):
     pool = [(arrays(r), r.stages) for r in train if r.n_epochs >= args.seq_len]
     if not pool:
         raise ValueError(f"every training recording is shorter than K={args.seq_len}: {short}")
+    val = [r for r in select(recs, split.get("validation", [])) if r.n_epochs >= args.seq_len]
 
     # ---- model -------------------------------------------------------------------------------------
     if args.size not in SIZES:
@@ -111,9 +117,16 @@ def main(argv=None):
         history.append(parts)
         return loss
 
+    def validate():
+        probs = [predict_windows(model, arrays(r), seq_len=args.seq_len) for r in val]
+        return val_metrics(np.concatenate([r.stages for r in val]), np.concatenate(probs).argmax(1))
+
     model.train()
-    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
-                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sDREAMER")
+    losses = train_loop(model, step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sDREAMER", run=run,
+                        evaluate=validate if val else None, eval_every=args.eval_every,
+                        batch_size=args.per_device_train_batch_size, rngs=[rng])
+    checkpoints = run.finish(args.max_steps)
 
     # ---- save ----------------------------------------------------------------------------------------
     model.eval()
@@ -134,7 +147,7 @@ def main(argv=None):
     test = [r for r in select(recs, split["test"]) if r.n_epochs >= args.seq_len]
     skipped = [r.recording for r in select(recs, split["test"]) if r.n_epochs < args.seq_len]
     metrics = write_run(args.output_dir, kind="sdreamer", config=cfg, recs=test, probs=predict(test), dataset_meta=ds_info,
-                        extra={"skipped_test_shorter_than_K": skipped})
+                        extra={"skipped_test_shorter_than_K": skipped, **checkpoints})
     single = {}
     for names in (["EEG"], ["EMG"], ["EEG", "EMG"]):
         if not all(n in inputs for n in names):
@@ -148,6 +161,7 @@ def main(argv=None):
     print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
            "single_channel": {k: {"acc": round(v["accuracy"], 3), "kappa": round(v["kappa"], 3)}
                               for k, v in single.items()}, "n_classes": N_STAGES})
+    run.publish(["model.pt", "model_config.json", "meta.json", "metrics*.json"])  # card; Hub upload if asked
     return 0
 
 

@@ -5,7 +5,10 @@
 
 Trains on the train-split subjects, writes ``predictions.jsonl`` + ``metrics.json`` for the test
 subjects (all trained modalities), ``predictions_<split>/`` for train and validation (NAP's inputs),
-and ``metrics_subsets.json``: test metrics for every inference subset in ``eval_subsets``.
+``metrics_subsets.json``: test metrics for every inference subset in ``eval_subsets``, and, as every
+recipe, ``train_log.jsonl`` + ``loss_curve.png``, ``checkpoints/`` (the newest and the best by validation
+kappa), ``confusion.png`` and the model card ``README.md`` (``--resume_from_checkpoint latest``,
+``--report_to tensorboard``, ``--push_to_hub --hub_model_id USER/NAME``).
 
 Predict-only (no training, no ``--pretrained``): the fine-tuned model of a run on the test subjects of
 another signal dataset, e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` +
@@ -52,7 +55,7 @@ from psgvlm.baselines.sleep2vec import (
 from psgvlm.predictions import make_rows, metrics_from_rows
 from psgvlm.provenance import write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
-from psgvlm.training import parse_args
+from psgvlm.training import TrainingRun, parse_args, val_metrics
 
 
 @dataclass(kw_only=True)
@@ -90,10 +93,12 @@ def main(argv=None):
     if not args.pretrained:
         raise ValueError("--pretrained (a recipes/sleep2vec_pretrain.py run dir) is needed to fine-tune; "
                          "--from_run RUN predicts with a fine-tuned run instead")
+    run = TrainingRun(args, asdict(args), cpu=True)  # trackers, checkpoints, --resume_from_checkpoint
     backbone = load_backbone(args.pretrained)
     mods = list(args.modalities or backbone.config.modalities)
     train = [r for r in select(recs, split["train"]) if r.n_epochs >= args.seq_len]
     pool = [(arrays_for(r, {m: None for m in mods}), r.stages) for r in train]
+    val = [r for r in select(recs, split.get("validation", [])) if r.n_epochs >= args.seq_len]
 
     # ---- model + LoRA --------------------------------------------------------------------------------
     stager_kw = dict(modalities=mods, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
@@ -114,16 +119,22 @@ def main(argv=None):
         return F.cross_entropy(logits.reshape(-1, N_STAGES), y.reshape(-1), weight=weights,
                                ignore_index=UNSCORED)
 
+    def predict(rs, subset):
+        return [predict_windows(model, arrays_for(r, {m: None for m in subset}), seq_len=args.seq_len) for r in rs]
+
+    def validate():
+        return val_metrics(np.concatenate([r.stages for r in val]), np.concatenate(predict(val, mods)).argmax(1))
+
     model.train()
-    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
-                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec finetune")
+    losses = train_loop(model, step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec finetune",
+                        run=run, evaluate=validate if val else None, eval_every=args.eval_every,
+                        batch_size=args.per_device_train_batch_size, rngs=[rng])
+    checkpoints = run.finish(args.max_steps)
 
     # ---- save + evaluate ----------------------------------------------------------------------------
     model.eval()
     save_model(args.output_dir, model, {"backbone": config_dict(backbone.config), "stager": stager_kw})
-
-    def predict(rs, subset):
-        return [predict_windows(model, arrays_for(r, {m: None for m in subset}), seq_len=args.seq_len) for r in rs]
 
     ds_info = {k: ds_meta.get(k) for k in ("split", "input", "rates")}
     config = {"args": asdict(args), "trainable_params": n_train, "all_params": n_all,
@@ -135,7 +146,7 @@ def main(argv=None):
                       dataset_meta=ds_info, name=f"predictions_{name}")
     test = [r for r in select(recs, split["test"]) if r.n_epochs >= args.seq_len]
     metrics = write_run(args.output_dir, kind="sleep2vec", config=config, recs=test, probs=predict(test, mods),
-                        dataset_meta=ds_info, extra={"pretrained": args.pretrained})
+                        dataset_meta=ds_info, extra={"pretrained": args.pretrained, **checkpoints})
     subsets = {}
     for s in args.eval_subsets:
         sub = s.split("+")
@@ -149,6 +160,7 @@ def main(argv=None):
     write_json_atomic(f"{args.output_dir}/metrics_subsets.json", subsets)
     print({"test": {k: metrics["pooled"].get(k) for k in ("kappa", "macro_f1", "accuracy")},
            "subsets": {s: round(m["kappa"], 3) for s, m in subsets.items()}, "trainable": n_train})
+    run.publish(["model.pt", "model_config.json", "meta.json", "metrics*.json"])  # card; Hub upload if asked
     return 0
 
 

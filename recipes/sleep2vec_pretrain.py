@@ -5,8 +5,11 @@
 
 Reads (or builds) the shared signal dataset, trains on the train-split subjects only, writes
 ``OUTPUT_DIR/model.pt`` + ``model_config.json`` + ``meta.json`` (config, dataset meta, provenance,
-losses and the validation cross-modal retrieval accuracy). Fine-tune with
-``recipes/sleep2vec_finetune.py``. ``--help`` lists every argument.
+losses and the validation cross-modal retrieval accuracy), ``train_log.jsonl`` + ``loss_curve.png``
+(the validation contrastive loss every ``eval_every`` steps), ``checkpoints/`` (the newest and the best,
+lowest validation loss) and the model card ``README.md``. ``--resume_from_checkpoint latest``,
+``--report_to tensorboard`` and ``--push_to_hub --hub_model_id USER/NAME`` as in every recipe. Fine-tune
+with ``recipes/sleep2vec_finetune.py``. ``--help`` lists every argument.
 """
 
 from dataclasses import asdict, dataclass, field
@@ -24,7 +27,7 @@ from psgvlm.baselines.common import (
 from psgvlm.baselines.signal_data import select
 from psgvlm.baselines.sleep2vec import SIZES, Sleep2vec, Sleep2vecConfig, config_dict, save_backbone
 from psgvlm.provenance import provenance, write_json_atomic
-from psgvlm.training import parse_args
+from psgvlm.training import TrainingRun, parse_args
 
 
 @dataclass(kw_only=True)
@@ -50,6 +53,8 @@ def main(argv=None):
 
     # ---- data: train subjects only, modalities every train recording has -----------------------
     recs, ds_meta = load_or_build_signal_data(args)
+    # trackers, checkpoints (best: lowest validation contrastive loss), --resume_from_checkpoint
+    run = TrainingRun(args, asdict(args), metric="val_loss", greater_is_better=False, cpu=True)
     train = [r for r in select(recs, ds_meta["split"]["train"]) if r.n_epochs >= args.seq_len]
     val = [r for r in select(recs, ds_meta["split"].get("validation", [])) if r.n_epochs >= args.seq_len]
     if not train:
@@ -59,7 +64,7 @@ def main(argv=None):
         raise ValueError(f"contrastive pre-training needs >= 2 modalities present in every training recording; "
                          f"asked {args.modalities}, present in all: {mods}")
 
-    def batch(pool, pair, n):
+    def batch(pool, pair, n, rng=rng):
         nights = rng.choice(len(pool), size=max(1, n // args.segments_per_night))
         xa, xb, meta = [], [], {"age": [], "sex": [], "site": [], "night": []}
         for i in nights:
@@ -87,17 +92,30 @@ def main(argv=None):
         xa, xb, meta = batch(train, pair, args.per_device_train_batch_size)
         return model.pretrain_loss({pair[0]: xa, pair[1]: xb}, meta=meta, generator=gen)
 
+    # The same validation batches at every evaluation (their own seeded rng), one per modality pair.
+    pairs = [(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]]
+
+    def val_batches():
+        vrng = np.random.default_rng([args.seed, 1])
+        return [(pair, batch(val or train, pair, args.per_device_train_batch_size, vrng)) for pair in pairs]
+
+    @torch.no_grad()
+    def validate():
+        per_pair = [float(model.pretrain_loss({p[0]: xa, p[1]: xb}, meta=meta)) for p, (xa, xb, meta) in val_batches()]
+        return {"val_loss": float(np.mean(per_pair))}
+
     model.train()
-    losses = train_loop(model.parameters(), step, max_steps=args.max_steps, learning_rate=args.learning_rate,
-                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec pretrain")
+    losses = train_loop(model, step, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, desc="sleep2vec pretrain",
+                        run=run, evaluate=validate, eval_every=args.eval_every,
+                        batch_size=args.per_device_train_batch_size, rngs=[rng, gen])
+    checkpoints = run.finish(args.max_steps)
 
     # ---- evaluate: validation loss and cross-modal retrieval recall@1 --------------------------------
     model.eval()
     evaluation = {}
     with torch.no_grad():
-        pool = val or train
-        for pair in [(a, b) for i, a in enumerate(mods) for b in mods[i + 1:]]:
-            xa, xb, meta = batch(pool, pair, args.per_device_train_batch_size)
+        for pair, (xa, xb, meta) in val_batches():
             za, zb = model.embed({pair[0]: xa, pair[1]: xb}).values()
             sim = torch.einsum("itd,jtd->tij", za, zb)
             recall1 = float((sim.argmax(-1) == torch.arange(sim.shape[-1])).float().mean())
@@ -110,8 +128,9 @@ def main(argv=None):
     write_json_atomic(f"{args.output_dir}/meta.json", {
         "kind": "sleep2vec-pretrain", "args": asdict(args), "model_config": config_dict(config),
         "dataset": {k: ds_meta.get(k) for k in ("split", "input", "rates")}, "losses": losses,
-        "evaluation": evaluation, "provenance": provenance()})
+        "evaluation": evaluation, **checkpoints, "provenance": provenance()})
     print({"final_loss": float(np.mean(losses[-10:])), "evaluation": evaluation})
+    run.publish(["model.pt", "model_config.json", "meta.json"])  # card; Hub upload if asked
     return 0
 
 

@@ -43,7 +43,7 @@ import numpy as np
 
 from psgvlm.image.dataset import META_KIND, META_VERSION, is_dataset_dir
 from psgvlm.provenance import provenance, read_json
-from psgvlm.splits import SPLIT_KINDS
+from psgvlm.splits import SPLIT_KINDS, split_warnings
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
 
 from .inputs import (
@@ -485,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = ", ".join(f"{k}: {v['n_epochs']} epochs / {v['n_subjects']} subjects" for k, v in meta["counts"].items())
     print(f"wrote {args.out} ({sizes}; {meta['dropped']['n']} epochs dropped {meta['dropped']['by_reason']}) "
           f"in {meta['build_s']:.1f} s")
+    for line in split_warnings(meta["split"]):  # e.g. 3 subjects split 1/1/1
+        print(f"psgvlm render: WARNING {line}", file=sys.stderr)
     return 0
 
 

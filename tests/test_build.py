@@ -152,6 +152,16 @@ def test_epoch_split_is_warned_and_few_subjects_fall_back(isruc_dir, tmp_path, c
     assert meta["split"]["leaks_subjects"] is True
 
 
+def test_a_split_of_fewer_than_two_subjects_is_warned(isruc_dir, tmp_path, capsys):
+    three = tmp_path / "three"
+    for d in sorted(p for p in isruc_dir.iterdir() if p.is_dir())[:3]:
+        shutil.copytree(d, three / d.name)
+    assert cli(["render", "--format", "isruc", "--input", str(three), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "psgvlm render: WARNING 3 subjects were split 1 train / 1 validation / 1 test by subject (seed 0)" in err
+    assert "--split none" in err
+
+
 def test_real_sleepedf_pairs_by_time(real_data_dir, tmp_path):
     d = real_data_dir / "sleepedf_crop"
     meta = build_dataset(fmt="sleepedf", input=d / "short_psg.edf", hypnogram=d / "SC4001EC-Hypnogram.edf",

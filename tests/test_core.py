@@ -6,7 +6,7 @@ import sklearn.metrics as sk
 
 from psgvlm.metrics import stage_metrics
 from psgvlm.predictions import make_rows, read_predictions, write_predictions
-from psgvlm.splits import split_subjects
+from psgvlm.splits import split_subjects, split_warnings
 from psgvlm.stages import ISRUC_CODES, UNSCORED, map_codes
 
 
@@ -25,6 +25,18 @@ def test_split_subjects_disjoint_and_seeded():
     assert not (set(a["train"]) & set(a["test"])) and not (set(a["validation"]) & set(a["test"]))
     with pytest.raises(ValueError, match="needs >= 3 subjects"):
         split_subjects(["a", "b"])
+
+
+def test_split_warnings_name_splits_under_two_subjects_and_what_was_done():
+    three = {"kind": "subject", "seed": 0, **split_subjects(["a", "b", "c"], seed=0)}
+    (line,) = split_warnings(three)
+    assert line.startswith("3 subjects were split 1 train / 1 validation / 1 test by subject (seed 0): "
+                           "train (1), validation (1), test (1) hold fewer than 2 subjects")
+    assert "--split none" in line
+    (line,) = split_warnings({"kind": "subject", "seed": 3, **split_subjects([f"s{i}" for i in range(10)], seed=3)})
+    assert ": validation (1) holds fewer than 2 subjects," in line
+    assert split_warnings({"kind": "subject", **split_subjects([f"s{i}" for i in range(20)])}) == []
+    assert split_warnings({"kind": "epoch", "train": ["a"], "validation": ["a"], "test": ["a"]}) == []
 
 
 def test_stage_metrics_against_sklearn():

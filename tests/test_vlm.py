@@ -225,7 +225,18 @@ def test_parse_stage_and_unparseable_rate():
 # --------------------------------------------------------------------------- recipe + resume + predict
 
 
-def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, tiny):
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """Every Hub call the recipe makes, recorded instead of made."""
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda *a, **k: calls.append(("create_repo", k)))
+    monkeypatch.setattr(huggingface_hub, "upload_folder", lambda *a, **k: calls.append(("upload_folder", k)))
+    return calls
+
+
+def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, tiny, hub_calls):
     out = tmp_path / "run"
     g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--max_steps", "8",
                     "--eval_every", "4", "--save_every", "100")
@@ -247,12 +258,19 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in log if "loss" in r]
     assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3])
-    assert any("val_kappa" in r for r in log)
+    assert all(r["grad_norm"] > 0 and r["samples_per_s"] > 0 for r in log if "loss" in r)
+    kappas = {r["step"]: r["val_kappa"] for r in log if "val_kappa" in r}
+    assert sorted(kappas) == [4, 8]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["kind"] == "psgvlm-vlm-run" and meta["provenance"]["versions"]["transformers"]
+    # the best checkpoint by validation kappa (the first on a tie) is kept beside the last
+    best = meta["checkpoints"]["best"]
+    assert best["step"] == max(kappas, key=lambda s: (kappas[s], -s)) and meta["checkpoints"]["last"] == "checkpoints/step-8"
+    assert (out / best["checkpoint"] / "run_config.json").exists() and (out / "checkpoints/step-8/run_config.json").exists()
     for f in ("adapter/adapter_config.json", "processor/processor_config.json", "loss_curve.png",
-              "predictions.jsonl", "metrics.json"):
+              "predictions.jsonl", "metrics.json", "README.md", "confusion.png"):
         assert (out / f).exists(), f
+    assert f"- base model: `{tiny_dir.resolve()}`" in (out / "README.md").read_text() and hub_calls == []  # no upload unless asked
 
     # doctor on the run and on the bare model: every check passes
     from psgvlm.vlm.doctor import main as doctor
@@ -281,29 +299,48 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
     np.testing.assert_allclose([r["probs"] for r in rows], [r["probs"] for r in recipe_rows], atol=1e-4)
 
 
-def test_resume_continues_exactly_and_refuses_other_config(tmp_path, tiny_dir, image_ds):
+def test_resume_from_latest_continues_exactly_and_refuses_other_config(tmp_path, tiny_dir, image_ds):
+    """A run stopped at step 3 and resumed with ``latest`` ends with the weights and the loss log of an
+    uninterrupted 6-step run (same validation and save schedule)."""
     a, b = tmp_path / "a", tmp_path / "b"
-    ga = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(a), "--max_steps", "6",
-                     "--save_every", "3", "--eval_every", "100")
-    ckpt = a / "checkpoints" / "step-3"
-    assert (ckpt / "run_config.json").exists()
-    gb = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(b), "--max_steps", "6",
-                     "--save_every", "3", "--eval_every", "100", "--resume_from_checkpoint", str(ckpt))
+    common = ["--save_every", "3", "--eval_every", "3"]
+    ga = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(a), "--max_steps", "6", *common)
+    _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(b), "--max_steps", "3", *common)
+    gb = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(b), "--max_steps", "6", *common,
+                     "--resume_from_checkpoint", "latest")
     wa = {n: p for n, p in ga["accelerator"].unwrap_model(ga["model"]).named_parameters() if "lora_" in n}
     wb = dict(gb["accelerator"].unwrap_model(gb["model"]).named_parameters())
     for n, p in wa.items():
         torch.testing.assert_close(wb[n], p, rtol=0, atol=1e-6, msg=f"{n} differs after resume")
+
+    def untimed(run):
+        return [{k: v for k, v in json.loads(x).items() if k not in ("samples_per_s", "elapsed_s")}
+                for x in (run / "train_log.jsonl").read_text().splitlines()]
+
+    log_a, log_b = untimed(a), untimed(b)
+    assert [r["step"] for r in log_b] == [r["step"] for r in log_a] and len(log_a) == 8  # 6 steps + 2 validations
+    for ra, rb in zip(log_a, log_b):
+        assert ra.keys() == rb.keys()
+        np.testing.assert_allclose([ra[k] for k in ra if k != "epoch"], [rb[k] for k in rb if k != "epoch"],
+                                   rtol=1e-5, err_msg=f"log differs at step {ra['step']}")
+    ckpt = a / "checkpoints" / "step-3"
     with pytest.raises(ValueError, match="learning_rate"):
         _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(tmp_path / "c"), "--learning_rate", "0.01",
                     "--resume_from_checkpoint", str(ckpt))
 
 
-def test_recipe_zero_shot_scores_the_untuned_model(tmp_path, tiny_dir, image_ds):
+def test_recipe_zero_shot_scores_the_untuned_model_and_pushes_when_asked(tmp_path, tiny_dir, image_ds, hub_calls):
     from psgvlm.vlm.predict import load_predictor
 
     out = tmp_path / "zs"
-    g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--train", "false")
+    g = _run_recipe(tmp_path, tiny_dir, image_ds, "--output_dir", str(out), "--train", "false",
+                    "--push_to_hub", "--hub_model_id", "someone/zero-shot")
     assert g["step"] == 0 and not (out / "adapter").exists()
+    assert [c[0] for c in hub_calls] == ["create_repo", "upload_folder"]
+    upload = hub_calls[1][1]
+    assert upload["repo_id"] == "someone/zero-shot" and upload["folder_path"] == str(out)
+    assert {"adapter/*", "processor/*", "README.md", "meta.json"} <= set(upload["allow_patterns"])
+    assert "zero-shot" in (out / "README.md").read_text()
     meta = json.loads((out / "meta.json").read_text())
     assert meta["adapter"] is None and meta["trainable_parameters"]["trainable"] == 0
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 10
@@ -427,12 +464,19 @@ def test_recipe_runs_data_parallel_on_two_cpu_processes(tmp_path, tiny_dir, imag
     if shutil.which("torchrun") is None:
         pytest.skip("torchrun not on PATH")
     out = tmp_path / "ddp"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    # PYTHONPATH: torchrun may be another interpreter's script, without this checkout installed
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     # --standalone: a free rendezvous port, so a busy default port 29500 cannot fail the run
     cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", str(RECIPE), "--dataset", str(image_ds), "--model", str(tiny_dir),
            "--output_dir", str(out), "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "1",
-           "--max_steps", "4", "--save_every", "2", "--eval_every", "100", "--lora_r", "4"]
+           "--max_steps", "4", "--save_every", "2", "--eval_every", "2", "--lora_r", "4"]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, timeout=600, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (out / "checkpoints" / "step-2" / "random_states_1.pkl").exists()
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 10  # both halves gathered
+    # validation gathered on both processes: one log row per validation, the best chosen identically
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "val_kappa" in r] == [2, 4]
+    assert json.loads((out / "meta.json").read_text())["checkpoints"]["best"]["step"] in (2, 4)
+    assert (out / "README.md").exists() and (out / "confusion.png").exists()

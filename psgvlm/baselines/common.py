@@ -14,7 +14,7 @@ from psgvlm.baselines.signal_data import SignalRecording, select, sequence_start
 from psgvlm.predictions import make_rows, write_predictions
 from psgvlm.provenance import provenance, read_json, write_json_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
-from psgvlm.training import warmup_cosine
+from psgvlm.training import TrackingArguments, warmup_cosine
 
 
 def arrays_for(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[str, np.ndarray]:
@@ -85,34 +85,63 @@ def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: 
     return acc / cnt[:, None]
 
 
-def train_loop(params, step_fn, *, max_steps: int, learning_rate: float, weight_decay: float = 0.01,
-               warmup_ratio: float = 0.05, desc: str = "train", logging_steps: int = 10) -> list[float]:
+def train_loop(model, step_fn, *, max_steps: int, learning_rate: float, weight_decay: float = 0.01,
+               warmup_ratio: float = 0.05, desc: str = "train", logging_steps: int = 10, run=None,
+               evaluate=None, eval_every: int = 0, batch_size: int = 0, rngs=()) -> list[float]:
     """AdamW under :func:`psgvlm.training.warmup_cosine`; ``step_fn(step) -> loss tensor``. Returns losses.
 
     ``max_steps`` optimizer steps at peak ``learning_rate`` after a linear warm-up over ``warmup_ratio``
     of them, gradients clipped to norm 1; a non-finite loss raises FloatingPointError naming the step.
+    ``model`` is the module trained (or, without ``run``, an iterable of parameters).
+
+    With ``run`` (a :class:`psgvlm.training.TrainingRun`) this is a recipe's loop: the run's checkpoint
+    (``--resume_from_checkpoint``) is loaded first, every step is logged (loss, learning rate, gradient
+    norm, samples/s from ``batch_size``), ``evaluate() -> {"val_...": value}`` runs every ``eval_every``
+    steps and after the last one (module in eval mode), each evaluation is followed by a checkpoint and
+    the best is kept; the recipe calls ``run.finish`` afterwards. ``rngs`` are the numpy/torch generators ``step_fn``
+    draws from: they are checkpointed with the weights, so a resumed run continues exactly. The losses a
+    resumed run returns include those logged before the checkpoint.
     """
     from tqdm import tqdm
 
-    params = [p for p in params if p.requires_grad]
+    from psgvlm.training import GeneratorState, read_jsonl
+
+    module = model if isinstance(model, torch.nn.Module) else None
+    params = [p for p in (model.parameters() if module is not None else model) if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
+    if run is not None and module is None:
+        raise TypeError("train_loop(run=...) needs the module itself (its weights are checkpointed)")
     opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, betas=(0.9, 0.95))
     sched = warmup_cosine(opt, total_steps=max_steps, warmup_ratio=warmup_ratio)
-    losses = []
-    bar = tqdm(range(max_steps), desc=desc, mininterval=5)
+    losses, start = [], 0
+    if run is not None:
+        module, opt, sched = run.accelerator.prepare(module, opt, sched)
+        for g in rngs:
+            run.accelerator.register_for_checkpointing(GeneratorState(g))
+        start = run.resume()
+        losses = [r["loss"] for r in read_jsonl(run.log_path) if "loss" in r]
+    bar = tqdm(range(start, max_steps), desc=desc, mininterval=5, initial=start, total=max_steps)
     for step in bar:
         loss = step_fn(step)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{desc}: loss became {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
         if step % logging_steps == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-logging_steps:]):.4f}")
+        if run is None:
+            continue
+        run.log_step(step + 1, loss=losses[-1], lr=sched.get_last_lr()[0], grad_norm=grad_norm, samples=batch_size)
+        if evaluate is not None and ((eval_every and (step + 1) % eval_every == 0) or step + 1 == max_steps):
+            module.eval()
+            if not run.evaluated(step + 1, evaluate()):  # a new best is checkpointed already
+                run.save(step + 1)
+            module.train()
     return losses
 
 
@@ -149,7 +178,7 @@ def write_run(out_dir, *, kind: str, config: dict, recs: list[SignalRecording], 
 
 
 @dataclass(kw_only=True)
-class RunArguments:
+class RunArguments(TrackingArguments):
     output_dir: str  # the run dir to write
     seed: int = 0  # seeds parameter init and batch sampling
     threads: int = 2  # torch CPU threads
@@ -163,6 +192,7 @@ class OptimizerArguments:
     learning_rate: float = 1e-3  # peak AdamW learning rate (linear warm-up, then cosine decay)
     warmup_ratio: float = 0.05  # share of max_steps spent warming up
     weight_decay: float = 0.01  # AdamW weight decay
+    eval_every: int = 100  # optimizer steps between validation scorings, each followed by a checkpoint (0: after the last step only)
 
 
 @dataclass(kw_only=True)

@@ -412,11 +412,13 @@ def load(run_dir) -> NAP:
 def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: int = 400, lr: float = 3e-3,
               batch_size: int = 16, min_len: int = 10, max_len: int = 60, adaptive: bool = True,
               seed: int = 0, class_weight=None, desc: str = "NAP",
-              init: NAP | None = None) -> tuple[NAP, list[float]]:
+              init: NAP | None = None, run=None, evaluate=None, eval_every: int = 0) -> tuple[NAP, list[float]]:
     """Train NAP on ``data`` (dicts with ``probs`` (C, T, P, 5) and ``labels`` (T,)) with dimension-adaptive batches.
 
     ``init``: continue from this model (fine-tuning a pre-trained NAP; a copy is trained, ``config``
-    must match its config). Dicts may carry their own ``avail`` (see ``nap_batch``).
+    must match its config). Dicts may carry their own ``avail`` (see ``nap_batch``). ``run``,
+    ``evaluate(model)``, ``eval_every``: a recipe's logging, validation and checkpoints (see
+    :func:`psgvlm.baselines.common.train_loop`).
     """
     import copy
 
@@ -439,7 +441,9 @@ def train_nap(data: list[dict], avail: np.ndarray, *, config: NAPConfig, steps: 
                                ignore_index=UNSCORED)
 
     model.train()
-    losses = train_loop(model.parameters(), step, max_steps=steps, learning_rate=lr, weight_decay=1e-4, desc=desc)
+    losses = train_loop(model, step, max_steps=steps, learning_rate=lr, weight_decay=1e-4, desc=desc, run=run,
+                        evaluate=None if evaluate is None else lambda: evaluate(model), eval_every=eval_every,
+                        batch_size=batch_size, rngs=[rng])
     return model.eval(), losses
 
 
