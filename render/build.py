@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.image.dataset import META_KIND, META_VERSION, is_dataset_dir
+from psgvlm.locks import check_out_dir, out_lock
 from psgvlm.provenance import provenance, read_json
 from psgvlm.splits import SPLIT_KINDS
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
@@ -182,7 +183,8 @@ def _settings_hash(d: dict) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | None = None) -> list[dict]:
+def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | None = None,
+                        nonfinite: str = "raise") -> list[dict]:
     """Reader jobs (``{"path", "hypnogram", ...}``): a dataset folder's recordings, or the one file."""
     from psgvlm.io.readers import find_recordings
 
@@ -197,6 +199,8 @@ def discover_recordings(fmt: str, input: Path, *, hypnogram=None, scorer: int | 
     else:
         jobs = [{"path": input, "hypnogram": hypnogram}]
     opts = {} if scorer is None else {"scorer": scorer}
+    if nonfinite != "raise":  # readers of formats that cannot hold NaN refuse the option by name
+        opts["nonfinite"] = nonfinite
     return [{**j, **opts} for j in jobs]
 
 
@@ -233,8 +237,13 @@ def render_job(fmt: str, job: dict, *, channels: list[str] | None, order: list[s
 def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] | None = None,
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
-                  label_channels: bool = False, progress: bool = True) -> dict:
+                  label_channels: bool = False, progress: bool = True, nonfinite: str = "raise") -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
+
+    ``out`` is checked before any work (a file, a folder that is not writable, a live writer) and its
+    lock (:func:`psgvlm.locks.out_lock`, ``.OUT.lock`` beside it) is held throughout: a second writer is
+    refused naming the lock and its PID, a stale lock of a dead run is taken over with a message, and
+    the temporary folders of dead runs are removed (:func:`.inputs.clean_stale`).
 
     Parameters
     ----------
@@ -263,7 +272,22 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         Which scorer's labels for datasets with several (ISRUC: 1 or 2).
     label_channels : bool
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
+    nonfinite : {"raise", "zero"}
+        NaN/inf samples in a text signal (DREAMS, Prerau): refuse the recording, or render them as 0.
     """
+    bad_out = check_out_dir(out, beside=True, inside_lock=False)
+    if bad_out:
+        raise ValueError(bad_out)
+    with out_lock(out, command="psgvlm render", inside=False):
+        return _build_dataset(fmt=fmt, input=input, out=out, hypnogram=hypnogram, channels=channels,
+                              settings=settings, sfreq=sfreq, split=split, split_seed=split_seed,
+                              num_proc=num_proc, overwrite=overwrite, transform=transform, scorer=scorer,
+                              label_channels=label_channels, progress=progress, nonfinite=nonfinite)
+
+
+def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, split, split_seed, num_proc,
+                   overwrite, transform, scorer, label_channels, progress, nonfinite) -> dict:
+    """:func:`build_dataset`'s work, under the ``--out`` lock."""
     from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RENDERER_VERSION, RenderSettings
@@ -288,7 +312,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             raise DatasetExistsError(f"{out} already holds a finished dataset; pass --overwrite to replace it")
         if not is_dataset_dir(out) and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not a psgvlm dataset; choose an empty or new folder")
-    jobs = discover_recordings(fmt, input, hypnogram=hypnogram, scorer=scorer)
+    jobs = discover_recordings(fmt, input, hypnogram=hypnogram, scorer=scorer, nonfinite=nonfinite)
 
     target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
@@ -296,7 +320,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                     "transform": getattr(transform, "description", None if transform is None else repr(transform))}
     key = _settings_hash(run_settings)
     partial = out.parent / f".{out.name}.partial"
-    clean_stale(out)
+    clean_stale(out, key)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
@@ -432,6 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--transform", metavar="SPEC.json",
                    help="signal transform applied after reading (psgvlm.signal.corruption.save_transform)")
+    p.add_argument("--nonfinite", choices=("refuse", "zero"), default="refuse",
+                   help="NaN/inf samples in a text signal (DREAMS, Prerau): refuse the recording (default) "
+                   "or render them as 0")
     args = p.parse_args(argv)
     try:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
@@ -441,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
                              scorer=args.scorer, label_channels=args.labels, progress=not args.quiet,
-                             transform=transform)
+                             transform=transform, nonfinite="zero" if args.nonfinite == "zero" else "raise")
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 2  # a user error: one line, no traceback
