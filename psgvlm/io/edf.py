@@ -56,12 +56,27 @@ def _text(chunk: bytes) -> str:
         return chunk.decode("latin-1").strip()
 
 
+# A rate above this is a header error (a record duration in ms, a sample count typo): no PSG amplifier
+# samples faster, and resampling from it would only exhaust memory.
+MAX_SFREQ_HZ = 100_000.0
+_DIGITAL_RANGE = {"EDF": (-32768, 32767), "BDF": (-8388608, 8388607)}  # 16- and 24-bit samples
+_ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+
+
 def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
-    """Parse the 256-byte fixed header and the per-signal headers of an EDF/BDF file.
+    """Parse and check the 256-byte fixed header and the per-signal headers of an EDF/BDF file.
 
     Hand-written because it must be strict where readers are lenient (mne and edfio accept truncated
-    files with a warning) and must not load any data. Messages name the bad value but not the path
-    (callers add it where it is safe to show). Size-versus-records policy is the caller's.
+    files with a warning, and an uncalibrated or zero-duration header surfaces as a library internal)
+    and must not load any data. Every field is checked, each refusal naming the field and its value:
+    the version; the start date (``dd.mm.yy``) and time (``hh.mm.ss``); the header size against the
+    number of signals; the number of data records (-1 "unknown" or >= 1); the record duration (finite,
+    > 0; 0 only in an annotation-only EDF+ file); the number of signals (>= 1, at most
+    ``max_signals``); per signal: a non-empty label, numeric physical minimum and maximum that differ
+    (minimum > maximum is allowed: an inverted signal), integer digital minimum < maximum inside the
+    format's 16-bit (EDF) or 24-bit (BDF) range, samples per record >= 1, and a rate of at most
+    :data:`MAX_SFREQ_HZ`. Messages name the bad value but not the path (callers add it where it is
+    safe to show). Size-versus-records policy is the caller's.
 
     Raises
     ------
@@ -86,25 +101,42 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
         else:
             raise ValueError(f"not an EDF/BDF file: the first 8 bytes {version!r} are not the EDF ('0') or "
                              "BDF (0xFF 'BIOSEMI') version field")
+        bad = f"malformed {base} header"
 
         def number(chunk: bytes, what: str, cast=float):
             raw = _text(chunk)
             try:
-                return cast(raw)
+                value = cast(raw)
             except ValueError:
-                raise ValueError(f"malformed {base} header: {what} is {raw!r}, not a number") from None
+                raise ValueError(f"{bad}: {what} is {raw!r}, not {'an integer' if cast is int else 'a number'}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{bad}: {what} is {raw!r}, not a finite number")
+            return value
 
+        for what, chunk, fmt, shown in (("start date", fixed[168:176], "%d.%m.%y", "dd.mm.yy"),
+                                        ("start time", fixed[176:184], "%H.%M.%S", "hh.mm.ss")):
+            text = _text(chunk)
+            try:
+                _dt.datetime.strptime(text, fmt)
+            except ValueError:
+                raise ValueError(f"{bad}: {what} is {text!r}, not a valid {shown}") from None
         reserved = _text(fixed[192:236])
         kind = base + next((t[3:] for t in ("EDF+C", "EDF+D", "BDF+C", "BDF+D") if reserved.startswith(t)), "")
         header_bytes = number(fixed[184:192], "the number of header bytes", int)
         n_records = number(fixed[236:244], "the number of data records", int)
         record_s = number(fixed[244:252], "the data record duration")
         ns = number(fixed[252:256], "the number of signals", int)
+        if ns < 1:
+            raise ValueError(f"{bad}: the number of signals is {ns}; a file holds at least 1")
         if max_signals is not None and ns > max_signals:
             raise ValueError(f"{base} header declares {ns} signals; allowed: 1..{max_signals}")
-        if ns < 0 or header_bytes != 256 * (ns + 1):
-            raise ValueError(f"malformed {base} header: {ns} signals need {256 * (ns + 1)} header bytes, "
-                             f"the header says {header_bytes}")
+        if header_bytes != 256 * (ns + 1):
+            raise ValueError(f"{bad}: {ns} signals need {256 * (ns + 1)} header bytes, the header says {header_bytes}")
+        if n_records == 0 or n_records < -1:
+            raise ValueError(f"{bad}: the number of data records is {n_records}; it must be >= 1 "
+                             "(or -1 while recording)")
+        if record_s < 0:
+            raise ValueError(f"{bad}: the data record duration is {record_s:g} s; it must be > 0")
         per = f.read(256 * ns)
     if len(per) < 256 * ns:
         raise ValueError(f"truncated {base} file: the signal headers need {256 * ns} bytes, only {len(per)} "
@@ -113,12 +145,38 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
     def column(offset: int, width: int) -> list[bytes]:
         return [per[offset * ns + i * width: offset * ns + (i + 1) * width] for i in range(ns)]
 
+    labels = [_text(c) for c in column(0, 16)]
     spr_offset = 16 + 80 + 8 + 8 + 8 + 8 + 8 + 80  # label, transducer, unit, 4 ranges, prefiltering
+    samples = []
+    lo_digital, hi_digital = _DIGITAL_RANGE[base]
+    columns = zip(column(104, 8), column(112, 8), column(120, 8), column(128, 8), column(spr_offset, 8))
+    for i, (label, (pmin, pmax, dmin, dmax, spr)) in enumerate(zip(labels, columns)):
+        sig = f"signal {i} ({label!r})"
+        if not label:
+            raise ValueError(f"{bad}: signal {i} has an empty label; every signal needs a name")
+        n = number(spr, f"{sig}: samples per record", int)
+        if n < 1:
+            raise ValueError(f"{bad}: {sig}: samples per record is {n}; it must be >= 1")
+        samples.append(n)
+        if label in _ANNOTATION_LABELS:
+            continue
+        p0, p1 = number(pmin, f"{sig}: physical minimum"), number(pmax, f"{sig}: physical maximum")
+        if p0 == p1:
+            raise ValueError(f"{bad}: {sig}: physical minimum and maximum are both {p0:g}; they must differ "
+                             "(the signal cannot be calibrated)")
+        d0, d1 = number(dmin, f"{sig}: digital minimum", int), number(dmax, f"{sig}: digital maximum", int)
+        if not lo_digital <= d0 < d1 <= hi_digital:
+            raise ValueError(f"{bad}: {sig}: digital minimum {d0} and maximum {d1}; need minimum < maximum "
+                             f"within {lo_digital}..{hi_digital} ({base})")
+        if record_s == 0:
+            raise ValueError(f"{bad}: the data record duration is 0 s but {sig} holds samples; it must be > 0 "
+                             "(0 only in an annotation-only EDF+ file)")
+        if n / record_s > MAX_SFREQ_HZ:
+            raise ValueError(f"{bad}: {sig}: {n} samples per {record_s:g}-s record is {n / record_s:g} Hz; "
+                             f"at most {MAX_SFREQ_HZ:g} Hz is a plausible rate")
     return EdfFileHeader(
         base=base, kind=kind, sample_bytes=sample_bytes, header_bytes=header_bytes, n_records=n_records,
-        record_s=record_s, labels=[_text(c) for c in column(0, 16)], units=[_text(c) for c in column(96, 8)],
-        samples_per_record=[number(c, f"samples per record of signal {i}", int)
-                            for i, c in enumerate(column(spr_offset, 8))],
+        record_s=record_s, labels=labels, units=[_text(c) for c in column(96, 8)], samples_per_record=samples,
         file_bytes=size,
     )
 
