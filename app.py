@@ -486,11 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, UploadError) as err:
         print(f"app.py: {err}", file=sys.stderr)
         return 2
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False,
+                prevent_thread_lock=True)
     # Uploads and session files go on SIGTERM/SIGINT too, not only on a normal exit: the uploaded
     # recording's header names the patient. Gradio's own copies (uploads not yet taken in, served files)
-    # are deleted with them.
+    # are deleted with them. Installed after launch, so a handler Gradio installs runs after ours.
     cleanup_on_exit(functools.partial(_cleanup, demo, store))
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False)
+    demo.block_thread()
     return 0
 
 

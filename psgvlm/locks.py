@@ -200,6 +200,6 @@ def check_out_dir(out, *, beside: bool = False, inside_lock: bool = True) -> str
         return f"--out {str(out)!r} is not writable"
     path = lock_file(out, inside=inside_lock)
     info = holder(path)
-    if info is not None and info.get("pid") != os.getpid():
+    if info is not None:
         return str(_refusal(out, path, info))
     return None

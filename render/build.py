@@ -380,7 +380,8 @@ def _render_all(fmt: str, jobs: list[dict], input: Path, partial: Path, key: str
             try:
                 rows, done, target = render_job(fmt, job, order=order, sfreq=target, progress=progress, **render_kw)
             except NoEpochsError as err:  # one such file must not sink the folder
-                print(f"psgvlm render: WARNING skipped {rel} ({job['path']}): {err}", file=sys.stderr)
+                if len(jobs) > 1:  # with one recording, the error below says it once
+                    print(f"psgvlm render: WARNING skipped {rel} ({job['path']}): {err}", file=sys.stderr)
                 skipped.append({"recording": rel, "path": str(job["path"]), "reason": str(err)})
                 continue
             join_preloads()

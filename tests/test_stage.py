@@ -183,7 +183,7 @@ def test_upload_truncated_and_padded(small_edf, tmp_path):
         validate_recording_upload(head_only)
     padded = tmp_path / "pad.edf"
     padded.write_bytes(data + b"\x00" * 10)
-    with pytest.raises(UploadError, match="more than its header"):
+    with pytest.raises(UploadError, match="more than the header describes"):
         validate_recording_upload(padded)
 
 

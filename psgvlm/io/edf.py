@@ -59,7 +59,6 @@ def _text(chunk: bytes) -> str:
 # A rate above this is a header error (a record duration in ms, a sample count typo): no PSG amplifier
 # samples faster, and resampling from it would only exhaust memory.
 MAX_SFREQ_HZ = 100_000.0
-_DIGITAL_RANGE = {"EDF": (-32768, 32767), "BDF": (-8388608, 8388607)}  # 16- and 24-bit samples
 _ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
 
@@ -73,8 +72,8 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
     number of signals; the number of data records (-1 "unknown" or >= 1); the record duration (finite,
     > 0; 0 only in an annotation-only EDF+ file); the number of signals (>= 1, at most
     ``max_signals``); per signal: a non-empty label, numeric physical minimum and maximum that differ
-    (minimum > maximum is allowed: an inverted signal), integer digital minimum < maximum inside the
-    format's 16-bit (EDF) or 24-bit (BDF) range, samples per record >= 1, and a rate of at most
+    (minimum > maximum is allowed: an inverted signal), integer digital minimum < maximum (a range
+    beyond the 16-/24-bit samples is allowed: it only calibrates), samples per record >= 1, and a rate of at most
     :data:`MAX_SFREQ_HZ`. Messages name the bad value but not the path (callers add it where it is
     safe to show). Size-versus-records policy is the caller's.
 
@@ -148,7 +147,6 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
     labels = [_text(c) for c in column(0, 16)]
     spr_offset = 16 + 80 + 8 + 8 + 8 + 8 + 8 + 80  # label, transducer, unit, 4 ranges, prefiltering
     samples = []
-    lo_digital, hi_digital = _DIGITAL_RANGE[base]
     columns = zip(column(104, 8), column(112, 8), column(120, 8), column(128, 8), column(spr_offset, 8))
     for i, (label, (pmin, pmax, dmin, dmax, spr)) in enumerate(zip(labels, columns)):
         sig = f"signal {i} ({label!r})"
@@ -165,9 +163,10 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
             raise ValueError(f"{bad}: {sig}: physical minimum and maximum are both {p0:g}; they must differ "
                              "(the signal cannot be calibrated)")
         d0, d1 = number(dmin, f"{sig}: digital minimum", int), number(dmax, f"{sig}: digital maximum", int)
-        if not lo_digital <= d0 < d1 <= hi_digital:
-            raise ValueError(f"{bad}: {sig}: digital minimum {d0} and maximum {d1}; need minimum < maximum "
-                             f"within {lo_digital}..{hi_digital} ({base})")
+        # Beyond the 16-/24-bit sample range is allowed: real files (DREAMS) write it; it only calibrates.
+        if not d0 < d1:
+            raise ValueError(f"{bad}: {sig}: digital minimum {d0} and maximum {d1}; the minimum must be below "
+                             "the maximum (the signal cannot be calibrated)")
         if record_s == 0:
             raise ValueError(f"{bad}: the data record duration is 0 s but {sig} holds samples; it must be > 0 "
                              "(0 only in an annotation-only EDF+ file)")
@@ -179,6 +178,46 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
         record_s=record_s, labels=labels, units=[_text(c) for c in column(96, 8)], samples_per_record=samples,
         file_bytes=size,
     )
+
+
+def check_edf_size(h: EdfFileHeader, *, exact: bool = False) -> int:
+    """The number of whole data records, after checking the file's length against its header.
+
+    Parameters
+    ----------
+    h : EdfFileHeader
+        A parsed header (:func:`parse_edf_header`).
+    exact : bool
+        Refuse any byte beyond the last record (uploads); otherwise a partial trailing record is
+        tolerated (readers drop it).
+
+    Returns
+    -------
+    int
+        Data records: the header's count, or for -1 ("unknown, still recording") what the length holds.
+
+    Raises
+    ------
+    ValueError
+        Shorter than the header promises (truncated), longer than it describes, or no whole record;
+        the message names the sizes but not the path.
+    """
+    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
+    whole = (size - h.header_bytes) // record_bytes
+    if n_records == -1:  # allowed while recording: the length decides
+        if whole < 1:
+            raise ValueError(f"truncated {h.base} file: {size} bytes, the number of data records is -1 (unknown) "
+                             f"and not one whole {record_bytes}-byte record follows the header")
+        n_records = whole
+    expected = h.header_bytes + n_records * record_bytes
+    if size < expected:
+        raise ValueError(f"truncated {h.base} file: {size} bytes, the header promises {expected} "
+                         f"({n_records} data records of {h.record_s:g} s; only {whole} complete)")
+    extra = size - expected
+    if extra > (0 if exact else record_bytes - 1):
+        raise ValueError(f"{size} bytes, {extra} more than the header describes ({expected}: {n_records} data "
+                         "records); the number-of-records field is wrong or the file holds something else")
+    return n_records
 
 
 def check_edf(path: Path) -> dict:
@@ -200,20 +239,10 @@ def check_edf(path: Path) -> dict:
             f"{path}: discontinuous {h.kind} file (gaps between records) is not supported; "
             f"convert it to a continuous EDF (e.g. with the gaps filled) first"
         )
-    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
-    if n_records >= 0:
-        expected = h.header_bytes + n_records * record_bytes
-        if size > expected + record_bytes:
-            raise ValueError(
-                f"{path}: {size} bytes, but the header describes {expected} ({n_records} data records); "
-                f"the number-of-records field is wrong or the file holds something else"
-            )
-        if size < expected:
-            whole = (size - h.header_bytes) // record_bytes if record_bytes else 0
-            raise ValueError(
-                f"{path}: truncated {h.base} file: {size} bytes, the header promises {expected} "
-                f"({n_records} data records of {h.record_s:g} s; only {whole} complete)"
-            )
+    try:
+        n_records = check_edf_size(h)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return {"kind": h.base, "n_records": n_records, "record_s": h.record_s, "n_signals": len(h.labels)}
 
 
@@ -225,22 +254,26 @@ def open_edf(path: Path) -> edfio.Edf:
     FileNotFoundError
         No such file.
     ValueError
-        The file fails the checks, edfio refuses its header, or the header is neither UTF-8 nor latin-1.
+        The file fails the checks or edfio refuses its header. A header that is not UTF-8 is read as
+        latin-1 (every byte is a latin-1 character).
     """
     path = Path(path)
-    is_bdf = check_edf(path)["kind"] == "BDF"
-    last = None
+    checked = check_edf(path)
     # EDF headers are ASCII by the standard; clinical exports write UTF-8 (Nox: "Impédance") or latin-1.
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            if is_bdf:
-                return edfio.read_bdf(path, header_encoding=encoding)
-            return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
-        except UnicodeDecodeError as err:
-            last = err
-        except Exception as err:  # edfio raises ValueError/others on non-compliant headers
-            raise ValueError(f"{path}: cannot be read as EDF/BDF: {err}") from err
-    raise ValueError(f"{path}: header is neither UTF-8 nor latin-1: {last}")
+    # edfio decodes with errors replaced, so the encoding is chosen here from the header's own bytes.
+    with open(path, "rb") as f:
+        header = f.read(256 * (checked["n_signals"] + 1))
+    try:
+        header.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+    try:
+        if checked["kind"] == "BDF":
+            return edfio.read_bdf(path, header_encoding=encoding)
+        return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
+    except Exception as err:  # edfio raises ValueError/others on non-compliant headers
+        raise ValueError(f"{path}: cannot be read as EDF/BDF: {err}") from err
 
 
 def edf_start(edf: edfio.Edf) -> _dt.datetime | None:

@@ -326,8 +326,9 @@ def _table_hypnogram(path: Path, numbered: list[tuple[int, str]], sep: str) -> H
     on, du, st = [], [], []
     for lineno, r in zip(linenos, rows):
         try:
-            on.append(float(r[i_on]))
-            du.append(float(r[i_du]))
+            # with ';' between columns, a comma is the decimal mark (spreadsheets in many locales)
+            on.append(float(r[i_on].replace(",", ".") if sep == ";" else r[i_on]))
+            du.append(float(r[i_du].replace(",", ".") if sep == ";" else r[i_du]))
             st.append(r[i_st])
         except (ValueError, IndexError):
             raise ValueError(f"{path}: line {lineno} {sep.join(r)!r}: expected 'init_sec{sep}duration_sec{sep}"

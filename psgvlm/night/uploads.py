@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psgvlm.io.edf import parse_edf_header
+from psgvlm.io.edf import check_edf_size, parse_edf_header
 
 EXTENSIONS = (".edf", ".bdf", ".rec")  # .rec: ISRUC's EDF files
 HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml", ".ids")  # the content decides the format
@@ -80,18 +80,10 @@ def read_edf_header(path, *, max_signals: int = MAX_SIGNALS) -> EdfHeader:
     except ValueError as err:  # the parser's messages name values, never the server path
         raise UploadError(str(err)) from None
     samples = h.samples_per_record  # each >= 1, the record duration >= 0: checked by the parser
-    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
-    if n_records == -1:  # allowed while recording; the length decides
-        n_records = (size - h.header_bytes) // record_bytes
-    if n_records <= 0:
-        raise UploadError(f"EDF header declares {n_records} data records; the file holds no signal")
-    expected = h.header_bytes + n_records * record_bytes
-    if size < expected:
-        raise UploadError(f"truncated EDF/BDF file: {size} bytes, but its header promises {expected} "
-                          f"({n_records} records of {record_bytes} bytes); the upload is incomplete")
-    if size > expected:
-        raise UploadError(f"malformed EDF/BDF file: {size} bytes, {size - expected} more than its header "
-                          f"declares ({expected})")
+    try:
+        n_records = check_edf_size(h, exact=True)  # an upload must be exactly as long as its header says
+    except ValueError as err:
+        raise UploadError(f"{err}; the upload is incomplete" if "truncated" in str(err) else str(err)) from None
     signals = [SignalHeader(label=lab, unit=u, sfreq=s / h.record_s if h.record_s else 0.0, samples_per_record=s)
                for lab, u, s in zip(h.labels, h.units, samples)]
     return EdfHeader(kind=h.kind, n_records=n_records, record_s=h.record_s, signals=signals)
