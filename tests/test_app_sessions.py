@@ -129,7 +129,10 @@ def _files_holding(root: Path, secret: bytes) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and secret in p.read_bytes()]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+# Each case starts app.py (model load included): ~20 s on a quiet 2-core machine. SIGINT, the same path
+# through Gradio's own KeyboardInterrupt handling, runs with the slow tests.
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
 def test_signal_removes_uploads_and_session_files(tmp_path, sig):
     tmp, cache = tmp_path / "tmp", tmp_path / "gradio"
     tmp.mkdir()
