@@ -13,8 +13,11 @@ Safety and reliability, server side:
   a stack trace (``show_error`` stays off, so unexpected errors show a generic message);
 - each browser session gets its own folder; the upload is copied there under a neutral name and the
   copy Gradio kept is deleted at once; the folder is deleted when the session ends (page closed:
-  ``unload``; idle: the ``gr.State`` time-to-live) and Gradio's own cache is swept (``delete_cache``)
-  (:mod:`psgvlm.night.sessions`);
+  ``unload``; idle: the ``gr.State`` time-to-live), on exit and on SIGTERM/SIGINT, and Gradio's own
+  cache is swept (``delete_cache``); two sessions that staged the same file never lose each other's
+  downloads (:mod:`psgvlm.night.sessions`);
+- a hypnogram's format is detected from its content and the file read at upload, so a bad one is
+  refused with its reason before Stage is pressed; every error is shown with its text;
 - patient-identifying EDF header fields (name, birth date, hospital code) are never read into
   outputs; outputs are named neutrally;
 - one model, one queue: scoring runs one request at a time (``concurrency_limit=1``), results live
@@ -30,6 +33,7 @@ library calls: :mod:`psgvlm.night.stage` (stage a night), :mod:`psgvlm.night.out
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -44,12 +48,13 @@ import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request 
 import numpy as np  # noqa: E402
 
 from psgvlm.image.renderer import RenderSettings  # noqa: E402
+from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS  # noqa: E402
 from psgvlm.night.outputs import statistics_table, write_outputs  # noqa: E402
 from psgvlm.night.sessions import (  # noqa: E402
     Session,
     SessionStore,
+    cleanup_on_exit,
     copy_upload,
-    delete_session_files,
     discard_upload,
     safe_message,
 )
@@ -79,6 +84,27 @@ CACHE_SWEEP = (600, 3600)  # Gradio cache: every 10 min, delete files older than
 NO_CHANNEL = "-"
 OUTPUT_ORDER = ("hypnogram.tsv", "hypnogram.csv", "hypnogram_annotations.edf", "hypnodensity.npy", "summary.json",
                 "hypnogram.png")  # the Downloads list
+
+
+def _format_text(fmt: str) -> str:
+    """A hypnogram format for the status line: its name and what it is."""
+    return f"read as {fmt}: {HYPNOGRAM_FORMATS[fmt][1]}"
+
+
+def _shown(handler):
+    """``handler`` with any error shown in the page with its text: Gradio shows a ``gr.Error``'s message
+    but only an empty error box for any other exception (``show_error`` stays off)."""
+
+    @functools.wraps(handler)
+    def run(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as err:  # noqa: BLE001  a library failing on odd input: its message, never a trace
+            raise gr.Error(f"Something went wrong ({type(err).__name__}): {safe_message(err)}") from None
+
+    return run
 
 
 def _agreement_md(title: str, truth, pred, rows: str = "expert", cols: str = "model") -> str:
@@ -133,7 +159,7 @@ class DemoApp:
             if hyp_file is None:
                 return [replace(sess, hypnogram=None, result=None), "Hypnogram removed.", *keep]
             try:
-                validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
+                fmt = validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
                 own = copy_upload(hyp_file, Path(sess.dir), "hypnogram")
             except UploadError as err:
                 raise gr.Error(str(err)) from None
@@ -142,7 +168,7 @@ class DemoApp:
             finally:
                 discard_upload(hyp_file)
             return [replace(sess, hypnogram=str(own), result=None),
-                    "Expert hypnogram attached. Press **Stage**.", *keep]
+                    f"Expert hypnogram attached ({_format_text(fmt)}). Press **Stage**.", *keep]
         if hyp_file is not None:
             return [sess, "Hypnogram received; now upload the recording (EDF, EDF+ or BDF).", *keep]
         raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
@@ -153,13 +179,11 @@ class DemoApp:
             raise gr.Error("This session is still staging the previous recording; upload again when it is done.")
         try:
             header = validate_recording_upload(rec_path, name=rec_path.name, **self.limits)
-            delete_session_files(folder)  # a new upload replaces this session's previous files
+            hyp_fmt = None if hyp_file is None else validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
+            self.store.delete_files(folder)  # a new upload replaces this session's previous files
             folder.mkdir(parents=True, exist_ok=True)
             own = copy_upload(rec_path, folder, "recording")
-            hyp_own = None
-            if hyp_file is not None:
-                validate_hypnogram_upload(hyp_file, name=Path(hyp_file).name)
-                hyp_own = copy_upload(hyp_file, folder, "hypnogram")
+            hyp_own = None if hyp_file is None else copy_upload(hyp_file, folder, "hypnogram")
             # Auto-detect from the header alone (cheap); the full read happens when staging.
             names, mapping = propose_channels(header, self.bands, self.modalities)
         except UploadError as err:
@@ -176,7 +200,7 @@ class DemoApp:
         eeg = [c for c, m in names if m == "EEG"]
         status = (f"Recording accepted: {header.kind}, {header.duration_s / 3600:.2f} h, "
                   f"{len(header.labels)} signals ({len(eeg)} EEG). "
-                  + ("Expert hypnogram attached. " if hyp_own else "")
+                  + (f"Expert hypnogram attached ({_format_text(hyp_fmt)}). " if hyp_own else "")
                   + "Check the channel for each band, then press **Stage**.")
         if not eeg:
             status = "No EEG channel detected in this recording: pick one by hand below, or upload another file."
@@ -211,7 +235,7 @@ class DemoApp:
                     progress=lambda done, total: progress(done / total, desc=f"scoring epoch {done}/{total}"),
                     source_sha256=None)
             out = folder / "outputs"
-            delete_session_files(out)
+            self.store.delete_files(out)
             paths = write_outputs(result, out)
             ref = yasa_reference(rec, result.n_epochs) if with_yasa else None
         except (UploadError, ValueError, OSError, KeyError) as err:
@@ -261,7 +285,7 @@ class DemoApp:
         """A session holding its own copy of the staged example (so the epoch viewer works on it)."""
         sess = self._session(None, request)
         folder = Path(sess.dir)
-        delete_session_files(folder)
+        self.store.delete_files(folder)
         folder.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(self.example["result"].epochs_path, folder / "epochs.npy")
         result = replace(self.example["result"], epochs_path=str(folder / "epochs.npy"))
@@ -377,13 +401,13 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
         load_inputs = [rec_file, hyp_file, state]
         load_outputs = [state, status, *dropdowns]
         # Uploading either file validates it at once; "/load" is also the API endpoint for clients.
-        rec_file.upload(app.load, load_inputs, load_outputs, api_name="load", concurrency_limit=4)
-        hyp_file.upload(app.load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
-        hyp_file.clear(app.load, load_inputs, load_outputs, api_name=False, concurrency_limit=4)
-        stage_btn.click(app.stage, [state, with_yasa, *dropdowns],
+        rec_file.upload(_shown(app.load), load_inputs, load_outputs, api_name="load", concurrency_limit=4)
+        hyp_file.upload(_shown(app.load), load_inputs, load_outputs, api_name=False, concurrency_limit=4)
+        hyp_file.clear(_shown(app.load), load_inputs, load_outputs, api_name=False, concurrency_limit=4)
+        stage_btn.click(_shown(app.stage), [state, with_yasa, *dropdowns],
                         [state, status, hypno, stats, agreement, files, epoch],
                         api_name="stage", concurrency_limit=1, concurrency_id="model")
-        show_btn.click(app.epoch_view, [state, epoch, with_attr], [state, epoch_img, epoch_probs, epoch_text],
+        show_btn.click(_shown(app.epoch_view), [state, epoch, with_attr], [state, epoch_img, epoch_probs, epoch_text],
                        api_name="epoch", concurrency_limit=1, concurrency_id="model")
         demo.unload(app.unload)
     return demo
@@ -427,6 +451,17 @@ def build_app(run_dir=None, *, predictor=None, max_bytes: int = MAX_BYTES,
     return demo, app.store
 
 
+def _cleanup(demo, store) -> None:
+    """Delete every session's files and the files Gradio cached for this app (process end)."""
+    store.close()
+    try:
+        from gradio.route_utils import delete_files_created_by_app
+
+        delete_files_created_by_app(demo, None)
+    except (ImportError, OSError):  # a Gradio without it: its cache sweep stays the fallback
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="run directory to serve (default: the embedded default model)")
@@ -446,12 +481,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     max_bytes = int(args.max_file_mb * 1024**2)
     try:
-        demo, _ = build_app(args.run, max_bytes=max_bytes, example=args.example,
-                            example_hypnogram=args.example_hypnogram)
+        demo, store = build_app(args.run, max_bytes=max_bytes, example=args.example,
+                                example_hypnogram=args.example_hypnogram)
     except (ValueError, OSError, UploadError) as err:
         print(f"app.py: {err}", file=sys.stderr)
         return 2
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False)
+    demo.launch(server_name=args.host, server_port=args.port, max_file_size=max_bytes, show_error=False,
+                prevent_thread_lock=True)
+    # Uploads and session files go on SIGTERM/SIGINT too, not only on a normal exit: the uploaded
+    # recording's header names the patient. Gradio's own copies (uploads not yet taken in, served files)
+    # are deleted with them. Installed after launch, so a handler Gradio installs runs after ours.
+    cleanup_on_exit(functools.partial(_cleanup, demo, store))
+    demo.block_thread()
     return 0
 
 

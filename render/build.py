@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.image.dataset import META_KIND, META_VERSION, is_dataset_dir
+from psgvlm.locks import check_out_dir, out_lock
 from psgvlm.provenance import provenance, read_json
 from psgvlm.splits import SPLIT_KINDS, split_warnings
 from psgvlm.stages import STAGES, UNSCORED, stage_counts
@@ -242,8 +243,13 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
                   visit: int | None = None, trim_tail_epochs: int = 0, require_channels: bool = False,
-                  label_channels: bool = False, progress: bool = True) -> dict:
+                  label_channels: bool = False, progress: bool = True, nonfinite: str = "raise") -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
+
+    ``out`` is checked before any work (a file, a folder that is not writable, a live writer) and its
+    lock (:func:`psgvlm.locks.out_lock`, ``.OUT.lock`` beside it) is held throughout: a second writer is
+    refused naming the lock and its PID, a stale lock of a dead run is taken over with a message, and
+    the temporary folders of dead runs are removed (:func:`.inputs.clean_stale`).
 
     Parameters
     ----------
@@ -282,7 +288,24 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         Refuse (ValueError) a recording that lacks a band's channel instead of drawing it blank.
     label_channels : bool
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
+    nonfinite : {"raise", "zero"}
+        NaN/inf samples in a text signal (DREAMS, Prerau): refuse the recording, or render them as 0.
     """
+    bad_out = check_out_dir(out, beside=True, inside_lock=False)
+    if bad_out:
+        raise ValueError(bad_out)
+    with out_lock(out, command="psgvlm render", inside=False):
+        return _build_dataset(fmt=fmt, input=input, out=out, hypnogram=hypnogram, channels=channels,
+                              settings=settings, sfreq=sfreq, split=split, split_seed=split_seed,
+                              num_proc=num_proc, overwrite=overwrite, transform=transform, scorer=scorer,
+                              visit=visit, trim_tail_epochs=trim_tail_epochs, require_channels=require_channels,
+                              label_channels=label_channels, progress=progress, nonfinite=nonfinite)
+
+
+def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, split, split_seed, num_proc,
+                   overwrite, transform, scorer, visit, trim_tail_epochs, require_channels, label_channels, progress,
+                   nonfinite) -> dict:
+    """:func:`build_dataset`'s work, under the ``--out`` lock."""
     from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RENDERER_VERSION, RenderSettings
@@ -309,6 +332,8 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
             raise FileExistsError(f"{out} exists and is not a psgvlm dataset; choose an empty or new folder")
     find_opts = {k: v for k, v in (("scorer", scorer), ("visit", visit)) if v is not None}
     read_opts = {k: v for k, v in (("scorer", scorer), ("trim_tail_epochs", trim_tail_epochs)) if v}
+    if nonfinite != "raise":  # readers of formats that cannot hold NaN refuse the option by name
+        read_opts["nonfinite"] = nonfinite
     jobs = discover_recordings(fmt, input, hypnogram=hypnogram, find_opts=find_opts, read_opts=read_opts)
 
     target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
@@ -319,7 +344,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                     "transform": getattr(transform, "description", None if transform is None else repr(transform))}
     key = _settings_hash(run_settings)
     partial = out.parent / f".{out.name}.partial"
-    clean_stale(out)
+    clean_stale(out, key)
     partial.mkdir(parents=True, exist_ok=True)
     (partial / "settings.json").write_text(json.dumps(run_settings, indent=2, default=str))
 
@@ -387,7 +412,8 @@ def _render_all(fmt: str, jobs: list[dict], input: Path, partial: Path, key: str
                 rows, done, target = render_job(fmt, job, channels=channels, order=order, sfreq=target,
                                                 progress=progress, **render_kw)
             except NoEpochsError as err:  # one such file must not sink the folder
-                print(f"psgvlm render: WARNING skipped {rec_id} ({job['path']}): {err}", file=sys.stderr)
+                if len(jobs) > 1:  # with one recording, the error below says it once
+                    print(f"psgvlm render: WARNING skipped {rec_id} ({job['path']}): {err}", file=sys.stderr)
                 skipped.append({"recording": rec_id, "path": str(job["path"]), "reason": str(err)})
                 continue
             join_preloads()
@@ -468,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--transform", metavar="SPEC.json",
                    help="signal transform applied after reading (psgvlm.signal.corruption.save_transform)")
+    p.add_argument("--nonfinite", choices=("refuse", "zero"), default="refuse",
+                   help="NaN/inf samples in a text signal (DREAMS, Prerau): refuse the recording (default) "
+                   "or render them as 0")
     args = p.parse_args(argv)
     try:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
@@ -478,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
                              scorer=args.scorer, visit=args.visit, trim_tail_epochs=args.trim_tail_epochs,
                              require_channels=args.require_channels, label_channels=args.labels,
-                             progress=not args.quiet, transform=transform)
+                             progress=not args.quiet, transform=transform,
+                             nonfinite="zero" if args.nonfinite == "zero" else "raise")
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 2  # a user error: one line, no traceback

@@ -8,7 +8,7 @@
 - :func:`band_order` / :func:`map_bands` / :func:`blank_everywhere`: the bands every image has, the
   recording's channel in each (None: drawn blank), and bands no recording fills.
 - :class:`NoEpochsError` / :func:`no_epoch_reason`: why a recording has nothing to render.
-- :func:`clean_stale`: temporary folders left beside ``--out`` by runs that were killed.
+- :func:`clean_stale`: temporary folders and shards left beside ``--out`` by runs that were killed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.locks import pid_alive
 from psgvlm.stages import UNSCORED
 
 # PSG EEG is recorded at 100-1024 Hz (2048 Hz on some research amplifiers). A 30-s epoch at 4096 Hz
@@ -134,15 +135,19 @@ def no_epoch_reason(rec, n_epochs: int, stages) -> str | None:
     return "no 30-s epoch"
 
 
-def clean_stale(out: Path) -> None:
-    """Remove ``.OUT.tmp-PID`` / ``.OUT.old-PID`` folders beside ``out`` left by runs that are dead."""
+def clean_stale(out: Path, key: str | None = None) -> None:
+    """Remove what dead runs left beside ``out`` (called under ``out``'s lock, so no live run owns them).
+
+    ``.OUT.tmp-PID`` / ``.OUT.old-PID`` folders of dead processes; in ``.OUT.partial/``, half-written
+    shards (``*.tmp``) and, given the settings hash ``key``, shards rendered under other settings
+    (they can never be resumed). Finished shards of ``key`` stay: the run resumes from them.
+    """
     for p in out.parent.glob(f".{out.name}.*-*"):
         m = re.fullmatch(rf"\.{re.escape(out.name)}\.(tmp|old)-(\d+)", p.name)
-        if not m or int(m.group(2)) == os.getpid():
-            continue
-        try:
-            os.kill(int(m.group(2)), 0)
-        except ProcessLookupError:
+        if m and int(m.group(2)) != os.getpid() and not pid_alive(m.group(2)):
             shutil.rmtree(p, ignore_errors=True)
-        except PermissionError:
-            pass  # alive, another user's
+    partial = out.parent / f".{out.name}.partial"
+    if partial.is_dir():
+        for p in partial.iterdir():
+            if p.is_dir() and (p.name.endswith(".tmp") or (key is not None and not p.name.endswith(f"-{key}"))):
+                shutil.rmtree(p, ignore_errors=True)

@@ -1,7 +1,8 @@
-"""Hostile hypnograms (issue 11, classes 3, 5 and 12 and the BOM/';' cases), each written here in code:
+"""Hostile hypnograms (issue 11, classes 3, 5, 11 and 12 and the BOM/';' cases), each written here in code:
 overlapping rows with conflicting stages, NaN/inf/negative/1e300 onsets and durations, labels far past
 the signal, DREAMS text excerpts of any number whose rate follows from the sample count, CSV
-hypnograms with a UTF-8 BOM or ';' separators. Each case asserts the outcome: refused with a message
+hypnograms with a UTF-8 BOM or ';' separators, every hypnogram format told from its content (a
+header-less DREAMS file refused, never misread; the real DREAMS excerpt 3 when ../shared/data is there). Each case asserts the outcome: refused with a message
 naming the file, the row and the value, or read correctly (the exact stages).
 
 Run: python -m pytest -q tests/test_hypnogram_hostile.py
@@ -226,3 +227,97 @@ def test_dreams_hypnogram_with_bom(tmp_path):
     hyp = tmp_path / "Hypnogram_excerpt3.txt"
     hyp.write_bytes(b"\xef\xbb\xbf" + hyp.read_bytes())
     assert read_recording("dreams", sig).stage_counts()["N2"] == 60
+
+
+# -- class 11: the format told from the content, the same reader for render, stage and the app ------------
+DREAMS_5S = "".join(f"{c}\n" for c in [5] * 6 + [3] * 6 + [2] * 6 + [4] * 6)  # W, N1, N2, REM as 5-s R&K codes
+
+
+@pytest.mark.parametrize("name,text,fmt", [
+    ("Hypnogram_x.txt", "[Hypnogram]\n" + DREAMS_5S, "dreams"),
+    ("x_1.txt", "0\n1\n2\n5\n", "isruc"),
+    ("x.csv", "init_sec,duration_sec,stage\n0,30,W\n30,30,N1\n60,30,N2\n90,30,REM\n", "table"),
+    ("x.tsv", "\ufeff0\t30\tW\n30\t30\tN1\n60\t30\tN2\n90\t30\tREM\n", "table"),
+    ("x.csv", "0;30;W\n30;30;N1\n60;30;N2\n90;30;REM\n", "table"),
+    ("x.txt", "W\nN1\nN2\nREM\n", "labels"),
+    ("x.txt", "-1\n9\n0\n1\n2\n5\n", "labels"),  # unscored codes: the generic table, not ISRUC's
+    ("segment_stages.csv", "Time,Stage\n0,5\n30,3\n60,2\n90,4\n120,4\n", "prerau"),
+    ("x.dat", _nsrr([("Wake|0", 0, 30), ("Stage 1 sleep|1", 30, 30), ("Stage 2 sleep|2", 60, 30),
+                     ("REM sleep|5", 90, 30)]), "nsrr"),
+])
+def test_format_detected_from_content_and_read(tmp_path, name, text, fmt):
+    from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS, detect_hypnogram
+
+    _edf(tmp_path / "night.edf", 120)
+    hyp = tmp_path / name
+    hyp.write_text(text)
+    found, reader = detect_hypnogram(hyp)
+    assert (found, reader) == (fmt, HYPNOGRAM_FORMATS[fmt][0])
+    rec = read_recording("generic", tmp_path / "night.edf", hyp)
+    assert rec.pairing["hypnogram_format"] == fmt
+    if fmt == "labels" and "-1" in text:
+        assert rec.stages.tolist() == [UNSCORED, UNSCORED, W, N1]  # 6 labels, 4 epochs of signal
+    else:
+        assert rec.stages.tolist() == [W, N1, N2, REM]
+
+
+def test_edf_hypnogram_detected_whatever_its_name(tmp_path):
+    from psgvlm.io.edf import write_annotations_edf
+    from psgvlm.io.hypnograms import detect_hypnogram
+
+    _edf(tmp_path / "night.edf", 120)
+    hyp = write_annotations_edf(tmp_path / "labels.txt", [0, 30, 60, 90], [30] * 4,
+                                ["Sleep stage W", "Sleep stage 1", "Sleep stage 2", "Sleep stage R"],
+                                startdatetime=dt.datetime.combine(START, dt.time(23, 0, 0)))
+    assert detect_hypnogram(hyp)[0] == "edf"
+    assert read_recording("generic", tmp_path / "night.edf", hyp).stages.tolist() == [W, N1, N2, REM]
+
+
+def test_headerless_dreams_refused_unless_named(tmp_path):
+    """5-s R&K codes without the [Hypnogram] line are never read as 30-s ISRUC codes."""
+    _edf(tmp_path / "night.edf", 120)
+    hyp = tmp_path / "h.txt"
+    hyp.write_text(DREAMS_5S)
+    with pytest.raises(ValueError, match=r"h\.txt: one integer per line, changing only every 6 lines: these look "
+                                         r"like 5-s labels of 30-s scoring .* --hypnogram-format dreams"):
+        read_recording("generic", tmp_path / "night.edf", hyp)
+    rec = read_recording("generic", tmp_path / "night.edf", hyp, hypnogram_format="dreams")
+    assert rec.stages.tolist() == [W, N1, N2, REM] and rec.pairing["label_step_s"] == 5.0
+    rec = read_recording("generic", tmp_path / "night.edf", hyp, hypnogram_format="isruc")  # the user's word
+    assert len(rec.stages) == 4 and rec.pairing["dropped_label_epochs"] == 20
+    with pytest.raises(ValueError, match=r"hypnogram format 'xml' unknown; choose from \['dreams'"):
+        read_recording("generic", tmp_path / "night.edf", hyp, hypnogram_format="xml")
+
+
+def test_upload_check_reads_the_hypnogram(tmp_path):
+    from psgvlm.night.uploads import UploadError, validate_hypnogram_upload
+
+    ok = tmp_path / "Hypnogram_excerpt9.txt"
+    ok.write_text("[Hypnogram]\n" + DREAMS_5S)
+    assert validate_hypnogram_upload(ok) == "dreams"
+    headless = tmp_path / "up.txt"
+    headless.write_text(DREAMS_5S)
+    with pytest.raises(UploadError, match=r"^mine\.txt: one integer per line") as err:
+        validate_hypnogram_upload(headless, name="mine.txt")
+    assert str(tmp_path) not in str(err.value)
+    overlap = tmp_path / "o.csv"
+    overlap.write_text("0,60,W\n30,30,N2\n")
+    with pytest.raises(UploadError, match=r"o\.csv: overlapping labels with different stages"):
+        validate_hypnogram_upload(overlap)
+
+
+def test_real_dreams_hypnogram_read_as_5s_rk(real_data_dir, tmp_path):
+    """DREAMS excerpt 3: its hypnogram detected as 5-s R&K labels; header removed, refused; named, read."""
+    from psgvlm.io.hypnograms import detect_hypnogram
+    from psgvlm.night.stage import read_input
+
+    d = real_data_dir / "dreams_spindles"
+    expected = {"W": 6, "N1": 12, "N2": 39, "N3": 3, "REM": 0, "UNS": 0}  # the data README's table
+    assert detect_hypnogram(d / "Hypnogram_excerpt3.txt")[0] == "dreams"
+    rec = read_input(d / "excerpt3.edf", d / "Hypnogram_excerpt3.txt")
+    assert rec.n_epochs == 60 and rec.stage_counts() == expected
+    headless = tmp_path / "Hypnogram_excerpt3.txt"
+    headless.write_text("\n".join((d / "Hypnogram_excerpt3.txt").read_text().splitlines()[1:]) + "\n")
+    with pytest.raises(ValueError, match=r"changing only every 4 lines: these look like 5-s labels of 20-s scoring"):
+        read_input(d / "excerpt3.edf", headless)
+    assert read_input(d / "excerpt3.edf", headless, "dreams").stage_counts() == expected

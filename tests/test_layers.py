@@ -23,13 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 # The library's layers, lowest first: a module may import from its own layer and the ones below.
 # 0, foundation: top-level modules every layer shares, importing only each other (stage codes,
-#    provenance and atomic writes, metrics, splits, the predictions.jsonl contract, the recipes' shared
+#    provenance and atomic writes, the output-folder lock, metrics, splits, the predictions.jsonl contract, the recipes' shared
 #    training pieces, plots).
 # 1, io: EDF, readers, channels, the Recording type (``psgvlm/__init__.py`` re-exports it, so sits here).
 # 2, signal and synth; 3, image; 4, vlm, baselines and reference (the stagers); 5, night.
 # 6, cli: dispatches to every command, stages included (by import string).
 LAYERS: dict[str, int] = {
-    "stages": 0, "provenance": 0, "metrics": 0, "splits": 0, "predictions": 0, "training": 0, "plots": 0,
+    "stages": 0, "provenance": 0, "locks": 0, "metrics": 0, "splits": 0, "predictions": 0, "training": 0, "plots": 0,
     "__init__": 1, "io": 1,
     "signal": 2, "synth": 2,
     "image": 3,

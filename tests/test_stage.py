@@ -183,7 +183,7 @@ def test_upload_truncated_and_padded(small_edf, tmp_path):
         validate_recording_upload(head_only)
     padded = tmp_path / "pad.edf"
     padded.write_bytes(data + b"\x00" * 10)
-    with pytest.raises(UploadError, match="more than its header"):
+    with pytest.raises(UploadError, match="more than the header describes"):
         validate_recording_upload(padded)
 
 
@@ -210,7 +210,7 @@ def test_upload_bdf_magic(tmp_path, small_edf):
 
 def test_hypnogram_upload(tmp_path):
     ok = write_hypnogram_csv(tmp_path / "h.csv", [0, 1, 2])
-    assert validate_hypnogram_upload(ok) == "text"
+    assert validate_hypnogram_upload(ok) == "table"
     binary = tmp_path / "h.txt"
     binary.write_bytes(b"\x00\x01\x02")
     with pytest.raises(UploadError, match="binary"):

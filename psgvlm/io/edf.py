@@ -56,12 +56,26 @@ def _text(chunk: bytes) -> str:
         return chunk.decode("latin-1").strip()
 
 
+# A rate above this is a header error (a record duration in ms, a sample count typo): no PSG amplifier
+# samples faster, and resampling from it would only exhaust memory.
+MAX_SFREQ_HZ = 100_000.0
+_ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
+
+
 def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
-    """Parse the 256-byte fixed header and the per-signal headers of an EDF/BDF file.
+    """Parse and check the 256-byte fixed header and the per-signal headers of an EDF/BDF file.
 
     Hand-written because it must be strict where readers are lenient (mne and edfio accept truncated
-    files with a warning) and must not load any data. Messages name the bad value but not the path
-    (callers add it where it is safe to show). Size-versus-records policy is the caller's.
+    files with a warning, and an uncalibrated or zero-duration header surfaces as a library internal)
+    and must not load any data. Every field is checked, each refusal naming the field and its value:
+    the version; the start date (``dd.mm.yy``) and time (``hh.mm.ss``); the header size against the
+    number of signals; the number of data records (-1 "unknown" or >= 1); the record duration (finite,
+    > 0; 0 only in an annotation-only EDF+ file); the number of signals (>= 1, at most
+    ``max_signals``); per signal: a non-empty label, numeric physical minimum and maximum that differ
+    (minimum > maximum is allowed: an inverted signal), integer digital minimum < maximum (a range
+    beyond the 16-/24-bit samples is allowed: it only calibrates), samples per record >= 1, and a rate of at most
+    :data:`MAX_SFREQ_HZ`. Messages name the bad value but not the path (callers add it where it is
+    safe to show). Size-versus-records policy is the caller's.
 
     Raises
     ------
@@ -86,25 +100,42 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
         else:
             raise ValueError(f"not an EDF/BDF file: the first 8 bytes {version!r} are not the EDF ('0') or "
                              "BDF (0xFF 'BIOSEMI') version field")
+        bad = f"malformed {base} header"
 
         def number(chunk: bytes, what: str, cast=float):
             raw = _text(chunk)
             try:
-                return cast(raw)
+                value = cast(raw)
             except ValueError:
-                raise ValueError(f"malformed {base} header: {what} is {raw!r}, not a number") from None
+                raise ValueError(f"{bad}: {what} is {raw!r}, not {'an integer' if cast is int else 'a number'}") from None
+            if not math.isfinite(value):
+                raise ValueError(f"{bad}: {what} is {raw!r}, not a finite number")
+            return value
 
+        for what, chunk, fmt, shown in (("start date", fixed[168:176], "%d.%m.%y", "dd.mm.yy"),
+                                        ("start time", fixed[176:184], "%H.%M.%S", "hh.mm.ss")):
+            text = _text(chunk)
+            try:
+                _dt.datetime.strptime(text, fmt)
+            except ValueError:
+                raise ValueError(f"{bad}: {what} is {text!r}, not a valid {shown}") from None
         reserved = _text(fixed[192:236])
         kind = base + next((t[3:] for t in ("EDF+C", "EDF+D", "BDF+C", "BDF+D") if reserved.startswith(t)), "")
         header_bytes = number(fixed[184:192], "the number of header bytes", int)
         n_records = number(fixed[236:244], "the number of data records", int)
         record_s = number(fixed[244:252], "the data record duration")
         ns = number(fixed[252:256], "the number of signals", int)
+        if ns < 1:
+            raise ValueError(f"{bad}: the number of signals is {ns}; a file holds at least 1")
         if max_signals is not None and ns > max_signals:
             raise ValueError(f"{base} header declares {ns} signals; allowed: 1..{max_signals}")
-        if ns < 0 or header_bytes != 256 * (ns + 1):
-            raise ValueError(f"malformed {base} header: {ns} signals need {256 * (ns + 1)} header bytes, "
-                             f"the header says {header_bytes}")
+        if header_bytes != 256 * (ns + 1):
+            raise ValueError(f"{bad}: {ns} signals need {256 * (ns + 1)} header bytes, the header says {header_bytes}")
+        if n_records == 0 or n_records < -1:
+            raise ValueError(f"{bad}: the number of data records is {n_records}; it must be >= 1 "
+                             "(or -1 while recording)")
+        if record_s < 0:
+            raise ValueError(f"{bad}: the data record duration is {record_s:g} s; it must be > 0")
         per = f.read(256 * ns)
     if len(per) < 256 * ns:
         raise ValueError(f"truncated {base} file: the signal headers need {256 * ns} bytes, only {len(per)} "
@@ -113,14 +144,80 @@ def parse_edf_header(path, *, max_signals: int | None = None) -> EdfFileHeader:
     def column(offset: int, width: int) -> list[bytes]:
         return [per[offset * ns + i * width: offset * ns + (i + 1) * width] for i in range(ns)]
 
+    labels = [_text(c) for c in column(0, 16)]
     spr_offset = 16 + 80 + 8 + 8 + 8 + 8 + 8 + 80  # label, transducer, unit, 4 ranges, prefiltering
+    samples = []
+    columns = zip(column(104, 8), column(112, 8), column(120, 8), column(128, 8), column(spr_offset, 8))
+    for i, (label, (pmin, pmax, dmin, dmax, spr)) in enumerate(zip(labels, columns)):
+        sig = f"signal {i} ({label!r})"
+        if not label:
+            raise ValueError(f"{bad}: signal {i} has an empty label; every signal needs a name")
+        n = number(spr, f"{sig}: samples per record", int)
+        if n < 1:
+            raise ValueError(f"{bad}: {sig}: samples per record is {n}; it must be >= 1")
+        samples.append(n)
+        if label in _ANNOTATION_LABELS:
+            continue
+        p0, p1 = number(pmin, f"{sig}: physical minimum"), number(pmax, f"{sig}: physical maximum")
+        if p0 == p1:
+            raise ValueError(f"{bad}: {sig}: physical minimum and maximum are both {p0:g}; they must differ "
+                             "(the signal cannot be calibrated)")
+        d0, d1 = number(dmin, f"{sig}: digital minimum", int), number(dmax, f"{sig}: digital maximum", int)
+        # Beyond the 16-/24-bit sample range is allowed: real files (DREAMS) write it; it only calibrates.
+        if not d0 < d1:
+            raise ValueError(f"{bad}: {sig}: digital minimum {d0} and maximum {d1}; the minimum must be below "
+                             "the maximum (the signal cannot be calibrated)")
+        if record_s == 0:
+            raise ValueError(f"{bad}: the data record duration is 0 s but {sig} holds samples; it must be > 0 "
+                             "(0 only in an annotation-only EDF+ file)")
+        if n / record_s > MAX_SFREQ_HZ:
+            raise ValueError(f"{bad}: {sig}: {n} samples per {record_s:g}-s record is {n / record_s:g} Hz; "
+                             f"at most {MAX_SFREQ_HZ:g} Hz is a plausible rate")
     return EdfFileHeader(
         base=base, kind=kind, sample_bytes=sample_bytes, header_bytes=header_bytes, n_records=n_records,
-        record_s=record_s, labels=[_text(c) for c in column(0, 16)], units=[_text(c) for c in column(96, 8)],
-        samples_per_record=[number(c, f"samples per record of signal {i}", int)
-                            for i, c in enumerate(column(spr_offset, 8))],
+        record_s=record_s, labels=labels, units=[_text(c) for c in column(96, 8)], samples_per_record=samples,
         file_bytes=size,
     )
+
+
+def check_edf_size(h: EdfFileHeader, *, exact: bool = False) -> int:
+    """The number of whole data records, after checking the file's length against its header.
+
+    Parameters
+    ----------
+    h : EdfFileHeader
+        A parsed header (:func:`parse_edf_header`).
+    exact : bool
+        Refuse any byte beyond the last record (uploads); otherwise a partial trailing record is
+        tolerated (readers drop it).
+
+    Returns
+    -------
+    int
+        Data records: the header's count, or for -1 ("unknown, still recording") what the length holds.
+
+    Raises
+    ------
+    ValueError
+        Shorter than the header promises (truncated), longer than it describes, or no whole record;
+        the message names the sizes but not the path.
+    """
+    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
+    whole = (size - h.header_bytes) // record_bytes
+    if n_records == -1:  # allowed while recording: the length decides
+        if whole < 1:
+            raise ValueError(f"truncated {h.base} file: {size} bytes, the number of data records is -1 (unknown) "
+                             f"and not one whole {record_bytes}-byte record follows the header")
+        n_records = whole
+    expected = h.header_bytes + n_records * record_bytes
+    if size < expected:
+        raise ValueError(f"truncated {h.base} file: {size} bytes, the header promises {expected} "
+                         f"({n_records} data records of {h.record_s:g} s; only {whole} complete)")
+    extra = size - expected
+    if extra > (0 if exact else record_bytes - 1):
+        raise ValueError(f"{size} bytes, {extra} more than the header describes ({expected}: {n_records} data "
+                         "records); the number-of-records field is wrong or the file holds something else")
+    return n_records
 
 
 def check_edf(path: Path) -> dict:
@@ -142,20 +239,10 @@ def check_edf(path: Path) -> dict:
             f"{path}: discontinuous {h.kind} file (gaps between records) is not supported; "
             f"convert it to a continuous EDF (e.g. with the gaps filled) first"
         )
-    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
-    if n_records >= 0:
-        expected = h.header_bytes + n_records * record_bytes
-        if size > expected + record_bytes:
-            raise ValueError(
-                f"{path}: {size} bytes, but the header describes {expected} ({n_records} data records); "
-                f"the number-of-records field is wrong or the file holds something else"
-            )
-        if size < expected:
-            whole = (size - h.header_bytes) // record_bytes if record_bytes else 0
-            raise ValueError(
-                f"{path}: truncated {h.base} file: {size} bytes, the header promises {expected} "
-                f"({n_records} data records of {h.record_s:g} s; only {whole} complete)"
-            )
+    try:
+        n_records = check_edf_size(h)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
     return {"kind": h.base, "n_records": n_records, "record_s": h.record_s, "n_signals": len(h.labels)}
 
 
@@ -167,22 +254,26 @@ def open_edf(path: Path) -> edfio.Edf:
     FileNotFoundError
         No such file.
     ValueError
-        The file fails the checks, edfio refuses its header, or the header is neither UTF-8 nor latin-1.
+        The file fails the checks or edfio refuses its header. A header that is not UTF-8 is read as
+        latin-1 (every byte is a latin-1 character).
     """
     path = Path(path)
-    is_bdf = check_edf(path)["kind"] == "BDF"
-    last = None
+    checked = check_edf(path)
     # EDF headers are ASCII by the standard; clinical exports write UTF-8 (Nox: "Impédance") or latin-1.
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            if is_bdf:
-                return edfio.read_bdf(path, header_encoding=encoding)
-            return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
-        except UnicodeDecodeError as err:
-            last = err
-        except Exception as err:  # edfio raises ValueError/others on non-compliant headers
-            raise ValueError(f"{path}: cannot be read as EDF/BDF: {err}") from err
-    raise ValueError(f"{path}: header is neither UTF-8 nor latin-1: {last}")
+    # edfio decodes with errors replaced, so the encoding is chosen here from the header's own bytes.
+    with open(path, "rb") as f:
+        header = f.read(256 * (checked["n_signals"] + 1))
+    try:
+        header.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError:
+        encoding = "latin-1"
+    try:
+        if checked["kind"] == "BDF":
+            return edfio.read_bdf(path, header_encoding=encoding)
+        return edfio.read_edf(path, lazy_load_data=True, header_encoding=encoding)
+    except Exception as err:  # edfio raises ValueError/others on non-compliant headers
+        raise ValueError(f"{path}: cannot be read as EDF/BDF: {err}") from err
 
 
 def edf_start(edf: edfio.Edf) -> _dt.datetime | None:

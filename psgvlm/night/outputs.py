@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from psgvlm.io.edf import write_annotations_edf
+from psgvlm.locks import out_lock, pid_alive
 from psgvlm.metrics import stage_metrics
 from psgvlm.night.sleepstats import format_statistics, sleep_statistics
 from psgvlm.plots import plot_night
@@ -92,6 +93,8 @@ def hypnogram_csv(result: StageResult) -> str:
 def write_outputs(result: StageResult, out) -> dict[str, Path]:
     """Write every output file of a staged night into ``out``; returns name -> path.
 
+    Holds ``out``'s lock (:func:`psgvlm.locks.out_lock`, ``out/.psgvlm.lock``) throughout: a second
+    writer is refused (:class:`psgvlm.locks.LockedError`) and a stale lock of a dead run is taken over.
     The files are written into a temporary folder inside ``out`` first; then every file this command
     owns (:data:`OWNED_FILES`) left in ``out`` by an earlier run is removed (a previous recording's
     ``metrics.json`` must not sit beside a night without an expert hypnogram) and the new files are
@@ -103,38 +106,24 @@ def write_outputs(result: StageResult, out) -> dict[str, Path]:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(f"{TMP_PREFIX}*"):  # left by a killed run (pid in the name, no longer alive)
-        if stale.is_dir() and not _pid_alive(stale.name[len(TMP_PREFIX):].split("-")[0]):
-            shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=out))
-    try:
-        staged = _write_files(result, tmp)
-        for name in OWNED_FILES:
-            old = out / name
-            if (old.is_file() or old.is_symlink()) and name not in staged:
-                old.unlink()
-        paths = {}
-        for name, path in staged.items():
-            os.replace(path, out / name)
-            paths[name] = out / name
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with out_lock(out, command="psgvlm stage", inside=True):
+        for stale in out.glob(f"{TMP_PREFIX}*"):  # left by a killed run (pid in the name, no longer alive)
+            if stale.is_dir() and not pid_alive(stale.name[len(TMP_PREFIX):].split("-")[0]):
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=out))
+        try:
+            staged = _write_files(result, tmp)
+            for name in OWNED_FILES:
+                old = out / name
+                if (old.is_file() or old.is_symlink()) and name not in staged:
+                    old.unlink()
+            paths = {}
+            for name, path in staged.items():
+                os.replace(path, out / name)
+                paths[name] = out / name
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return paths
-
-
-def _pid_alive(pid: str) -> bool:
-    """Whether process ``pid`` (a decimal string) exists; a name that is not a pid counts as dead."""
-    import os
-
-    if not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists, owned by someone else
-    return True
 
 
 def _write_files(result: StageResult, out: Path) -> dict[str, Path]:

@@ -3,9 +3,14 @@
 Each browser session gets its own folder under one root (named by a keyed hash, never by the session
 id, so no URL can be guessed from it); uploads are copied there under neutral names and Gradio's own
 copy is deleted at once (:func:`discard_upload`); a folder is deleted with every copy Gradio served
-from it when its session ends (:func:`delete_session_files`), on process exit, or, if it is in use
-by an event at that moment, when the event ends (:meth:`SessionStore.busy`). Error messages shown to
-a user lose server paths (:func:`safe_message`).
+from it when its session ends (:meth:`SessionStore.delete_files`), on process exit, on SIGTERM or
+SIGINT (:func:`cleanup_on_exit`), or, if it is in use by an event at that moment, when the event ends
+(:meth:`SessionStore.busy`). Error messages shown to a user lose server paths (:func:`safe_message`).
+
+Gradio serves a returned file from a copy in its cache named by the file's content hash, so two
+sessions that staged the same recording are served the same copies: a session's cleanup keeps every
+copy another live session still shows (:func:`delete_session_files` ``keep_from``), so closing one
+never breaks the other's downloads.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -45,7 +53,25 @@ class SessionStore:
         self._lock = threading.Lock()
         self._by_hash: dict[str, Path] = {}
         self._busy: dict[Path, bool] = {}  # folder -> "expired while busy" flag
-        atexit.register(shutil.rmtree, self.root, True)
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Delete every session folder, the copies Gradio served from them, and the root (process exit)."""
+        if self.root.is_dir():
+            for folder in self.root.iterdir():
+                delete_session_files(folder)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def delete_files(self, path) -> None:
+        """Delete ``path`` (a session folder or a folder inside one) with the copies Gradio served from it,
+        keeping the copies another session folder still shows (the same bytes are the same copy)."""
+        path = Path(path)
+        try:
+            own = self.root / path.relative_to(self.root).parts[0]
+        except (ValueError, IndexError):
+            own = path
+        others = [p for p in self.root.iterdir() if p.is_dir() and p != own] if self.root.is_dir() else []
+        delete_session_files(path, keep_from=others)
 
     @contextlib.contextmanager
     def busy(self, path):
@@ -99,16 +125,27 @@ class SessionStore:
             for key, value in list(self._by_hash.items()):
                 if value == Path(path):
                     del self._by_hash[key]
-        delete_session_files(path)
+        self.delete_files(path)
 
 
-def delete_session_files(folder) -> None:
+SERVED_DIRS = ("outputs", "views")  # a session folder's subfolders whose files the app returns to the page
+
+
+def delete_session_files(folder, *, keep_from=()) -> None:
     """Delete a session folder and the copies Gradio served from it.
 
     Gradio copies every file an event returns into its cache under ``<cache>/<hash of the file>/``
     (a keyed content hash, so the URL is not guessable) and sweeps that cache only on the
     ``delete_cache`` schedule; we recompute each copy's folder with Gradio's own ``hash_file`` and
     delete it with the session, so nothing of a closed session stays downloadable.
+
+    Parameters
+    ----------
+    folder : path-like
+        The folder to delete (a session folder, or its ``outputs`` before a new run).
+    keep_from : sequence of path-like
+        Other live session folders: a cached copy of bytes that one of them also returned (the same
+        recording staged twice) is kept, since it is that session's download too.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -118,12 +155,49 @@ def delete_session_files(folder) -> None:
         from gradio.utils import get_upload_folder
 
         cache = Path(get_upload_folder())
-        for f in folder.rglob("*"):
-            if f.is_file():
-                shutil.rmtree(cache / hash_file(f), ignore_errors=True)
+        mine = {f: f.stat().st_size for f in folder.rglob("*") if f.is_file()}
+        sizes = set(mine.values())
+        shared = {hash_file(f) for other in keep_from for sub in SERVED_DIRS
+                  for f in Path(other, sub).rglob("*") if f.is_file() and f.stat().st_size in sizes}
+        for f in mine:
+            h = hash_file(f)
+            if h not in shared:
+                shutil.rmtree(cache / h, ignore_errors=True)
     except (ImportError, OSError):  # the session folder is still removed below
         pass
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def cleanup_on_exit(cleanup, signals=(signal.SIGTERM, signal.SIGINT)) -> None:
+    """Run ``cleanup()`` once when the process ends: normal exit, or one of ``signals``.
+
+    A signal runs the cleanup, then is handled as it would have been without this (the handler
+    installed before, or the default, which ends the process with that signal), so a service manager
+    still sees the process stop on SIGTERM. Call from the main thread (Python's rule for handlers).
+    """
+    done = threading.Event()
+
+    def run_once() -> None:
+        if not done.is_set():
+            done.set()
+            try:
+                cleanup()
+            except Exception as err:  # noqa: BLE001  the signal must still end the process
+                print(f"cleanup failed: {type(err).__name__}: {err}", file=sys.stderr)
+
+    atexit.register(run_once)
+    for sig in signals:
+        previous = signal.getsignal(sig)
+
+        def handler(signum, frame, previous=previous):
+            run_once()
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                os.kill(os.getpid(), signum)
+
+        signal.signal(sig, handler)
 
 
 def safe_message(err: Exception, session=None) -> str:

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -59,6 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
+from psgvlm.locks import LockedError, check_out_dir
 from psgvlm.provenance import read_json
 from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
 
@@ -256,8 +256,11 @@ def _sha256(path) -> str:
     return h.hexdigest()
 
 
-def read_input(edf, hypnogram=None):
+def read_input(edf, hypnogram=None, hypnogram_format: str | None = None):
     """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram.
+
+    The hypnogram's format is detected from its content (:func:`psgvlm.io.hypnograms.detect_hypnogram`)
+    unless ``hypnogram_format`` names one of :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS`.
 
     The expert stages are placed on the staged grid: every whole 30-s epoch from signal time 0
     (``onset_s`` 0, :func:`psgvlm.night.grid.expert_on_grid`), ``UNSCORED`` where no label covers an
@@ -267,7 +270,8 @@ def read_input(edf, hypnogram=None):
     from psgvlm.io.readers import read_recording
     from psgvlm.night.grid import expert_on_grid
 
-    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram))
+    opts = {} if hypnogram_format is None else {"hypnogram_format": hypnogram_format}
+    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram), **opts)
     if rec.stages is not None:
         n_epochs = max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))
         expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
@@ -391,25 +395,16 @@ def _fail(message, code: int = 2) -> int:
     return code
 
 
-def check_out_dir(out) -> str | None:
-    """Why ``out`` cannot take the outputs (a file, not writable), or None; checked before any work."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        return f"--out {str(out)!r} exists and is not a directory; give a folder (new or existing)"
-    parent = out
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        return f"--out {str(out)!r}: {str(parent)!r} is not a directory"
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"--out {str(out)!r}: {str(parent)!r} is not writable"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
+    from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS
+
     parser = argparse.ArgumentParser(prog="psgvlm stage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--edf", required=True, help="the recording: EDF, EDF+ or BDF")
-    parser.add_argument("--hypnogram", help="expert hypnogram (CSV/TSV/one label per line, EDF+, NSRR XML)")
+    parser.add_argument("--hypnogram", help="expert hypnogram; its format is detected from its content "
+                        "(see --hypnogram-format)")
+    parser.add_argument("--hypnogram-format", choices=sorted(HYPNOGRAM_FORMATS), metavar="NAME",
+                        help="read --hypnogram as this format instead of detecting it: "
+                        + "; ".join(f"{k}: {d}" for k, (_, d) in sorted(HYPNOGRAM_FORMATS.items())))
     parser.add_argument("--channels", nargs="+",
                         help=f"recording channel per band of the model's image, top first ({EMPTY_BAND!r} = flat)")
     parser.add_argument("--run", help="run directory (default: the embedded default model)")
@@ -440,10 +435,14 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(bad_out)
     try:
         validate_recording_upload(edf)
-        rec = read_input(edf, args.hypnogram)
+        rec = read_input(edf, args.hypnogram, args.hypnogram_format)
         result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
                                  source_sha256=_sha256(edf))
         paths = write_outputs(result, args.out)
+    except LockedError as err:  # another run writes --out: the message names the lock and its PID
+        if args.debug:
+            raise
+        return _fail(err)
     except (UploadError, ValueError) as err:  # bad input: the message names the file and the value
         if args.debug:
             raise

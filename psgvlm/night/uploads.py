@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from psgvlm.io.edf import parse_edf_header
+from psgvlm.io.edf import check_edf_size, parse_edf_header
 
 EXTENSIONS = (".edf", ".bdf", ".rec")  # .rec: ISRUC's EDF files
-HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml")
+HYPNOGRAM_EXTENSIONS = (".txt", ".csv", ".tsv", ".edf", ".xml", ".ids")  # the content decides the format
 MAX_BYTES = 1024**3  # 1 GiB: a whole night of 20+ channels at 256 Hz is ~0.5 GiB
 MAX_HYPNOGRAM_BYTES = 20 * 1024**2
 MIN_DURATION_S = 30.0  # one scoring epoch
@@ -79,28 +79,11 @@ def read_edf_header(path, *, max_signals: int = MAX_SIGNALS) -> EdfHeader:
         h = parse_edf_header(path, max_signals=max_signals)
     except ValueError as err:  # the parser's messages name values, never the server path
         raise UploadError(str(err)) from None
-    ns, samples = len(h.labels), h.samples_per_record
-    if ns < 1:
-        raise UploadError(f"EDF header declares {ns} signals; allowed: 1..{max_signals}")
-    if h.record_s < 0:
-        raise UploadError(f"EDF data record duration {h.record_s!r} s must be >= 0")
-    if any(s <= 0 for s in samples):
-        raise UploadError(f"EDF header gives non-positive samples per record: {samples}")
-    size, record_bytes, n_records = h.file_bytes, h.record_bytes, h.n_records
-    if n_records == -1:  # allowed while recording; the length decides
-        n_records = (size - h.header_bytes) // record_bytes
-    if n_records <= 0:
-        raise UploadError(f"EDF header declares {n_records} data records; the file holds no signal")
-    expected = h.header_bytes + n_records * record_bytes
-    if size < expected:
-        raise UploadError(f"truncated EDF/BDF file: {size} bytes, but its header promises {expected} "
-                          f"({n_records} records of {record_bytes} bytes); the upload is incomplete")
-    if size > expected:
-        raise UploadError(f"malformed EDF/BDF file: {size} bytes, {size - expected} more than its header "
-                          f"declares ({expected})")
-    is_annotation = [lab in ("EDF Annotations", "BDF Annotations") for lab in h.labels]
-    if h.record_s == 0 and not all(is_annotation):  # 0 is legal only for annotation-only EDF+
-        raise UploadError("EDF data record duration is 0 s but the file holds signals; it must be > 0")
+    samples = h.samples_per_record  # each >= 1, the record duration >= 0: checked by the parser
+    try:
+        n_records = check_edf_size(h, exact=True)  # an upload must be exactly as long as its header says
+    except ValueError as err:
+        raise UploadError(f"{err}; the upload is incomplete" if "truncated" in str(err) else str(err)) from None
     signals = [SignalHeader(label=lab, unit=u, sfreq=s / h.record_s if h.record_s else 0.0, samples_per_record=s)
                for lab, u, s in zip(h.labels, h.units, samples)]
     return EdfHeader(kind=h.kind, n_records=n_records, record_s=h.record_s, signals=signals)
@@ -142,33 +125,44 @@ def validate_recording_upload(path, *, name: str | None = None, max_bytes: int =
 
 def validate_hypnogram_upload(path, *, name: str | None = None,
                               max_bytes: int = MAX_HYPNOGRAM_BYTES) -> str:
-    """Checks for an uploaded expert hypnogram; returns its kind: ``"edf"``, ``"xml"`` or ``"text"``.
+    """Checks for an uploaded expert hypnogram, by reading it as staging will; returns its format.
 
-    Text hypnograms must decode as UTF-8 and hold no NUL bytes; EDF+ hypnograms must pass
-    :func:`read_edf_header`; NSRR XML must start with an XML declaration or element.
+    The format is detected from the content (:func:`psgvlm.io.hypnograms.detect_hypnogram`, the same
+    function ``psgvlm stage`` and the readers use) and the file is read by its reader: unknown stage
+    codes, bad onsets or durations, the ambiguous header-less DREAMS/ISRUC case and overlapping labels
+    with different stages are refused here, at upload, not when Stage is pressed. EDF+ hypnograms must
+    first pass :func:`read_edf_header`.
+
+    Returns
+    -------
+    str
+        A key of :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS` (``"dreams"``, ``"edf"``, ``"table"``...).
+
+    Raises
+    ------
+    UploadError
+        The message names the upload by the client's file name, never the server path.
     """
+    from psgvlm.io.hypnograms import detect_hypnogram, read_generic_hypnogram
+    from psgvlm.io.readers.pairing import merge_overlaps
+
     path = Path(path)
-    ext = check_extension(name or path.name, HYPNOGRAM_EXTENSIONS)
+    shown = name or path.name
+    check_extension(shown, HYPNOGRAM_EXTENSIONS)
     size = path.stat().st_size
     if size > max_bytes:
         raise UploadError(f"hypnogram file is {size / 1024**2:.1f} MiB; the limit is "
                           f"{max_bytes / 1024**2:.0f} MiB")
     if size == 0:
         raise UploadError("hypnogram file is empty")
-    head = path.read_bytes()[:8]
-    if ext == ".edf" or head == b"0       ":
-        read_edf_header(path)
-        return "edf"
-    data = path.read_bytes()
-    if b"\x00" in data:
-        raise UploadError("hypnogram file holds binary data; expected text (CSV/TSV/one label per line), "
-                          "an EDF+ hypnogram or NSRR XML")
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise UploadError(f"hypnogram file is not UTF-8 text ({err.reason} at byte {err.start})") from None
-    if ext == ".xml":
-        if not text.lstrip().startswith("<"):
-            raise UploadError("hypnogram .xml file does not start with an XML element")
-        return "xml"
-    return "text"
+        fmt, _ = detect_hypnogram(path)
+        if fmt == "edf":
+            read_edf_header(path)
+        hyp = read_generic_hypnogram(path, None, fmt)
+        merge_overlaps(hyp.onsets_s, hyp.durations_s, hyp.codes, source=str(path))
+    except (ValueError, OSError) as err:
+        raise UploadError(str(err).replace(str(path), shown)) from None
+    if not len(hyp.codes):
+        raise UploadError(f"{shown}: holds no sleep stage labels")
+    return fmt

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,9 @@ class Predictor:
         if self.meta.get("adapter"):
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, self.run_dir / self.meta["adapter"])
+            with warnings.catch_warnings():  # peft reads a property transformers 5 deprecates: not the user's concern
+                warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing")
+                model = PeftModel.from_pretrained(model, self.run_dir / self.meta["adapter"])
             if merge_adapter:
                 model = model.merge_and_unload()
         processor = AutoProcessor.from_pretrained(self.run_dir / "processor")

@@ -1,5 +1,6 @@
 """Any EDF/BDF, optionally with a hypnogram in any form :func:`psgvlm.io.hypnograms.read_generic_hypnogram`
-reads (CSV/TSV intervals, one label per line, EDF+ annotations, NSRR XML)."""
+reads (format detected from its content, or named: CSV/TSV intervals, one label per line, DREAMS and ISRUC
+text, EDF+ annotations, NSRR XML)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ def find_generic(root: Path) -> list[tuple[Path, Path | None, str, str]]:
     return found
 
 
-def read_generic(path, hypnogram=None, *, channels=None, nonfinite="raise") -> Recording:
-    """Any EDF/BDF, optionally with a hypnogram: CSV/TSV ``init_sec,duration_sec,stage`` (header
-    optional), one label per line (30-s epochs), EDF+ annotations or NSRR XML. Without a hypnogram
-    the recording is unlabelled (``stages`` None)."""
+def read_generic(path, hypnogram=None, *, channels=None, nonfinite="raise",
+                 hypnogram_format: str | None = None) -> Recording:
+    """Any EDF/BDF, optionally with a hypnogram in any format of
+    :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS`, detected from its content unless
+    ``hypnogram_format`` names it. Without a hypnogram the recording is unlabelled (``stages`` None)."""
     path = Path(path)
     chans, meta, edf = read_edf_signals(path, channels=channels, nonfinite=nonfinite)
     stem = path.stem
@@ -43,4 +45,4 @@ def read_generic(path, hypnogram=None, *, channels=None, nonfinite="raise") -> R
     if not hyp.is_file():
         raise FileNotFoundError(f"hypnogram {hyp} not found")
     return make_recording(chans, subject=stem, recording=stem, dataset="generic", source=path, meta=meta,
-                          hypnogram=read_generic_hypnogram(hyp, edf_start(edf)))
+                          hypnogram=read_generic_hypnogram(hyp, edf_start(edf), hypnogram_format))

@@ -160,7 +160,7 @@ def channels_from_signals(
             if nonfinite == "raise":
                 raise ValueError(
                     f"{source}: channel {stripped[i]!r} has {n_bad} NaN/inf samples of {x.size} "
-                    f"(pass nonfinite='zero' to replace them with 0)"
+                    f"(psgvlm render --nonfinite zero, or nonfinite='zero' in Python, replaces them with 0)"
                 )
             x[bad] = 0.0
             meta.setdefault("nonfinite_zeroed", {})[stripped[i]] = n_bad
