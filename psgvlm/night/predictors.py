@@ -214,9 +214,12 @@ def check_names(names) -> list[str]:
     return [n for n in PREDICTORS if n in names]
 
 
-def run_predictors(rec, n_epochs: int, names, options: PredictorOptions
+def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, strict=()
                    ) -> tuple[dict[str, Hypnodensity], dict[str, str], dict[str, float]]:
     """Run ``names`` on the same ``n_epochs`` epochs of ``rec``.
+
+    A predictor that cannot run is reported and the others run, except those named in ``strict``
+    (the user chose their channels: a bad choice is an error, not a predictor left out).
 
     Returns
     -------
@@ -252,6 +255,8 @@ def run_predictors(rec, n_epochs: int, names, options: PredictorOptions
             out.probs[out.unscored] = 0.0
             outputs[name] = out
         except (PredictorUnavailable, ValueError) as err:  # this recording: reported, the others run
+            if name in strict:
+                raise
             failed[name] = " ".join(str(err).split())
         seconds[name] = time.perf_counter() - t0
     return outputs, failed, seconds

@@ -258,6 +258,20 @@ class StageResult:
         return len(self.probs)
 
 
+def with_primary(result: StageResult, primary: str) -> StageResult:
+    """The same staged night with another predictor's stages as the primary (no predictor is rerun)."""
+    import dataclasses
+
+    from psgvlm.night.predictors import REFERENCE_NOTICE, choose_primary, review_epochs
+
+    name = choose_primary(result.predictions, primary)
+    chosen = result.predictions[name]
+    notice = result.model["notice"] if name == "vlm" else REFERENCE_NOTICE.format(name=name.upper())
+    return dataclasses.replace(result, probs=chosen.probs, unscored=chosen.unscored, primary=name, notice=notice,
+                               review=review_epochs(result.predictions, name),
+                               checks={**result.checks, "unscored_epochs": np.flatnonzero(chosen.unscored).tolist()})
+
+
 def _sha256(path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -341,14 +355,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     import dataclasses
 
     from psgvlm.night.grid import expert_on_grid
-    from psgvlm.night.predictors import (
-        REFERENCE_NOTICE,
-        PredictorOptions,
-        choose_primary,
-        default_predictors,
-        review_epochs,
-        run_predictors,
-    )
+    from psgvlm.night.predictors import PredictorOptions, choose_primary, default_predictors, run_predictors
 
     t0 = time.perf_counter()
     names = default_predictors() if predictors is None else list(predictors)
@@ -365,11 +372,12 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     grid_rec = dataclasses.replace(rec, stages=expert, onset_s=onset_s)
     opts = PredictorOptions(run_dir=run_dir, vlm=predictor, channels=channels, eeg=eeg, eog=eog, emg=emg,
                             max_eeg=max_eeg, batch_size=batch_size, epochs_path=epochs_path, progress=progress)
-    outputs, failed, seconds = run_predictors(grid_rec, n_epochs, names, opts)
+    strict = ({"vlm"} if channels else set()) | ({"yasa", "gssc"} if (eeg or eog or emg) else set())
+    outputs, failed, seconds = run_predictors(grid_rec, n_epochs, names, opts, strict=strict)
     if not outputs:
         raise ValueError("nothing to stage: no predictor could run on this recording: "
                          + "; ".join(f"{k}: {v}" for k, v in failed.items()))
-    prim = choose_primary(outputs, primary)
+    prim = choose_primary(outputs, primary)  # checked before the outputs are built
     notes = []
     if report is not None and report["unmatched_label_epochs"]:
         notes.append(f"{report['unmatched_label_epochs']} of {report['n_label_epochs']} expert label epochs fall "
@@ -382,9 +390,8 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     vlm = outputs.get("vlm")
     vinfo = vlm.info if vlm is not None else {}
     model = vinfo.get("model")
-    notice = (model["notice"] if prim == "vlm" else REFERENCE_NOTICE.format(name=prim.upper()))
     chosen = outputs[prim]
-    return StageResult(
+    night = StageResult(
         probs=chosen.probs, starts_s=onset_s + np.arange(n_epochs, dtype=np.float64) * rec.epoch_s, expert=expert,
         bands=vinfo.get("bands", []), channel_map=vinfo.get("channel_map", []), sfreq=vinfo.get("sfreq"),
         settings=vinfo.get("settings"), model=model, recording=_recording_facts(rec, n_epochs, source_sha256, notes),
@@ -393,8 +400,8 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         epoch_s=float(rec.epoch_s), unscored=chosen.unscored,
         checks={"n_flat_epochs": vinfo.get("checks", {}).get("n_flat_epochs", {}),
                 "unscored_epochs": np.flatnonzero(chosen.unscored).tolist(), "expert": report},
-        predictions=outputs, primary=prim, failed=failed, review=review_epochs(outputs, prim), notice=notice,
-    )
+        predictions=outputs, primary=prim, failed=failed)
+    return with_primary(night, prim)  # the primary's notice, review list and unscored epochs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -467,10 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(err)
     try:
         validate_recording_upload(edf)
+        t_read = time.perf_counter()
         rec = read_input(edf, args.hypnogram)
+        t_read = time.perf_counter() - t_read
         result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
                                  source_sha256=_sha256(edf), predictors=names, primary=primary,
                                  eeg=args.eeg, eog=args.eog, emg=args.emg)
+        result.timings_s["read_input"] = t_read
         paths = write_outputs(result, args.out)
     except (UploadError, ValueError) as err:  # bad input: the message names the file and the value
         if args.debug:
