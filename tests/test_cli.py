@@ -175,7 +175,9 @@ def case_reference(night, tmp_path, capsys):
     assert cli(argv) == 0
     summary = json.loads((tmp_path / "g" / _psg(night).stem / "summary.json").read_text())
     assert summary["primary"] == "gssc" and summary["n_epochs"] == MINUTES * 2
-    assert cli(["reference", "--predictor", "vlm", "--input", str(_psg(night)), "--out", str(tmp_path / "v")]) == 2
+    with pytest.raises(SystemExit) as stop:  # argparse: the VLM is not a reference stager
+        cli(["reference", "--predictor", "vlm", "--input", str(_psg(night)), "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and "invalid choice: 'vlm'" in capsys.readouterr().err
 
 
 def case_eval(night, tmp_path, capsys):

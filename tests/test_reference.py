@@ -175,8 +175,8 @@ def test_stage_several_predictors_and_primary(tmp_path, capsys):
     edf = write_edf(tmp_path / "night.edf", signals)
     hyp = write_hypnogram_csv(tmp_path / "night.csv", stages)
     out = tmp_path / "o"
-    assert main(["--edf", edf, "--hypnogram", hyp, "--out", out, "--predictors", "vlm", "yasa",
-                 "--primary", "yasa"]) == 0
+    assert main([str(a) for a in ("--edf", edf, "--hypnogram", hyp, "--out", out, "--predictors", "vlm", "yasa",
+                                  "--primary", "yasa")]) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "summary.json").read_text())
     assert summary["primary"] == "yasa" and "YASA" in summary["notice"] and "yasa (primary)" in printed

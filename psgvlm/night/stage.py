@@ -1,32 +1,43 @@
-"""Stage one recording end to end: read, render every epoch, score it with a run, write the night.
+"""Stage one recording end to end: read, run every predictor on the same epochs, write the night.
 
     psgvlm stage --edf night.edf --out out/night
     psgvlm stage --edf SC4001E0-PSG.edf --hypnogram SC4001EC-Hypnogram.edf --run runs/llava_isruc --out out/sc4001
     psgvlm stage --edf night.edf --channels C3 C4 LOC ROC EMG --out out/night
+    psgvlm stage --edf night.edf --predictors vlm yasa --primary yasa --out out/night
 
-What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
+The predictors (:data:`psgvlm.night.predictors.PREDICTORS`: the VLM run, YASA, GSSC when its extra is
+installed, their soft vote) all stage the same epochs; one that cannot run is reported with its reason.
+``--primary`` (default ``auto``: the best that ran by the real-data ranking) chooses whose stages fill
+the files below, which name it. What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
 
-- ``hypnogram.tsv``: ``init_sec  duration_sec  stage`` one row per 30-s epoch (U-Sleep's layout).
-- ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM`` (and
-  ``expert`` when a hypnogram was given), as YASA users tabulate ``predict_proba``.
+- ``hypnogram.tsv``: ``init_sec  duration_sec  stage  predictor`` one row per 30-s epoch (U-Sleep's
+  layout, plus the primary's name).
+- ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM, primary, review``,
+  one ``stage_<name>`` column per predictor (and ``expert`` when a hypnogram was given), as YASA users
+  tabulate ``predict_proba``; ``review`` says why a person should look at the epoch (predictors
+  disagree, low confidence) or is empty.
+- ``predictors/<name>/hypnogram.tsv`` and ``hypnodensity.npy``: each predictor's own.
 - ``hypnodensity.npy``: float32 (n_epochs, 5) stage probabilities, columns W, N1, N2, N3, REM.
 - ``hypnogram_annotations.edf``: EDF+ annotations ("Sleep stage W/N1/N2/N3/R", one per epoch) that
   EDFbrowser or ``mne.read_annotations`` opens beside the recording.
-- ``hypnogram.png``: predicted hypnogram (and the expert one below it) plus the hypnodensity.
-- ``summary.json``: sleep statistics (:mod:`psgvlm.night.sleepstats`) of the prediction (and of the expert
-  hypnogram), agreement metrics when a hypnogram was given, the channel mapping, the model and its
+- ``hypnogram.png``: every predictor's hypnogram (the primary on top; the expert's below) plus the
+  primary's hypnodensity.
+- ``summary.json``: ``primary``; sleep statistics (:mod:`psgvlm.night.sleepstats`) of the primary's stages
+  (and of the expert hypnogram), agreement metrics when a hypnogram was given; ``predictors`` (each
+  one's kind, channels, stage counts, agreement, or why it did not run), ``pairwise_agreement``,
+  ``review`` (count and epochs); the VLM's channel mapping, the model and its
   provenance, and the notice that says what the model is (e.g. trained on synthetic recordings, not
   for clinical use), signal warnings (e.g. a channel upsampled to the model's rate), timings and
   provenance. Patient-identifying header fields (name, birth date, hospital code) are never copied:
   only signal facts (rates, durations, channel labels) and a SHA-256 of the input file.
-- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`), when
-  one was given.
+- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`) of the
+  primary and of every predictor, when one was given.
 
 The staged span is always the whole recording: 30-s epochs from signal time 0 to the last whole
 epoch, whatever part of the night an expert hypnogram covers. Expert labels are placed on that grid by
 time (:mod:`psgvlm.night.grid`); staged epochs without a label count as unscored in the agreement, and
 labels outside the recording are reported as unmatched (console and ``summary.json`` ``checks.expert``).
-An epoch in which every mapped EEG channel is flat (constant, zero or not finite) is not scored: its
+An epoch in which every EEG channel a predictor reads is flat (constant, zero or not finite) is not scored: its
 stage is ``UNS`` (``Sleep stage ?`` in the EDF+ annotations, probabilities 0), it counts in time in bed
 but never as sleep, and the count is a warning; a recording whose EEG is flat in every epoch is refused.
 A reused ``--out`` keeps no file of the previous run (:func:`psgvlm.night.outputs.write_outputs`).
@@ -39,8 +50,9 @@ name, else with the best unused channel of the same modality by the one channel-
 left flat and reported. ``--channels`` gives the recording's channels band by band instead (``-``
 leaves a band flat).
 
-Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, render and score
-every epoch, the CLI), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
+Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, run the predictors,
+the CLI), :mod:`~psgvlm.night.predictors` (the registry, the VLM predictor, primary, pairwise agreement,
+review list), :mod:`~psgvlm.night.reference` (``psgvlm reference``), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
 epochs), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
 (re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
 :mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session

@@ -11,8 +11,8 @@ YASA extracts its own features (including 7.5-min rolling windows), resamples to
 expects raw microvolts (it is given volts through MNE and converts). We hand it 100 Hz, resampled and
 cut by :func:`psgvlm.signal.epochs.epochs_from_recording` (the one epoch cutter), so YASA's epoch k is
 the recording's epoch k, ``[onset_s + 30 k, onset_s + 30 (k + 1))``. Age and sex, when the recording
-states them, are passed as YASA's metadata features to the per-channel streams (not to the reference
-beside the model, which sees signals only).
+states them, can be passed as YASA's metadata features (``demographics=True``); the predictor leaves
+them out, as the other predictors see signals only.
 """
 
 from __future__ import annotations
