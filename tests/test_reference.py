@@ -148,6 +148,23 @@ def test_gssc_matches_its_own_inference_and_keeps_the_last_epoch(real_data_dir):
 
 
 @needs_gssc
+def test_gssc_eeg_x_eog_permutations():
+    """With --eog: GSSC's permutations (EEG, EOG, both); each stream is its own run; the loudest decides."""
+    from psgvlm.reference.gssc import gssc_predict
+
+    signals, _ = synthetic_night(12, seed=5)
+    rec = recording_from(signals, None)
+    alone = gssc_predict(rec)
+    both = gssc_predict(rec, eog=["LOC"])
+    (eeg,) = alone.info["eeg"]
+    assert set(both.streams) == {eeg, "LOC", f"{eeg}+LOC"} and both.channels == [eeg, "LOC"]
+    assert np.allclose(both.streams[eeg], alone.probs, atol=1e-5)  # the EEG-only permutation is the same run
+    assert sum(both.info["permutations"].values()) == 12
+    loudest = np.stack(list(both.streams.values())).max(-1).argmax(0)
+    assert np.allclose(both.probs, np.stack(list(both.streams.values()))[loudest, np.arange(12)], atol=1e-5)
+
+
+@needs_gssc
 def test_gssc_nets_load_weights_only():
     """The nets load with weights_only=True and exactly the allowlisted classes (no blind unpickling)."""
     from importlib.resources import files

@@ -188,7 +188,7 @@ def _gssc_missing() -> str | None:
 PREDICTORS: dict[str, Predictor] = {
     "vlm": Predictor("vlm", _run_vlm, "the VLM run on rendered epoch images (default: the embedded synthetic model)"),
     "yasa": Predictor("reference", _run_yasa, "YASA's pretrained LightGBM stager, per EEG channel with EOG/EMG"),
-    "gssc": Predictor("reference", _run_gssc, "GSSC's pretrained ResNet + GRU over EEG x EOG permutations "
+    "gssc": Predictor("reference", _run_gssc, "GSSC's pretrained ResNet + GRU over EEG (x EOG) permutations "
                       "(optional extra psgvlm[gssc], AGPL-3.0)", missing=_gssc_missing),
     "vote": Predictor("consensus", _run_vote, "soft vote (mean hypnodensity) of YASA and GSSC",
                       needs=("yasa", "gssc")),
@@ -346,7 +346,8 @@ def add_predictor_arguments(parser) -> None:
                         help="predictor whose stages fill the hypnogram and statistics, or 'auto' (default): the "
                              "best that ran by the real-data ranking gssc > vote > yasa > vlm")
     parser.add_argument("--eeg", nargs="+", help="EEG channel(s) the reference stagers read (default: the best one)")
-    parser.add_argument("--eog", nargs="+", help="EOG channel(s) the reference stagers read (default: the best one)")
+    parser.add_argument("--eog", nargs="+", help="EOG channel(s) the reference stagers read (default: YASA the best "
+                        "one, GSSC none: each GSSC channel is one more ResNet pass over the night)")
     parser.add_argument("--emg", nargs="+", help="EMG channel YASA reads (default: the best one)")
 
 

@@ -12,7 +12,8 @@ summary, metrics with an expert hypnogram) into ``OUT/<recording>/``, on the rea
 dir in the predictions contract (:mod:`psgvlm.predictions`): ``predictions.jsonl`` + ``metrics.json``
 of every recording, ``channels/<stream>/predictions.jsonl`` per channel stream (what NAP fuses:
 YASA's per EEG channel, GSSC's per channel permutation; a stream holds the recordings that have its
-channels) and ``meta.json``. Default channels: every EEG channel, the best EOG and EMG channel.
+channels) and ``meta.json``. Default channels: every EEG channel; for YASA the best EOG and EMG
+channel too (GSSC reads EOG when ``--eog`` names it).
 Bad input exits 2 with one line; a recording the stager cannot read is skipped and reported.
 """
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None, *, predictor: str | None = None) -> int:
     parser.add_argument("--hypnogram", help="expert hypnogram of a single --input recording (generic format)")
     parser.add_argument("--out", required=True, help="output folder: OUT/<recording>/ night outputs + the run dir")
     parser.add_argument("--eeg", nargs="+", help="EEG channel(s) to stage (default: every EEG channel)")
-    parser.add_argument("--eog", nargs="+", help="EOG channel(s) (default: the best one, when present)")
+    parser.add_argument("--eog", nargs="+", help="EOG channel(s) (default: YASA the best one, GSSC none)")
     parser.add_argument("--emg", nargs="+", help="EMG channel for YASA (default: the best one, when present)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
