@@ -74,6 +74,22 @@ def test_predictor_contract(name, vlm):
         assert longer[name].unscored[12:].all() and not longer[name].unscored[:3].any()
 
 
+def test_reference_stagers_in_a_worker_process_give_the_same_night(vlm):
+    """Long nights run the reference stagers in a worker process beside the VLM: same outputs, same order."""
+    signals, _ = synthetic_night(6, seed=3)
+    rec = recording_from(signals, None)
+    names = [n for n in PREDICTORS if PREDICTORS[n].missing() is None]
+    here = run_predictors(rec, 6, names, PredictorOptions(vlm=vlm), parallel=False)
+    there = run_predictors(rec, 6, names, PredictorOptions(vlm=vlm, parallel_min_epochs=1))
+    assert list(there[0]) == list(here[0]) == names and there[1] == here[1] == {}
+    for n in names:
+        assert np.allclose(there[0][n].probs, here[0][n].probs, atol=1e-5), n
+        assert there[0][n].channels == here[0][n].channels
+    with pytest.raises(ValueError, match="NOPE"):  # a bad channel the user chose still stops the night
+        run_predictors(rec, 6, ["vlm", "yasa"], PredictorOptions(vlm=vlm, eeg=["NOPE"], parallel_min_epochs=1),
+                       strict={"yasa"})
+
+
 @pytest.mark.parametrize("name", ["yasa", "gssc"])
 def test_reference_without_eeg_says_why(name):
     if PREDICTORS[name].missing():
@@ -251,6 +267,9 @@ def test_a_predictor_that_cannot_run_is_reported_while_the_others_run(vlm):
                           predictors=["vlm", "yasa"])
     assert list(res.predictions) == ["vlm"] and res.primary == "vlm" and res.n_epochs == 1
     assert "YASA needs >= 2 epochs" in res.failed["yasa"]
+    with pytest.raises(ValueError, match="primary 'yasa' did not run on this recording"):
+        stage_recording(recording_from(signals, None), run_dir=DEFAULT_RUN, predictor=vlm,
+                        predictors=["vlm", "yasa"], primary="yasa")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -51,6 +51,9 @@ class PredictorOptions:
     batch_size: int = 16
     epochs_path: str | Path | None = None  # where the VLM keeps its scaled epochs for the viewer
     progress: Callable | None = None  # progress(done, total) while the VLM scores
+    # Nights at least this long run the reference stagers in a worker process beside the VLM (a process
+    # start and its imports cost a few seconds: not worth it for a short recording).
+    parallel_min_epochs: int = 240
 
 
 @dataclass(frozen=True)
@@ -214,12 +217,15 @@ def check_names(names) -> list[str]:
     return [n for n in PREDICTORS if n in names]
 
 
-def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, strict=()
+def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, strict=(), parallel: bool = True
                    ) -> tuple[dict[str, Hypnodensity], dict[str, str], dict[str, float]]:
     """Run ``names`` on the same ``n_epochs`` epochs of ``rec``.
 
     A predictor that cannot run is reported and the others run, except those named in ``strict``
-    (the user chose their channels: a bad choice is an error, not a predictor left out).
+    (the user chose their channels: a bad choice is an error, not a predictor left out). With the VLM
+    among them and a night of at least ``options.parallel_min_epochs`` epochs, the reference stagers run
+    in one worker process while the VLM runs here (:func:`_start_reference_worker`): on 2 cores the
+    night takes about the longer of the two instead of their sum.
 
     Returns
     -------
@@ -233,11 +239,21 @@ def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, stri
     """
     from psgvlm.night.grid import flat_epochs
 
+    names = check_names(names)
     outputs: dict[str, Hypnodensity] = {}
     failed: dict[str, str] = {}
     seconds: dict[str, float] = {}
-    for name in check_names(names):
+    side = [n for n in names if PREDICTORS[n].kind == "reference" and PREDICTORS[n].missing() is None]
+    worker = None
+    if parallel and "vlm" in names and side and n_epochs >= options.parallel_min_epochs:
+        worker = _start_reference_worker(rec, n_epochs, side, options, strict)
+    for name in names:
         pred = PREDICTORS[name]
+        if worker is not None and (name in side or pred.needs):
+            if name in side:
+                continue
+            _collect(worker, outputs, failed, seconds)  # a consensus needs the reference stagers first
+            worker = None
         reason = pred.missing()
         if reason is not None:
             failed[name] = reason
@@ -259,7 +275,51 @@ def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, stri
                 raise
             failed[name] = " ".join(str(err).split())
         seconds[name] = time.perf_counter() - t0
-    return outputs, failed, seconds
+    if worker is not None:
+        _collect(worker, outputs, failed, seconds)
+    order = list(PREDICTORS)
+    return (dict(sorted(outputs.items(), key=lambda kv: order.index(kv[0]))),
+            dict(sorted(failed.items(), key=lambda kv: order.index(kv[0]))), seconds)
+
+
+def _reference_worker(rec, n_epochs, names, options, strict):
+    """The reference stagers of a night, in a worker process (one torch thread: the VLM has the other core)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return run_predictors(rec, n_epochs, names, options, strict=strict, parallel=False)
+
+
+def _start_reference_worker(rec, n_epochs, names, options, strict):
+    """Start :func:`_reference_worker` in a fresh process on the EEG/EOG/EMG channels; ``(pool, future)``."""
+    import dataclasses
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    keep = [c.canonical for c in rec.channels if c.modality in ("EEG", "EOG", "EMG")]
+    for asked in (options.eeg or [], options.eog or [], options.emg or []):
+        for n in asked:
+            try:
+                keep.append(rec.channel(n).canonical)
+            except ValueError:
+                pass  # the worker names the unknown channel
+    sub = rec.pick(list(dict.fromkeys(keep)))
+    opts = dataclasses.replace(options, vlm=None, progress=None)  # the loaded VLM and callbacks stay here
+    # spawn, not fork: this process may hold threads (the app's server, torch's pool).
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    return pool, pool.submit(_reference_worker, sub, n_epochs, names, opts, tuple(strict))
+
+
+def _collect(worker, outputs, failed, seconds) -> None:
+    """Wait for the reference worker and merge what it ran."""
+    pool, future = worker
+    try:
+        out, fail, sec = future.result()
+    finally:
+        pool.shutdown()
+    outputs.update(out)
+    failed.update(fail)
+    seconds.update(sec)
 
 
 def stages_of(out: Hypnodensity) -> np.ndarray:
@@ -273,9 +333,9 @@ def choose_primary(outputs: dict[str, Hypnodensity], primary: str = "auto") -> s
     """The predictor whose stages fill the hypnogram: ``primary`` if it ran, else the first of AUTO_PRIMARY."""
     if primary != "auto":
         if primary not in PREDICTORS:
-            raise ValueError(f"--primary {primary!r} is not a predictor; choose auto or one of {list(PREDICTORS)}")
+            raise ValueError(f"primary {primary!r} is not a predictor; choose auto or one of {list(PREDICTORS)}")
         if primary not in outputs:
-            raise ValueError(f"--primary {primary!r} did not run on this recording; ran: {list(outputs)}")
+            raise ValueError(f"primary {primary!r} did not run on this recording; ran: {list(outputs)}")
         return primary
     for name in AUTO_PRIMARY:
         if name in outputs:

@@ -165,7 +165,7 @@ def gssc_predict(rec, n_epochs: int | None = None, *, eeg=None, eog=None, max_ee
                 key = (sig, perm[sig])
                 if key not in reps:
                     xi = torch.from_numpy(np.ascontiguousarray(x[:, names.index(perm[sig])]))[:, None, :]
-                    reps[key] = torch.cat([net.sig_net[sig](b) for b in xi.split(256)]).reshape(len(xi), -1, 1)
+                    reps[key] = torch.cat([net.sig_net[sig](b) for b in xi.split(32)]).reshape(len(xi), -1, 1)
                 parts.append(reps[key])
             mix = net.mix_net[" ".join(sorted(perm))](torch.hstack(parts))
             y, _ = con(mix.swapaxes(-1, 1), torch.zeros(10, 1, 256))  # the whole night as one sequence
