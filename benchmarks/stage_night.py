@@ -9,7 +9,8 @@ process included. Writes the night with ``psgvlm synth`` into a temporary folder
 on it in a fresh process (so imports and model loading count) and prints: wall time; the part before
 and after staging (interpreter, imports, writing the outputs: wall minus the timed phases); reading the
 EDF; each predictor's wall time (``summary.json`` ``timings_s.predictors``) with the VLM's own phases
-(model load, resample and scale, render, render and score); CPU count and load average. Run it twice:
+(model load, resample and scale, render, render and score; the reference stagers of a night this long
+run in a worker process beside the VLM, so their times overlap it); CPU count and load average. Run it twice:
 the first run on a machine also compiles antropy's numba functions into numba's cache (YASA; about
 10 s, once). On a shared machine the figures are pessimistic: say so when quoting them.
 """
