@@ -26,8 +26,9 @@ Safety and reliability, server side:
 
 This file is the UI only: the layout (:func:`build_app`) and event handlers (:class:`DemoApp`) over
 library calls: :mod:`psgvlm.night.stage` (stage a night), :mod:`psgvlm.night.outputs` (its files),
-:mod:`psgvlm.night.viewer` (one epoch, attribution), :mod:`psgvlm.reference.yasa` (YASA reference),
-:mod:`psgvlm.night.sessions` (per-session folders).
+:mod:`psgvlm.night.viewer` (one epoch, attribution), :mod:`psgvlm.night.predictors` (every predictor:
+the VLM, YASA, GSSC when installed, their soft vote; the review list), :mod:`psgvlm.night.sessions`
+(per-session folders).
 """
 
 from __future__ import annotations
@@ -45,11 +46,11 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request type hints against these globals
-import numpy as np  # noqa: E402
 
 from psgvlm.image.renderer import RenderSettings  # noqa: E402
 from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS  # noqa: E402
-from psgvlm.night.outputs import statistics_table, write_outputs  # noqa: E402
+from psgvlm.night.outputs import statistics_table, summarize, write_outputs  # noqa: E402
+from psgvlm.night.predictors import PREDICTORS, stages_of  # noqa: E402
 from psgvlm.night.sessions import (  # noqa: E402
     Session,
     SessionStore,
@@ -66,6 +67,7 @@ from psgvlm.night.stage import (  # noqa: E402
     render_settings,
     run_channels,
     stage_recording,
+    with_primary,
 )
 from psgvlm.night.uploads import (  # noqa: E402
     MAX_BYTES,
@@ -82,6 +84,7 @@ TITLE = "psgvlm: sleep staging from PSG images"
 SESSION_TTL_S = 3600  # an idle session's files are deleted after this many seconds
 CACHE_SWEEP = (600, 3600)  # Gradio cache: every 10 min, delete files older than 1 h
 NO_CHANNEL = "-"
+PRIMARY_CHOICES = ["auto", *PREDICTORS]  # whose stages fill the hypnogram, statistics and downloads
 OUTPUT_ORDER = ("hypnogram.tsv", "hypnogram.csv", "hypnogram_annotations.edf", "hypnodensity.npy", "summary.json",
                 "hypnogram.png")  # the Downloads list
 
@@ -109,12 +112,11 @@ def _shown(handler):
 
 def _agreement_md(title: str, truth, pred, rows: str = "expert", cols: str = "model") -> str:
     """Agreement of two hypnograms as Markdown: the headline metrics and the confusion matrix."""
-    from psgvlm.metrics import stage_metrics
+    from psgvlm.night.predictors import agreement
 
-    truth = np.where(np.asarray(pred) == UNSCORED, UNSCORED, np.asarray(truth))  # model UNS: no EEG signal
-    if not (truth != UNSCORED).any():
+    m = agreement(truth, pred)  # epochs both scored (UNS on either side left out)
+    if m is None:
         return f"**{title}:** no scored epochs to compare."
-    m = stage_metrics(truth, pred)
     lines = [f"**{title}** ({m['n_epochs']} epochs, {m['n_unscored']} unscored left out): "
              f"accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
              f"Cohen's kappa {m['kappa']:.3f}, macro F1 {m['macro_f1']:.3f}", "",
@@ -122,6 +124,28 @@ def _agreement_md(title: str, truth, pred, rows: str = "expert", cols: str = "mo
              "|---|" + "---|" * len(STAGES)]
     for name, row in zip(STAGES, m["confusion"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _predictors_md(result, summary: dict) -> str:
+    """Every predictor: what ran on which channels, agreement with the expert, pairwise agreement, reasons."""
+    lines = [f"**Predictors** (primary: **{result.primary}**)", "",
+             "| predictor | kind | channels | vs expert: accuracy | kappa | macro F1 |", "|---|---|---|---|---|---|"]
+    for name, e in summary["predictors"].items():
+        if not e["ran"]:
+            lines.append(f"| {name} | {e['kind']} | not run: {e['reason']} | | | |")
+            continue
+        a = e.get("agreement") or {}
+        cells = [f"{a[k]:.3f}" if k in a else "" for k in ("accuracy", "kappa", "macro_f1")]
+        lines.append(f"| {name}{' (primary)' if e['primary'] else ''} | {e['kind']} | {', '.join(e['channels'])} | "
+                     + " | ".join(cells) + " |")
+    pairs = {k: v for k, v in summary["pairwise_agreement"].items() if v}
+    if pairs:
+        lines += ["", "Pairwise: " + "; ".join(f"{k} kappa {v['kappa']:.2f} (accuracy {v['accuracy']:.2f})"
+                                             for k, v in pairs.items())]
+    lines += ["", f"**Review list**: {summary['review']['n_epochs']} epochs where predictors disagree or the "
+                  f"primary's confidence is below {summary['review']['confidence_below']:g}; step through them "
+                  "with the review buttons of the epoch viewer."]
     return "\n".join(lines)
 
 
@@ -196,7 +220,7 @@ class DemoApp:
                 discard_upload(hyp_file)
         labels = [c for c, _ in names]
         sess = replace(sess, recording=str(own), hypnogram=None if hyp_own is None else str(hyp_own),
-                       labels=labels, result=None, yasa=None)
+                       labels=labels, result=None)
         eeg = [c for c, m in names if m == "EEG"]
         status = (f"Recording accepted: {header.kind}, {header.duration_s / 3600:.2f} h, "
                   f"{len(header.labels)} signals ({len(eeg)} EEG). "
@@ -208,60 +232,71 @@ class DemoApp:
         return [sess, status, *updates]
 
     # -- staging ------------------------------------------------------------------------------
-    def stage(self, state, with_yasa, progress=gr.Progress(), *channel_values):  # noqa: B008
-        """Score every epoch; write the downloads. Gradio inserts ``progress`` at its position."""
+    def stage(self, state, primary, progress=gr.Progress(), *channel_values):  # noqa: B008
+        """Score every epoch with every predictor; write the downloads. Gradio inserts ``progress`` at its position."""
         sess = state
         if sess is None or sess.recording is None or not Path(sess.recording).is_file():
             raise gr.Error("Upload a recording first (EDF, EDF+ or BDF).")
+        if primary not in PRIMARY_CHOICES:
+            raise gr.Error(f"Primary predictor {primary!r} is not one of {PRIMARY_CHOICES}.")
         folder = Path(sess.dir)
         # No value at all (an API client that sends none) means auto-detect; "-" means a flat band.
         channels = None if all(v in (None, "") for v in channel_values) else [
             NO_CHANNEL if v in (None, "") else v for v in channel_values]
         progress(0, desc="reading")
         with self.store.busy(folder) as hold:
-            out = self._stage_in(sess, folder, channels, with_yasa, progress)
+            out = self._stage_in(sess, folder, channels, primary, progress)
             hold["ok"] = True
         return out
 
-    def _stage_in(self, sess, folder, channels, with_yasa, progress):
-        from psgvlm.reference.yasa import yasa_reference
-
+    def _stage_in(self, sess, folder, channels, primary, progress):
         try:
             rec = read_input(sess.recording, sess.hypnogram)
             with self.model_lock:
                 result = stage_recording(
                     rec, run_dir=self.run_dir, predictor=self.predictor, channels=channels,
-                    epochs_path=folder / "epochs.npy",
-                    progress=lambda done, total: progress(done / total, desc=f"scoring epoch {done}/{total}"),
+                    epochs_path=folder / "epochs.npy", primary=primary,
+                    progress=lambda done, total: progress(done / total, desc=f"VLM: scoring epoch {done}/{total}"),
                     source_sha256=None)
             out = folder / "outputs"
             self.store.delete_files(out)
             paths = write_outputs(result, out)
-            ref = yasa_reference(rec, result.n_epochs) if with_yasa else None
         except (UploadError, ValueError, OSError, KeyError) as err:
             raise gr.Error(f"Could not stage this recording: {safe_message(err, folder)}") from None
         except Exception as err:  # a reader or library failing on odd input: a message, not a trace
             raise gr.Error(f"Could not stage this recording ({type(err).__name__}): "
                            f"{safe_message(err, folder)}") from None
-        return self.present(replace(sess, result=result, yasa=ref), paths)
+        return self.present(replace(sess, result=result), paths)
+
+    def set_primary(self, state, primary):
+        """Another predictor's stages as the primary: hypnogram, statistics and downloads redone, nothing rerun."""
+        sess = state
+        if sess is None or sess.result is None:
+            raise gr.Error("Stage a recording first.")
+        try:
+            result = with_primary(sess.result, primary)
+        except ValueError as err:
+            raise gr.Error(str(err)) from None
+        folder = Path(sess.dir)
+        with self.store.busy(folder) as hold:
+            out = folder / "outputs"
+            self.store.delete_files(out)
+            paths = write_outputs(result, out)
+            hold["ok"] = True
+        return self.present(replace(sess, result=result), paths)
 
     def present(self, sess, paths):
         """UI values for a staged session: state, status, plot, statistics, agreement, files, slider."""
-        result, ref = sess.result, sess.yasa
-        agreement = []
+        result = sess.result
+        summary = summarize(result)
+        agreement = [_predictors_md(result, summary)]
         if result.expert is not None:
-            agreement.append(_agreement_md("Model vs expert hypnogram", result.expert, result.stages))
-        if ref is not None:
-            ref_stages = ref["probs"].argmax(1)
-            agreement.append(f"YASA reference: {ref['classifier']}, channels {ref['channels']}.")
-            agreement.append(_agreement_md("Model vs YASA", ref_stages, result.stages, "YASA", "model"))
-            if result.expert is not None:
-                agreement.append(_agreement_md("YASA vs expert", result.expert, ref_stages, "expert", "YASA"))
-        if not agreement:
-            agreement.append("Upload an expert hypnogram or tick the YASA reference to see agreement.")
+            agreement.append(_agreement_md(f"{result.primary} (primary) vs expert hypnogram", result.expert,
+                                           result.stages, cols=result.primary))
         flat = [b for b, m in zip(result.bands, result.channel_map) if m is None]
-        status = (f"Staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s."
-                  + (f" Bands left flat (no channel): {', '.join(flat)}." if flat else ""))
+        status = (f"Staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s with "
+                  f"{', '.join(result.predictions)}; primary: **{result.primary}**."
+                  + (f" VLM bands left flat (no channel): {', '.join(flat)}." if flat else ""))
         for note in result.recording.get("warnings", []):
             status += "\n\nNote: " + note.replace("recording 'recording': ", "")
         files = [str(paths[k]) for k in OUTPUT_ORDER]
@@ -302,6 +337,22 @@ class DemoApp:
         with self.store.busy(sess.dir):
             return [sess, *self.epoch_in(sess, int(epoch), with_attribution)]
 
+    def review_step(self, state, epoch, step, with_attribution, request: gr.Request):
+        """The next (``step`` > 0) or previous review-list epoch from ``epoch``, shown in the viewer."""
+        sess = state
+        if (sess is None or sess.result is None) and self.example is not None:
+            sess = self._example_session(request)
+        if sess is None or sess.result is None:
+            raise gr.Error("Stage a recording first.")
+        flagged = [k for k, why in enumerate(sess.result.review) if why]
+        if not flagged:
+            raise gr.Error("The review list is empty: the predictors agree and the primary is confident everywhere.")
+        k = int(epoch)
+        after = [e for e in flagged if e > k] if step > 0 else [e for e in flagged if e < k][::-1]
+        target = after[0] if after else (flagged[0] if step > 0 else flagged[-1])  # wraps around
+        with self.store.busy(sess.dir):
+            return [sess, target, *self.epoch_in(sess, target, with_attribution)]
+
     def epoch_in(self, sess, k, with_attribution):
         """(image path, stage probabilities, Markdown) of epoch ``k`` of a staged session."""
         from PIL import Image
@@ -315,19 +366,26 @@ class DemoApp:
         views.mkdir(exist_ok=True)
         out_path = views / f"epoch_{k:05d}.png"
         probs = {s: float(p) for s, p in zip(STAGES, result.probs[k])}
-        expert = ""
+        others = []
+        for name, hyp in result.predictions.items():
+            if name != result.primary:
+                code = int(stages_of(hyp)[k])
+                others.append(f"{name} **{'unscored' if code == UNSCORED else STAGES[code]}**"
+                              + ("" if code == UNSCORED else f" ({hyp.probs[k].max():.0%})"))
+        extra = f" Others: {', '.join(others)}." if others else ""
         if result.expert is not None:
             e = int(result.expert[k])
-            expert = f" Expert: **{'unscored' if e == UNSCORED else STAGES[e]}**."
-        if sess.yasa is not None:
-            expert += f" YASA: **{STAGES[int(sess.yasa['probs'][k].argmax())]}**."
+            extra += f" Expert: **{'unscored' if e == UNSCORED else STAGES[e]}**."
+        if result.review and result.review[k]:
+            extra += f" On the review list: {result.review[k]}."
         start = result.starts_s[k]
-        text = (f"Epoch {k} ({start / 3600:.2f} h, {start:.0f} s): model says "
-                f"**{STAGES[int(result.stages[k])]}** ({result.confidence[k]:.0%}).{expert}")
+        code = int(result.stages[k])
+        text = (f"Epoch {k} ({start / 3600:.2f} h, {start:.0f} s): {result.primary} (primary) says "
+                f"**{'unscored' if code == UNSCORED else STAGES[code]}** ({result.confidence[k]:.0%}).{extra}")
         if with_attribution:
             with self.model_lock:
                 overlay, note = attribution_overlay(self.predictor, Image.fromarray(image))
-            text += "\n\n" + note
+            text += "\n\nAttribution of the VLM (the model that reads this image). " + note
             image = overlay
             out_path = views / f"epoch_{k:05d}_attribution.png"
         Image.fromarray(image).save(out_path)
@@ -376,9 +434,11 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
                     dropdowns = [gr.Dropdown(choices=[NO_CHANNEL, *init["labels"]], value=m or NO_CHANNEL,
                                              label=f"{b} ({app.modalities.get(b, '?')})", min_width=110)
                                  for b, m in zip(app.bands, init["mapping"])]
-                with_yasa = gr.Checkbox(label="Also run YASA's pretrained stager as a reference", value=False)
+                primary = gr.Dropdown(choices=PRIMARY_CHOICES, value="auto", label="Primary predictor (whose stages "
+                                      "fill the hypnogram, statistics and downloads; auto: GSSC > vote > YASA > VLM)")
                 stage_btn = gr.Button("Stage", variant="primary")
-        hypno = gr.Image(init["hypno"], label="Hypnogram and hypnodensity", type="filepath", interactive=False)
+        hypno = gr.Image(init["hypno"], label="Hypnograms of every predictor (primary on top), expert, hypnodensity",
+                         type="filepath", interactive=False)
         with gr.Row():
             stats = gr.Dataframe(init["stats"], headers=["Statistic", "Model", "Expert"], label="Sleep statistics",
                                  interactive=False, max_height=720)
@@ -392,6 +452,9 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
                                   interactive=app.example is not None)
                 with_attr = gr.Checkbox(label="Show attribution heatmap (patch occlusion; slower)", value=False)
                 show_btn = gr.Button("Show epoch")
+                with gr.Row():
+                    prev_btn = gr.Button("◀ Previous review epoch", size="sm")
+                    next_btn = gr.Button("Next review epoch ▶", size="sm")
                 epoch_text = gr.Markdown(init["text"])
                 epoch_probs = gr.Label(init["probs"], label="Stage probabilities", num_top_classes=5)
             with gr.Column(scale=1):
@@ -404,9 +467,18 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
         rec_file.upload(_shown(app.load), load_inputs, load_outputs, api_name="load", concurrency_limit=4)
         hyp_file.upload(_shown(app.load), load_inputs, load_outputs, api_name=False, concurrency_limit=4)
         hyp_file.clear(_shown(app.load), load_inputs, load_outputs, api_name=False, concurrency_limit=4)
-        stage_btn.click(_shown(app.stage), [state, with_yasa, *dropdowns],
-                        [state, status, hypno, stats, agreement, files, epoch],
+        staged = [state, status, hypno, stats, agreement, files, epoch]
+        stage_btn.click(_shown(app.stage), [state, primary, *dropdowns], staged,
                         api_name="stage", concurrency_limit=1, concurrency_id="model")
+        primary.input(_shown(app.set_primary), [state, primary], staged, api_name="primary", concurrency_limit=1,
+                      concurrency_id="model")
+        step = gr.Number(1, visible=False)  # +1 / -1: which way the review buttons go
+        back = gr.Number(-1, visible=False)
+        review_out = [state, epoch, epoch_img, epoch_probs, epoch_text]
+        next_btn.click(_shown(app.review_step), [state, epoch, step, with_attr], review_out, api_name="review",
+                       concurrency_limit=1, concurrency_id="model")
+        prev_btn.click(_shown(app.review_step), [state, epoch, back, with_attr], review_out, api_name=False,
+                       concurrency_limit=1, concurrency_id="model")
         show_btn.click(_shown(app.epoch_view), [state, epoch, with_attr], [state, epoch_img, epoch_probs, epoch_text],
                        api_name="epoch", concurrency_limit=1, concurrency_id="model")
         demo.unload(app.unload)

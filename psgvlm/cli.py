@@ -16,7 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny-model": ("psgvlm.vlm.model:tiny_model_main", "build and save a tiny random LLaVA-NeXT (no download)"),
     "predict": ("psgvlm.vlm.predict:main", "score a dataset split with a run -> predictions.jsonl"),
     "doctor": ("psgvlm.vlm.doctor:main", "check image tokens, loss masking, LoRA targets on one batch"),
-    "yasa": ("psgvlm.reference.yasa:main", "YASA's pretrained stager per EEG channel -> a run dir"),
+    "reference": ("psgvlm.night.reference:main", "stage recordings with YASA or GSSC (pretrained): night outputs + run dir"),
+    "yasa": ("psgvlm.night.reference:yasa_main", "alias of: psgvlm reference --predictor yasa"),
     "eval": ("psgvlm.evals.__main__:main", "run an eval suite (metrics, robustness, channel_loss, ...)"),
     "stage": ("psgvlm.night.stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
 }

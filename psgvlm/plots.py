@@ -121,7 +121,8 @@ def plot_hypnodensity(probs, start_s, path, title: str = "", *, epoch_s: float =
     return save_png(fig, path, tight=True)
 
 
-def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOCH_S, notice: str = "") -> Path:
+def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOCH_S, notice: str = "",
+               pred_label: str = "Predicted", others=()) -> Path:
     """A staged night: predicted hypnogram (and the expert one below it) over the hypnodensity.
 
     Parameters
@@ -138,10 +139,14 @@ def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOC
         Expert stage codes (``UNSCORED`` drawn as gaps).
     notice : str
         Printed small above the plots (what the model is, not for clinical use).
+    pred_label : str
+        Y label of the predicted hypnogram (e.g. the name of the predictor it comes from).
+    others : sequence of (str, array-like (n_epochs,))
+        More hypnograms drawn below the predicted one (other predictors of the same night).
     """
     start_s = np.asarray(start_s, dtype=float)
     edges = epoch_edges_h(start_s - (start_s[0] if len(start_s) else 0.0), epoch_s)
-    rows = [("Predicted", pred)] + ([("Expert", expert)] if expert is not None else [])
+    rows = [(pred_label, pred), *others] + ([("Expert", expert)] if expert is not None else [])
     fig = new_figure(10, 1.9 * len(rows) + 2.2, layout="constrained")
     axes = fig.subplots(len(rows) + 1, 1, sharex=True, gridspec_kw={"height_ratios": [1] * len(rows) + [1.1]})
     for ax, (title, codes) in zip(axes, rows):

@@ -5,7 +5,7 @@
 
 Each ``name=RUN_DIR`` is a frozen predictor: its ``predictions.jsonl`` + ``predictions_<split>/`` (one
 stream over the whole montage) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel, as
-``python -m psgvlm.reference.yasa`` writes). All streams must cover the same recordings and
+``psgvlm reference --predictor yasa`` writes). All streams must cover the same recordings and
 scored epochs (else the run stops and names the mismatch); unscored epochs that some streams lack
 (image datasets leave them out, signal datasets keep them) are dropped from all, printed and listed
 in meta.json ``dropped_unscored``. NAP trains on the ``train_on`` split subjects (default train +

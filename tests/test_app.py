@@ -97,11 +97,11 @@ def _client(demo) -> Client:
     return Client(demo.local_url, verbose=False)
 
 
-def _load_and_stage(client, edf, hyp=None, *, yasa=False):
+def _load_and_stage(client, edf, hyp=None, *, primary="auto"):
     out = client.predict(handle_file(str(edf)), None if hyp is None else handle_file(str(hyp)), api_name="/load")
     # Dropdown outputs arrive as Gradio updates {"choices": ..., "value": ...}.
     status, channels = out[0], [c["value"] if isinstance(c, dict) else c for c in out[1:]]
-    result = client.predict(yasa, *channels, api_name="/stage")
+    result = client.predict(primary, *channels, api_name="/stage")
     return status, channels, result
 
 
@@ -124,6 +124,9 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     assert np.load(by_name["hypnodensity.npy"]).shape == (6, 5)
     summary = json.loads(by_name["summary.json"].read_text())
     assert summary["agreement"]["n_epochs"] == 6 and "not for clinical use" in summary["notice"]
+    primary = summary["primary"]
+    assert primary != "vlm" and f"primary: **{primary}**" in st_status  # a reference stager ran: never the toy VLM
+    assert all(f"| {name}" in agreement for name in summary["predictors"])
     # Patient-identifying header fields (and the uploaded file's name) appear in no output.
     for f in downloads:
         data = Path(f).read_bytes()
@@ -133,11 +136,12 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     img, probs, text = client.predict(slider if isinstance(slider, int | float) else 2, False, api_name="/epoch")
     from PIL import Image
 
-    assert Image.open(img).size == (336, 336) and "model says" in text
+    assert Image.open(img).size == (336, 336) and f"{primary} (primary) says" in text
     confidences = {c["label"]: c["confidence"] for c in probs["confidences"]}
     assert sorted(confidences) == sorted(["W", "N1", "N2", "N3", "REM"])
     assert abs(sum(confidences.values()) - 1) < 1e-3
-    assert probs["label"] == max(confidences, key=confidences.get) and f"model says **{probs['label']}**" in text
+    assert probs["label"] == max(confidences, key=confidences.get)
+    assert f"(primary) says **{probs['label']}**" in text and "Others: vlm **" in text
     client.close()
 
 
@@ -156,18 +160,55 @@ def test_attribution_on_request(served, files):
     client.close()
 
 
-def test_real_sleepedf_with_expert_hypnogram_and_yasa(served, real_data_dir):
+def test_real_sleepedf_with_expert_hypnogram_every_predictor(served, real_data_dir):
     demo, _, _ = served
     client = _client(demo)
     psg = real_data_dir / "sleepedf_crop" / "short_psg.edf"
     hyp = real_data_dir / "sleepedf_crop" / "SC4001EC-Hypnogram.edf"
-    status, channels, result = _load_and_stage(client, psg, hyp, yasa=True)
+    status, channels, result = _load_and_stage(client, psg, hyp, primary="yasa")
     assert "Recording accepted" in status and "Fpz-Cz" in channels
     st_status, _, stats, agreement, downloads, _ = result
-    assert "Staged 10 epochs" in st_status
-    assert "Model vs YASA" in agreement and "Model vs expert hypnogram" in agreement and "YASA vs expert" in agreement
+    assert "Staged 10 epochs" in st_status and "primary: **yasa**" in st_status
+    assert "yasa (primary) vs expert hypnogram" in agreement and "| yasa (primary) | reference | Fpz-Cz" in agreement
+    assert "| vlm | vlm |" in agreement and "Pairwise: vlm vs yasa kappa" in agreement
     tsv = next(Path(f) for f in downloads if Path(f).name == "hypnogram.tsv").read_text().splitlines()
     assert len(tsv) == 11
+    client.close()
+
+
+def test_every_predictor_plotted_primary_switch_and_review_navigation(served, files):
+    """One hypnogram row per predictor; choosing another primary redoes the outputs; the review buttons step
+    through exactly the review list of summary.json."""
+    from PIL import Image
+
+    demo, _, _ = served
+    client = _client(demo)
+    _, _, result = _load_and_stage(client, files["night6"], files["hyp6"])
+    by_name = {Path(f).name: Path(f) for f in result[4]}
+    summary = json.loads(by_name["summary.json"].read_text())
+    ran = [n for n, e in summary["predictors"].items() if e["ran"]]
+    assert len(ran) >= 3  # vlm, yasa and (with the extra) gssc and their vote
+    # plot_night: 1.9 in per hypnogram row (every predictor, then the expert) + 2.2 in, at 100 dpi
+    assert Image.open(result[1]).size[1] == round((1.9 * (len(ran) + 1) + 2.2) * 100)
+    st_status, _, _, agreement, downloads, _ = client.predict("vlm", api_name="/primary")
+    assert "primary: **vlm**" in st_status and "vlm (primary) vs expert hypnogram" in agreement
+    summary = json.loads(next(Path(f) for f in downloads if Path(f).name == "summary.json").read_text())
+    tsv = next(Path(f) for f in downloads if Path(f).name == "hypnogram.tsv").read_text().splitlines()
+    assert summary["primary"] == "vlm" and tsv[1].endswith("\tvlm") and "synthetic" in summary["notice"]
+    flagged = summary["review"]["epochs"]
+    if not flagged:
+        with pytest.raises(AppError, match="review list is empty"):
+            client.predict(0, 1, False, api_name="/review")
+    else:
+        seen, k = [], 0
+        for _ in range(len(flagged) + 1):
+            k, img, _, text = client.predict(k, 1, False, api_name="/review")
+            seen.append(int(k))
+            assert "On the review list" in text and f"Epoch {int(k)} " in text and Path(img).is_file()
+        after0 = [e for e in flagged if e > 0]
+        assert seen == ([*after0, *flagged] + [after0[0] if after0 else flagged[0]])[: len(flagged) + 1]  # in order, wrapping
+        back, _, _, _ = client.predict(seen[0], -1, False, api_name="/review")
+        assert int(back) == ([e for e in flagged if e < seen[0]] or flagged)[-1]
     client.close()
 
 
@@ -191,7 +232,7 @@ def test_corrupt_truncated_and_wrong_type_give_messages(served, files, tmp_path)
     out = client.predict(handle_file(str(files["night6"])), None, api_name="/load")
     n_bands = len(out) - 1
     with pytest.raises(AppError, match="Upload a recording first"):
-        _client(demo).predict(False, *([None] * n_bands), api_name="/stage")
+        _client(demo).predict("auto", *([None] * n_bands), api_name="/stage")
     client.close()
 
 
@@ -203,7 +244,7 @@ def test_recording_without_eeg_is_refused_with_a_message(served, tmp_path):
     out = client.predict(handle_file(str(edf)), None, api_name="/load")
     assert "No EEG channel detected" in out[0]
     with pytest.raises(AppError, match="no EEG channel"):
-        client.predict(False, *[None] * (len(out) - 1), api_name="/stage")
+        client.predict("auto", *[None] * (len(out) - 1), api_name="/stage")
     client.close()
 
 
@@ -233,8 +274,8 @@ def test_hypnogram_added_after_recording(served, files):
     assert "Recording accepted" in out[0] and "hypnogram attached" not in out[0]
     out = client.predict(None, handle_file(str(files["hyp6"])), api_name="/load")
     assert "Expert hypnogram attached" in out[0]
-    result = client.predict(False, *[None] * (len(out) - 1), api_name="/stage")
-    assert "Model vs expert hypnogram" in result[3]
+    result = client.predict("auto", *[None] * (len(out) - 1), api_name="/stage")
+    assert "(primary) vs expert hypnogram" in result[3]
     client.close()
 
 

@@ -48,7 +48,7 @@ def served(tmp_path_factory, cache_dir):  # noqa: F811
 def _stage(client, edf, hyp=None):
     out = client.predict(handle_file(str(edf)), None if hyp is None else handle_file(str(hyp)), api_name="/load")
     channels = [c["value"] if isinstance(c, dict) else c for c in out[1:]]
-    return out[0], client.predict(False, *channels, api_name="/stage")
+    return out[0], client.predict("auto", *channels, api_name="/stage")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def test_hypnogram_format_detected_or_refused_at_upload(served, tmp_path):
     client = Client(demo.local_url, verbose=False)
     status, result = _stage(client, edf, dreams)
     assert "Expert hypnogram attached (read as dreams:" in status
-    assert "Model vs expert hypnogram" in result[3] and "(4 epochs, 0 unscored" in result[3]
+    assert "(primary) vs expert hypnogram" in result[3] and "(4 epochs, 0 unscored" in result[3]
     headless = tmp_path / "h.txt"
     headless.write_text("".join(f"{c}\n" for c in codes))
     with pytest.raises(AppError, match=r"h\.txt: one integer per line, changing only every 6 lines") as err:

@@ -352,12 +352,11 @@ def test_nap_streams_refuse_mismatch(tmp_path):
 def test_yasa_stager_real_dreams_excerpt(real_data_dir):
     from psgvlm.io.readers import read_recording
     from psgvlm.metrics import stage_metrics
-    from psgvlm.reference.yasa import yasa_streams
+    from psgvlm.reference.yasa import yasa_predict
 
     d = real_data_dir / "dreams_spindles"
     rec = read_recording("dreams", d / "excerpt1.txt", hypnogram=d / "Hypnogram_excerpt1.txt")
-    streams = yasa_streams(rec)
-    (probs,) = streams.values()
+    (probs,) = yasa_predict(rec).streams.values()
     assert probs.shape == (rec.n_epochs, 5) and np.allclose(probs.sum(1), 1)
     assert stage_metrics(rec.stages[: rec.n_epochs], probs.argmax(1))["kappa"] > 0.4  # a real, pretrained stager
 

@@ -44,8 +44,8 @@ def test_baseline_targets_on_synthetic_isruc(tmp_path):
          "--signal_data", sig, "--output_dir", tmp_path / "pre")
     _run(REPO / "recipes/sleep2vec_finetune.py", "--config", CFG / "sleep2vec_tiny_finetune.yaml",
          "--signal_data", sig, "--pretrained", tmp_path / "pre", "--output_dir", tmp_path / "ft")
-    _run("-m", "psgvlm.reference.yasa", "--format", "isruc", "--input", tmp_path / "isruc",
-         "--out", tmp_path / "yasa", "--channels", "C3", "C4")
+    _run("-m", "psgvlm.cli", "yasa", "--format", "isruc", "--input", tmp_path / "isruc",
+         "--out", tmp_path / "yasa", "--eeg", "C3", "C4")
     _run(REPO / "recipes/nap.py", "--config", CFG / "nap_paper.yaml", "--signal_data", sig,
          "--output_dir", tmp_path / "nap",
          "--predictors", f"yasa={tmp_path / 'yasa'}", f"sdreamer={tmp_path / 'sd'}", f"sleep2vec={tmp_path / 'ft'}")

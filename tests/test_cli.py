@@ -151,13 +151,33 @@ def case_doctor(night, tmp_path, capsys, rendered=None):
 
 
 def case_yasa(night, tmp_path, capsys):
-    # A full YASA run (feature extraction, numba JIT) takes most of a minute on 2 cores; it runs in
-    # tests/test_baselines_targets.py. Here: the command reads the input and names what it did not find.
+    # The alias of ``psgvlm reference --predictor yasa``: the synthetic Sleep-EDF night, labelled.
+    assert cli(["yasa", "--format", "sleepedf", "--input", str(night), "--out", str(tmp_path / "yasa")]) == 0
+    metrics = json.loads((tmp_path / "yasa" / "metrics.json").read_text())
+    assert metrics["pooled"]["n_epochs"] == MINUTES * 2 and "kappa" in capsys.readouterr().out
+    (folder,) = [p for p in (tmp_path / "yasa").iterdir() if p.is_dir() and p.name != "channels"]
+    assert json.loads((folder / "summary.json").read_text())["primary"] == "yasa"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert cli(["yasa", "--format", "sleepedf", "--input", str(empty), "--out", str(tmp_path / "yasa")]) == 2
+    assert cli(["yasa", "--format", "sleepedf", "--input", str(empty), "--out", str(tmp_path / "none")]) == 2
     assert f"no sleepedf recordings found under {empty}" in capsys.readouterr().err
-    assert not (tmp_path / "yasa").exists()
+    assert not (tmp_path / "none").exists()
+
+
+def case_reference(night, tmp_path, capsys):
+    # GSSC when the extra is installed, else the reason and exit 2; the other stager is the yasa case.
+    from psgvlm.night.predictors import PREDICTORS
+
+    argv = ["reference", "--predictor", "gssc", "--input", str(_psg(night)), "--out", str(tmp_path / "g")]
+    if PREDICTORS["gssc"].missing():
+        assert cli(argv) == 2 and "psgvlm[gssc]" in capsys.readouterr().err
+        return
+    assert cli(argv) == 0
+    summary = json.loads((tmp_path / "g" / _psg(night).stem / "summary.json").read_text())
+    assert summary["primary"] == "gssc" and summary["n_epochs"] == MINUTES * 2
+    with pytest.raises(SystemExit) as stop:  # argparse: the VLM is not a reference stager
+        cli(["reference", "--predictor", "vlm", "--input", str(_psg(night)), "--out", str(tmp_path / "v")])
+    assert stop.value.code == 2 and "invalid choice: 'vlm'" in capsys.readouterr().err
 
 
 def case_eval(night, tmp_path, capsys):
@@ -190,6 +210,7 @@ CASES = {
     "tiny-model": case_tiny_model,
     "predict": case_predict,
     "doctor": case_doctor,
+    "reference": case_reference,
     "yasa": case_yasa,
     "eval": case_eval,
     "stage": case_stage,

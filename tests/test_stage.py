@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from psgvlm.io.recording import Channel, Recording
+from psgvlm.night.predictors import PREDICTORS
 from psgvlm.night.sleepstats import sleep_statistics
 from psgvlm.night.uploads import (
     UploadError,
@@ -264,8 +265,9 @@ def test_stage_recording_and_outputs(tmp_path, default_predictor):
     rec = recording_from(signals, stages)
     pred = CountingPredictor(predictor)
     seen = []
-    res = stage_recording(rec, run_dir=run_dir, predictor=pred, batch_size=5,
+    res = stage_recording(rec, run_dir=run_dir, predictor=pred, batch_size=5, predictors=["vlm"],
                           epochs_path=tmp_path / "epochs.npy", progress=lambda d, t: seen.append((d, t)))
+    assert res.primary == "vlm" and list(res.predictions) == ["vlm"]
     assert res.probs.shape == (12, N_STAGES) and np.allclose(res.probs.sum(1), 1, atol=1e-5)
     assert seen[-1] == (12, 12) and pred.calls == 3
     # The default run's 12 ISRUC bands: same names first, then same modality, the rest flat.
@@ -280,18 +282,23 @@ def test_stage_recording_and_outputs(tmp_path, default_predictor):
     assert np.allclose(again[0], res.probs[4], atol=1e-3)
     paths = write_outputs(res, tmp_path / "out")
     tsv = (tmp_path / "out" / "hypnogram.tsv").read_text().splitlines()
-    assert tsv[0] == "init_sec\tduration_sec\tstage" and tsv[2].split("\t")[:2] == ["30", "30"]
-    assert len(tsv) == 13 and all(line.split("\t")[2] in STAGES for line in tsv[1:])
+    assert tsv[0] == "init_sec\tduration_sec\tstage\tpredictor" and tsv[2].split("\t")[:2] == ["30", "30"]
+    assert len(tsv) == 13 and all(line.split("\t")[2] in STAGES and line.endswith("\tvlm") for line in tsv[1:])
     csv = (tmp_path / "out" / "hypnogram.csv").read_text().splitlines()
     assert csv[0].split(",") == ["epoch", "start_s", "stage", "confidence", "p_W", "p_N1", "p_N2", "p_N3",
-                                 "p_REM", "expert"]
+                                 "p_REM", "primary", "review", "stage_vlm", "expert"]
     assert np.allclose(np.load(paths["hypnodensity.npy"]), res.probs)
     import mne
 
     ann = mne.read_annotations(paths["hypnogram_annotations.edf"])
-    assert len(ann) == 12 and set(ann.description) <= {"Sleep stage W", "Sleep stage N1", "Sleep stage N2",
-                                                       "Sleep stage N3", "Sleep stage R"}
-    assert np.allclose(ann.onset, res.starts_s) and np.allclose(ann.duration, 30.0)
+    assert len(ann) == 13 and set(ann.description[:12]) <= {"Sleep stage W", "Sleep stage N1", "Sleep stage N2",
+                                                            "Sleep stage N3", "Sleep stage R"}
+    assert np.allclose(ann.onset[:12], res.starts_s) and np.allclose(ann.duration[:12], 30.0)
+    assert ann.description[12] == "psgvlm: stages by predictor vlm" and ann.onset[12] == 360.0
+    from psgvlm.io.hypnograms import read_generic_hypnogram
+
+    back = read_generic_hypnogram(paths["hypnogram_annotations.edf"])  # the note is skipped, the stages read
+    assert list(back.codes) == list(res.stages)
     summary = json.loads(paths["summary.json"].read_text())
     assert summary["agreement"]["n_epochs"] == 12 and "kappa" in summary["agreement"]
     assert "not for clinical use" in summary["notice"] and summary["model"]["is_default"]
@@ -310,7 +317,7 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
 
     signals, stages = synthetic_night(4)
     run_dir, predictor = default_predictor
-    res = stage_recording(recording_from(signals, stages), run_dir=run_dir, predictor=predictor)
+    res = stage_recording(recording_from(signals, stages), run_dir=run_dir, predictor=predictor, predictors=["vlm"])
     before = plt.get_fignums()
     plot_night(res.stages, res.probs, res.starts_s, tmp_path / "h.png", expert=res.expert, notice="n")
     assert plt.get_fignums() == before == []
@@ -345,15 +352,18 @@ def test_cli_stages_with_default_run(tmp_path, capsys):
     assert "staged 10 epochs" in printed and "not for clinical use" in printed
     names = {p.name for p in out.iterdir()}
     assert {"hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy", "hypnogram_annotations.edf", "hypnogram.png",
-            "summary.json", "metrics.json"} <= names
+            "summary.json", "metrics.json", "predictors"} <= names
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["model"]["is_default"] and "synthetic" in summary["notice"]
+    # Every predictor this install has ran; the synthetic default VLM is never the automatic primary.
+    assert set(summary["predictors"]) == set(PREDICTORS) and summary["primary"] != "vlm"
+    assert summary["model"]["is_default"] and "synthetic" in summary["model"]["notice"]
+    assert f"{summary['primary']} (primary)" in printed and "vs expert: accuracy" in printed
     assert summary["agreement"]["n_epochs"] == 10 and summary["provenance"]["git_sha"]
     assert summary["channels"][0]["band"] == read_json_channels(DEFAULT_RUN)[0]
     probs = np.load(out / "hypnodensity.npy")
     assert probs.shape == (10, N_STAGES) and np.allclose(probs.sum(1), 1, atol=1e-4)
     # No patient-identifying header field in any output.
-    for f in out.iterdir():
+    for f in (p for p in out.rglob("*") if p.is_file()):
         data = f.read_bytes()
         for secret in (PATIENT_NAME, PATIENT_CODE, HOSPITAL_CODE, BIRTHDATE.strftime("%d-%b-%Y").upper()):
             assert secret.encode() not in data, (f.name, secret)

@@ -74,7 +74,8 @@ def expert_on_grid(rec, n_epochs: int, epoch_s: float = EPOCH_S) -> tuple[np.nda
     return expert, report
 
 
-def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = EPOCH_S) -> np.ndarray:
+def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = EPOCH_S, *,
+                onset_s: float = 0.0) -> np.ndarray:
     """Which band is flat in which epoch, from each channel's own samples (before any resampling).
 
     Parameters
@@ -83,9 +84,11 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
     mapping : list of str or None
         The recording channel drawn in each band; None (an unmapped band) counts as flat.
     n_epochs : int
-        Epochs from signal time 0.
+        Epochs from signal time ``onset_s``.
     epoch_s : float
         Epoch length, seconds.
+    onset_s : float
+        Start of epoch 0 in signal time, seconds (0 for ``psgvlm stage``'s whole-night grid).
 
     Returns
     -------
@@ -100,9 +103,10 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
         if name is None:
             continue
         ch = rec.channel(name)
-        bounds = np.round(np.arange(n_epochs + 1) * epoch_s * ch.sfreq).astype(np.int64)
+        bounds = np.round((onset_s + np.arange(n_epochs + 1) * epoch_s) * ch.sfreq).astype(np.int64)
         bounds = np.minimum(bounds, len(ch.data))
-        data = np.asarray(ch.data[: bounds[-1]], dtype=np.float64)
+        data = np.asarray(ch.data[bounds[0]: bounds[-1]], dtype=np.float64)
+        bounds = bounds - bounds[0]
         finite = np.isfinite(data)
         hi = np.where(finite, data, -np.inf)
         lo = np.where(finite, data, np.inf)
@@ -121,7 +125,7 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
     """The whole night, from signal time 0, cut into scaled epochs, one row per band of the run's image.
 
     The grid comes from the recording, never from the expert hypnogram: every whole 30-s epoch of the
-    signal is staged, and expert labels are placed on it by time (:func:`expert_on_grid`).
+    signal is staged (expert labels are placed on it by time by the caller, :func:`expert_on_grid`).
 
     Parameters
     ----------
@@ -136,16 +140,13 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
     x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
         Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
         channel to [-1, 1]; flat bands are 0 (the band's mid-line).
-    expert : np.ndarray, shape (n_epochs,), int8, or None
-        ``UNSCORED`` where no expert label covers the epoch.
     starts_s : np.ndarray, shape (n_epochs,), float64
     notes : list of str
-        Warnings raised while cutting (e.g. a channel upsampled to the run's rate, unmatched expert
-        labels, flat channels), for the summary and the console.
+        Warnings raised while cutting (e.g. a channel upsampled to the run's rate, flat channels), for
+        the summary and the console.
     checks : dict
         ``flat`` (n_epochs, n_bands) bool (:func:`flat_epochs`), ``no_eeg`` (n_epochs,)
-        bool (every mapped EEG band flat: the epoch is left unscored), ``expert`` (the pairing report
-        of :func:`expert_on_grid`, or None).
+        bool (every mapped EEG band flat: the epoch is left unscored).
 
     Raises
     ------
@@ -173,14 +174,7 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
     x = minmax_scale(x, out=x)  # flat bands stay 0 = mid-line
-    expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
     notes = [str(w.message) for w in caught]
-    if report is not None and report["unmatched_label_epochs"]:
-        notes.append(f"{report['unmatched_label_epochs']} of {report['n_label_epochs']} expert label epochs fall "
-                     f"outside the staged recording (0 to {n_epochs * rec.epoch_s:g} s) and were not used")
-    if report is not None and report["n_epochs_without_label"]:
-        notes.append(f"{report['n_epochs_without_label']} of {n_epochs} staged epochs have no expert label; "
-                     f"they are left out of the agreement")
     for b, m in enumerate(mapping):
         if m is not None and flat[:, b].any():
             notes.append(f"channel {m!r} (band {b}) is flat (constant, zero or not finite) in "
@@ -189,4 +183,4 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
     if no_eeg.any():
         notes.append(f"{int(no_eeg.sum())} of {n_epochs} epochs have no EEG signal (every EEG channel flat); "
                      f"they are left unscored (stage UNS, probabilities 0)")
-    return x, expert, starts_s, notes, {"flat": flat, "no_eeg": no_eeg, "expert": report}
+    return x, starts_s, notes, {"flat": flat, "no_eeg": no_eeg}

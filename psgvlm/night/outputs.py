@@ -2,10 +2,12 @@
 
 :func:`write_outputs` writes every file of a :class:`psgvlm.night.stage.StageResult` into one
 folder (each file atomically); the layouts are described in :mod:`psgvlm.night.stage`'s docstring.
-:func:`summarize` is ``summary.json`` without provenance: sleep statistics of the prediction (and of
-the expert hypnogram), agreement with the expert (:func:`psgvlm.metrics.stage_metrics`), channels,
-model, recording facts and timings. :func:`statistics_table` is the same statistics as rows for a
-table (the app's).
+The night's files carry the primary predictor's stages and name it; ``predictors/<name>/`` holds each
+predictor's own ``hypnogram.tsv`` and ``hypnodensity.npy``. :func:`summarize` is ``summary.json``
+without provenance: sleep statistics of the primary (and of the expert hypnogram), every predictor
+(kind, channels, stage counts, agreement with the expert), their pairwise agreement, the review list,
+channels, model, recording facts and timings. :func:`statistics_table` is the same statistics as rows
+for a table (the app's).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from psgvlm.io.edf import write_annotations_edf
 from psgvlm.locks import out_lock, pid_alive
-from psgvlm.metrics import stage_metrics
+from psgvlm.night.predictors import PREDICTORS, REVIEW_CONFIDENCE, agreement, pairwise_agreement, stages_of
 from psgvlm.night.sleepstats import format_statistics, sleep_statistics
 from psgvlm.plots import plot_night
 from psgvlm.provenance import provenance, write_json_atomic
@@ -33,6 +35,7 @@ OUTPUT_FILES = ("hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy", "hypnogram
                 "hypnogram.png", "summary.json")
 OPTIONAL_FILES = ("metrics.json",)  # written only with an expert hypnogram
 OWNED_FILES = OUTPUT_FILES + OPTIONAL_FILES  # what a rerun into the same folder replaces or removes
+PREDICTORS_DIR = "predictors"  # predictors/<name>/{hypnogram.tsv, hypnodensity.npy}; replaced whole by a rerun
 TMP_PREFIX = ".psgvlm-stage-tmp-"  # the folder a run writes into before moving its files in place
 
 
@@ -41,10 +44,11 @@ def _name(code) -> str:
 
 
 def summarize(result: StageResult) -> dict:
-    """Statistics, agreement and facts as written to ``summary.json``."""
+    """Statistics, agreement, every predictor and facts as written to ``summary.json``."""
     pred = result.stages
     out = {
-        "notice": result.model["notice"],
+        "notice": result.notice,
+        "primary": result.primary,
         "model": result.model,
         "n_epochs": result.n_epochs,
         "epoch_s": result.epoch_s,
@@ -59,31 +63,61 @@ def summarize(result: StageResult) -> dict:
         "checks": result.checks,
         "timings_s": result.timings_s,
     }
+    predictors = {}
+    for name, hyp in result.predictions.items():
+        codes = stages_of(hyp)
+        entry = {"kind": PREDICTORS[name].kind, "ran": True, "primary": name == result.primary,
+                 "channels": hyp.channels, "stage_counts": stage_counts(codes),
+                 "mean_confidence": float(hyp.probs[~hyp.unscored].max(1).mean()) if (~hyp.unscored).any() else None,
+                 "n_unscored": int(hyp.unscored.sum()), "streams": sorted(hyp.streams),
+                 "info": {k: v for k, v in hyp.info.items() if k not in ("checks", "timings_s", "model", "settings")},
+                 "notes": hyp.notes, "files": [f"{PREDICTORS_DIR}/{name}/hypnogram.tsv",
+                                               f"{PREDICTORS_DIR}/{name}/hypnodensity.npy"]}
+        if result.expert is not None:
+            entry["agreement"] = agreement(result.expert, codes)
+        predictors[name] = entry
+    for name, reason in result.failed.items():
+        predictors[name] = {"kind": PREDICTORS[name].kind, "ran": False, "reason": reason}
+    out["predictors"] = predictors
+    out["pairwise_agreement"] = pairwise_agreement(result.predictions)
+    flagged = [k for k, why in enumerate(result.review) if why]
+    out["review"] = {"n_epochs": len(flagged), "epochs": flagged, "confidence_below": REVIEW_CONFIDENCE,
+                     "rule": "predictors (consensus aside) disagree, or the primary's probability is below "
+                             f"{REVIEW_CONFIDENCE:g}"}
     if result.expert is not None:
-        # Agreement over epochs both scored: no expert label, or no EEG signal (model UNS), are left out.
-        truth = np.where(pred == UNSCORED, UNSCORED, result.expert)
+        # Agreement over epochs both scored: no expert label, or not scored by the primary, are left out.
         out["expert_stage_counts"] = stage_counts(result.expert)
         out["expert_sleep_statistics"] = sleep_statistics(result.expert, result.epoch_s)
-        out["agreement"] = stage_metrics(truth, pred) if (truth != UNSCORED).any() else None
+        out["agreement"] = agreement(result.expert, pred)
     return out
 
 
-def hypnogram_tsv(result: StageResult) -> str:
-    """U-Sleep's layout: ``init_sec  duration_sec  stage``, one row per epoch."""
-    lines = ["init_sec\tduration_sec\tstage"]
-    for start, code in zip(result.starts_s, result.stages):
-        lines.append(f"{start:g}\t{result.epoch_s:g}\t{_name(code)}")
+def hypnogram_tsv(result: StageResult, name: str | None = None) -> str:
+    """U-Sleep's layout ``init_sec  duration_sec  stage``, one row per epoch, plus the predictor's name.
+
+    ``name`` picks a predictor of the night (default: the primary).
+    """
+    name = name or result.primary
+    codes = result.stages if name == result.primary else stages_of(result.predictions[name])
+    lines = ["init_sec\tduration_sec\tstage\tpredictor"]
+    for start, code in zip(result.starts_s, codes):
+        lines.append(f"{start:g}\t{result.epoch_s:g}\t{_name(code)}\t{name}")
     return "\n".join(lines) + "\n"
 
 
 def hypnogram_csv(result: StageResult) -> str:
-    """``epoch, start_s, stage, confidence, p_W..p_REM`` (and ``expert``), one row per epoch."""
-    head = ["epoch", "start_s", "stage", "confidence", *[f"p_{s}" for s in STAGES]]
+    """``epoch, start_s, stage, confidence, p_W..p_REM, primary, review`` (the primary's), one stage column
+    per predictor (``stage_<name>``) and ``expert``, one row per epoch."""
+    others = {name: stages_of(hyp) for name, hyp in result.predictions.items()}
+    head = ["epoch", "start_s", "stage", "confidence", *[f"p_{s}" for s in STAGES], "primary", "review",
+            *[f"stage_{n}" for n in others]]
     if result.expert is not None:
         head.append("expert")
     lines = [",".join(head)]
+    review = result.review or [""] * result.n_epochs
     for i, (start, code, p) in enumerate(zip(result.starts_s, result.stages, result.probs)):
-        row = [str(i), f"{start:g}", _name(code), f"{p.max():.4f}", *[f"{v:.4f}" for v in p]]
+        row = [str(i), f"{start:g}", _name(code), f"{p.max():.4f}", *[f"{v:.4f}" for v in p], result.primary,
+               review[i], *[_name(c[i]) for c in others.values()]]
         if result.expert is not None:
             row.append(_name(result.expert[i]))
         lines.append(",".join(row))
@@ -117,10 +151,21 @@ def write_outputs(result: StageResult, out) -> dict[str, Path]:
                 old = out / name
                 if (old.is_file() or old.is_symlink()) and name not in staged:
                     old.unlink()
+            old = out / PREDICTORS_DIR
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            elif old.exists() or old.is_symlink():
+                old.unlink()
             paths = {}
             for name, path in staged.items():
+                if name.startswith(f"{PREDICTORS_DIR}/"):
+                    continue
                 os.replace(path, out / name)
                 paths[name] = out / name
+            os.replace(tmp / PREDICTORS_DIR, out / PREDICTORS_DIR)
+            for name in staged:
+                if name.startswith(f"{PREDICTORS_DIR}/"):
+                    paths[name] = out / name
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return paths
@@ -132,15 +177,29 @@ def _write_files(result: StageResult, out: Path) -> dict[str, Path]:
     paths["hypnogram.tsv"].write_text(hypnogram_tsv(result))
     paths["hypnogram.csv"].write_text(hypnogram_csv(result))
     np.save(paths["hypnodensity.npy"], result.probs.astype(np.float32))
-    texts = [EDF_STAGE_TEXT[_name(c)] for c in result.stages]
-    write_annotations_edf(paths["hypnogram_annotations.edf"], onsets_s=result.starts_s,
-                          durations_s=np.full(result.n_epochs, result.epoch_s), texts=texts)
+    # The stages, then one note at the end of the night naming the predictor they come from (hypnogram
+    # readers count and skip annotations that are not "Sleep stage ..." ones).
+    texts = [EDF_STAGE_TEXT[_name(c)] for c in result.stages] + [f"psgvlm: stages by predictor {result.primary}"]
+    end = result.starts_s[-1] + result.epoch_s if result.n_epochs else 0.0
+    write_annotations_edf(paths["hypnogram_annotations.edf"], onsets_s=[*result.starts_s, end],
+                          durations_s=[*np.full(result.n_epochs, result.epoch_s), None], texts=texts)
+    others = [(name, stages_of(hyp)) for name, hyp in result.predictions.items() if name != result.primary]
     plot_night(result.stages, result.probs, result.starts_s, paths["hypnogram.png"], expert=result.expert,
-               epoch_s=result.epoch_s, notice=result.model["notice"])
+               epoch_s=result.epoch_s, notice=result.notice, pred_label=f"{result.primary} (primary)", others=others)
+    for name, hyp in result.predictions.items():
+        folder = out / PREDICTORS_DIR / name
+        folder.mkdir(parents=True)
+        paths[f"{PREDICTORS_DIR}/{name}/hypnogram.tsv"] = folder / "hypnogram.tsv"
+        (folder / "hypnogram.tsv").write_text(hypnogram_tsv(result, name))
+        paths[f"{PREDICTORS_DIR}/{name}/hypnodensity.npy"] = folder / "hypnodensity.npy"
+        np.save(folder / "hypnodensity.npy", hyp.probs.astype(np.float32))
+    (out / PREDICTORS_DIR).mkdir(exist_ok=True)
     summary = summarize(result)
     if result.expert is not None and summary.get("agreement"):
         paths["metrics.json"] = out / "metrics.json"
-        write_json_atomic(paths["metrics.json"], {"agreement": summary["agreement"], "notice": summary["notice"]})
+        write_json_atomic(paths["metrics.json"], {
+            "primary": result.primary, "agreement": summary["agreement"], "notice": summary["notice"],
+            "predictors": {n: e.get("agreement") for n, e in summary["predictors"].items() if e["ran"]}})
     summary["files"] = sorted(paths)
     summary["provenance"] = provenance()
     write_json_atomic(paths["summary.json"], summary)
@@ -148,7 +207,7 @@ def _write_files(result: StageResult, out: Path) -> dict[str, Path]:
 
 
 def statistics_table(result: StageResult) -> list[list[str]]:
-    """Rows ``[statistic, model, expert]`` (:func:`psgvlm.night.sleepstats.format_statistics`); expert "" if none."""
+    """Rows ``[statistic, primary, expert]`` (:func:`psgvlm.night.sleepstats.format_statistics`); expert "" if none."""
     pred = format_statistics(sleep_statistics(result.stages, result.epoch_s))
     if result.expert is None:
         return [[name, value, ""] for name, value in pred]

@@ -41,7 +41,6 @@ class Session:
     hypnogram: str | None = None
     labels: list[str] = field(default_factory=list)  # channel canonical names in the recording
     result: StageResult | None = None
-    yasa: dict | None = None
 
 
 class SessionStore:

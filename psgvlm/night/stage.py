@@ -1,32 +1,43 @@
-"""Stage one recording end to end: read, render every epoch, score it with a run, write the night.
+"""Stage one recording end to end: read, run every predictor on the same epochs, write the night.
 
     psgvlm stage --edf night.edf --out out/night
     psgvlm stage --edf SC4001E0-PSG.edf --hypnogram SC4001EC-Hypnogram.edf --run runs/llava_isruc --out out/sc4001
     psgvlm stage --edf night.edf --channels C3 C4 LOC ROC EMG --out out/night
+    psgvlm stage --edf night.edf --predictors vlm yasa --primary yasa --out out/night
 
-What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
+The predictors (:data:`psgvlm.night.predictors.PREDICTORS`: the VLM run, YASA, GSSC when its extra is
+installed, their soft vote) all stage the same epochs; one that cannot run is reported with its reason.
+``--primary`` (default ``auto``: the best that ran by the real-data ranking) chooses whose stages fill
+the files below, which name it. What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
 
-- ``hypnogram.tsv``: ``init_sec  duration_sec  stage`` one row per 30-s epoch (U-Sleep's layout).
-- ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM`` (and
-  ``expert`` when a hypnogram was given), as YASA users tabulate ``predict_proba``.
+- ``hypnogram.tsv``: ``init_sec  duration_sec  stage  predictor`` one row per 30-s epoch (U-Sleep's
+  layout, plus the primary's name).
+- ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM, primary, review``,
+  one ``stage_<name>`` column per predictor (and ``expert`` when a hypnogram was given), as YASA users
+  tabulate ``predict_proba``; ``review`` says why a person should look at the epoch (predictors
+  disagree, low confidence) or is empty.
+- ``predictors/<name>/hypnogram.tsv`` and ``hypnodensity.npy``: each predictor's own.
 - ``hypnodensity.npy``: float32 (n_epochs, 5) stage probabilities, columns W, N1, N2, N3, REM.
 - ``hypnogram_annotations.edf``: EDF+ annotations ("Sleep stage W/N1/N2/N3/R", one per epoch) that
   EDFbrowser or ``mne.read_annotations`` opens beside the recording.
-- ``hypnogram.png``: predicted hypnogram (and the expert one below it) plus the hypnodensity.
-- ``summary.json``: sleep statistics (:mod:`psgvlm.night.sleepstats`) of the prediction (and of the expert
-  hypnogram), agreement metrics when a hypnogram was given, the channel mapping, the model and its
+- ``hypnogram.png``: every predictor's hypnogram (the primary on top; the expert's below) plus the
+  primary's hypnodensity.
+- ``summary.json``: ``primary``; sleep statistics (:mod:`psgvlm.night.sleepstats`) of the primary's stages
+  (and of the expert hypnogram), agreement metrics when a hypnogram was given; ``predictors`` (each
+  one's kind, channels, stage counts, agreement, or why it did not run), ``pairwise_agreement``,
+  ``review`` (count and epochs); the VLM's channel mapping, the model and its
   provenance, and the notice that says what the model is (e.g. trained on synthetic recordings, not
   for clinical use), signal warnings (e.g. a channel upsampled to the model's rate), timings and
   provenance. Patient-identifying header fields (name, birth date, hospital code) are never copied:
   only signal facts (rates, durations, channel labels) and a SHA-256 of the input file.
-- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`), when
-  one was given.
+- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`) of the
+  primary and of every predictor, when one was given.
 
 The staged span is always the whole recording: 30-s epochs from signal time 0 to the last whole
 epoch, whatever part of the night an expert hypnogram covers. Expert labels are placed on that grid by
 time (:mod:`psgvlm.night.grid`); staged epochs without a label count as unscored in the agreement, and
 labels outside the recording are reported as unmatched (console and ``summary.json`` ``checks.expert``).
-An epoch in which every mapped EEG channel is flat (constant, zero or not finite) is not scored: its
+An epoch in which every EEG channel a predictor reads is flat (constant, zero or not finite) is not scored: its
 stage is ``UNS`` (``Sleep stage ?`` in the EDF+ annotations, probabilities 0), it counts in time in bed
 but never as sleep, and the count is a warning; a recording whose EEG is flat in every epoch is refused.
 A reused ``--out`` keeps no file of the previous run (:func:`psgvlm.night.outputs.write_outputs`).
@@ -39,8 +50,9 @@ name, else with the best unused channel of the same modality by the one channel-
 left flat and reported. ``--channels`` gives the recording's channels band by band instead (``-``
 leaves a band flat).
 
-Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, render and score
-every epoch, the CLI), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
+Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, run the predictors,
+the CLI), :mod:`~psgvlm.night.predictors` (the registry, the VLM predictor, primary, pairwise agreement,
+review list), :mod:`~psgvlm.night.reference` (``psgvlm reference``), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
 epochs), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
 (re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
 :mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session
@@ -60,7 +72,7 @@ import numpy as np
 
 from psgvlm.locks import LockedError, check_out_dir
 from psgvlm.provenance import read_json
-from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
+from psgvlm.stages import EPOCH_S, UNSCORED
 
 SYNTHETIC_NOTICE = ("Default model: a small model trained only on synthetic recordings. It demonstrates "
                     "the pipeline; its stages are not accurate on real sleep and it is not for clinical use.")
@@ -214,26 +226,36 @@ def resolve_channel_map(rec, bands: list[str], modalities: dict[str, str],
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class StageResult:
-    """A staged night. Arrays are per 30-s epoch of the recording."""
+    """A staged night: every predictor's output on the same 30-s epochs, and the primary's stages.
 
-    probs: np.ndarray  # (n_epochs, 5) float32, columns STAGES
+    ``probs``, ``unscored`` and :attr:`stages` are the primary's; ``predictions`` holds every
+    predictor that ran, ``failed`` why the others could not. The VLM's facts (bands, channel map,
+    render settings, saved epochs for the viewer) are empty when the VLM did not run.
+    """
+
+    probs: np.ndarray  # (n_epochs, 5) float32, columns STAGES: the primary's
     starts_s: np.ndarray  # (n_epochs,) float64, epoch start in signal time, seconds
     expert: np.ndarray | None  # (n_epochs,) int8 AASM codes or None
-    bands: list[str]  # the model's channel bands, top first
+    bands: list[str]  # the VLM's channel bands, top first ([] without the VLM)
     channel_map: list[str | None]  # recording channel drawn in each band (None = flat)
-    sfreq: float  # rendering rate, Hz
-    settings: dict  # render settings (as_dict)
-    model: dict  # model_info()
+    sfreq: float | None  # VLM rendering rate, Hz
+    settings: dict | None  # VLM render settings (as_dict)
+    model: dict | None  # model_info() of the VLM run, None without the VLM
     recording: dict  # de-identified facts about the input
     epochs_path: str | None = None  # scaled epochs (n_epochs, n_bands, n_times) saved for the viewer
     timings_s: dict = field(default_factory=dict)
     epoch_s: float = EPOCH_S
-    unscored: np.ndarray | None = None  # (n_epochs,) bool: no EEG signal, not scored (probabilities 0)
+    unscored: np.ndarray | None = None  # (n_epochs,) bool: the primary did not score it (probabilities 0)
     checks: dict = field(default_factory=dict)  # flat epochs per band, expert pairing report (summary)
+    predictions: dict = field(default_factory=dict)  # name -> psgvlm.reference.Hypnodensity, registry order
+    primary: str = "vlm"
+    failed: dict = field(default_factory=dict)  # name -> why it could not run
+    review: list = field(default_factory=list)  # (n_epochs,) "" or why a person should look at the epoch
+    notice: str = RUN_NOTICE  # the primary's notice
 
     @property
     def stages(self) -> np.ndarray:
-        """Predicted AASM codes; ``UNSCORED`` where the epoch had no EEG signal."""
+        """The primary's AASM codes; ``UNSCORED`` where it did not score the epoch."""
         codes = self.probs.argmax(1).astype(np.int8)
         if self.unscored is not None:
             codes[self.unscored] = UNSCORED
@@ -246,6 +268,20 @@ class StageResult:
     @property
     def n_epochs(self) -> int:
         return len(self.probs)
+
+
+def with_primary(result: StageResult, primary: str) -> StageResult:
+    """The same staged night with another predictor's stages as the primary (no predictor is rerun)."""
+    import dataclasses
+
+    from psgvlm.night.predictors import REFERENCE_NOTICE, choose_primary, review_epochs
+
+    name = choose_primary(result.predictions, primary)
+    chosen = result.predictions[name]
+    notice = result.model["notice"] if name == "vlm" else REFERENCE_NOTICE.format(name=name.upper())
+    return dataclasses.replace(result, probs=chosen.probs, unscored=chosen.unscored, primary=name, notice=notice,
+                               review=review_epochs(result.predictions, name),
+                               checks={**result.checks, "unscored_epochs": np.flatnonzero(chosen.unscored).tolist()})
 
 
 def _sha256(path) -> str:
@@ -296,91 +332,92 @@ def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -
 
 
 def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, predictor=None,
-                    batch_size: int = 16, epochs_path=None, progress=None,
-                    source_sha256: str | None = None) -> StageResult:
-    """Render and score every 30-s epoch of ``rec``.
+                    batch_size: int = 16, epochs_path=None, progress=None, source_sha256: str | None = None,
+                    predictors=None, primary: str = "auto", eeg=None, eog=None, emg=None, max_eeg: int | None = 1,
+                    from_onset: bool = False) -> StageResult:
+    """Stage every 30-s epoch of ``rec`` with every predictor asked for, on the same epochs.
 
     Parameters
     ----------
     rec : psgvlm.io.recording.Recording
-        The night (expert stages optional).
-    run_dir : path-like, optional
-        A run directory; default: the embedded default run.
-    channels : list of str, optional
-        The recording's channel for each band of the run's image (``"-"`` = flat); default auto.
-    predictor : optional
-        An already loaded ``psgvlm.vlm.predict`` predictor for ``run_dir`` (the app keeps one loaded).
-    batch_size : int
-        Epochs rendered and scored at once.
-    epochs_path : path-like, optional
-        Where to save the scaled epochs (float16, (n_epochs, n_bands, n_times)) for later re-rendering.
-    progress : callable, optional
-        ``progress(done, total)`` after each batch (the app's progress bar); tqdm runs regardless.
+        The night (expert stages optional, placed on the grid by time). Epoch ``k`` is
+        ``[30 k, 30 (k + 1))`` s of signal time, up to the last whole epoch of every channel.
+    run_dir, channels, predictor, batch_size, epochs_path, progress
+        The VLM's (:func:`score_vlm`).
     source_sha256 : str, optional
         Checksum of the input file, recorded in the summary.
+    predictors : list of str, optional
+        Names from :data:`psgvlm.night.predictors.PREDICTORS`; default every one this install can run.
+    primary : str
+        Whose stages fill the hypnogram and the statistics: a predictor's name, or ``"auto"`` (the best
+        that ran by :data:`psgvlm.night.predictors.AUTO_PRIMARY`).
+    eeg, eog, emg : list of str, optional
+        The reference stagers' channels (default: the best EEG, EOG and EMG channel).
+    max_eeg : int or None
+        EEG channels the reference stagers pick when ``eeg`` is not given (None = every one).
+    from_onset : bool
+        Keep the reader's grid (epochs from ``rec.onset_s``, ``rec.stages`` as the expert) instead of the
+        whole night from 0 s: ``psgvlm reference`` on a dataset whose scoring starts later (Prerau).
 
     Returns
     -------
     StageResult
+
+    Raises
+    ------
+    ValueError
+        No whole epoch; no predictor could run (every reason named); ``primary`` not among those that ran.
     """
-    from tqdm.auto import tqdm
+    import dataclasses
 
-    from psgvlm.image.renderer import RenderSettings, render_epoch
+    from psgvlm.night.grid import expert_on_grid
+    from psgvlm.night.predictors import PredictorOptions, choose_primary, default_predictors, run_predictors
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r} must be >= 1")
     t0 = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir is not None else default_run()
-    if predictor is None:
-        from psgvlm.vlm.predict import load_predictor
-
-        predictor = load_predictor(run_dir)
-    t_load = time.perf_counter()
-    dmeta = predictor.dataset_meta
-    bands, modalities, sfreq = run_channels(dmeta)
-    settings = RenderSettings.from_dict(render_settings(dmeta))
-    mapping = resolve_channel_map(rec, bands, modalities, channels)
-    from psgvlm.night.grid import band_epochs
-
-    x, expert, starts_s, notes, checks = band_epochs(rec, mapping, sfreq)
-    n_epochs = len(x)
-    todo = np.flatnonzero(~checks["no_eeg"])  # epochs without EEG signal are not scored (left UNS)
-    if epochs_path is not None:
-        np.save(epochs_path, x.astype(np.float16))
-    t_read = time.perf_counter()
-
-    from PIL import Image
-
-    probs = np.zeros((n_epochs, N_STAGES), dtype=np.float32)
-    render_s = 0.0
-    with tqdm(total=len(todo), desc="stage", unit="epoch") as bar:
-        for lo in range(0, len(todo), batch_size):
-            idx = todo[lo: lo + batch_size]
-            r0 = time.perf_counter()
-            images = [Image.fromarray(render_epoch(x[i], settings)) for i in idx]
-            render_s += time.perf_counter() - r0
-            p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float32)
-            if p.shape != (len(idx), N_STAGES):
-                raise RuntimeError(f"predictor returned shape {p.shape}, expected {(len(idx), N_STAGES)}")
-            probs[idx] = p
-            bar.update(len(idx))
-            if progress is not None:
-                progress(lo + len(idx), len(todo))
-    t_end = time.perf_counter()
-    return StageResult(
-        probs=probs, starts_s=np.asarray(starts_s, dtype=np.float64),
-        expert=None if expert is None else np.asarray(expert, dtype=np.int8),
-        bands=bands, channel_map=mapping, sfreq=sfreq, settings=settings.as_dict(),
-        model=model_info(run_dir), recording=_recording_facts(rec, n_epochs, source_sha256, notes),
-        epochs_path=None if epochs_path is None else str(epochs_path),
-        timings_s={"load_model": t_load - t0, "read_resample_scale": t_read - t_load, "render": render_s,
-                   "render_and_predict": t_end - t_read, "total": t_end - t0},
-        epoch_s=float(rec.epoch_s), unscored=checks["no_eeg"],
-        checks={"n_flat_epochs": {b: int(checks["flat"][:, i].sum())
-                                  for i, (b, m) in enumerate(zip(bands, mapping)) if m is not None},
-                "unscored_epochs": np.flatnonzero(checks["no_eeg"]).tolist(),
-                "expert": checks["expert"]},
-    )
+    names = default_predictors() if predictors is None else list(predictors)
+    name = Path(str(rec.source)).name
+    onset_s = rec.onset_s if from_onset else 0.0
+    n_epochs = rec.n_epochs if from_onset else max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))
+    if n_epochs == 0:
+        raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
+    if from_onset:
+        expert = None if rec.stages is None else np.asarray(rec.stages[:n_epochs], dtype=np.int8)
+        report = None
+    else:
+        expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
+    grid_rec = dataclasses.replace(rec, stages=expert, onset_s=onset_s)
+    opts = PredictorOptions(run_dir=run_dir, vlm=predictor, channels=channels, eeg=eeg, eog=eog, emg=emg,
+                            max_eeg=max_eeg, batch_size=batch_size, epochs_path=epochs_path, progress=progress)
+    strict = ({"vlm"} if channels else set()) | ({"yasa", "gssc"} if (eeg or eog or emg) else set())
+    outputs, failed, seconds = run_predictors(grid_rec, n_epochs, names, opts, strict=strict)
+    if not outputs:
+        raise ValueError("nothing to stage: no predictor could run on this recording: "
+                         + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    prim = choose_primary(outputs, primary)  # checked before the outputs are built
+    notes = []
+    if report is not None and report["unmatched_label_epochs"]:
+        notes.append(f"{report['unmatched_label_epochs']} of {report['n_label_epochs']} expert label epochs fall "
+                     f"outside the staged recording (0 to {n_epochs * rec.epoch_s:g} s) and were not used")
+    if report is not None and report["n_epochs_without_label"]:
+        notes.append(f"{report['n_epochs_without_label']} of {n_epochs} staged epochs have no expert label; "
+                     f"they are left out of the agreement")
+    for k, out in outputs.items():
+        notes += out.notes if k == "vlm" else [f"{k}: {n}" for n in out.notes]
+    vlm = outputs.get("vlm")
+    vinfo = vlm.info if vlm is not None else {}
+    model = vinfo.get("model")
+    chosen = outputs[prim]
+    night = StageResult(
+        probs=chosen.probs, starts_s=onset_s + np.arange(n_epochs, dtype=np.float64) * rec.epoch_s, expert=expert,
+        bands=vinfo.get("bands", []), channel_map=vinfo.get("channel_map", []), sfreq=vinfo.get("sfreq"),
+        settings=vinfo.get("settings"), model=model, recording=_recording_facts(rec, n_epochs, source_sha256, notes),
+        epochs_path=None if epochs_path is None or vlm is None else str(epochs_path),
+        timings_s={"total": time.perf_counter() - t0, "predictors": seconds, "vlm_phases": vinfo.get("timings_s", {})},
+        epoch_s=float(rec.epoch_s), unscored=chosen.unscored,
+        checks={"n_flat_epochs": vinfo.get("checks", {}).get("n_flat_epochs", {}),
+                "unscored_epochs": np.flatnonzero(chosen.unscored).tolist(), "expert": report},
+        predictions=outputs, primary=prim, failed=failed)
+    return with_primary(night, prim)  # the primary's notice, review list and unscored epochs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--batch-size", default="16",
                         help=f"epoch images scored per forward pass, 1..{MAX_BATCH_SIZE} (default 16)")
+    from psgvlm.night.predictors import add_predictor_arguments
+
+    add_predictor_arguments(parser)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
 
@@ -433,11 +473,21 @@ def main(argv: list[str] | None = None) -> int:
     bad_out = check_out_dir(args.out)
     if bad_out:
         return _fail(bad_out)
+    from psgvlm.night.predictors import add_predictor_arguments, check_predictor_arguments
+
+    try:
+        names, primary = check_predictor_arguments(args)
+    except ValueError as err:
+        return _fail(err)
     try:
         validate_recording_upload(edf)
+        t_read = time.perf_counter()
         rec = read_input(edf, args.hypnogram, args.hypnogram_format)
+        t_read = time.perf_counter() - t_read
         result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
-                                 source_sha256=_sha256(edf))
+                                 source_sha256=_sha256(edf), predictors=names, primary=primary,
+                                 eeg=args.eeg, eog=args.eog, emg=args.emg)
+        result.timings_s["read_input"] = t_read
         paths = write_outputs(result, args.out)
     except LockedError as err:  # another run writes --out: the message names the lock and its PID
         if args.debug:
@@ -451,18 +501,34 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         return _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", code=1)
-    stats = summarize(result)["sleep_statistics"]
-    tst = stats["TST"]
-    se = stats["SE"]
+    report_night(result, summarize(result), paths, args.out)
+    return 0
+
+
+def report_night(result: StageResult, summary: dict, paths: dict, out) -> None:
+    """The console report of a staged night: what ran, the primary, agreement, warnings, the notice."""
+    stats = summary["sleep_statistics"]
     n_uns = int(np.count_nonzero(result.stages == UNSCORED))
     print(f"staged {result.n_epochs} epochs ({result.n_epochs * result.epoch_s / 60:g} min, from 0 s) in "
-          f"{result.timings_s['total']:.1f} s; TST {tst:.1f} min, SE {se:.1f}%"
-          + (f"; {n_uns} epochs unscored (no EEG signal)" if n_uns else ""))
-    print(f"wrote {', '.join(sorted(p.name for p in paths.values()))} to {args.out}")
+          f"{result.timings_s['total']:.1f} s; primary {result.primary}: TST {stats['TST']:.1f} min, "
+          f"SE {stats['SE']:.1f}%" + (f"; {n_uns} epochs unscored (no EEG signal)" if n_uns else ""))
+    for name, entry in summary["predictors"].items():
+        if not entry["ran"]:
+            print(f"  {name}: not run: {entry['reason']}")
+            continue
+        line = f"  {name}{' (primary)' if entry['primary'] else ''}: channels {', '.join(entry['channels'])}"
+        agree = entry.get("agreement")
+        if agree:
+            line += (f"; vs expert: accuracy {agree['accuracy']:.3f}, kappa {agree['kappa']:.3f}, "
+                     f"macro F1 {agree['macro_f1']:.3f} ({agree['n_epochs']} epochs)")
+        print(line)
+    print(f"review: {summary['review']['n_epochs']} epochs where predictors disagree or the primary's "
+          f"confidence is below {summary['review']['confidence_below']:g} (hypnogram.csv column 'review')")
+    top = sorted({p.relative_to(out).parts[0] for p in paths.values()})
+    print(f"wrote {', '.join(top)} to {out}")
     for note in result.recording["warnings"]:
         print(f"warning: {note}", file=sys.stderr)
-    print(result.model["notice"])
-    return 0
+    print(result.notice)
 
 
 if __name__ == "__main__":

@@ -1,47 +1,63 @@
 """YASA's pretrained ``SleepStaging`` (LightGBM, shipped inside the yasa package): the one YASA wrapper.
 
 A real, frozen, externally trained stager. :func:`yasa_hypnodensity` runs it on one EEG channel
-(optionally with EOG and EMG); NAP and the side-by-side tables use one stream per EEG channel
-(:func:`yasa_streams`, ``psgvlm yasa``), ``psgvlm stage`` and the app one reference per night with
-the channels :func:`yasa_channels` picks (:func:`yasa_reference`). Works offline: yasa 0.8.1 loads
-its classifiers from ``yasa/classifiers/*.joblib``.
+(optionally with EOG and EMG); :func:`yasa_predict` is the predictor of the contract in
+:mod:`psgvlm.reference`: one stream per EEG channel (each with the EOG and EMG channel when present),
+averaged. ``psgvlm stage``, the app and ``psgvlm reference --predictor yasa`` call it through
+:data:`psgvlm.night.predictors.PREDICTORS`. Works offline: yasa 0.8.1 loads its classifiers from
+``yasa/classifiers/*.joblib``.
 
 YASA extracts its own features (including 7.5-min rolling windows), resamples to 100 Hz itself and
 expects raw microvolts (it is given volts through MNE and converts). We hand it 100 Hz, resampled and
 cut by :func:`psgvlm.signal.epochs.epochs_from_recording` (the one epoch cutter), so YASA's epoch k is
 the recording's epoch k, ``[onset_s + 30 k, onset_s + 30 (k + 1))``. Age and sex, when the recording
-states them, are passed as YASA's metadata features to the per-channel streams (not to the reference
-beside the model, which sees signals only).
+states them, can be passed as YASA's metadata features (``demographics=True``); the predictor leaves
+them out, as the other predictors see signals only.
 """
 
 from __future__ import annotations
 
-import sys
+import math
 import warnings
 
 import numpy as np
 
+from psgvlm.reference import Hypnodensity, PredictorUnavailable, on_grid, reference_channels
 from psgvlm.stages import STAGES
 
 # YASA's column names per our stage (its classifier says W/R, yasa.Hypnogram renames to WAKE/REM)
 _YASA_TO_OURS_COLS = {"W": ("WAKE", "W"), "N1": ("N1",), "N2": ("N2",), "N3": ("N3",), "REM": ("REM", "R")}
 YASA_SFREQ_HZ = 100.0  # YASA downsamples to 100 Hz internally; we hand it 100 Hz so our filter is the one used
 MIN_EPOCHS = 2  # YASA's rolling features need a few epochs; fewer is refused
+YASA_MIN_SFREQ_HZ = 80.0  # SleepStaging refuses data below this rate; slower channels are upsampled to 100 Hz
 
 
-def yasa_channels(rec) -> dict[str, str | None]:
-    """``{"eeg", "eog", "emg"}``: the channel of each YASA reads by default, or None.
+def import_antropy():
+    """Import antropy (YASA's entropy features) with numba's on-disk cache on; returns the module.
 
-    The first of each modality by :func:`psgvlm.io.channels.rank_channels` (central EEG first, LOC,
-    chin EMG), among channels sampled at >= 50 Hz.
+    antropy compiles six numba functions with explicit signatures when it is imported, without
+    ``cache=True``: 10-14 s of every process that stages a night, before YASA reads one sample. While
+    it is imported, ``numba.jit`` defaults ``cache=True``, so the machine code is compiled once and
+    loaded from numba's cache (``__pycache__`` beside antropy, or ``NUMBA_CACHE_DIR``) afterwards.
     """
-    from psgvlm.io.channels import rank_channels
+    import sys
 
-    out: dict[str, str | None] = {}
-    for modality in ("EEG", "EOG", "EMG"):
-        names = rank_channels(rec.channels, modality)
-        out[modality.lower()] = names[0] if names else None
-    return out
+    if "antropy" in sys.modules:
+        return sys.modules["antropy"]
+    import numba
+
+    jit = numba.jit
+
+    def cached_jit(*args, **kwargs):
+        kwargs.setdefault("cache", True)
+        return jit(*args, **kwargs)
+
+    numba.jit = cached_jit
+    try:
+        import antropy
+    finally:
+        numba.jit = jit
+    return antropy
 
 
 def _yasa_raw(rec, names: list[str], types: list[str], n_epochs: int):
@@ -84,6 +100,7 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
     """
     import yasa
 
+    import_antropy()
     ch = rec.channel(eeg_channel)
     if ch.modality != "EEG":
         raise ValueError(f"channel {eeg_channel!r} is {ch.modality}, not EEG; EEG channels: "
@@ -115,111 +132,53 @@ def yasa_hypnodensity(rec, eeg_channel: str, *, eog_channel: str | None = None,
     return probs / probs.sum(1, keepdims=True)
 
 
-def yasa_reference(rec, n_epochs: int | None = None, *, eeg: str | None = None, eog: str | None = None,
-                   emg: str | None = None) -> dict:
-    """Stage a night with YASA on the channels a scorer would read first, as a reference.
+def yasa_predict(rec, n_epochs: int | None = None, *, eeg=None, eog=None, emg=None, max_eeg: int | None = 1,
+                 demographics: bool = False) -> Hypnodensity:
+    """YASA on a night: one stream per EEG channel (with the EOG and EMG channel when present), averaged.
 
     Parameters
     ----------
     rec : psgvlm.io.recording.Recording
-        The night; epochs start at ``rec.onset_s`` (0 s from ``psgvlm.night.stage.read_input``, as staged).
+        Epoch ``k`` is ``[rec.onset_s + 30 k, ...)`` (0 s for ``psgvlm stage``).
     n_epochs : int, optional
-        Epochs to return (the staged night's count); default ``rec.n_epochs``.
-    eeg, eog, emg : str, optional
-        Channel names; default :func:`yasa_channels` (EEG is required, EOG/EMG optional).
+        Epochs of the grid; default ``rec.n_epochs``. Epochs past the end of the channels are unscored.
+    eeg, eog, emg, max_eeg
+        Channels (:func:`psgvlm.reference.reference_channels`; default the best EEG, EOG, EMG channel).
+    demographics : bool
+        Give YASA the recording's age and sex as features when both are known (off beside the VLM,
+        which sees signals only).
 
     Returns
     -------
-    dict with ``probs`` (n_epochs, 5) float32 in our stage order, ``channels`` used, ``classifier`` name.
+    psgvlm.reference.Hypnodensity
+        ``streams`` keyed by EEG channel.
 
-    YASA sees the signals only (no age or sex), like the model it is compared with.
+    Raises
+    ------
+    PredictorUnavailable
+        No EEG channel, fewer than 2 epochs.
     """
     import yasa
 
-    picked = yasa_channels(rec)
-    eeg, eog, emg = eeg or picked["eeg"], eog or picked["eog"], emg or picked["emg"]
-    if eeg is None:
-        raise ValueError(f"YASA needs an EEG channel; none found among {rec.ch_names}")
-    probs = yasa_hypnodensity(rec, eeg, eog_channel=eog, emg_channel=emg, n_epochs=n_epochs, demographics=False)
-    return {"probs": probs.astype(np.float32), "channels": {"eeg": eeg, "eog": eog, "emg": emg},
-            "classifier": f"yasa {yasa.__version__} SleepStaging (LightGBM, pretrained)"}
-
-
-def yasa_streams(rec, eeg_channels=None) -> dict[str, np.ndarray]:
-    """``{eeg_channel: hypnodensity (n_epochs, 5)}`` for every EEG channel (or those given)."""
-    chans = eeg_channels or [c.canonical for c in rec.channels if c.modality == "EEG"]
-    if not chans:
-        raise ValueError(f"recording {rec.recording!r} has no EEG channel; present: {rec.modalities}")
-    return {c: yasa_hypnodensity(rec, c) for c in chans}
-
-
-def write_yasa_run(recordings, out, *, eeg_channels=None) -> dict:
-    """Run YASA per EEG channel on ``recordings`` and write ``OUT/channels/<ch>/predictions.jsonl``.
-
-    Every recording must have the same EEG channels (or hold all of ``eeg_channels``). Returns
-    ``{channel: metrics}``.
-    """
-    from pathlib import Path
-
-    from tqdm import tqdm
-
-    from psgvlm.predictions import make_rows, write_predictions
-    from psgvlm.provenance import provenance, write_json_atomic
-
-    out = Path(out)
-    rows: dict[str, list] = {}
-    chans = None
-    for rec in tqdm(recordings, desc="YASA"):
-        eeg = [c.canonical for c in rec.channels if c.modality == "EEG"]
-        want = list(eeg_channels) if eeg_channels else eeg
-        missing = [c for c in want if c not in eeg]
-        if missing:
-            raise ValueError(f"recording {rec.recording!r} lacks EEG channels {missing}; it has {eeg}")
-        if chans is None:
-            chans = want
-        elif want != chans:
-            raise ValueError(f"recording {rec.recording!r} has EEG channels {want}, earlier ones {chans}; "
-                             f"pass eeg_channels to pick a common set")
-        n = rec.n_epochs
-        for ch, probs in yasa_streams(rec, chans).items():
-            rows.setdefault(ch, []).extend(make_rows(
-                dataset=rec.dataset, subjects=[rec.subject] * n, recordings=[rec.recording] * n,
-                epochs=range(n), starts_s=rec.onset_s + rec.epoch_s * np.arange(n),
-                labels=rec.stages[:n].tolist(), probs=probs))
-    metrics = {ch: write_predictions(out / "channels" / ch, r, extra_meta={"kind": "yasa", "channel": ch})
-               for ch, r in rows.items()}
-    import yasa
-
-    write_json_atomic(out / "meta.json", {"kind": "yasa", "config": {"yasa": yasa.__version__, "channels": chans,
-                                                                     "classifier": "yasa default (eeg)"},
-                                          "provenance": provenance()})
-    return metrics
-
-
-def main(argv=None) -> int:
-    """``python -m psgvlm.reference.yasa --format F --input DIR --out RUN [--channels C3 C4]``."""
-    import argparse
-
-    from psgvlm.io.readers import find_recordings, read_recording
-
-    ap = argparse.ArgumentParser(prog="psgvlm yasa", description=main.__doc__)
-    ap.add_argument("--format", required=True, help="reader of the recordings (isruc, mass, sleepedf, ...)")
-    ap.add_argument("--input", required=True, help="recordings folder or one file")
-    ap.add_argument("--out", required=True, help="run dir: OUT/channels/<ch>/predictions.jsonl + meta.json")
-    ap.add_argument("--channels", nargs="*", help="EEG channels to stage (default: every EEG channel)")
-    a = ap.parse_args(argv)
-    try:
-        found = find_recordings(a.format, a.input)
-        if not found:
-            raise FileNotFoundError(f"no {a.format!r} recordings under {a.input}")
-        metrics = write_yasa_run((read_recording(a.format, **kw) for kw in found), a.out, eeg_channels=a.channels)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"psgvlm yasa: {err}", file=sys.stderr)
-        return 2
-    for ch, m in metrics.items():
-        print(ch, {k: round(m["pooled"].get(k, float("nan")), 3) for k in ("kappa", "macro_f1")})
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    n_epochs = rec.n_epochs if n_epochs is None else int(n_epochs)
+    chans = reference_channels(rec, eeg=eeg, eog=eog, emg=emg, max_eeg=max_eeg)
+    used = [*chans["eeg"], *chans["eog"], *chans["emg"]]
+    n_sig = int(math.floor((min(rec.channel(c).duration_s for c in used) - rec.onset_s) / rec.epoch_s + 1e-9))
+    n_run = min(n_epochs, n_sig)
+    if n_run < MIN_EPOCHS:
+        raise PredictorUnavailable(f"YASA needs >= {MIN_EPOCHS} epochs of 30 s; the channels {used} hold {max(n_run, 0)}")
+    notes = [f"channel {c!r} is sampled at {rec.channel(c).sfreq:g} Hz; YASA needs >= {YASA_MIN_SFREQ_HZ:g} Hz, so it "
+             f"was upsampled to {YASA_SFREQ_HZ:g} Hz (no content above {rec.channel(c).sfreq / 2:g} Hz)"
+             for c in used if rec.channel(c).sfreq < YASA_MIN_SFREQ_HZ]
+    eog1 = chans["eog"][0] if chans["eog"] else None
+    emg1 = chans["emg"][0] if chans["emg"] else None
+    streams = {}
+    for e in chans["eeg"]:
+        p = yasa_hypnodensity(rec, e, eog_channel=eog1, emg_channel=emg1, n_epochs=n_run, demographics=demographics)
+        streams[e] = on_grid(p, n_epochs)[0]
+    probs, unscored = on_grid(np.mean([s[:n_run] for s in streams.values()], axis=0), n_epochs)
+    kind = "+".join(k for k, v in (("eeg", True), ("eog", eog1), ("emg", emg1)) if v)
+    return Hypnodensity(probs=probs, channels=used, unscored=unscored, streams=streams, notes=notes,
+                        info={"classifier": f"yasa {yasa.__version__} SleepStaging ({kind}, LightGBM, pretrained)",
+                              "eeg": chans["eeg"], "eog": eog1, "emg": emg1,
+                              "combined": "mean of the per-EEG-channel streams" if len(streams) > 1 else "one stream"})
