@@ -242,7 +242,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
                   visit: int | None = None, trim_tail_epochs: int = 0, require_channels: bool = False,
-                  label_channels: bool = False, progress: bool = True) -> dict:
+                  label_channels: bool = False, subjects=None, progress: bool = True) -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
 
     Parameters
@@ -282,6 +282,10 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         Refuse (ValueError) a recording that lacks a band's channel instead of drawing it blank.
     label_channels : bool
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
+    subjects : list of str or path, optional
+        Render only these subjects of a dataset folder: ids, or a selection file (ids, or a rule:
+        :func:`psgvlm.io.subjects.resolve_subjects`); an id not found under ``input`` is refused. The
+        selection goes to ``meta.json`` (``settings.subjects``).
     """
     from tqdm.auto import tqdm
 
@@ -310,6 +314,12 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
     find_opts = {k: v for k, v in (("scorer", scorer), ("visit", visit)) if v is not None}
     read_opts = {k: v for k, v in (("scorer", scorer), ("trim_tail_epochs", trim_tail_epochs)) if v}
     jobs = discover_recordings(fmt, input, hypnogram=hypnogram, find_opts=find_opts, read_opts=read_opts)
+    chosen = None
+    if subjects is not None:
+        from psgvlm.io.subjects import resolve_subjects, select_jobs
+
+        ids, chosen = resolve_subjects(subjects, input)
+        jobs = select_jobs(jobs, ids, input=input)
 
     target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
@@ -353,7 +363,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                                                  split=split, split_seed=split_seed, progress=progress)
     meta = {
         "kind": META_KIND, "version": META_VERSION, "format": fmt,
-        "settings": {**run_settings, "split": split, "split_seed": split_seed},
+        "settings": {**run_settings, "split": split, "split_seed": split_seed, "subjects": chosen},
         "channels": order,
         "modalities": _band_modalities(order, summaries, fmt),
         "sfreq": target, "epoch_s": 30.0, "size": settings.size,
@@ -441,6 +451,7 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     from psgvlm.image.renderer import RenderSettings
     from psgvlm.io.readers import READERS
+    from psgvlm.io.subjects import parse_subjects
     from psgvlm.signal.corruption import load_transform
 
     p = argparse.ArgumentParser(prog="psgvlm render", description=__doc__.split("\n\n")[0])
@@ -463,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
                         "default %(default)s)")
     p.add_argument("--require-channels", action="store_true",
                    help="refuse a recording that lacks one of the channels instead of drawing its band blank")
+    p.add_argument("--subjects", nargs="+", metavar="ID|FILE",
+                   help="render only these subjects: ids (a b, or a,b) or a file of ids (one a line) or a rule "
+                        "(.yaml); the paper's selections are in recipes/configs/subjects/")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -472,13 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
         transform = load_transform(args.transform) if args.transform else None
+        subjects = parse_subjects(args.subjects) if args.subjects else None
         settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
                              scorer=args.scorer, visit=args.visit, trim_tail_epochs=args.trim_tail_epochs,
                              require_channels=args.require_channels, label_channels=args.labels,
-                             progress=not args.quiet, transform=transform)
+                             progress=not args.quiet, transform=transform, subjects=subjects)
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)
         return 2  # a user error: one line, no traceback
