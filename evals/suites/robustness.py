@@ -117,15 +117,14 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
     return _finish(out, "clean-train", cmp, clean_rows, bad_rows, manifest, injector, cfg)
 
 
-def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, split_from) -> Path:
-    """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings."""
-    from psgvlm.baselines.signal_data import recording_to_signal, resolve_split, save_signal_dataset
-    from psgvlm.io.readers import read_recording
+def build_corrupted_signal_data(fmt: str, input, out, injector, *, split_from, hypnogram=None,
+                                reading: dict | None = None) -> Path:
+    """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings, split (and
+    read: reader options, subject subset, channels) like ``split_from`` or ``reading``."""
+    from psgvlm.baselines.signal_data import build_signal_dataset
 
-    recs = [recording_to_signal(injector(read_recording(fmt, **j))) for j in jobs]
-    split = resolve_split([r.subject for r in recs], split_from=split_from)
-    return save_signal_dataset(recs, out, split=split, overwrite=True,
-                               extra={"input": {"format": fmt}, "corruption": injector.config()})
+    return build_signal_dataset(fmt=fmt, input=input, out=out, split_from=split_from, hypnogram=hypnogram,
+                                transform=injector, overwrite=True, **(reading or {}))
 
 
 def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: str,
@@ -154,10 +153,13 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
     if not (wants_images or wants_signals):
         raise ValueError("the command must name its data: {dataset} (corrupted images) and/or "
                          "{signal_data} (corrupted signals for the signal baselines)")
-    jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
     split = (clean_run.meta.get("dataset") or {}).get("split")
-    if setting == "train-corrupted":
-        subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
+    listed = sorted({s for k in ("train", "validation", "test", "all") for s in (split or {}).get(k) or []})
+    if setting == "train-corrupted" and listed:  # the clean run's subjects (a subset, if it was rendered so)
+        subjects = listed
+    elif setting == "train-corrupted":
+        jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
+        subjects = sorted({j.get("subject") or read_recording(fmt, **j).subject for j in jobs})
     else:
         subjects = (split or {}).get("test") or sorted({str(r["subject"]) for r in clean_run.rows})
     make = lambda manifest_dir=None: ChannelFailure(  # noqa: E731
@@ -173,12 +175,18 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
                num_proc=num_proc, transform=injector, **render_kwargs)
         fields["dataset"] = out / "dataset_corrupted"
     if wants_signals:
-        split_from = out / "dataset_corrupted" if wants_images else None
+        split_from, reading = out / "dataset_corrupted" if wants_images else None, {}
         if split_from is None and split:
             write_json_atomic(out / "split.json", {"split": split})
             split_from = out / "split.json"
+            # read as the clean run's signal dataset was: its reader options, channels and subjects
+            used = (clean_run.meta.get("dataset") or {}).get("input") or {}
+            reading = {k: used.get(k) for k in ("channels", "scorer", "visit", "trim_tail_epochs")}
+            if Path(input).is_dir():
+                reading["subjects"] = listed
         fields["signal_data"] = build_corrupted_signal_data(
-            fmt, jobs, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from)
+            fmt, input, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from,
+            hypnogram=hypnogram, reading=reading)
     manifest = collect_manifest(out / "manifest_parts")
     write_json_atomic(out / "manifest.json", manifest)
     bad_rows = train_with_command(command, out_dir=out / "run_corrupted", **fields)
