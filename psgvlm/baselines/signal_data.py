@@ -145,6 +145,10 @@ def recording_to_signal(rec, *, channels=None, rates=None) -> SignalRecording:
                 layout[ch.canonical] = ch.modality
             except ValueError:
                 canonical, modality, _ = lookup(name, dataset=rec.dataset)
+                if modality not in rates:
+                    raise ValueError(f"channel {name!r} (modality {modality!r}, from its name) is not in recording "
+                                     f"{rec.recording!r}, and only modalities {sorted(rates)} can stand blank; "
+                                     f"available: {rec.ch_names}") from None
                 layout[canonical] = modality
         names = [c for c in layout if c in rec.ch_names]
     if not names:
