@@ -83,7 +83,11 @@ def test_a_channel_a_night_lacks_is_blank_and_warned(edf_dir, tmp_path):
     assert all(list(r.modalities) == ["C3", "EMG", "LOC"] for r in recs.values())
     assert recs["b"].missing == ["LOC"] and recs["a"].missing == []
     assert recs["b"].x["LOC"].shape == (4, 3840) and not recs["b"].x["LOC"].any()
-    assert recs["a"].x["LOC"].std() > 0.5 and recs["b"].modality_array("EOG").shape == (4, 3840)
+    assert recs["a"].x["LOC"].std() > 0.5 and not recs["b"].modality_array("EOG", "LOC").any()
+    # what a night really has decides the modalities a recipe uses; the blank stays reachable by name
+    assert recs["b"].channels_of("EOG") == [] and recs["a"].channels_of("EOG") == ["LOC"]
+    with pytest.raises(ValueError, match="has no EOG channel"):
+        recs["b"].modality_array("EOG")
     # asked channels: in this order, blank where a night lacks one; one in no night is refused
     with pytest.warns(UserWarning, match=r"channel\(s\) \['LOC'\]"):
         out = build_signal_dataset(fmt="generic", input=edf_dir, out=tmp_path / "asked", channels=["LOC", "C3"])

@@ -14,7 +14,8 @@ Read like the image dataset it is compared with (:func:`build_signal_dataset`): 
 options (ISRUC ``scorer`` and ``trim_tail_epochs``, SHHS ``visit``) and subject subset, taken from the
 image dataset named by ``split_from`` unless given; every recording holds the same channels, a
 channel a night lacks being blank (zeros) with a warning and listed in its ``meta["missing_channels"]``,
-as ``psgvlm render`` draws a blank band.
+as ``psgvlm render`` draws a blank band (:meth:`SignalRecording.channels_of` still lists only what the
+night has, so a recipe choosing modalities by what every night has chooses as before).
 
 Leakage: the baselines select their training and test recordings by subject, so a split that lists a
 subject in two of train/validation/test (the PSG-image paper's epoch-level split, ``psgvlm render
@@ -74,17 +75,18 @@ class SignalRecording:
         return list(self.meta.get("missing_channels") or [])
 
     def channels_of(self, modality: str) -> list[str]:
-        """Channels of one modality, in dataset order (blank ones included: see :attr:`missing`)."""
-        return [c for c, m in self.modalities.items() if m == modality]
+        """Channels of one modality the night has, in dataset order (its blank ones are in :attr:`missing`)."""
+        return [c for c, m in self.modalities.items() if m == modality and c not in self.missing]
 
     def modality_array(self, modality: str, channel: str | None = None) -> np.ndarray:
-        """(n_epochs, n_times) of ``channel`` (default: the first channel of ``modality`` the night has,
-        a blank one only when it has none).
+        """(n_epochs, n_times) of ``channel`` (default: the first channel of ``modality`` the night has).
 
-        Raises ValueError naming the missing modality and what the recording has.
+        A ``channel`` the night lacks but the dataset has (:attr:`missing`) gives its blank (zeros) array,
+        as a blank band. Raises ValueError naming the missing modality and what the recording has.
         """
-        chans = [c for c in self.channels_of(modality) if c not in self.missing] + [
-            c for c in self.channels_of(modality) if c in self.missing]
+        chans = self.channels_of(modality)
+        if channel is not None and channel in self.missing and self.modalities.get(channel) == modality:
+            return self.x[channel]
         if not chans:
             raise ValueError(
                 f"recording {self.recording!r} has no {modality} channel; present: "
