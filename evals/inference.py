@@ -82,7 +82,9 @@ def trained_render_kwargs(dataset_meta: dict) -> dict:
     """Options of :func:`render` that reproduce how a run's training images were rendered.
 
     Read from the training dataset's ``meta.json`` (a run's ``meta["dataset"]``): channel order,
-    image side, target rate, split kind and seed, channel labels. ValueError when the meta has no
+    image side, target rate, split kind and seed, channel labels, and where set the reader options
+    (ISRUC scorer, last epochs trimmed, SHHS visit) and the subject subset, so the re-rendered epochs
+    are the trained ones. ValueError when the meta has no
     channel order, or when its renderer settings differ from ``psgvlm render``'s in a way the
     command has no option for.
     """
@@ -100,9 +102,11 @@ def trained_render_kwargs(dataset_meta: dict) -> dict:
         raise ValueError(f"the run's images were rendered with {({k: trained[k] for k in other})}, which "
                          f"`psgvlm render` has no option for (it draws {({k: command[k] for k in other})})")
     split = dataset_meta.get("split") or {}
+    reading = {"scorer": settings.get("scorer"), "visit": settings.get("visit"),
+               "trim_tail_epochs": settings.get("trim_tail_epochs"), "subjects": (settings.get("subjects") or {}).get("ids")}
     return {"channels": list(dataset_meta["channels"]), "size": size, "sfreq": dataset_meta.get("sfreq"),
             "split": split.get("kind", "subject"), "split_seed": int(split.get("seed", 0)),
-            "label_channels": bool(settings.get("label_channels"))}
+            "label_channels": bool(settings.get("label_channels")), **{k: v for k, v in reading.items() if v}}
 
 
 def run_command(argv: list[str], *, log, what: str) -> None:
@@ -115,7 +119,8 @@ def run_command(argv: list[str], *, log, what: str) -> None:
 
 def render(*, fmt: str, input, out, hypnogram=None, num_proc: int = 1, transform=None, channels=None,
            size: int | None = None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
-           label_channels: bool = False):
+           label_channels: bool = False, scorer: int | None = None, visit: int | None = None,
+           trim_tail_epochs: int = 0, subjects=None):
     """Run the render stage (``python -m psgvlm.cli render``) into ``out``, then load it: (DatasetDict, meta).
 
     Evals talk to the builder through files: ``transform`` (a corruption from
@@ -139,6 +144,11 @@ def render(*, fmt: str, input, out, hypnogram=None, num_proc: int = 1, transform
         argv += ["--fs", repr(float(sfreq))]
     if label_channels:
         argv.append("--labels")
+    for flag, value in (("--scorer", scorer), ("--visit", visit), ("--trim-tail-epochs", trim_tail_epochs)):
+        if value:
+            argv += [flag, str(value)]
+    if subjects:
+        argv += ["--subjects", *map(str, subjects)]
     if transform is not None:
         argv += ["--transform", str(save_transform(transform, out.parent / f"{out.name}.transform.json"))]
     run_command(argv, log=out.parent / f"{out.name}.render.log", what="render command")

@@ -7,6 +7,10 @@ One JSON line per epoch::
 
 ``label`` is the expert AASM code (-1 unscored, or null when there is no expert label), ``pred`` the
 argmax of ``probs`` (a hypnodensity row over W, N1, N2, N3, REM summing to 1).
+
+An epoch the model gave no answer for (free generation whose text names no stage) has ``pred`` -1
+(:data:`NO_PREDICTION`) and ``probs`` null: it is counted (``n_no_prediction``,
+``no_prediction_rate`` in metrics.json) and left out of every metric, never scored as a stage.
 """
 
 from __future__ import annotations
@@ -21,10 +25,22 @@ from psgvlm.provenance import write_json_atomic, write_text_atomic
 from psgvlm.stages import N_STAGES, UNSCORED
 
 KEYS = ("dataset", "subject", "recording", "epoch", "start_s", "label", "pred", "probs")
+NO_PREDICTION = -1  # ``pred`` of an epoch without an answer (an unparseable generation); ``probs`` is null
+
+
+def _pred_and_probs(row: np.ndarray) -> tuple[int, list | None]:
+    """(argmax, rounded row), or (NO_PREDICTION, None) for a row that is not all finite (no answer)."""
+    if not np.isfinite(row).all():
+        return NO_PREDICTION, None
+    return int(np.argmax(row)), [round(float(p), 6) for p in row]
 
 
 def make_rows(*, dataset, subjects, recordings, epochs, starts_s, labels, probs) -> list[dict]:
-    """Rows in the predictions schema from parallel sequences; ``probs`` is (n_epochs, 5)."""
+    """Rows in the predictions schema from parallel sequences; ``probs`` is (n_epochs, 5).
+
+    A ``probs`` row holding NaN is an epoch without an answer: its row gets ``pred``
+    :data:`NO_PREDICTION` and ``probs`` None (never the argmax of a placeholder row).
+    """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2 or probs.shape[1] != N_STAGES:
         raise ValueError(f"probs must have shape (n_epochs, {N_STAGES}), got {probs.shape}")
@@ -34,11 +50,12 @@ def make_rows(*, dataset, subjects, recordings, epochs, starts_s, labels, probs)
         if len(seq) != n:
             raise ValueError(f"{name} has {len(seq)} entries but probs has {n} rows")
     datasets = [dataset] * n if isinstance(dataset, str) else list(dataset)
+    answers = [_pred_and_probs(row) for row in probs]
     return [
         {"dataset": datasets[i], "subject": str(subjects[i]), "recording": str(recordings[i]),
          "epoch": int(epochs[i]), "start_s": float(starts_s[i]),
          "label": None if labels[i] is None else int(labels[i]),
-         "pred": int(np.argmax(probs[i])), "probs": [round(float(p), 6) for p in probs[i]]}
+         "pred": answers[i][0], "probs": answers[i][1]}
         for i in range(n)
     ]
 
@@ -57,10 +74,24 @@ def write_predictions(out_dir, rows: list[dict], extra_meta: dict | None = None)
     return metrics
 
 
+def answered(rows: list[dict]) -> list[dict]:
+    """The rows with a prediction (``pred`` is not :data:`NO_PREDICTION`)."""
+    return [r for r in rows if r["pred"] != NO_PREDICTION]
+
+
 def metrics_from_rows(rows: list[dict]) -> dict:
+    """Pooled and per-subject metrics over the scored epochs that have a prediction.
+
+    ``n_unscored`` counts epochs without an expert stage; ``n_no_prediction`` the scored epochs
+    without an answer (:data:`NO_PREDICTION`, left out of the metrics) and ``no_prediction_rate``
+    their share of the scored epochs.
+    """
     labelled = [r for r in rows if r["label"] is not None]
     out = {"n_rows": len(rows), "n_unscored": sum(r["label"] == UNSCORED for r in labelled)}
     scored = [r for r in labelled if r["label"] != UNSCORED]
+    out["n_no_prediction"] = len(scored) - len(answered(scored))
+    out["no_prediction_rate"] = out["n_no_prediction"] / len(scored) if scored else 0.0
+    scored = answered(scored)
     if not scored:
         out["pooled"] = {}
         out["per_subject"] = {}
@@ -90,7 +121,11 @@ def read_predictions(path) -> list[dict]:
             missing = [k for k in KEYS if k not in row]
             if missing:
                 raise ValueError(f"{path}:{i}: missing keys {missing}")
-            if len(row["probs"]) != N_STAGES:
-                raise ValueError(f"{path}:{i}: probs has {len(row['probs'])} values, expected {N_STAGES}")
+            if row["probs"] is None and row["pred"] == NO_PREDICTION:
+                rows.append(row)  # an epoch without an answer (see the module docstring)
+                continue
+            if row["probs"] is None or len(row["probs"]) != N_STAGES:
+                raise ValueError(f"{path}:{i}: probs has {len(row['probs'] or [])} values, expected {N_STAGES} "
+                                 f"(null only with pred {NO_PREDICTION}, an epoch without an answer)")
             rows.append(row)
     return rows

@@ -81,3 +81,25 @@ def split_epochs(n_epochs: int, *, seed: int = 0, test_frac: float = 0.2, val_fr
     test, rest = order[:n_test], order[n_test:]
     n_val = int(round(val_frac * len(rest)))
     return {"train": np.sort(rest[n_val:]), "validation": np.sort(rest[:n_val]), "test": np.sort(test)}
+
+
+def subjects_in_two_splits(split: dict) -> dict[str, list[str]]:
+    """Subjects that a split manifest lists in more than one of train/validation/test.
+
+    Parameters
+    ----------
+    split : dict
+        A manifest (:func:`split_subjects` output, or a dataset meta.json's ``split``).
+
+    Returns
+    -------
+    dict subject -> the splits naming it (empty for a subject-wise split). The epoch-level split
+    lists nearly every subject in all three: any model that selects its data by subject would train
+    on its test recordings.
+    """
+    names = [n for n in ("train", "validation", "test") if isinstance(split.get(n), list)]
+    seen: dict[str, list[str]] = {}
+    for name in names:
+        for s in dict.fromkeys(map(str, split[name])):
+            seen.setdefault(s, []).append(name)
+    return {s: where for s, where in sorted(seen.items()) if len(where) > 1}

@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from psgvlm.baselines.common import RunArguments, save_model
+from psgvlm.baselines.common import RunArguments, exit_on_split_leak, save_model
 from psgvlm.baselines.nap import NAPConfig, load_streams, predict_nap, soft_vote, train_nap
+from psgvlm.baselines.signal_data import read_split
 from psgvlm.predictions import make_rows, write_predictions
-from psgvlm.provenance import provenance, read_json, write_json_atomic
+from psgvlm.provenance import provenance, write_json_atomic
 from psgvlm.splits import split_subjects
 from psgvlm.training import TrainingRun, parse_args, val_metrics
 
@@ -79,9 +80,8 @@ def main(argv=None):
 
     # ---- split by subject -----------------------------------------------------------------------
     meta_src = args.split_from or args.signal_data
-    if meta_src:
-        p = Path(meta_src)
-        split = read_json(p / "meta.json" if p.is_dir() else p)["split"]
+    if meta_src:  # a split listing a subject twice (--split epoch) is refused: exit 2
+        split = exit_on_split_leak(read_split, meta_src)
     else:
         split = split_subjects([k[1] for k in recs], seed=args.split_seed)
     train_subj = {s for name in args.train_on for s in split.get(name, [])}

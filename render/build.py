@@ -243,7 +243,7 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                   settings=None, sfreq: float | None = None, split: str = "subject", split_seed: int = 0,
                   num_proc: int = 1, overwrite: bool = False, transform=None, scorer: int | None = None,
                   visit: int | None = None, trim_tail_epochs: int = 0, require_channels: bool = False,
-                  label_channels: bool = False, progress: bool = True, nonfinite: str = "raise") -> dict:
+                  label_channels: bool = False, subjects=None, progress: bool = True, nonfinite: str = "raise") -> dict:
     """Render recordings to ``out`` as a DatasetDict + ``meta.json``; returns the meta dict.
 
     ``out`` is checked before any work (a file, a folder that is not writable, a live writer) and its
@@ -290,6 +290,10 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         Draw each band's channel name in a left margin (``settings.labels`` set to the channel order).
     nonfinite : {"raise", "zero"}
         NaN/inf samples in a text signal (DREAMS, Prerau): refuse the recording, or render them as 0.
+    subjects : list of str or path, optional
+        Render only these subjects of a dataset folder: ids, or a selection file (ids, or a rule:
+        :func:`psgvlm.io.subjects.resolve_subjects`); an id not found under ``input`` is refused. The
+        selection goes to ``meta.json`` (``settings.subjects``).
     """
     bad_out = check_out_dir(out, beside=True, inside_lock=False)
     if bad_out:
@@ -299,12 +303,12 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
                               settings=settings, sfreq=sfreq, split=split, split_seed=split_seed,
                               num_proc=num_proc, overwrite=overwrite, transform=transform, scorer=scorer,
                               visit=visit, trim_tail_epochs=trim_tail_epochs, require_channels=require_channels,
-                              label_channels=label_channels, progress=progress, nonfinite=nonfinite)
+                              label_channels=label_channels, subjects=subjects, progress=progress, nonfinite=nonfinite)
 
 
 def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, split, split_seed, num_proc,
-                   overwrite, transform, scorer, visit, trim_tail_epochs, require_channels, label_channels, progress,
-                   nonfinite) -> dict:
+                   overwrite, transform, scorer, visit, trim_tail_epochs, require_channels, label_channels, subjects,
+                   progress, nonfinite) -> dict:
     """:func:`build_dataset`'s work, under the ``--out`` lock."""
     from tqdm.auto import tqdm
 
@@ -335,6 +339,12 @@ def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, spl
     if nonfinite != "raise":  # readers of formats that cannot hold NaN refuse the option by name
         read_opts["nonfinite"] = nonfinite
     jobs = discover_recordings(fmt, input, hypnogram=hypnogram, find_opts=find_opts, read_opts=read_opts)
+    chosen = None
+    if subjects is not None:
+        from psgvlm.io.subjects import resolve_subjects, select_jobs
+
+        ids, chosen = resolve_subjects(subjects, input)
+        jobs = select_jobs(jobs, ids, input=input)
 
     target = sfreq if sfreq is not None else TARGET_SFREQ.get(fmt)
     run_settings = {"format": fmt, "channels": channels, "sfreq": target, "render": settings.as_dict(),
@@ -378,7 +388,7 @@ def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, spl
                                                  split=split, split_seed=split_seed, progress=progress)
     meta = {
         "kind": META_KIND, "version": META_VERSION, "format": fmt,
-        "settings": {**run_settings, "split": split, "split_seed": split_seed},
+        "settings": {**run_settings, "split": split, "split_seed": split_seed, "subjects": chosen},
         "channels": order,
         "modalities": _band_modalities(order, summaries, fmt),
         "sfreq": target, "epoch_s": 30.0, "size": settings.size,
@@ -467,6 +477,7 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
 def main(argv: list[str] | None = None) -> int:
     from psgvlm.image.renderer import RenderSettings
     from psgvlm.io.readers import READERS
+    from psgvlm.io.subjects import parse_subjects
     from psgvlm.signal.corruption import load_transform
 
     p = argparse.ArgumentParser(prog="psgvlm render", description=__doc__.split("\n\n")[0])
@@ -489,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
                         "default %(default)s)")
     p.add_argument("--require-channels", action="store_true",
                    help="refuse a recording that lacks one of the channels instead of drawing its band blank")
+    p.add_argument("--subjects", nargs="+", metavar="ID|FILE",
+                   help="render only these subjects: ids (a b, or a,b) or a file of ids (one a line) or a rule "
+                        "(.yaml); the paper's selections are in recipes/configs/subjects/")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -501,13 +515,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
         transform = load_transform(args.transform) if args.transform else None
+        subjects = parse_subjects(args.subjects) if args.subjects else None
         settings = replace(RenderSettings(), size=args.size)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,
                              scorer=args.scorer, visit=args.visit, trim_tail_epochs=args.trim_tail_epochs,
                              require_channels=args.require_channels, label_channels=args.labels,
-                             progress=not args.quiet, transform=transform,
+                             progress=not args.quiet, transform=transform, subjects=subjects,
                              nonfinite="zero" if args.nonfinite == "zero" else "raise")
     except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
         print(f"psgvlm render: error: {err}", file=sys.stderr)

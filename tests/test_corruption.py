@@ -1,6 +1,8 @@
 """Failure injection and channel dropping (psgvlm.signal.corruption). Run: python -m pytest -q tests/test_corruption.py"""
 
+import json
 import pickle
+import zlib
 
 import numpy as np
 import pytest
@@ -136,3 +138,55 @@ def test_transform_spec_files_rebuild_the_same_transform(tmp_path):
         load_transform(tmp_path / "bad2.json")
     with pytest.raises(ValueError, match="cannot be saved as a spec file"):
         save_transform(lambda rec: rec, tmp_path / "x.json")
+
+
+def test_one_failure_time_and_kind_per_subject_by_default():
+    """The paper's protocol: each affected subject gets ONE t_fail; all its core channels fail from it, alike."""
+    recs = [make_rec(str(i), seed=i) for i in range(8)]
+    inj = ChannelFailure(seed=3, subjects=[r.subject for r in recs], fraction=1.0)
+    assert inj.per == "subject" and inj.config()["per"] == "subject"
+    onsets = {}
+    for rec in recs:
+        new = inj(rec)
+        entries = [e for e in inj.manifest if e["subject"] == rec.subject]
+        assert [e["channel"] for e in entries] == ["C3", "C4", "F3", "O1"]  # every present core channel
+        assert len({e["onset_s"] for e in entries}) == 1 and len({e["kind"] for e in entries}) == 1
+        assert {e["per"] for e in entries} == {"subject"}
+        onset, kind = entries[0]["onset_s"], entries[0]["kind"]
+        start = int(np.ceil(onset * SFREQ))
+        for name in ("C3", "C4", "F3", "O1"):  # the same sample index on every channel (same rate)
+            before, after = rec.channel(name).data, new.channel(name).data
+            assert np.array_equal(after[:start], before[:start])
+            assert (not after[start:].any()) if kind == "zeros" else not np.array_equal(after[start:], before[start:])
+        onsets[rec.subject] = onset
+    assert len(set(onsets.values())) == len(recs)  # subjects fail at different times
+    assert {e["kind"] for e in inj.manifest} == {"noise", "zeros"}
+
+
+def test_per_channel_variant_draws_each_channel_apart_as_before():
+    """``per="channel"``: each core channel its own onset and kind, from the same streams as before the setting."""
+    rec = make_rec("s")
+    inj = ChannelFailure(seed=11, fraction=1.0, per="channel")
+    entries = inj.plan(rec)
+    assert len({e["onset_s"] for e in entries}) == len(entries) == 4 and {e["per"] for e in entries} == {"channel"}
+    for e in entries:  # the per-channel stream: [seed, crc(subject), crc(channel)], onset then kind
+        rng = np.random.default_rng([11, zlib.crc32(b"s"), zlib.crc32(e["channel"].encode())])
+        assert e["onset_s"] == pytest.approx(rng.random() * rec.n_epochs * 30.0)
+        assert e["kind"] == ("noise", "zeros")[int(rng.integers(2))]
+    with pytest.raises(ValueError, match=r"per='epoch': a failure is drawn per one of \['subject', 'channel'\]"):
+        ChannelFailure(seed=0, per="epoch")
+
+
+def test_spec_files_record_the_failure_unit(tmp_path):
+    recs = [make_rec(str(i), seed=i) for i in range(3)]
+    for per in ("subject", "channel"):
+        inj = ChannelFailure(seed=2, subjects=[r.subject for r in recs], fraction=1.0, per=per)
+        path = save_transform(inj, tmp_path / f"{per}.json")
+        assert json.loads(path.read_text())["per"] == per
+        back = load_transform(path)
+        assert back.per == per and [back.plan(r) for r in recs] == [inj.plan(r) for r in recs]
+    # a spec written before the setting existed drew per channel: it still does
+    old = json.loads((tmp_path / "subject.json").read_text())
+    del old["per"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert load_transform(tmp_path / "old.json").per == "channel"

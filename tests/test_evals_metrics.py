@@ -106,3 +106,25 @@ def test_metrics_refuses_mismatched_dataset(tiny_dataset, tmp_path, capsys):
     rc = evals_main(["metrics", "--runs", str(run), "--dataset", str(tiny_dataset), "--split", "bogus",
                      "--out", str(tmp_path / "o")])
     assert rc == 2 and "split 'bogus' not in" in capsys.readouterr().err
+
+
+def test_metrics_and_zero_shot_leave_epochs_without_an_answer_out(tmp_path):
+    """Unparseable generations (pred -1, probs null) are counted and left out, never scored as W."""
+    from evals.suites.zero_shot import run_zero_shot
+    from psgvlm.predictions import read_predictions
+
+    y, p, s = noisy(4, n=200, n_subjects=4)
+    probs = np.eye(5)[p].astype(float)
+    gone = np.arange(0, 200, 4)  # every 4th epoch: no answer
+    probs[gone] = np.nan
+    run = write_run(tmp_path / "gen", labels=y, preds=p, subjects=s.tolist(), probs=probs)
+    out = tmp_path / "res"
+    assert evals_main(["metrics", "--runs", str(run), "--out", str(out), "--n-boot", "20"]) == 0
+    r = json.loads((out / "results.json").read_text())["runs"][0]
+    keep = np.setdiff1d(np.arange(200), gone)
+    assert r["n_no_prediction"] == len(gone) and r["no_prediction_rate"] == pytest.approx(0.25)
+    assert r["pooled"]["accuracy"] == pytest.approx(float(np.mean(y[keep] == p[keep])), abs=1e-4)
+    assert len(list(out.glob("hypnodensity_*.png"))) == 3  # drawn with the gaps
+    z = run_zero_shot(read_predictions(run), tmp_path / "z", name="untuned")
+    assert z["n_no_prediction"] == len(gone) and z["metrics"]["n_epochs"] == len(keep)
+    assert sum(z["collapse"]["counts"].values()) == len(keep)

@@ -54,7 +54,10 @@ def test_clean_train_corrupted_test_reproducible(edf_dir, tmp_path):
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert a["n_subjects_affected"] == 3  # round(0.7 * 4)
     assert {e["channel"] for e in manifest} <= {"F3", "C3", "C4"} and len(manifest) == 9
-    assert all(set(e) >= {"subject", "channel", "onset_s", "kind"} for e in manifest)
+    assert all(set(e) >= {"subject", "channel", "onset_s", "kind", "per"} for e in manifest)
+    # the paper's protocol: one failure time and kind per subject, shared by its core channels
+    assert len({(e["subject"], e["onset_s"], e["kind"]) for e in manifest}) == 3
+    assert saved["corruption"]["per"] == "subject"
     assert saved["clean"]["n_epochs"] == saved["corrupted"]["n_epochs"] == 16
     assert a["affected"]["subjects"] == sorted({e["subject"] for e in manifest})
     assert set(a["delta"]["accuracy"]) == {"delta", "ci"}

@@ -222,6 +222,55 @@ def test_parse_stage_and_unparseable_rate():
     assert unparseable_rate(["N1", "nonsense", "W", "??"]) == 0.5
 
 
+def test_unparseable_generations_are_counted_and_never_scored_as_w(tmp_path):
+    """An unparseable answer is no answer: pred -1, probs null, out of every metric, counted; not W."""
+    from psgvlm.predictions import (
+        NO_PREDICTION,
+        make_rows,
+        metrics_from_rows,
+        read_predictions,
+        write_predictions,
+    )
+    from psgvlm.vlm.scoring import generation_probs, parse_stage
+
+    texts = ["N2", "The image shows", "REM", "??", "N3", "N2"]
+    labels = [2, 1, 4, 0, 3, 0]
+    probs = generation_probs([parse_stage(t) for t in texts])
+    assert np.isnan(probs[[1, 3]]).all() and np.array_equal(probs[[0, 2, 4, 5]].argmax(1), [2, 4, 3, 2])
+    rows = make_rows(dataset="d", subjects=["a"] * 3 + ["b"] * 3, recordings=["a"] * 3 + ["b"] * 3,
+                     epochs=range(6), starts_s=[30.0 * i for i in range(6)], labels=labels, probs=probs)
+    assert [r["pred"] for r in rows] == [2, NO_PREDICTION, 4, NO_PREDICTION, 3, 2]
+    assert rows[1]["probs"] is None and rows[0]["probs"] == [0, 0, 1, 0, 0]
+    m = write_predictions(tmp_path, rows)
+    assert m["n_no_prediction"] == 2 and m["no_prediction_rate"] == pytest.approx(2 / 6)
+    # metrics over the 4 answered epochs (3 right): both unparseable epochs would be W, and epoch 3 is W
+    assert m["pooled"]["n_epochs"] == 4 and m["pooled"]["accuracy"] == pytest.approx(0.75)
+    assert set(m["per_subject"]) == {"a", "b"} and m["per_subject"]["b"]["n_epochs"] == 2
+    back = read_predictions(tmp_path)
+    assert [r["pred"] for r in back] == [r["pred"] for r in rows] and back[3]["probs"] is None
+    assert metrics_from_rows(back)["pooled"] == m["pooled"]
+
+
+def test_predict_generate_mode_leaves_unparseable_out(tmp_path, tiny_dataset, monkeypatch):
+    """``psgvlm predict --mode generate``: unparseable texts are counted and left out, the rest scored."""
+    from psgvlm.vlm import predict
+    from psgvlm.vlm.scoring import parse_stage
+
+    def generate(self, images, batch_size=8):  # a model whose answers are known
+        texts = ["N2", "hmm", "W", "I cannot tell"][:len(images)]
+        return texts, [parse_stage(t) for t in texts]
+
+    monkeypatch.setattr(predict.Predictor, "generate", generate)
+    out = tmp_path / "g"
+    assert predict.main(["--dataset", str(tiny_dataset), "--split", "all", "--out", str(out), "--mode", "generate",
+                         "--max-samples", "4"]) == 0
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["pred"] for r in rows] == [2, -1, 0, -1] and rows[1]["probs"] is None
+    assert metrics["meta"]["n_unparseable"] == 2 and metrics["meta"]["unparseable_rate"] == 0.5
+    assert metrics["n_no_prediction"] == 2 and metrics["pooled"]["n_epochs"] == 2
+
+
 # --------------------------------------------------------------------------- recipe + resume + predict
 
 
@@ -290,8 +339,11 @@ def test_recipe_trains_lora_only_and_loss_falls(tmp_path, tiny_dir, image_ds, ti
     assert len(rows) == 4 and all(abs(sum(r["probs"]) - 1) < 1e-4 for r in rows)
     assert main(["--run", str(out), "--dataset", str(image_ds), "--out", str(tmp_path / "g"), "--mode", "generate",
                  "--max-samples", "4"]) == 0
-    gen_meta = json.loads((tmp_path / "g" / "metrics.json").read_text())["meta"]
+    gen_metrics = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    gen_meta = gen_metrics["meta"]
     assert 0.0 <= gen_meta["unparseable_rate"] <= 1.0 and (tmp_path / "g" / "generated.txt").exists()
+    gen_rows = [json.loads(x) for x in (tmp_path / "g" / "predictions.jsonl").read_text().splitlines()]
+    assert sum(r["pred"] == -1 for r in gen_rows) == gen_meta["n_unparseable"] == gen_metrics["n_no_prediction"]
     pred = load_predictor(out)
     assert pred.kind == "vlm" and pred.dataset_meta["channels"] == ["C3", "C4", "LOC", "EMG"]
     # the merged predictor reproduces the recipe's own test predictions

@@ -20,7 +20,8 @@ import numpy as np
 from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import bootstrap_ci, row_normalised, seed_summary, stage_metrics
 from psgvlm.plots import plot_hypnodensity, plot_hypnogram
-from psgvlm.stages import UNSCORED
+from psgvlm.predictions import answered
+from psgvlm.stages import N_STAGES, UNSCORED
 
 from ..common import Run, check_match, dataset_keys, load_run, write_results
 from ..metrics import load_sleep_staging
@@ -35,12 +36,15 @@ def score_rows(rows: list[dict], *, n_boot: int = 1000, seed: int = 0, alpha: fl
     """Pooled metrics (evaluate module), per subject, bootstrap CIs for rows of one dataset.
 
     Rows without an expert label (``label`` null) are counted in ``n_unlabelled``; unscored ones
-    (-1) in ``n_unscored``; neither enters the metrics.
+    (-1) in ``n_unscored``; scored ones without an answer (``pred`` -1, an unparseable generation) in
+    ``n_no_prediction`` (``no_prediction_rate`` of the scored); none of them enters the metrics.
     """
     labelled = [r for r in rows if r["label"] is not None]
     scored = [r for r in labelled if r["label"] != UNSCORED]
     out = {"n_rows": len(rows), "n_unlabelled": len(rows) - len(labelled),
-           "n_unscored": len(labelled) - len(scored)}
+           "n_unscored": len(labelled) - len(scored), "n_no_prediction": len(scored) - len(answered(scored)),
+           "no_prediction_rate": (len(scored) - len(answered(scored))) / len(scored) if scored else 0.0}
+    scored = answered(scored)
     if not scored:
         raise ValueError("no scored epochs (every label is null or unscored): nothing to evaluate")
     y = np.array([r["label"] for r in scored])
@@ -84,7 +88,7 @@ def run_metrics(runs: list[Run], out, *, dataset=None, split: str = "test", n_bo
                 truth = [UNSCORED if r["label"] is None else r["label"] for r in sub]
                 plot_hypnogram(truth, [r["pred"] for r in sub], start,
                                out / f"hypnogram_{tag}_{_slug(subj)}.png", title=f"{run.name}: subject {subj}")
-                plot_hypnodensity([r["probs"] for r in sub], start, out / f"hypnodensity_{tag}_{_slug(subj)}.png",
+                plot_hypnodensity([r["probs"] or [np.nan] * N_STAGES for r in sub], start, out / f"hypnodensity_{tag}_{_slug(subj)}.png",
                                   title=f"{run.name}: subject {subj}")
             for r in rows:
                 samples.append({"tag": tag, "model": run.name, "dataset": ds_name, "subject": r["subject"],

@@ -13,11 +13,13 @@ r"""``python -m evals robustness``: failing core EEG channels, the PSG-image pap
         --setting train-corrupted --train-cmd "accelerate launch recipes/llava_isruc.py --dataset {dataset} --output_dir {out}"
 
 Corruption (``psgvlm.signal.corruption.ChannelFailure``): a seeded ``--fraction`` (0.7) of the evaluated
-subjects get, on each present core EEG channel (C3, C4, F3, F4, O1, O2), white noise (matched to the
-channel's std) or zeros from a random onset on; applied to the signals before rendering (the
-render stage runs as a command with ``--transform``, the injector's spec file), so image and signal
-models see the same corruption. The manifest
-(subject, recording, channel, onset_s, kind) is saved as ``manifest.json``.
+subjects each get one random failure time (the paper's t_fail) from which every present core EEG
+channel (C3, C4, F3, F4, O1, O2) is white noise (matched to the channel's std) or zeros, the kind drawn
+once per subject (``--failure-per subject``, the default); ``--failure-per channel`` is the named
+variant where each core channel draws its own onset and kind. Applied to the signals before
+rendering (the render stage runs as a command with ``--transform``, the injector's spec file, which
+records the setting), so image and signal models see the same corruption. The manifest
+(subject, recording, channel, onset_s, kind, per) is saved as ``manifest.json``.
 
 Settings:
 
@@ -49,7 +51,7 @@ from pathlib import Path
 
 from psgvlm.metrics import SCALAR_METRICS
 from psgvlm.provenance import write_json_atomic
-from psgvlm.signal.corruption import CORE_EEG, FAILURE_KINDS, ChannelFailure
+from psgvlm.signal.corruption import CORE_EEG, FAILURE_KINDS, FAILURE_UNITS, ChannelFailure
 
 from ..common import load_predictor_for, load_run, write_results
 from ..inference import (
@@ -89,8 +91,8 @@ def _finish(out: Path, setting: str, cmp: dict, clean_rows, bad_rows, manifest, 
 
 
 def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: int = 0, fraction: float = 0.7,
-                    split: str = "test", channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000,
-                    batch_size: int = 16, num_proc: int = 1, config: dict | None = None) -> dict:
+                    split: str = "test", channels=CORE_EEG, kinds=FAILURE_KINDS, per: str = "subject",
+                    n_boot: int = 1000, batch_size: int = 16, num_proc: int = 1, config: dict | None = None) -> dict:
     """Trained clean, tested corrupted: score clean and corrupted renderings of one split."""
     out = Path(out)
     kw = trained_render_kwargs(getattr(predictor, "dataset_meta", None) or {})
@@ -99,7 +101,7 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
     split = eval_split_name(clean_dd, split)
     subjects = (clean_meta.get("split") or {}).get(split) or sorted(set(clean_dd[split]["subject"]))
     injector = ChannelFailure(seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds,
-                              manifest_dir=out / "manifest_parts")
+                              per=per, manifest_dir=out / "manifest_parts")
     bad_dd, _ = render(fmt=fmt, input=input, hypnogram=hypnogram, out=out / "dataset_corrupted",
                        num_proc=num_proc, transform=injector, **kw)
     from psgvlm.signal.corruption import collect_manifest
@@ -110,26 +112,25 @@ def run_clean_train(predictor, *, fmt: str, input, out, hypnogram=None, seed: in
     clean_rows, bad_rows = align(clean_rows, bad_rows, what="the clean rendering")
     cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
     cfg = {"setting": "clean-train", "format": fmt, "input": str(input), "split": split, "seed": seed,
-           "fraction": fraction, "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot,
+           "fraction": fraction, "channels": list(channels), "kinds": list(kinds), "per": per, "n_boot": n_boot,
            "render": kw, **(config or {})}
     return _finish(out, "clean-train", cmp, clean_rows, bad_rows, manifest, injector, cfg)
 
 
-def build_corrupted_signal_data(fmt: str, jobs: list[dict], out, injector, *, split_from) -> Path:
-    """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings."""
-    from psgvlm.baselines.signal_data import recording_to_signal, resolve_split, save_signal_dataset
-    from psgvlm.io.readers import read_recording
+def build_corrupted_signal_data(fmt: str, input, out, injector, *, split_from, hypnogram=None,
+                                reading: dict | None = None) -> Path:
+    """The signal baselines' dataset (``psgvlm.baselines.signal_data``) of corrupted recordings, split (and
+    read: reader options, subject subset, channels) like ``split_from`` or ``reading``."""
+    from psgvlm.baselines.signal_data import build_signal_dataset
 
-    recs = [recording_to_signal(injector(read_recording(fmt, **j))) for j in jobs]
-    split = resolve_split([r.subject for r in recs], split_from=split_from)
-    return save_signal_dataset(recs, out, split=split, overwrite=True,
-                               extra={"input": {"format": fmt}, "corruption": injector.config()})
+    return build_signal_dataset(fmt=fmt, input=input, out=out, split_from=split_from, hypnogram=hypnogram,
+                                transform=injector, overwrite=True, **(reading or {}))
 
 
 def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: str,
                      render_kwargs: dict | None = None, hypnogram=None, seed: int = 0, fraction: float = 0.7,
-                     channels=CORE_EEG, kinds=FAILURE_KINDS, n_boot: int = 1000, num_proc: int = 1,
-                     config: dict | None = None) -> dict:
+                     channels=CORE_EEG, kinds=FAILURE_KINDS, per: str = "subject", n_boot: int = 1000,
+                     num_proc: int = 1, config: dict | None = None) -> dict:
     """Corrupt the signals, run a recipe ``command`` on them, compare its predictions with the clean run.
 
     ``setting`` "train-corrupted": every subject is eligible (``fraction`` of all subjects corrupted,
@@ -152,14 +153,18 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
     if not (wants_images or wants_signals):
         raise ValueError("the command must name its data: {dataset} (corrupted images) and/or "
                          "{signal_data} (corrupted signals for the signal baselines)")
-    jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
     split = (clean_run.meta.get("dataset") or {}).get("split")
-    if setting == "train-corrupted":
-        subjects = sorted({read_recording(fmt, **j).subject for j in jobs})
+    listed = sorted({s for k in ("train", "validation", "test", "all") for s in (split or {}).get(k) or []})
+    if setting == "train-corrupted" and listed:  # the clean run's subjects (a subset, if it was rendered so)
+        subjects = listed
+    elif setting == "train-corrupted":
+        jobs = find_recordings(fmt, input) if Path(input).is_dir() else [{"path": input, "hypnogram": hypnogram}]
+        subjects = sorted({j.get("subject") or read_recording(fmt, **j).subject for j in jobs})
     else:
         subjects = (split or {}).get("test") or sorted({str(r["subject"]) for r in clean_run.rows})
     make = lambda manifest_dir=None: ChannelFailure(  # noqa: E731
-        seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds, manifest_dir=manifest_dir)
+        seed=seed, subjects=subjects, fraction=fraction, channels=channels, kinds=kinds, per=per,
+        manifest_dir=manifest_dir)
     injector = make(out / "manifest_parts")
     fields = {"seed": seed, "fraction": fraction, "manifest": out / "manifest.json", "run": clean_run.path}
     if wants_images:
@@ -170,19 +175,25 @@ def run_with_command(clean_run, *, setting: str, fmt: str, input, out, command: 
                num_proc=num_proc, transform=injector, **render_kwargs)
         fields["dataset"] = out / "dataset_corrupted"
     if wants_signals:
-        split_from = out / "dataset_corrupted" if wants_images else None
+        split_from, reading = out / "dataset_corrupted" if wants_images else None, {}
         if split_from is None and split:
             write_json_atomic(out / "split.json", {"split": split})
             split_from = out / "split.json"
+            # read as the clean run's signal dataset was: its reader options, channels and subjects
+            used = (clean_run.meta.get("dataset") or {}).get("input") or {}
+            reading = {k: used.get(k) for k in ("channels", "scorer", "visit", "trim_tail_epochs")}
+            if Path(input).is_dir():
+                reading["subjects"] = listed
         fields["signal_data"] = build_corrupted_signal_data(
-            fmt, jobs, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from)
+            fmt, input, out / "signal_corrupted", make() if wants_images else injector, split_from=split_from,
+            hypnogram=hypnogram, reading=reading)
     manifest = collect_manifest(out / "manifest_parts")
     write_json_atomic(out / "manifest.json", manifest)
     bad_rows = train_with_command(command, out_dir=out / "run_corrupted", **fields)
     clean_rows, bad_rows = align(clean_run.rows, bad_rows, what="the clean run's predictions")
     cmp = compare(clean_rows, bad_rows, n_boot=n_boot, seed=seed, subjects_of_interest={e["subject"] for e in manifest})
     cfg = {"setting": setting, "format": fmt, "input": str(input), "seed": seed, "fraction": fraction,
-           "channels": list(channels), "kinds": list(kinds), "n_boot": n_boot, "command": command,
+           "channels": list(channels), "kinds": list(kinds), "per": per, "n_boot": n_boot, "command": command,
            "clean_run": str(clean_run.path), **(config or {})}
     return _finish(out, setting, cmp, clean_rows, bad_rows, manifest, injector, cfg)
 
@@ -210,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="seed of the corruption and of the bootstrap")
     ap.add_argument("--fraction", type=float, default=0.7, help="share of subjects corrupted (paper: 0.7)")
     ap.add_argument("--channels", default=",".join(CORE_EEG), help="channels eligible for failure")
-    ap.add_argument("--kinds", default=",".join(FAILURE_KINDS), help="failure kinds drawn per channel")
+    ap.add_argument("--kinds", default=",".join(FAILURE_KINDS), help="failure kinds drawn from (noise, zeros)")
+    ap.add_argument("--failure-per", choices=FAILURE_UNITS, default="subject",
+                    help="subject: one failure time and kind per subject, shared by its core EEG channels (the "
+                         "paper, default); channel: each core channel draws its own onset and kind")
     ap.add_argument("--split", default="test", help="split scored in the clean-train setting")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=16)
@@ -222,23 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     channels = [c.strip() for c in args.channels.split(",") if c.strip()]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    failure = {"seed": args.seed, "fraction": args.fraction, "channels": channels, "kinds": kinds,
+               "per": args.failure_per, "n_boot": args.n_boot, "num_proc": args.num_proc,
+               "hypnogram": args.hypnogram, "config": {"run": args.run}}
     try:
         if args.setting == "clean-train" and args.predict_cmd:
             clean = load_run(args.run)
             meta = clean.meta.get("dataset") or {}
             res = run_with_command(clean, setting="clean-train", command=args.predict_cmd, fmt=args.format,
-                                   input=args.input, hypnogram=args.hypnogram, out=args.out,
-                                   render_kwargs=trained_render_kwargs(meta) if "{dataset}" in args.predict_cmd else None,
-                                   seed=args.seed, fraction=args.fraction, channels=channels, kinds=kinds,
-                                   n_boot=args.n_boot, num_proc=args.num_proc, config={"run": args.run})
+                                   input=args.input, out=args.out, **failure,
+                                   render_kwargs=trained_render_kwargs(meta) if "{dataset}" in args.predict_cmd else None)
         elif args.setting == "clean-train":
             if args.train_cmd:
                 raise ValueError("--train-cmd goes with --setting train-corrupted")
             predictor = load_predictor_for(args.run)
-            res = run_clean_train(predictor, fmt=args.format, input=args.input, hypnogram=args.hypnogram,
-                                  out=args.out, seed=args.seed, fraction=args.fraction, split=args.split,
-                                  channels=channels, kinds=kinds, n_boot=args.n_boot, batch_size=args.batch_size,
-                                  num_proc=args.num_proc, config={"run": args.run})
+            res = run_clean_train(predictor, fmt=args.format, input=args.input, out=args.out, split=args.split,
+                                  batch_size=args.batch_size, **failure)
         else:
             if not args.train_cmd or args.predict_cmd:
                 raise ValueError("--setting train-corrupted needs --train-cmd (the recipe command to re-train), "
@@ -246,10 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             clean = load_run(args.run)
             meta = clean.meta.get("dataset") or {}
             render_kwargs = trained_render_kwargs(meta) if "{dataset}" in args.train_cmd else None
-            res = run_train_corrupted(clean, fmt=args.format, input=args.input, hypnogram=args.hypnogram,
-                                      out=args.out, train_cmd=args.train_cmd, render_kwargs=render_kwargs,
-                                      seed=args.seed, fraction=args.fraction, channels=channels, kinds=kinds,
-                                      n_boot=args.n_boot, num_proc=args.num_proc, config={"run": args.run})
+            res = run_train_corrupted(clean, fmt=args.format, input=args.input, out=args.out,
+                                      train_cmd=args.train_cmd, render_kwargs=render_kwargs, **failure)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"evals robustness: {err}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ import numpy as np
 
 from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import row_normalised, stage_metrics
-from psgvlm.predictions import read_predictions
+from psgvlm.predictions import answered, read_predictions
 from psgvlm.stages import STAGES
 
 from ..common import check_match, dataset_keys, load_predictor_for, write_results
@@ -48,12 +48,18 @@ def run_zero_shot(rows: list[dict], out, *, name: str = "untuned", config: dict 
     scored = [r for r in rows if r["label"] is not None and r["label"] >= 0]
     if not scored:
         raise ValueError("no scored epochs: zero_shot needs expert labels")
+    n_no_prediction = len(scored) - len(answered(scored))  # unparseable generations: counted, not scored
+    scored = answered(scored)
+    if not scored:
+        raise ValueError(f"none of the {n_no_prediction} scored epochs has an answer (every generation unparseable)")
     y = [r["label"] for r in scored]
     p = [r["pred"] for r in scored]
     m = stage_metrics(y, p)
     m["confusion_row_normalised"] = row_normalised(m["confusion"]).round(4).tolist()
     plot_confusion(m["confusion"], out / "confusion_zero_shot.png", title=f"{name} (zero-shot)")
-    results = {"model": name, "metrics": m, "collapse": collapse(p), "n_unscored": len(rows) - len(scored)}
+    results = {"model": name, "metrics": m, "collapse": collapse(p),
+               "n_unscored": len(rows) - len(scored) - n_no_prediction, "n_no_prediction": n_no_prediction,
+               "no_prediction_rate": n_no_prediction / (len(scored) + n_no_prediction)}
     write_results(out, "zero_shot", {"name": name, **(config or {})}, results,
                   [{k: r[k] for k in ("subject", "recording", "epoch", "label", "pred", "probs")} for r in rows])
     return results

@@ -200,17 +200,42 @@ class SignalDataArguments:
     signal_data: str  # signal dataset dir; built there from --format/--input when absent
     format: str | None = None  # reader name (isruc, mass, shhs, sleepedf, ...), to build the signal dataset
     input: str | None = None  # recordings folder, to build the signal dataset
-    split_from: str | None = None  # dataset dir whose meta.json split to reuse when building
+    split_from: str | None = None  # dataset dir whose meta.json split to reuse when building (a subject split)
     split_seed: int = 0  # seed of the subject split when building without --split_from
+    subjects: list[str] | None = None  # only these subjects when building: ids or a file (default: --split_from's)
+    trim_tail_epochs: int | None = None  # ISRUC: last epochs of each night dropped (default: --split_from's, else 0)
+    scorer: int | None = None  # ISRUC scorer, 1 or 2 (default: --split_from's, else 1)
+    visit: int | None = None  # SHHS visit, 1 or 2 (default: --split_from's, else 1)
+
+
+def exit_on_split_leak(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``; a :class:`psgvlm.baselines.signal_data.SplitLeakError` (a ``--split_from``
+    that puts a subject in two splits) ends the recipe as a user error: its one line, exit status 2."""
+    import sys
+
+    from psgvlm.baselines.signal_data import SplitLeakError
+
+    try:
+        return fn(*args, **kwargs)
+    except SplitLeakError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_or_build_signal_data(args: SignalDataArguments):
     """(recordings, meta) of the signal dataset ``args.signal_data``; built first from ``args.format`` /
-    ``args.input`` (split from ``args.split_from`` or seeded by ``args.split_seed``) when absent.
+    ``args.input`` (split from ``args.split_from`` or seeded by ``args.split_seed``; reader options and
+    subjects from the arguments, else from the ``--split_from`` image dataset) when absent.
 
     A dataset of an older format version is rebuilt (with a message) when ``args.format``/``args.input``
-    are given, else refused with a ValueError saying how to rebuild it.
+    are given, else refused with a ValueError saying how to rebuild it. A split that puts a subject in two
+    splits (``--split_from`` an image dataset rendered with ``--split epoch``) ends the recipe with exit
+    status 2 and a message naming ``--split_from`` (:func:`exit_on_split_leak`).
     """
+    return exit_on_split_leak(_load_or_build, args)
+
+
+def _load_or_build(args: SignalDataArguments):
     from psgvlm.baselines.signal_data import VERSION, build_signal_dataset, load_signal_dataset
 
     path = Path(args.signal_data)
@@ -222,8 +247,16 @@ def load_or_build_signal_data(args: SignalDataArguments):
         if stale:
             print(f"{path} is a signal dataset of an older format version; rebuilding it from {args.input}")
         build_signal_dataset(fmt=args.format, input=args.input, out=path, split_from=args.split_from,
-                             split_seed=args.split_seed, overwrite=stale)
+                             split_seed=args.split_seed, overwrite=stale,
+                             subjects=_subjects_arg(args.subjects), trim_tail_epochs=args.trim_tail_epochs,
+                             scorer=args.scorer, visit=args.visit)
     return load_signal_dataset(path)
+
+
+def _subjects_arg(values):
+    from psgvlm.io.subjects import parse_subjects
+
+    return parse_subjects(values) if values else None
 
 
 # -- predict-only (``--from_run``): a trained run's model on another signal dataset ---------------------

@@ -1,16 +1,22 @@
 """Signal corruption for the robustness and channel-loss evals, applied to a Recording before rendering.
 
-Failure injection follows the PSG-image paper (section 2.3.1): a seeded random ~70% of subjects
-are affected; for each affected subject, every present core EEG channel (C3, C4, F3, F4, O1, O2)
-gets its own random onset time from which the channel is white noise (Gaussian, matched to the
-channel's standard deviation before the failure) or zeros, chosen at random per channel.
+Failure injection follows the PSG-image paper (section 2.3.1): a seeded random ``round(0.7 * n)`` of
+the subjects are affected, and each affected subject gets ONE random failure time ``t_fail`` (uniform
+over the scored span of the night, drawn as a fraction of it, so both nights of a two-night subject
+fail at the same relative time); from ``t_fail`` on, every present core EEG channel (C3, C4, F3, F4,
+O1, O2) is white noise (Gaussian, matched to the channel's standard deviation before the failure) or
+zeros. The paper says the choice between noise and zeros "was made randomly" without saying per what;
+here it is drawn once per subject with the onset (``per="subject"``, the default): the subject's
+headbox fails, all core channels alike. ``per="channel"`` is the named variant in which each core
+channel draws its own onset and kind (what this module did before; not the paper's protocol).
 
-Every random draw comes from ``np.random.default_rng([seed, crc32(subject), crc32(channel)])``, so
-a subject's failure does not depend on which other recordings were processed, in which order or
-in which worker process: the same seed gives bit-for-bit the same signals and manifest. The
-injector is a picklable callable ``transform(rec) -> Recording`` for the dataset builder and for
-the signal baselines alike. Stages hand a transform to ``psgvlm render --transform SPEC.json`` as a
-file: :func:`save_transform` writes its settings as JSON, :func:`load_transform` rebuilds it.
+Every random draw comes from ``np.random.default_rng`` seeded with ``[seed, crc32(subject), ...]`` (plus
+``crc32(channel)`` for per-channel draws and the noise), so a subject's failure does not depend on
+which other recordings were processed, in which order or in which worker process: the same seed
+gives bit-for-bit the same signals and manifest. The injector is a picklable callable
+``transform(rec) -> Recording`` for the dataset builder and for the signal baselines alike. Stages
+hand a transform to ``psgvlm render --transform SPEC.json`` as a file: :func:`save_transform` writes
+its settings as JSON (``per`` included), :func:`load_transform` rebuilds it.
 
 Channel loss: :func:`drop_channels` removes channels (by name or whole modality) from a recording;
 :func:`blank_bands` paints a channel's band of an already-rendered image with the background, so
@@ -31,6 +37,10 @@ from psgvlm.provenance import write_json_atomic
 
 CORE_EEG: tuple[str, ...] = ("C3", "C4", "F3", "F4", "O1", "O2")
 FAILURE_KINDS: tuple[str, ...] = ("noise", "zeros")
+# What one failure draw (onset and kind) covers: a whole subject (the paper's one t_fail per subject,
+# the default) or one channel (each core channel its own onset and kind: the named variant).
+FAILURE_UNITS: tuple[str, ...] = ("subject", "channel")
+_SUBJECT_DRAW = 0x0F5E7  # tags the per-subject stream (apart from selection and per-channel streams)
 
 
 def _crc(text: str) -> int:
@@ -74,6 +84,9 @@ class ChannelFailure:
         Failure kinds drawn from, uniformly: "noise" and/or "zeros".
     min_onset_frac : float
         The onset is uniform over ``[min_onset_frac, 1)`` of the scored span of the recording.
+    per : {"subject", "channel"}
+        ``"subject"`` (default, the paper): one onset and one kind per subject, shared by all its
+        core channels. ``"channel"``: each core channel draws its own onset and kind.
     manifest_dir : path, optional
         If given, each corrupted recording's manifest entries are also written to
         ``manifest_dir/<subject>__<recording>.json`` (collects manifests across worker processes).
@@ -81,12 +94,13 @@ class ChannelFailure:
     Attributes
     ----------
     manifest : list of dict
-        Entries ``{"subject", "recording", "channel", "onset_s", "kind", "std_uv"}`` of every
-        recording corrupted by this instance in this process.
+        Entries ``{"subject", "recording", "channel", "onset_s", "kind", "per", "std_uv"}`` of every
+        recording corrupted by this instance in this process (with ``per="subject"`` the entries of
+        one recording share ``onset_s`` and ``kind``).
     """
 
     def __init__(self, *, seed: int, subjects=None, fraction: float = 0.7, channels=CORE_EEG,
-                 kinds=FAILURE_KINDS, min_onset_frac: float = 0.0, manifest_dir=None):
+                 kinds=FAILURE_KINDS, min_onset_frac: float = 0.0, per: str = "subject", manifest_dir=None):
         bad = sorted(set(kinds) - set(FAILURE_KINDS))
         if bad or not kinds:
             raise ValueError(f"failure kinds {list(kinds)!r} invalid; allowed: {list(FAILURE_KINDS)}")
@@ -94,6 +108,9 @@ class ChannelFailure:
             raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
         if not 0 <= min_onset_frac < 1:
             raise ValueError(f"min_onset_frac must be in [0, 1), got {min_onset_frac!r}")
+        if per not in FAILURE_UNITS:
+            raise ValueError(f"per={per!r}: a failure is drawn per one of {list(FAILURE_UNITS)}")
+        self.per = per
         self.seed = int(seed)
         self.fraction = float(fraction)
         self.channels = tuple(channels)
@@ -111,34 +128,39 @@ class ChannelFailure:
 
     def config(self) -> dict:
         return {"seed": self.seed, "fraction": self.fraction, "channels": list(self.channels),
-                "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac,
+                "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac, "per": self.per,
                 "selected_subjects": None if self.selected is None else sorted(self.selected)}
 
     def spec(self) -> dict:
         """JSON-able settings that :func:`load_transform` turns back into an equal injector."""
         return {"kind": "channel_failure", "seed": self.seed, "subjects": self.subjects, "fraction": self.fraction,
                 "channels": list(self.channels), "kinds": list(self.kinds), "min_onset_frac": self.min_onset_frac,
-                "manifest_dir": None if self.manifest_dir is None else str(self.manifest_dir)}
+                "per": self.per, "manifest_dir": None if self.manifest_dir is None else str(self.manifest_dir)}
 
     def is_selected(self, subject: str) -> bool:
         if self.selected is not None:
             return str(subject) in self.selected
         return bool(np.random.default_rng([self.seed, _crc(subject)]).random() < self.fraction)
 
+    def _draw(self, rng) -> tuple[float, str]:
+        """(onset as a fraction of the scored span, kind) from one stream."""
+        u = self.min_onset_frac + (1 - self.min_onset_frac) * rng.random()
+        return u, self.kinds[int(rng.integers(len(self.kinds)))]
+
     def plan(self, rec: Recording) -> list[dict]:
         """The failures this injector puts on ``rec`` (empty when its subject is not selected)."""
         if not self.is_selected(rec.subject):
             return []
         span_s = rec.n_epochs * rec.epoch_s if rec.n_epochs > 0 else rec.duration_s - rec.onset_s
+        shared = self._draw(np.random.default_rng([self.seed, _crc(rec.subject), _SUBJECT_DRAW]))
         entries = []
         for name in self.channels:
             if name not in rec.ch_names:
                 continue
-            rng = np.random.default_rng([self.seed, _crc(rec.subject), _crc(name)])
-            u = self.min_onset_frac + (1 - self.min_onset_frac) * rng.random()
-            kind = self.kinds[int(rng.integers(len(self.kinds)))]
+            u, kind = shared if self.per == "subject" else self._draw(
+                np.random.default_rng([self.seed, _crc(rec.subject), _crc(name)]))
             entries.append({"subject": str(rec.subject), "recording": str(rec.recording), "channel": name,
-                            "onset_s": float(rec.onset_s + u * span_s), "kind": kind})
+                            "onset_s": float(rec.onset_s + u * span_s), "kind": kind, "per": self.per})
         return entries
 
     def __call__(self, rec: Recording) -> Recording:
@@ -247,8 +269,9 @@ def save_transform(transform, path) -> Path:
     """Write ``transform`` (a :data:`TRANSFORMS` instance) as a JSON spec file; returns ``path``.
 
     The file holds the transform's settings only (for a :class:`ChannelFailure`: seed, subject list,
-    share, channels, kinds, onset floor and manifest folder), so another process rebuilds the same
-    transform from it with :func:`load_transform` and draws the same failures.
+    share, channels, kinds, onset floor, ``per`` -- one failure per subject or per channel -- and
+    manifest folder), so another process rebuilds the same transform from it with
+    :func:`load_transform` and draws the same failures.
     """
     spec = transform.spec() if hasattr(transform, "spec") else None
     if not isinstance(spec, dict) or spec.get("kind") not in TRANSFORMS:
@@ -266,6 +289,10 @@ def load_transform(path):
     ChannelFailure or DropChannels
         A picklable ``transform(rec) -> Recording``.
 
+    A ``channel_failure`` spec without ``per`` was written before the setting existed, when every
+    core channel drew its own onset and kind: it is rebuilt with ``per="channel"``, so it draws the
+    failures it drew then.
+
     Raises
     ------
     ValueError
@@ -281,6 +308,8 @@ def load_transform(path):
     if kind not in TRANSFORMS:
         raise ValueError(f"transform spec {str(path)!r} has kind {kind!r}; allowed: {list(TRANSFORMS)}")
     params = {k: v for k, v in spec.items() if k != "kind"}
+    if kind == "channel_failure":
+        params.setdefault("per", "channel")  # written before ``per`` existed: per-channel draws
     try:
         return TRANSFORMS[kind](**params)
     except TypeError as err:

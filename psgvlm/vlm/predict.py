@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from psgvlm.image.dataset import load_dataset
     from psgvlm.predictions import make_rows, write_predictions
     from psgvlm.provenance import provenance, write_json_atomic, write_text_atomic
-    from psgvlm.vlm.scoring import unparseable_rate
+    from psgvlm.vlm.scoring import generation_probs, unparseable_rate
 
     p = argparse.ArgumentParser(prog="psgvlm predict", description=main.__doc__)
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run dir (default: the embedded default run)")
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8, help="epoch images per forward pass")
     p.add_argument("--max-samples", type=int, default=0, help="first N epochs only (0: all)")
     p.add_argument("--mode", choices=["scoring", "generate"], default="scoring",
-                   help="label scoring (hypnodensity) or free generation + parser")
+                   help="label scoring (hypnodensity) or free generation + parser (unparseable answers are "
+                        "counted and left out of the metrics)")
     args = p.parse_args(argv)
     try:
         if args.batch_size < 1:
@@ -165,12 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         for c in tqdm(chunks, desc="generate", unit="chunk"):
             t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size)
             texts, codes = texts + t, codes + k
-        # One-hot where the text parses; uniform where it does not (counted in unparseable_rate).
-        probs = np.full((len(codes), N_STAGES), 1.0 / N_STAGES)
-        for i, c in enumerate(codes):
-            if c is not None:
-                probs[i] = np.eye(N_STAGES)[c]
+        # One-hot where the text parses; no answer (pred -1, left out of the metrics) where it does not.
+        probs = generation_probs(codes)
         extra["unparseable_rate"] = unparseable_rate(texts)
+        extra["n_unparseable"] = sum(c is None for c in codes)
         write_text_atomic(Path(args.out) / "generated.txt", "".join(t.replace("\n", " ") + "\n" for t in texts))
     rows = make_rows(dataset=ds["dataset"], subjects=ds["subject"], recordings=ds["recording"],
                      epochs=ds["epoch"], starts_s=ds["start_s"], labels=list(ds["label"]), probs=probs)
@@ -180,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     pooled = metrics.get("pooled") or {}
     if pooled:
         print(f"{args.split}: kappa {pooled['kappa']:.3f} macro-F1 {pooled['macro_f1']:.3f} "
-              f"accuracy {pooled['accuracy']:.3f} ({len(rows)} epochs) -> {args.out}")
+              f"accuracy {pooled['accuracy']:.3f} ({pooled['n_epochs']} epochs with an answer of {len(rows)}) "
+              f"-> {args.out}")
     if "unparseable_rate" in extra:
-        print(f"unparseable generations: {extra['unparseable_rate']:.1%}")
+        print(f"unparseable generations: {extra['n_unparseable']} of {len(rows)} ({extra['unparseable_rate']:.1%}), "
+              "left out of the metrics")
     return 0

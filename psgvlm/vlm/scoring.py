@@ -10,7 +10,10 @@ Two forward passes per batch, whatever the answers' lengths:
 Each answer's log-likelihood is the sum over all its tokens (including ``</s>``), so answers that share
 first tokens (``N1``/``N2``/``N3`` = ``N`` + digit with the Mistral tokenizer) are told apart exactly.
 A softmax over the five sums gives the hypnodensity row. Free generation + :func:`parse_stage` is the
-alternative read-out; :func:`unparseable_rate` reports how often its text is not a stage.
+alternative read-out; :func:`unparseable_rate` reports how often its text is not a stage, and
+:func:`generation_probs` turns the parsed codes into rows: one-hot where the text names a stage, NaN
+where it does not (no answer: ``psgvlm.predictions.make_rows`` writes ``pred`` -1 for it, and the
+metrics leave it out and count it; it is never read as W, the first column).
 """
 
 from __future__ import annotations
@@ -141,9 +144,23 @@ def generate_batch(model, processor, batch: dict, *, max_new_tokens: int = 5) ->
     return tok.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
+def generation_probs(codes) -> np.ndarray:
+    """Rows ``(n, 5)`` float64 for parsed generations: one-hot at the code, all NaN where it is None.
+
+    A NaN row is an epoch without an answer; its argmax is never taken (``psgvlm.predictions.make_rows``
+    gives it ``pred`` -1 and the metrics leave it out and count it).
+    """
+    probs = np.full((len(codes), len(STAGES)), np.nan)
+    for i, code in enumerate(codes):
+        if code is not None:
+            probs[i] = np.eye(len(STAGES))[code]
+    return probs
+
+
 def generate_dataset(model, collator, rows, *, batch_size: int = 8, max_new_tokens: int = 5,
                      progress: bool = True) -> tuple[list[str], list[int | None]]:
-    """Free-generation read-out: ``(texts, codes)``; a code is None where the text is unparseable."""
+    """Free-generation read-out: ``(texts, codes)``; a code is None where the text is unparseable
+    (:func:`generation_probs` turns the codes into rows without an answer there, never W)."""
     from tqdm.auto import tqdm
 
     if collator.mode != "score":
