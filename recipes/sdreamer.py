@@ -3,7 +3,11 @@
     python recipes/sdreamer.py --config recipes/configs/sdreamer_tiny.yaml \
         --signal_data runs/isruc_signal --format isruc --input data/isruc_synth --output_dir runs/sdreamer
 
-Ablation: ``--distill_weight 0`` (no self-distillation; single-channel accuracy collapses).
+Ablations and comparators, each one run: ``--distill_weight 0`` (no self-distillation; single-channel
+accuracy collapses: the paper's Table III), ``--variant epoch`` (Epoch sDREAMER, no sequence encoder:
+Table I; ``sdreamer_paper_epoch.yaml``), ``--modalities EEG`` or ``--modalities EMG`` (a model trained on
+that channel alone, the comparator to the single-channel inference of the two-channel model: Table II;
+``sdreamer_paper_single_channel.yaml``).
 
 Predict-only (no training): the model of a trained run on the test subjects of another signal dataset,
 e.g. corrupted recordings; writes ``predictions.jsonl`` + ``metrics.json`` + ``meta.json`` (``predict_only``,
@@ -24,7 +28,7 @@ exactly, ``--report_to tensorboard`` logs to ``OUTPUT_DIR/logs``, ``--push_to_hu
 uploads the model and card. ``--help`` lists every argument.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -43,7 +47,7 @@ from psgvlm.baselines.common import (
     train_loop,
     write_run,
 )
-from psgvlm.baselines.sdreamer import SIZES, SDreamer, SDreamerConfig
+from psgvlm.baselines.sdreamer import MODALITIES, SIZES, SDreamer, SDreamerConfig
 from psgvlm.baselines.sdreamer import load as load_sdreamer
 from psgvlm.baselines.signal_data import select
 from psgvlm.predictions import make_rows, metrics_from_rows
@@ -55,6 +59,8 @@ from psgvlm.training import TrainingRun, parse_args, val_metrics
 @dataclass(kw_only=True)
 class Args(OptimizerArguments, RunArguments, SignalDataArguments):
     size: str = "tiny"  # model preset: tiny | paper
+    variant: str = "sequence"  # sequence (Sequence sDREAMER, the paper's model) | epoch (Epoch sDREAMER: no sequence encoder, Table I)
+    modalities: list[str] = field(default_factory=lambda: ["EEG", "EMG"])  # trained on: EEG EMG (the paper's model) or one of them (the single-channel-trained comparator, Table II)
     eeg_channel: str | None = None  # default: the first EEG channel of each recording
     emg_channel: str | None = None  # default: the first EMG channel
     seq_len: int = 16  # epochs per window (K)
@@ -63,6 +69,7 @@ class Args(OptimizerArguments, RunArguments, SignalDataArguments):
     t_emg: float = 3.0  # distillation temperature, EMG student
     unimodal_ce: bool = False  # also supervise the unimodal heads with labels
     epoch_mix: bool = False  # mixed pathway at epoch level too (the paper disables it for Sequence sDREAMER)
+    class_weighting: str = "inverse_sqrt_frequency"  # CE weights on the mixed (or only) pathway: none | inverse_frequency | inverse_sqrt_frequency (the paper states none; this keeps the tuned CPU default)
     per_device_train_batch_size: int = 8  # windows of seq_len epochs per batch
     from_run: str | None = None  # predict-only: a trained sDREAMER run dir (its K and inputs; no training)
 
@@ -83,10 +90,14 @@ def main(argv=None):
                                      inputs=src["config"]["inputs"], seq_len=model.config.seq_len)
         print({"predict_only": args.from_run, "test": {k: metrics["pooled"].get(k) for k in ("kappa", "accuracy")}})
         return 0
+    if not args.modalities or [m for m in args.modalities if m not in MODALITIES]:
+        raise ValueError(f"modalities {args.modalities} not allowed: one or both of {list(MODALITIES)}")
     run = TrainingRun(args, asdict(args), cpu=True)  # trackers, checkpoints, --resume_from_checkpoint
     train = select(recs, split["train"])
-    has_emg = all(r.channels_of("EMG") for r in train)
-    inputs = {"EEG": args.eeg_channel, **({"EMG": args.emg_channel} if has_emg else {})}
+    inputs = {m: {"EEG": args.eeg_channel, "EMG": args.emg_channel}[m] for m in MODALITIES if m in args.modalities}
+    if len(inputs) == 2 and not all(r.channels_of("EMG") for r in train):
+        print("some training nights have no EMG channel: training the EEG pathway alone")
+        del inputs["EMG"]
 
     def arrays(r, names=None):
         return {m: r.modality_array(m, inputs[m]) for m in (names or inputs)}
@@ -102,9 +113,9 @@ def main(argv=None):
         raise ValueError(f"size {args.size!r} not in {list(SIZES)}")
     config = SDreamerConfig(seq_len=args.seq_len, distill_weight=args.distill_weight, t_eeg=args.t_eeg,
                             t_emg=args.t_emg, unimodal_ce=args.unimodal_ce, epoch_mix=args.epoch_mix,
-                            **SIZES[args.size])
+                            variant=args.variant, **SIZES[args.size])
     model = SDreamer(config=config)
-    weights = class_weights([s for _, s in pool])
+    weights = class_weights([s for _, s in pool], args.class_weighting)
 
     # ---- train: CE on the mixed pathway + self-distillation to EEG and EMG -------------------------
     history = []
@@ -112,7 +123,7 @@ def main(argv=None):
     def step(_):
         x, y = random_windows(pool, seq_len=args.seq_len, batch_size=args.per_device_train_batch_size, rng=rng)
         out = model.forward_train(x)
-        # class weighting: reweight the mixed/only CE by the label prior (distillation unaffected)
+        # --class_weighting reweights the mixed/only CE by the label prior (distillation unaffected)
         loss, parts = model.loss(out, y, class_weight=weights)
         history.append(parts)
         return loss

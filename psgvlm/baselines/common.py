@@ -27,31 +27,50 @@ def arrays_for(rec: SignalRecording, modalities: dict[str, str | None]) -> dict[
 
 
 def random_windows(recs_arrays: list[tuple[dict, np.ndarray]], *, seq_len: int, batch_size: int,
-                   rng: np.random.Generator):
+                   rng: np.random.Generator, pad: bool = False):
     """One batch of random windows: ({name: (B, L, n_times) tensor}, labels (B, L) long).
 
     ``recs_arrays`` is a list of (arrays dict, stages) per recording; recordings are drawn in proportion
     to their number of windows. Every recording must have >= ``seq_len`` epochs.
+
+    ``pad=True`` (models that take any length, e.g. whole nights for sleep2vec): shorter recordings are
+    drawn too, as one window of their own length, and recordings are drawn in proportion to
+    ``max(n_epochs, seq_len)`` (so that every epoch is about equally likely to be seen, whether its
+    night is shorter or longer than a window). L is the longest window of the batch; shorter ones are
+    zero-padded at the end with UNSCORED labels, and a third item ``attention_mask`` (B, L) bool
+    (True = a real epoch) is returned.
     """
-    sizes = np.array([len(st) - seq_len + 1 for _, st in recs_arrays], dtype=float)
-    if (sizes < 1).any():
-        short = [len(st) for _, st in recs_arrays if len(st) < seq_len]
-        raise ValueError(f"recordings of {short} epochs are shorter than the window K={seq_len}")
+    n = np.array([len(st) for _, st in recs_arrays], dtype=float)
+    if pad:
+        sizes = np.maximum(n, seq_len)
+    else:
+        sizes = n - seq_len + 1
+        if (sizes < 1).any():
+            short = [len(st) for _, st in recs_arrays if len(st) < seq_len]
+            raise ValueError(f"recordings of {short} epochs are shorter than the window K={seq_len}")
     idx = rng.choice(len(recs_arrays), size=batch_size, p=sizes / sizes.sum())
     xs, ys = {}, []
     for i in idx:
         arrays, stages = recs_arrays[i]
-        s = int(rng.integers(0, len(stages) - seq_len + 1))
+        s = int(rng.integers(0, max(len(stages) - seq_len, 0) + 1))
         for m, a in arrays.items():
             xs.setdefault(m, []).append(a[s:s + seq_len])
-        ys.append(stages[s:s + seq_len])
-    return ({m: torch.from_numpy(np.stack(v)) for m, v in xs.items()},
-            torch.from_numpy(np.stack(ys).astype(np.int64)))
+        ys.append(np.asarray(stages[s:s + seq_len], np.int64))
+    if not pad:
+        return ({m: torch.from_numpy(np.stack(v)) for m, v in xs.items()}, torch.from_numpy(np.stack(ys)))
+    length = max(len(y) for y in ys)
+
+    def padded(a, fill):
+        return np.concatenate([a, np.full((length - len(a), *a.shape[1:]), fill, a.dtype)])
+
+    valid = np.stack([np.arange(length) < len(y) for y in ys])
+    return ({m: torch.from_numpy(np.stack([padded(a, 0) for a in v])) for m, v in xs.items()},
+            torch.from_numpy(np.stack([padded(y, UNSCORED) for y in ys])), torch.from_numpy(valid))
 
 
 @torch.no_grad()
 def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: int | None = None,
-                    batch_size: int = 16) -> np.ndarray:
+                    batch_size: int = 16, allow_short: bool = False) -> np.ndarray:
     """Hypnodensity (n_epochs, 5) of one recording from a baseline over sliding windows.
 
     Parameters
@@ -64,14 +83,19 @@ def predict_windows(fn, arrays: dict[str, np.ndarray], *, seq_len: int, stride: 
     seq_len : int
         Window length L, epochs. Windows step by ``stride`` (default seq_len // 2), the last one is
         aligned to the end; overlapping probabilities are averaged.
+    allow_short : bool
+        A recording shorter than ``seq_len`` is one window of its own length (models that take any
+        length, e.g. sleep2vec: the same as padding it and masking the padding). False: ValueError.
 
     Returns
     -------
     np.ndarray, shape (n_epochs, 5), float64; rows sum to 1.
 
-    Raises ValueError when the recording is shorter than ``seq_len``.
+    Raises ValueError when the recording is shorter than ``seq_len`` (unless ``allow_short``).
     """
     n_epochs = len(next(iter(arrays.values())))
+    if allow_short:
+        seq_len = min(seq_len, n_epochs)
     starts = sequence_starts(n_epochs, seq_len, stride or max(1, seq_len // 2))
     acc = np.zeros((n_epochs, N_STAGES))
     cnt = np.zeros(n_epochs)
@@ -145,8 +169,18 @@ def train_loop(model, step_fn, *, max_steps: int, learning_rate: float, weight_d
     return losses
 
 
-def class_weights(stages_list, *, power: float = 0.5) -> torch.Tensor:
-    """Inverse-frequency class weights (frequency ** -power, mean 1) from the training labels."""
+# --class_weighting name -> the power of the inverse class frequency in the CE weights (None: unweighted).
+CLASS_WEIGHTING = {"none": None, "inverse_frequency": 1.0, "inverse_sqrt_frequency": 0.5}
+
+
+def class_weights(stages_list, scheme: str = "inverse_sqrt_frequency") -> torch.Tensor | None:
+    """Cross-entropy class weights from the training labels: frequency ** -power (mean 1) for the
+    ``CLASS_WEIGHTING`` scheme, None for ``"none"``; ValueError naming an unknown scheme."""
+    if scheme not in CLASS_WEIGHTING:
+        raise ValueError(f"class_weighting {scheme!r} not allowed; allowed: {list(CLASS_WEIGHTING)}")
+    power = CLASS_WEIGHTING[scheme]
+    if power is None:
+        return None
     y = np.concatenate([s[s != UNSCORED] for s in stages_list])
     counts = np.bincount(y, minlength=N_STAGES).astype(float)
     w = np.where(counts > 0, (counts.clip(1) / counts.sum()) ** -power, 0.0)
@@ -300,27 +334,29 @@ def load_source_run(run_dir, kind: str) -> dict:
 
 
 def predict_test_split(out, *, kind: str, source_run, source_meta: dict, recs: list[SignalRecording],
-                       ds_meta: dict, fn, inputs: dict, seq_len: int, split: str = "test") -> dict:
+                       ds_meta: dict, fn, inputs: dict, seq_len: int, split: str = "test",
+                       allow_short: bool = False) -> dict:
     """Predict the ``split`` subjects of a signal dataset with a trained model; returns the metrics.
 
     ``fn`` is the trained model (see :func:`predict_windows`), ``inputs`` its input names ->
     channel (None: the recording's first channel of that modality, see :func:`arrays_for`). Writes
     ``predictions.jsonl`` + ``metrics.json`` and ``meta.json`` (``predict_only``, ``source_run``, the
     source run's config, this dataset's split and input) to ``out``. Recordings shorter than the
-    model's window are skipped and listed, as in training.
+    model's window are skipped and listed, as in training (``allow_short``: predicted, see
+    :func:`predict_windows`).
     """
     names = (ds_meta.get("split") or {}).get(split)
     if not names:
         raise ValueError(f"the signal dataset has no {split!r} subjects in its split "
                          f"{ {k: v for k, v in (ds_meta.get('split') or {}).items() if isinstance(v, list)} }")
     chosen = select(recs, names)
-    rs = [r for r in chosen if r.n_epochs >= seq_len]
+    rs = [r for r in chosen if allow_short or r.n_epochs >= seq_len]
     if not rs:
         raise ValueError(f"every {split} recording is shorter than the model's window K={seq_len}: "
                          f"{[r.recording for r in chosen]}")
-    probs = [predict_windows(fn, arrays_for(r, inputs), seq_len=seq_len) for r in rs]
+    probs = [predict_windows(fn, arrays_for(r, inputs), seq_len=seq_len, allow_short=allow_short) for r in rs]
     return write_run(out, kind=kind, config=source_meta.get("config") or {}, recs=rs, probs=probs,
                      dataset_meta={k: ds_meta[k] for k in ("split", "input", "rates", "corruption") if k in ds_meta},
                      extra={"predict_only": True, "source_run": str(Path(source_run).resolve()),
                             "predicted_split": split,
-                            "skipped_test_shorter_than_K": [r.recording for r in chosen if r.n_epochs < seq_len]})
+                            "skipped_test_shorter_than_K": [r.recording for r in chosen if not (allow_short or r.n_epochs >= seq_len)]})

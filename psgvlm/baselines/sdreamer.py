@@ -16,7 +16,12 @@ Mechanisms (paper section IV), each switchable:
   training signal: single-channel inference collapses, which is the paper's ablation.
 - Single-channel inference: ``forward({"EEG": x})`` or ``forward({"EMG": x})`` runs only that pathway.
 - A recording without EMG trains the EEG pathway alone with CE (``forward_train`` returns the pathways
-  the input allows; ``forward`` the mixed one, or the only one).
+  the input allows; ``forward`` the mixed one, or the only one). Trained on one modality only, this is
+  the paper's single-channel-trained comparator (Table II) to the single-channel inference of the
+  multi-channel model.
+- ``variant="epoch"``: Epoch sDREAMER (Table I), the epoch-level MoME encoder alone, no sequence
+  encoder: each epoch is classified from its own [CLS] (the mixed pathway runs at epoch level over both
+  modalities' patches), with the same heads and self-distillation; windows of any length.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from psgvlm.stages import EPOCH_S, N_STAGES, UNSCORED
 
 MODALITIES = ("EEG", "EMG")  # input names of ``forward``
 PATHWAYS = ("eeg", "emg", "mix")  # experts and heads: one per modality and the mixed one
+VARIANTS = ("sequence", "epoch")  # Sequence sDREAMER (the paper's model) | Epoch sDREAMER (no sequence encoder)
 
 
 @dataclass
@@ -50,6 +56,11 @@ class SDreamerConfig:
     t_eeg: float = 1.0  # distillation temperature, EEG student
     t_emg: float = 3.0  # distillation temperature, EMG student
     unimodal_ce: bool = False  # also supervise the unimodal heads with labels
+    variant: str = "sequence"  # sequence (epoch + sequence encoders over K epochs) | epoch (Epoch sDREAMER: no sequence encoder)
+
+    def __post_init__(self):
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant {self.variant!r} not in {VARIANTS}")
 
     @property
     def patch_len(self) -> int:
@@ -103,7 +114,7 @@ class MoMEEncoder(nn.Module):
 
 
 class SDreamer(nn.Module):
-    """Sequence sDREAMER over K consecutive epochs of EEG and/or EMG.
+    """Sequence sDREAMER over K consecutive epochs of EEG and/or EMG (Epoch sDREAMER: ``variant="epoch"``).
 
     ``forward({"EEG": (B, K, n_times), "EMG": (B, K, n_times)})`` -> logits (B, K, 5) of the mixed
     pathway; either modality may be omitted (single-channel inference through its own pathway).
@@ -117,11 +128,12 @@ class SDreamer(nn.Module):
         self.patch_embed = nn.ModuleDict({m: nn.Linear(c.patch_len, d) for m in ("eeg", "emg")})
         self.epoch_pos = nn.Parameter(0.02 * torch.randn(c.n_patches + 1, d))
         self.epoch_cls = nn.Parameter(0.02 * torch.randn(d))
-        self.seq_pos = nn.Parameter(0.02 * torch.randn(c.seq_len, d))
         self.modality_emb = nn.ParameterDict({m: nn.Parameter(0.02 * torch.randn(d)) for m in ("eeg", "emg")})
         block = dict(d_model=d, n_heads=c.n_heads, ffn_mult=c.ffn_mult, dropout=c.dropout)
         self.epoch_encoder = MoMEEncoder(n_layers=c.epoch_layers, **block)
-        self.seq_encoder = MoMEEncoder(n_layers=c.seq_layers, **block)
+        if c.variant == "sequence":  # Epoch sDREAMER has no sequence level
+            self.seq_pos = nn.Parameter(0.02 * torch.randn(c.seq_len, d))
+            self.seq_encoder = MoMEEncoder(n_layers=c.seq_layers, **block)
         self.heads = nn.ModuleDict({p: nn.Linear(d, N_STAGES) for p in PATHWAYS})
 
     def _patches(self, x, m):
@@ -147,10 +159,13 @@ class SDreamer(nn.Module):
         for m, v in x.items():
             if v.ndim != 3:
                 raise ValueError(f"{m} must be (batch, K, n_times), got shape {tuple(v.shape)}")
-            if v.shape[1] != c.seq_len:
+            if v.shape[1] != c.seq_len and c.variant == "sequence":
                 raise ValueError(f"{m} sequence has {v.shape[1]} epochs; the model needs K={c.seq_len}")
             if torch.isnan(v).any():
                 raise ValueError(f"{m} input holds {int(torch.isnan(v).sum())} NaN values")
+        shapes = {tuple(v.shape[:2]) for v in x.values()}
+        if len(shapes) > 1:
+            raise ValueError(f"EEG and EMG must have the same (batch, K); got {sorted(shapes)}")
         return {m.lower(): v for m, v in x.items()}
 
     def forward_train(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -169,14 +184,16 @@ class SDreamer(nn.Module):
         """
         c = self.config
         given = self._pathway_inputs(x)
-        b = next(iter(given.values())).shape[0]
+        b, k = next(iter(given.values())).shape[:2]
         patches = {m: self._patches(v, m) for m, v in given.items()}
         epoch_tok = {}
         for m, p in patches.items():  # epoch level: each modality through its own pathway
             epoch_tok[m] = self.epoch_encoder(torch.cat([self._cls(p.shape[0]), p], 1), m)[:, 0]
-        if c.epoch_mix and len(given) == 2:
-            both = torch.cat([self._cls(b * c.seq_len), patches["eeg"], patches["emg"]], 1)
+        if (c.epoch_mix or c.variant == "epoch") and len(given) == 2:
+            both = torch.cat([self._cls(b * k), patches["eeg"], patches["emg"]], 1)
             epoch_tok["mix"] = self.epoch_encoder(both, "mix")[:, 0]
+        if c.variant == "epoch":  # Epoch sDREAMER: each epoch from its own [CLS]
+            return {m: self.heads[m](t).reshape(b, k, N_STAGES) for m, t in epoch_tok.items()}
         out = {}
         seq = {m: t.reshape(b, c.seq_len, -1) + self.seq_pos + self.modality_emb.get(m, 0)
                for m, t in epoch_tok.items() if m in ("eeg", "emg")}

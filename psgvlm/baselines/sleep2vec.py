@@ -21,7 +21,21 @@ Mechanisms (paper section 3 and appendix A.3), each switchable for ablation:
 - Fine-tuning (``Sleep2vecStager``): masking and projection head removed; LoRA (r 8, alpha 16,
   dropout 0.05, peft) on the q/k/v projections of the frozen encoder; a 2-layer MLP head per time
   step; gated scalar fusion of modalities (softmax over learnable scalars of the modalities present),
-  so any subset of the trained modalities works at inference.
+  so any subset of the trained modalities works at inference. The paper fine-tunes one model per channel
+  set (Table 1 rows: ``CHANNEL_SETS``); ``recipes/sleep2vec_finetune.py --modalities ...`` is one such run.
+- Whole nights (appendix A.3: 1-hour segments in pre-training, whole nights in fine-tuning): positions
+  are rotary, a fixed sinusoidal function of the position with nothing learned, so
+  :meth:`Sleep2vec.extend_positions` *extends* the table to the fine-tuning length (the pre-trained
+  rows are reproduced exactly; later positions get the rotation angles the formula gives them, which
+  the fine-tune then adapts to; no interpolation). Nights shorter than the window are padded at the
+  end and masked out of attention (``attention_mask``) and of the loss, never dropped.
+- Parameter counts (Table 5: 63.5 / 133.7 / 238.2 M). Two things set them: the RoFormer feed-forward
+  width and the number of modality tokenizers (each a few million parameters at 128 Hz). The paper's
+  counts match a feed-forward width of 3072 at every size (RoFormer's default ``intermediate_size``, not
+  4 x D) with nine tokenizers (EEG, EOG, EMG, ECG at 128 Hz; airflow, ABD/Thor belt, SpO2, IBI, RESP at
+  4 Hz; ``PAPER_MODALITIES_HZ``) plus the projection head: 63.48 / 133.78 / 238.18 M.
+  The earlier 4 x D width gave 52.9 / 129.4 / 264.3 M with our six modalities; with 3072 and our six
+  (no airflow, belt or IBI streams) the sizes here count 61.34 / 129.40 / 230.76 M.
 """
 
 from __future__ import annotations
@@ -37,6 +51,20 @@ from psgvlm.baselines.signal_data import MODALITY_RATE_HZ
 from psgvlm.stages import EPOCH_S, N_STAGES
 
 LOSSES = ("dash", "infonce")
+DASH_TERMS = ("age", "sex", "site", "night")  # DASH-InfoNCE's metadata terms (Table 7 ablates them)
+# The paper's nine token streams and their rates (section 3.1), for its parameter counts; psgvlm's signal
+# datasets carry six of them (MODALITY_RATE_HZ: no airflow, belt or IBI stream of their own).
+PAPER_MODALITIES_HZ = {"EEG": 128.0, "EOG": 128.0, "EMG": 128.0, "ECG": 128.0, "AIRFLOW": 4.0, "BELT": 4.0,
+                       "SPO2": 4.0, "IBI": 4.0, "RESP": 4.0}
+# Table 1's inference channel sets as our modalities: one fine-tune per set (``--modalities``). The
+# paper's cardiorespiratory rows ("IBI & RESP", "ECG & ABD") have no exact match here (no IBI derivation,
+# one respiratory modality): "ECG+RESP" is the nearest set and is named as ours, not the paper's.
+CHANNEL_SETS = {
+    "EEG": ("EEG",),
+    "EEG+EOG+EMG": ("EEG", "EOG", "EMG"),
+    "ECG+RESP": ("ECG", "RESP"),
+    "all": ("EEG", "EOG", "EMG", "ECG", "RESP", "SPO2"),
+}
 
 
 @dataclass
@@ -45,14 +73,15 @@ class Sleep2vecConfig:
     hidden_size: int = 512  # D (paper: small 512, medium 768, large 1024)
     n_layers: int = 8  # RoFormer layers (paper: 8 / 12 / 16)
     n_heads: int = 16  # attention heads (paper: 16 at every size)
-    intermediate_mult: int = 4  # FFN width / D
-    max_epochs: int = 1200  # longest sequence of epochs + [CLS] (rotary table size)
+    intermediate_size: int = 3072  # FFN width (3072, RoFormer's default, at every paper size: see the module docstring)
+    max_epochs: int = 1200  # longest sequence of epochs, [CLS] not counted (rotary table size - 1; extend_positions)
     epoch_s: float = EPOCH_S  # token length, seconds
     dropout: float = 0.1  # tokenizer and encoder dropout
     proj_dim: int = 128  # alignment space of the contrastive head
     mask_prob: float = 0.15  # per-token masking probability in pre-training (0 disables)
     temperature: float = 0.2  # tau
     loss: str = "dash"  # "dash" or "infonce"
+    dash_terms: tuple[str, ...] = DASH_TERMS  # DASH terms kept (others neutral): age kernel, sex, site, same-night (eps + margin)
     age_bandwidth_y: float = 20.0  # Laplace kernel bandwidth, years
     sex_same: float = 1.0  # DASH factor when both sexes are known and equal
     sex_diff: float = 0.8  # ... known and different
@@ -68,6 +97,10 @@ class Sleep2vecConfig:
 
     def __post_init__(self):
         self.modalities = tuple(self.modalities)
+        self.dash_terms = tuple(self.dash_terms)
+        bad = [t for t in self.dash_terms if t not in DASH_TERMS]
+        if bad:
+            raise ValueError(f"dash_terms {bad} not allowed; allowed: {list(DASH_TERMS)}")
         if self.tokenizer_input not in ("waveform", "log_spectrum"):
             raise ValueError(f"tokenizer_input {self.tokenizer_input!r} not in ('waveform', 'log_spectrum')")
         if self.loss not in LOSSES:
@@ -87,11 +120,11 @@ class Sleep2vecConfig:
         return n if self.tokenizer_input == "waveform" else n // 2 + 1
 
 
-SIZES = {  # paper Table 5, plus a CPU-sized one
-    "tiny": dict(hidden_size=32, n_layers=2, n_heads=4),
-    "small": dict(hidden_size=512, n_layers=8, n_heads=16),
-    "medium": dict(hidden_size=768, n_layers=12, n_heads=16),
-    "large": dict(hidden_size=1024, n_layers=16, n_heads=16),
+SIZES = {  # paper Table 5 (FFN 3072 at every size: its parameter counts), plus a CPU-sized one
+    "tiny": dict(hidden_size=32, n_layers=2, n_heads=4, intermediate_size=128),
+    "small": dict(hidden_size=512, n_layers=8, n_heads=16, intermediate_size=3072),
+    "medium": dict(hidden_size=768, n_layers=12, n_heads=16, intermediate_size=3072),
+    "large": dict(hidden_size=1024, n_layers=16, n_heads=16, intermediate_size=3072),
 }
 
 
@@ -137,16 +170,18 @@ class Sleep2vec(nn.Module):
         self.encoder = RoFormerModel(RoFormerConfig(
             vocab_size=2, embedding_size=c.hidden_size, hidden_size=c.hidden_size,
             num_hidden_layers=c.n_layers, num_attention_heads=c.n_heads,
-            intermediate_size=c.intermediate_mult * c.hidden_size, max_position_embeddings=c.max_epochs + 1,
+            intermediate_size=c.intermediate_size, max_position_embeddings=c.max_epochs + 1,
             hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.dropout, type_vocab_size=1))
         d = c.hidden_size
         self.proj = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d), nn.GELU(),
                                   nn.Linear(d, c.proj_dim))
 
-    def encode(self, x, modality: str, mask=None):
+    def encode(self, x, modality: str, mask=None, attention_mask=None):
         """Hidden states (B, L, D) of the epochs (the [CLS] output dropped) of one modality.
 
-        ``x`` is (B, L, n_times); ``mask`` (B, L) bool marks tokens replaced by the mask token.
+        ``x`` is (B, L, n_times) with L <= ``config.max_epochs``; ``mask`` (B, L) bool marks tokens replaced
+        by the mask token; ``attention_mask`` (B, L), 1/True for real epochs and 0/False for padding at
+        the end (padded epochs are attended by no one; their outputs are meaningless).
         """
         if modality not in self.tokenizers:
             raise ValueError(f"modality {modality!r} not known; known: {list(self.tokenizers)}")
@@ -155,15 +190,39 @@ class Sleep2vec(nn.Module):
                              f"{self.config.n_times(modality)} ({self.config.sfreq[modality]} Hz x "
                              f"{self.config.epoch_s} s)")
         if x.shape[1] > self.config.max_epochs:
-            raise ValueError(f"sequence of {x.shape[1]} epochs exceeds max_epochs {self.config.max_epochs}")
+            raise ValueError(f"sequence of {x.shape[1]} epochs exceeds max_epochs {self.config.max_epochs} "
+                             f"(extend_positions lengthens the rotary table)")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(x.shape[:2]):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {tuple(x.shape[:2])}")
         if self.config.tokenizer_input == "log_spectrum":
             x = torch.log1p(torch.fft.rfft(x, dim=-1).abs())
         tok = self.tokenizers[modality](x)
         if mask is not None:
             tok = torch.where(mask[..., None], self.mask_tokens[modality].to(tok.dtype), tok)
         cls = self.cls.expand(tok.shape[0], 1, -1)
-        h = self.encoder(inputs_embeds=torch.cat([cls, tok], 1)).last_hidden_state
+        am = None
+        if attention_mask is not None:  # [CLS] is always attended
+            am = torch.cat([torch.ones_like(attention_mask[:, :1]), attention_mask], 1).long()
+        h = self.encoder(inputs_embeds=torch.cat([cls, tok], 1), attention_mask=am).last_hidden_state
         return h[:, 1:]
+
+    def extend_positions(self, n_epochs: int) -> None:
+        """Let the encoder read sequences of up to ``n_epochs`` epochs (whole nights when fine-tuning).
+
+        The rotary table is sinusoidal (nothing learned): it is rebuilt with more rows, the existing
+        rows unchanged, and ``config.max_epochs`` becomes ``n_epochs``. A no-op when it is long enough.
+        """
+        from transformers.models.roformer.modeling_roformer import RoFormerSinusoidalPositionalEmbedding
+
+        if n_epochs <= self.config.max_epochs:
+            return
+        old = self.encoder.encoder.embed_positions
+        new = RoFormerSinusoidalPositionalEmbedding(n_epochs + 1, old.weight.shape[1]).to(old.weight.device)
+        with torch.no_grad():
+            new.weight.copy_(new.create_weight())
+        self.encoder.encoder.embed_positions = new
+        self.encoder.config.max_position_embeddings = n_epochs + 1
+        self.config.max_epochs = n_epochs
 
     def embed(self, x: dict[str, torch.Tensor], *, generator=None) -> dict[str, torch.Tensor]:
         """Unit-norm contrastive embeddings of each modality: the pre-training output.
@@ -214,13 +273,16 @@ def dash_weights(age, sex, site, night, *, config: Sleep2vecConfig):
     age : sequence of float, years; NaN or None = unknown (age kernel 1 against anyone).
     sex, site : sequences of str or None (None = unknown: factor 1.0).
     night : sequence of subject-night ids; h_ij = (night_i == night_j) and i != j.
+
+    A term missing from ``config.dash_terms`` is neutral: no age kernel (1), sex or site factor 1, or
+    (``night``) no pseudo-negatives (h all False: no eps weight, no margin).
     """
     c = config
     a = np.array([np.nan if v is None else float(v) for v in age])
     b = len(a)
     with np.errstate(invalid="ignore"):
         kern = np.exp(-np.abs(a[:, None] - a[None, :]) / c.age_bandwidth_y)
-    kern = np.where(np.isnan(kern), 1.0, kern)
+    kern = np.where(np.isnan(kern) | ("age" not in c.dash_terms), 1.0, kern)
 
     def factor(vals, same, diff):
         known = np.array([v is not None for v in vals])
@@ -229,7 +291,9 @@ def dash_weights(age, sex, site, night, *, config: Sleep2vecConfig):
         return np.where(known[:, None] & known[None, :], f, 1.0)
 
     h = np.array([[night[i] == night[j] and i != j for j in range(b)] for i in range(b)])
-    alpha = kern * factor(list(sex), c.sex_same, c.sex_diff) * factor(list(site), c.site_same, c.site_diff)
+    h &= "night" in c.dash_terms
+    alpha = kern * (factor(list(sex), c.sex_same, c.sex_diff) if "sex" in c.dash_terms else 1.0)
+    alpha = alpha * (factor(list(site), c.site_same, c.site_diff) if "site" in c.dash_terms else 1.0)
     alpha = alpha + c.eps * h
     return alpha / alpha.sum(1, keepdims=True), h
 
@@ -311,7 +375,7 @@ class Sleep2vecStager(nn.Module):
         w = torch.softmax(self.gate[idx], 0)
         return {m: float(v.detach()) for m, v in zip(present, w)}
 
-    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: dict[str, torch.Tensor], attention_mask=None) -> torch.Tensor:
         """Logits over W, N1, N2, N3, REM per epoch.
 
         Parameters
@@ -320,6 +384,9 @@ class Sleep2vecStager(nn.Module):
             Modality (any non-empty subset of ``self.modalities``) -> (batch, n_epochs, n_times) float
             at the modality's rate, ``n_times = epoch_s * config.sfreq[modality]`` (3840 at 128 Hz,
             120 at 4 Hz); ``n_epochs <= config.max_epochs``.
+        attention_mask : torch.Tensor, shape (batch, n_epochs), optional
+            1/True for real epochs, 0/False for padding at the end of shorter nights (their logits are
+            meaningless; give them the UNSCORED label). None: every epoch is real.
 
         Returns
         -------
@@ -327,7 +394,7 @@ class Sleep2vecStager(nn.Module):
         """
         _check_input(x, self.modalities)
         present = [m for m in self.modalities if m in x]
-        hs = torch.stack([self.backbone.encode(x[m], m) for m in present])  # (M, B, L, D)
+        hs = torch.stack([self.backbone.encode(x[m], m, attention_mask=attention_mask) for m in present])  # (M, B, L, D)
         if self.fusion == "gate":
             w = torch.softmax(self.gate[[self.modalities.index(m) for m in present]], 0)
         else:
@@ -338,6 +405,7 @@ class Sleep2vecStager(nn.Module):
 def config_dict(config: Sleep2vecConfig) -> dict:
     d = asdict(config)
     d["modalities"] = list(config.modalities)
+    d["dash_terms"] = list(config.dash_terms)
     return d
 
 
@@ -348,11 +416,19 @@ def save_backbone(out_dir, model: Sleep2vec) -> None:
     save_model(out_dir, model, config_dict(model.config))
 
 
+def _backbone_config(cfg: dict) -> Sleep2vecConfig:
+    """A saved backbone config; runs saved before ``intermediate_size`` stored ``intermediate_mult`` (x D)."""
+    cfg = dict(cfg)
+    if "intermediate_mult" in cfg:
+        cfg["intermediate_size"] = cfg.pop("intermediate_mult") * cfg["hidden_size"]
+    return Sleep2vecConfig(**cfg)
+
+
 def load_backbone(run_dir) -> Sleep2vec:
     """The pre-trained backbone of a ``sleep2vec_pretrain`` run dir."""
     from psgvlm.baselines.common import load_model
 
-    return load_model(run_dir, lambda cfg: Sleep2vec(config=Sleep2vecConfig(**cfg)),
+    return load_model(run_dir, lambda cfg: Sleep2vec(config=_backbone_config(cfg)),
                       what="a sleep2vec pre-training run")
 
 
@@ -361,7 +437,7 @@ def load_stager(run_dir) -> Sleep2vecStager:
     from psgvlm.baselines.common import load_model
 
     def build(cfg):
-        return Sleep2vecStager(backbone=Sleep2vec(config=Sleep2vecConfig(**cfg["backbone"])),
+        return Sleep2vecStager(backbone=Sleep2vec(config=_backbone_config(cfg["backbone"])),
                                config=Sleep2vecStagerConfig(**cfg["stager"]))
 
     return load_model(run_dir, build, what="a sleep2vec fine-tuning run").eval()
