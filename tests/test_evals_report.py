@@ -174,7 +174,8 @@ def _layout_psg_llava_attribution(tmp_path):
                                        "timing": {"n_epochs": 4, "seconds_per_epoch_mean": 1.0,
                                                   "forward_passes_mean": 577}})
     expect = ["| PSG-LLaVA | REM | fast EOG segments | EOG 0.70 > EEG 0.20 > EMG 0.10 | LOC, s 10-20 | 4 |",
-              "| PSG-LLaVA | W | all EEG channels | – | – | 0 |"]
+              "| PSG-LLaVA | W | all EEG channels | – | – | 0 |",
+              "| PSG-LLaVA | misclassified | away from the regions experts read (Fig. 12) | – | – | 0 |"]
     return [f"PSG-LLaVA={path}"], expect
 
 

@@ -145,6 +145,23 @@ def test_real_run_executes_in_order_skips_finished_steps_and_stops_at_a_failure(
     assert len(log) == 3 and log[-1].split()[1:3] == ["exit", "3"]
 
 
+def test_recipe_flags_reach_every_command_of_their_recipe_and_commands_run_with_this_interpreter(tmp_path):
+    plan = _plan(tmp_path, recipe_flags=[("sdreamer.py", "--size tiny --max_steps 5")])
+    step = plan.recipe("sdreamer.py", "sdreamer_paper.yaml", output_dir=tmp_path / "r", signal_data=tmp_path)
+    assert step.argv[-4:] == ["--size", "tiny", "--max_steps", "5"] and step.parsed[0][1].max_steps == 5
+    template = plan.recipe_template("sdreamer.py", None, gpu=False, from_run="{run}", output_dir="{out}",
+                                    signal_data="{signal_data}")
+    assert template == "python recipes/sdreamer.py --from_run {run} --output_dir {out} --signal_data {signal_data} " \
+                       "--size tiny --max_steps 5"
+    gpu = plan.recipe_template("llava_isruc.py", "llava_isruc.yaml", gpu=True, dataset="{dataset}", output_dir="{out}")
+    assert gpu.startswith("python -m accelerate.commands.launch recipes/llava_isruc.py --config ")
+    assert _common.executable(["psgvlm", "render"]) == [sys.executable, "-m", "psgvlm.cli", "render"]
+    assert _common.executable(["accelerate", "launch", "x.py"])[:3] == [sys.executable, "-m",
+                                                                        "accelerate.commands.accelerate_cli"]
+    with pytest.raises(ValueError, match="no such recipe"):
+        _plan(tmp_path, recipe_flags=[("nope.py", "--x 1")])
+
+
 # ---- configs -----------------------------------------------------------------------------------------
 CONFIGS = REPO / "recipes" / "configs"
 # A main LLaVA run's ablations and siblings -> the settings allowed to differ from llava_isruc.yaml.

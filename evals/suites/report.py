@@ -147,10 +147,11 @@ SDREAMER_ABLATION = {
 NAP_ZERO_SHOT = {"DCSM": (0.803, 0.815), "DOD-H": (0.828, 0.834), "DOD-O": (0.790, 0.776),
                  "PHYS": (0.693, 0.732), "SEDF-SC": (0.734, 0.752), "SEDF-ST": (0.761, 0.796)}
 
-# psg-image-llava.txt, Figure 7 (correctly classified ISRUC epochs): where the attribution falls per stage.
+# psg-image-llava.txt, Figure 7 (correctly classified ISRUC epochs): where the attribution falls per stage;
+# Figure 12 (appendix J): misclassified epochs.
 PSG_LLAVA_ATTRIBUTION = {"W": "all EEG channels", "N1": "EOG and EEG together",
                          "N2": "EOG and EEG, EMG assisting", "N3": "EEG, other EEG channels assisting",
-                         "REM": "fast EOG segments"}
+                         "REM": "fast EOG segments", "misclassified": "away from the regions experts read (Fig. 12)"}
 
 
 def _paper_dataset(name: str) -> str | None:
@@ -176,11 +177,12 @@ def _mean_sd(values) -> tuple[float | None, float | None, int]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
 
-def _cell(values, scale: float = 1.0, nd: int = 4) -> str:
+def _cell(values, scale: float = 1.0, nd: int = 4, sign: str = "") -> str:
+    """Mean (± sd over several values) of ``values`` times ``scale``; ``sign="+"`` signs the mean."""
     mean, sd, n = _mean_sd(values)
     if mean is None:
         return "–"
-    return f"{mean * scale:.{nd}f}" + (f" ± {sd * scale:.{nd}f}" if n > 1 else "")
+    return f"{mean * scale:{sign}.{nd}f}" + (f" ± {sd * scale:.{nd}f}" if n > 1 else "")
 
 
 def _specificity(confusion) -> float:
@@ -341,7 +343,7 @@ def layout_psg_llava_robustness(loaded) -> tuple[list[str], dict]:
             cells = []
             for metric, _ in TABLE1_METRICS:
                 clean, bad = _mean_sd([r["clean"][metric] for r in rs])[0], _mean_sd([r["corrupted"][metric] for r in rs])[0]
-                cells.append(f"{_fmt(clean)} → {_fmt(bad)} ({_cell([r['delta'][metric]['delta'] for r in rs])})")
+                cells.append(f"{_fmt(clean)} → {_fmt(bad)} ({_cell([r['delta'][metric]['delta'] for r in rs], sign='+')})")
             lines.append(f"| {key[1]} (n={len(rs)}) | " + " | ".join(cells) + " |")
             rows.append({"setting": setting, "model": key[1], "n": len(rs), "delta": {
                 m: _mean_sd([r["delta"][m]["delta"] for r in rs])[0] for m, _ in TABLE1_METRICS}})
@@ -362,8 +364,8 @@ def layout_psg_llava_attribution(loaded) -> tuple[list[str], dict]:
     for label, path, res in loaded:
         if res["suite"] != "attribution":
             continue
-        for stage in STAGES:
-            agg = res["aggregates"].get(f"correct_{stage}", {"n": 0})
+        for stage in [*STAGES, "misclassified"]:
+            agg = res["aggregates"].get(stage if stage == "misclassified" else f"correct_{stage}", {"n": 0})
             if not agg.get("n"):
                 lines.append(f"| {label or path.name} | {stage} | {PSG_LLAVA_ATTRIBUTION[stage]} | – | – | 0 |")
                 continue
@@ -373,9 +375,9 @@ def layout_psg_llava_attribution(loaded) -> tuple[list[str], dict]:
                          + " > ".join(f"{m} {v:.2f}" for m, v in ranked)
                          + f" | {top['channel']}, s {top['window_s'][0]:g}-{top['window_s'][1]:g} | {agg['n']} |")
             rows.append({"model": label or path.name, "stage": stage, "modalities": dict(ranked), "n": agg["n"]})
-    notes = ["Paper: Figure 7 of the PSG-image paper (qualitative, correctly classified ISRUC epochs). Ours: "
-             "the mean feature-ablation map of correctly classified test epochs per stage, averaged per "
-             "modality's channel bands."]
+    notes = ["Paper: Figures 7 and 12 of the PSG-image paper (qualitative, ISRUC). Ours: the mean "
+             "feature-ablation map of the correctly classified test epochs of each stage (and of the "
+             "misclassified ones), averaged over each modality's channel bands."]
     return [*lines, "", *notes], {"rows": rows}
 
 

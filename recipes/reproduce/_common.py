@@ -16,8 +16,8 @@ recipe will see them), including recipe commands inside ``--train-cmd`` / ``--pr
   size on the meta device (counts) plus one real forward of the same configuration at reduced width
   and the full sequence length, sDREAMER and NAP one real forward at paper size on the CPU.
 
-A real run executes the commands in order from the repository root (``python`` is this interpreter,
-``psgvlm`` / ``accelerate`` the ones beside it), skips a step whose output file already exists (so a
+A real run executes the commands in order from the repository root (``python``, ``psgvlm`` and
+``accelerate`` all through this interpreter), skips a step whose output file already exists (so a
 re-run continues where it stopped; delete the output to redo a step) and appends each command with
 its exit status to ``WORK/commands.log``; it stops at the first failing command, naming it.
 """
@@ -30,7 +30,6 @@ import os
 import re
 import runpy
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -64,6 +63,7 @@ SIGNAL_CONFIGS = {"sdreamer": "sdreamer_paper.yaml", "sleep2vec_pretrain": "slee
 
 
 def slug(text: str) -> str:
+    """A folder name for a model or setting name: ``"Swin-ViT"`` -> ``"swin-vit"``."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_").lower()
 
 
@@ -80,6 +80,9 @@ def base_parser(doc: str, datasets=()) -> argparse.ArgumentParser:
     ap.add_argument("--num-proc", type=int, default=4, help="render worker processes")
     ap.add_argument("--model-dir", default=str(MODEL_DIR_7B),
                     help="dry run: the 7B config/processor folder (no weights) for parameter and token counts")
+    ap.add_argument("--recipe-flags", nargs=2, action="append", default=[], metavar=("RECIPE", "FLAGS"),
+                    help='flags added to every command of one recipe, e.g. sdreamer.py "--max_steps 20" (a quick '
+                         "smoke run); they are parsed and recorded like the config's")
     ap.add_argument("--dry-run", action="store_true",
                     help="no data, no GPU: print every command, parse every config, build every model at paper "
                          "size on the meta device and check shapes")
@@ -87,6 +90,16 @@ def base_parser(doc: str, datasets=()) -> argparse.ArgumentParser:
         ap.add_argument(f"--{dataset}", help=f"{dataset.upper()} recordings as downloaded "
                                              f"(psgvlm render --format {dataset} --input)")
     return ap
+
+
+def run_main(main) -> int:
+    """A script's exit status: ``main()``'s, or 2 with one line naming what was refused (a recipe flag or
+    config key, a missing config) instead of a traceback."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
+        return 2
 
 
 def dataset_paths(ap: argparse.ArgumentParser, args, datasets) -> dict[str, str]:
@@ -164,16 +177,15 @@ def _recipe_args_type(recipe: str):
     raise RuntimeError(f"{recipe} ran to the end without calling psgvlm.training.parse_args")
 
 
+# How a printed command's first word runs: with this interpreter, so every step sees the same psgvlm.
+LAUNCHERS = {"python": [], "psgvlm": ["-m", "psgvlm.cli"], "accelerate": ["-m", "accelerate.commands.accelerate_cli"]}
+
+
 def executable(argv: list[str]) -> list[str]:
-    """``argv`` as run: ``python`` -> this interpreter, ``psgvlm``/``accelerate`` -> the ones beside it."""
-    head = argv[0]
-    if head == "python":
-        return [sys.executable, *argv[1:]]
-    beside = Path(sys.executable).parent / head
-    found = str(beside) if beside.exists() else shutil.which(head)
-    if found is None:
-        raise FileNotFoundError(f"command {head!r} not found beside {sys.executable} or on PATH")
-    return [found, *argv[1:]]
+    """``argv`` as run: ``python``, ``psgvlm`` and ``accelerate`` through this interpreter (``LAUNCHERS``)."""
+    if argv[0] not in LAUNCHERS:
+        raise ValueError(f"command {argv[0]!r} not runnable here; commands start with one of {list(LAUNCHERS)}")
+    return [sys.executable, *LAUNCHERS[argv[0]], *argv[1:]]
 
 
 def tool_of(argv: list[str]) -> tuple[str, ...] | None:
@@ -418,6 +430,11 @@ class Plan:
         self.work = Path(args.work)  # relative paths are relative to the repository root (the commands' cwd)
         self.steps: list[Step] = []
         self.outputs: dict[str, object] = {}  # output_dir of a recipe step -> its parsed Args
+        self.recipe_flags: dict[str, list[str]] = {}  # --recipe-flags: recipe file -> flags added to its commands
+        for recipe, text in getattr(args, "recipe_flags", None) or []:
+            if not (REPO / "recipes" / recipe).is_file():
+                raise ValueError(f"--recipe-flags {recipe!r}: no such recipe under recipes/")
+            self.recipe_flags.setdefault(recipe, []).extend(shlex.split(text))
 
     # -- paths under WORK, the same in every script so that one reuses another's runs ------------
     def images(self, dataset: str, split: str, seed: int) -> Path:
@@ -454,14 +471,26 @@ class Plan:
         self.steps.append(step)
         return step
 
-    def recipe(self, recipe: str, config: str, *, gpu: bool = False, done: str = "predictions.jsonl", **kw) -> Step:
-        """``python|accelerate launch recipes/<recipe> --config recipes/configs/<config> --k v ...``."""
+    def recipe_argv(self, recipe: str, config: str | None, *, gpu: bool = False, inner: bool = False, **kw) -> list[str]:
+        """``python|accelerate launch recipes/<recipe> [--config recipes/configs/<config>] --k v ...`` plus the
+        recipe's ``--recipe-flags``. ``inner``: a command another tool runs (evals' --train-cmd), whose
+        accelerate goes through ``python -m`` so that it runs with this interpreter too."""
         launcher = ["python"]
         if gpu:
-            launcher = ["accelerate", "launch"] + (["--config_file", self.args.accelerate_config]
-                                                   if self.args.accelerate_config else [])
-        argv = [*launcher, f"recipes/{recipe}", "--config", f"recipes/configs/{config}", *flags(**kw)]
-        return self.cmd(argv, done=Path(kw["output_dir"]) / done)
+            launcher = ["python", "-m", "accelerate.commands.launch"] if inner else ["accelerate", "launch"]
+            launcher += ["--config_file", self.args.accelerate_config] if self.args.accelerate_config else []
+        return [*launcher, f"recipes/{recipe}", *(["--config", f"recipes/configs/{config}"] if config else []),
+                *flags(**kw), *self.recipe_flags.get(recipe, [])]
+
+    def recipe(self, recipe: str, config: str, *, gpu: bool = False, done: str = "predictions.jsonl", **kw) -> Step:
+        """Add a recipe command (:meth:`recipe_argv`); skipped when ``output_dir/done`` exists."""
+        return self.cmd(self.recipe_argv(recipe, config, gpu=gpu, **kw), done=Path(kw["output_dir"]) / done)
+
+    def recipe_template(self, recipe: str, config: str | None, *, gpu: bool = False, **kw) -> str:
+        """A recipe command as one string for evals' ``--train-cmd`` / ``--predict-cmd`` (placeholders such
+        as ``{dataset}`` and ``{out}`` left for evals to fill in)."""
+        return " ".join(a if re.fullmatch(r"\{\w+\}", a) else shlex.quote(a)
+                        for a in map(str, self.recipe_argv(recipe, config, gpu=gpu, inner=True, **kw)))
 
     # -- steps two scripts share -----------------------------------------------------------------
     def render(self, dataset: str, path: str, split: str, seed: int, extra=()) -> Path:
@@ -516,10 +545,10 @@ class Plan:
         return runs
 
     def metrics(self, name: str, runs: dict[Path, str]) -> Path:
-        """``python -m evals metrics`` over run dirs (-> model names); returns the results dir."""
+        """``python -m evals metrics`` over run dirs (-> model names); returns the results dir. Always run
+        (it takes seconds), so a re-run with more seeds or models scores them all."""
         out = self.results(name)
-        self.cmd(["python", "-m", "evals", "metrics", "--runs", *runs, "--names", *runs.values(), "--out", out],
-                 done=out / "results.json")
+        self.cmd(["python", "-m", "evals", "metrics", "--runs", *runs, "--names", *runs.values(), "--out", out])
         return out
 
     def evals_report(self, layout: str, results: dict[str | None, Path] | list[tuple[str | None, Path]],
@@ -569,6 +598,8 @@ class Plan:
     def _run(self) -> int:
         log = REPO / self.work / "commands.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        # `python` in the commands the evals suites run for us (--train-cmd, --predict-cmd) is this one too
+        env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         for k, step in enumerate(self.steps, 1):
             line = shlex.join(step.argv)
             if step.done is not None and (REPO / step.done).exists():
@@ -576,7 +607,7 @@ class Plan:
                 continue
             print(f"[{k}/{len(self.steps)}] {line}", flush=True)
             t0 = time.time()
-            rc = subprocess.run(executable(step.argv), cwd=REPO).returncode
+            rc = subprocess.run(executable(step.argv), cwd=REPO, env=env).returncode
             with open(log, "a", encoding="utf-8") as f:
                 f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} exit {rc} {time.time() - t0:.0f}s {line}\n")
             if rc != 0:

@@ -23,7 +23,7 @@ deep stagers) are not available, YASA stands in for them. Of the paper's targets
 import os
 import sys
 
-from _common import Plan, base_parser, slug
+from _common import Plan, base_parser, run_main, slug
 
 
 def main(argv=None):
@@ -54,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

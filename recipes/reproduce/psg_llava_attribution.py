@@ -16,7 +16,7 @@ Figure 7 beside our per-modality ranking.
 
 import sys
 
-from _common import Plan, base_parser, dataset_paths
+from _common import Plan, base_parser, dataset_paths, run_main
 
 DATASETS = ("isruc", "mass")  # Figure 7 is ISRUC, Figure 13 MASS
 
@@ -48,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -24,17 +24,12 @@ only, so the report has no paper column.
 
 import sys
 
-from _common import IMAGE_BASELINES, LLAVA_CONFIGS, SIGNAL_CONFIGS, Plan, base_parser, dataset_paths
+from _common import IMAGE_BASELINES, LLAVA_CONFIGS, SIGNAL_CONFIGS, Plan, base_parser, dataset_paths, run_main
 
 DATASETS = ("isruc", "mass")  # the paper's robustness datasets
 SETTINGS = ("clean-train", "train-corrupted")
-# Signal models: their predict-only command (clean-train) in the placeholders of evals robustness.
-PREDICT_CMD = {
-    "sDREAMER": "python recipes/sdreamer.py --from_run {run} --signal_data {signal_data} --output_dir {out}",
-    "sleep2vec": "python recipes/sleep2vec_finetune.py --from_run {run} --signal_data {signal_data} --output_dir {out}",
-}
-
-
+# The signal recipes' predict-only mode, in evals robustness' placeholders (image models need none).
+PREDICT_ONLY = {"from_run": "{run}", "signal_data": "{signal_data}", "output_dir": "{out}"}
 def main(argv=None):
     ap = base_parser(__doc__, DATASETS)
     ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS), help="robustness settings")
@@ -43,8 +38,6 @@ def main(argv=None):
     args = ap.parse_args(argv)
     paths = dataset_paths(ap, args, DATASETS)
     plan = Plan(args, "PSG-image paper, robustness")
-    gpu = "accelerate launch " + (f"--config_file {args.accelerate_config} " if args.accelerate_config else "")
-
     results = []  # (label, results dir) for the report
     for dataset, path in paths.items():
         for seed in args.seeds:
@@ -54,24 +47,25 @@ def main(argv=None):
                      "Resnet152": plan.image_baseline("Resnet152", dataset, "subject", seed)}
             signal = plan.signal_baselines(dataset, path, seed, which=("sdreamer", "sleep2vec"), split_from=images)
             clean.update({"sDREAMER": signal["sdreamer"], "sleep2vec": signal["sleep2vec"]})
-            pretrained = signal["sleep2vec_pretrain"]
-            # ---- the recipe command each model is re-trained with on corrupted data ----------------------
+            # ---- the recipe commands evals runs: predict-only (signal models, clean-train), re-training --------
+            predict_cmd = {"sDREAMER": plan.recipe_template("sdreamer.py", None, **PREDICT_ONLY),
+                           "sleep2vec": plan.recipe_template("sleep2vec_finetune.py", None, **PREDICT_ONLY)}
             train_cmd = {
-                "PSG-LLaVA": f"{gpu}recipes/llava_isruc.py --config recipes/configs/{LLAVA_CONFIGS[dataset]} "
-                             f"--dataset {{dataset}} --output_dir {{out}} --seed {seed}",
-                "Resnet152": f"{gpu}recipes/image_classifier.py --config recipes/configs/"
-                             f"{IMAGE_BASELINES['Resnet152']} --dataset {{dataset}} --output_dir {{out}} --seed {seed}",
-                "sDREAMER": f"python recipes/sdreamer.py --config recipes/configs/{SIGNAL_CONFIGS['sdreamer']} "
-                            f"--signal_data {{signal_data}} --output_dir {{out}} --seed {seed}",
-                "sleep2vec": f"python recipes/sleep2vec_finetune.py --config recipes/configs/"
-                             f"{SIGNAL_CONFIGS['sleep2vec_finetune']} --signal_data {{signal_data}} "
-                             f"--pretrained {pretrained} --output_dir {{out}} --seed {seed}",
+                "PSG-LLaVA": plan.recipe_template("llava_isruc.py", LLAVA_CONFIGS[dataset], gpu=True,
+                                                  dataset="{dataset}", output_dir="{out}", seed=seed),
+                "Resnet152": plan.recipe_template("image_classifier.py", IMAGE_BASELINES["Resnet152"], gpu=True,
+                                                  dataset="{dataset}", output_dir="{out}", seed=seed),
+                "sDREAMER": plan.recipe_template("sdreamer.py", SIGNAL_CONFIGS["sdreamer"], signal_data="{signal_data}",
+                                                 output_dir="{out}", seed=seed),
+                "sleep2vec": plan.recipe_template("sleep2vec_finetune.py", SIGNAL_CONFIGS["sleep2vec_finetune"],
+                                                  signal_data="{signal_data}", pretrained=signal["sleep2vec_pretrain"],
+                                                  output_dir="{out}", seed=seed),
             }
             # ---- python -m evals robustness per model and setting ----------------------------------------
             for model, run in clean.items():
                 for setting in args.settings:
                     out = plan.results(f"robustness_{dataset}_s{seed}_{model}_{setting}")
-                    command = PREDICT_CMD.get(model) if setting == "clean-train" else train_cmd[model]
+                    command = predict_cmd.get(model) if setting == "clean-train" else train_cmd[model]
                     option = "--predict-cmd" if setting == "clean-train" else "--train-cmd"
                     plan.cmd(["python", "-m", "evals", "robustness", "--run", run, "--format", dataset, "--input", path,
                               "--out", out, "--setting", setting, "--seed", seed, "--fraction", args.fraction,
@@ -84,4 +78,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

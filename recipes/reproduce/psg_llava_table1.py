@@ -26,7 +26,7 @@ with ``--render-flags DATASET=FLAGS``.
 import shlex
 import sys
 
-from _common import IMAGE_BASELINES, LLAVA_CONFIGS, Plan, base_parser, dataset_paths
+from _common import IMAGE_BASELINES, LLAVA_CONFIGS, Plan, base_parser, dataset_paths, run_main
 
 SPLITS = ("epoch", "subject")
 SIGNAL_NAMES = {"sdreamer": "sDREAMER", "sleep2vec": "sleep2vec", "nap": "NAP"}  # their rows in the table
@@ -71,4 +71,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

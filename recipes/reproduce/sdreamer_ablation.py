@@ -17,7 +17,7 @@ staging, so compare the direction of each ablation, not the levels.
 import os
 import sys
 
-from _common import SIGNAL_CONFIGS, Plan, base_parser
+from _common import SIGNAL_CONFIGS, Plan, base_parser, run_main
 
 # Variant (its row name) -> recipes/sdreamer.py flags over the paper config. Epoch sDREAMER: windows of
 # one epoch (K = 1), so the sequence-level encoder sees a single epoch token: no context across epochs.
@@ -50,4 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

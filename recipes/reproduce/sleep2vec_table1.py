@@ -20,7 +20,7 @@ respiratory channel).
 import os
 import sys
 
-from _common import SIGNAL_CONFIGS, Plan, base_parser
+from _common import SIGNAL_CONFIGS, Plan, base_parser, run_main
 
 # The paper's channel sets (its row labels) -> the modalities fine-tuned and tested on.
 CHANNEL_SETS = {
@@ -64,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
