@@ -10,8 +10,9 @@ The paper's image baselines, on the same images and subject splits as the VLM:
 ``--checkpoint DIR_OR_ID`` initialises from pretrained weights (5-way head replaced), otherwise the
 ``--size`` preset is trained from scratch (``classifier_tiny_cpu.yaml``). ``--trainable_layers N``
 fine-tunes partially: only the last N stages / encoder blocks, the final norm and the head train. The
-paper configs (resnet101/resnet152/convnext/vit/swin_isruc.yaml) load the hub checkpoints and use the
-paper's Table 3: batch 64, lr 1e-3, weight decay 1e-4, 30 epochs (ViT and Swin 50). The run dir holds model/ (the last weights), meta.json (kind
+paper configs (resnet_isruc.yaml: ResNet-152; resnet101_isruc.yaml; convnext, vit, swin_isruc.yaml) load
+the hub checkpoints and use the paper's Table 3: batch 64, lr 1e-3, weight decay 1e-4, 30 epochs (ViT
+and Swin 50). The run dir holds model/ (the last weights), meta.json (kind
 ``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, checkpoints/ (one per epoch: the newest
 ``save_total_limit`` and the best by validation kappa), the model card README.md, confusion.png, the test
 split's predictions.jsonl + metrics.json and predictions_<split>/ for the other splits in

@@ -100,6 +100,25 @@ def test_trainable_layers_train_only_the_last_blocks_and_the_head(arch):
         set_trainable_layers(model, arch, len(blocks) + 1)
 
 
+def test_a_pretrained_checkpoint_is_loaded_then_partially_fine_tuned(tmp_path):
+    """The paper's recipe offline: weights from a checkpoint (here a local 1000-class one), a new 5-way
+    head, the early stages frozen with the checkpoint's weights."""
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(1)
+    source = ResNetForImageClassification(ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 64, 128],
+                                                       depths=[1, 1, 1, 1], layer_type="basic", num_labels=1000))
+    source.save_pretrained(tmp_path / "ckpt")
+    model, _ = build_classifier("resnet", checkpoint=str(tmp_path / "ckpt"), trainable_layers=2)
+    ref = dict(source.named_parameters())
+    for name, p in model.named_parameters():
+        if name.startswith("classifier."):
+            assert p.shape[0] == 5 and p.requires_grad
+        else:
+            assert torch.equal(p, ref[name]), name  # loaded from the checkpoint
+            assert p.requires_grad == name.startswith(("resnet.encoder.stages.2.", "resnet.encoder.stages.3."))
+
+
 def test_unknown_architecture_and_size_are_refused():
     with pytest.raises(ValueError, match="not registered; choose from"):
         build_classifier("alexnet")
