@@ -8,7 +8,11 @@ The paper's image baselines, on the same images and subject splits as the VLM:
         --config recipes/configs/classifier_tiny_cpu.yaml --arch swin
 
 ``--checkpoint DIR_OR_ID`` initialises from pretrained weights (5-way head replaced), otherwise the
-``--size`` preset is trained from scratch. The run dir holds model/ (the last weights), meta.json (kind
+``--size`` preset is trained from scratch (``classifier_tiny_cpu.yaml``). ``--trainable_layers N``
+fine-tunes partially: only the last N stages / encoder blocks, the final norm and the head train. The
+paper configs (resnet_isruc.yaml: ResNet-152; resnet101_isruc.yaml; convnext, vit, swin_isruc.yaml) load
+the hub checkpoints and use the paper's Table 3: batch 64, lr 1e-3, weight decay 1e-4, 30 epochs (ViT
+and Swin 50). The run dir holds model/ (the last weights), meta.json (kind
 ``psgvlm-image-classifier-run``), train_log.jsonl, loss_curve.png, checkpoints/ (one per epoch: the newest
 ``save_total_limit`` and the best by validation kappa), the model card README.md, confusion.png, the test
 split's predictions.jsonl + metrics.json and predictions_<split>/ for the other splits in
@@ -40,6 +44,7 @@ class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_che
     size: str = "tiny"  # from-scratch preset (see psgvlm/vlm/classifiers.py)
     image_size: int = 0  # 0: the architecture's default input size
     train_encoder: bool = False  # clip_linear: fine-tune the encoder too (default: linear probe)
+    trainable_layers: int = -1  # partial fine-tuning: last N stages/blocks + final norm + head train (-1: all; 0: head only)
     num_train_epochs: int = 10  # passes over the training split
     per_device_train_batch_size: int = 32  # images per process and micro-batch
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
@@ -70,7 +75,8 @@ train_ds = training.seeded_subset(dsd["train"], args.max_train_samples, args.see
 
 # ----------------------------------------------------------------------------- model
 model, pre = build_classifier(args.arch, checkpoint=args.checkpoint or None, size=args.size,
-                              image_size=args.image_size or None, train_encoder=args.train_encoder)
+                              image_size=args.image_size or None, train_encoder=args.train_encoder,
+                              trainable_layers=args.trainable_layers)
 
 
 def collate(rows):
@@ -88,7 +94,8 @@ scheduler = training.warmup_cosine(optimizer, total_steps=total_steps * accelera
                                    warmup_ratio=args.warmup_ratio)
 model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
 step = run.resume()  # 0, or the checkpoint's step (weights, optimizer, RNGs and log restored)
-accelerator.print(f"{args.arch}: {sum(p.numel() for p in params):,} trainable parameters, {total_steps} steps")
+n_trainable, n_total = sum(p.numel() for p in params), sum(p.numel() for p in model.parameters())
+accelerator.print(f"{args.arch}: {n_trainable:,} of {n_total:,} parameters trainable, {total_steps} steps")
 
 
 def evaluate(ds):
@@ -132,7 +139,8 @@ accelerator.wait_for_everyone()
 if main:
     net = accelerator.unwrap_model(model)
     save_classifier_run(net, pre, out, arch=args.arch, meta_extra={
-        "config": config, "dataset_meta": dataset_meta, "optimizer_steps": step, **checkpoints})
+        "config": config, "dataset_meta": dataset_meta, "optimizer_steps": step,
+        "trainable_parameters": {"trainable": n_trainable, "total": n_total}, **checkpoints})
 
 # ----------------------------------------------------------------------------- evaluate
     for split in args.predict_splits:

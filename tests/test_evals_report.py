@@ -74,3 +74,140 @@ def test_image_suites_refuse_runs_without_image_model(tmp_path, suite, capsys):
     assert evals_main([suite, "--run", str(run), "--out", str(tmp_path / "o"), *args]) == 2
     err = capsys.readouterr().err
     assert "is a 'sleep2vec' signal model" in err and "needs an image model" in err
+
+
+# ---- paper layouts (--layout): the paper's numbers beside ours ----------------------------------------------
+def _metrics(tmp_path, name, runs, n_boot="20"):
+    """``evals metrics`` over ``runs`` = [(run dir, model name)] into tmp_path/name; returns the dir."""
+    out = tmp_path / name
+    assert evals_main(["metrics", "--runs", *(str(r) for r, _ in runs), "--names", *(n for _, n in runs),
+                       "--out", str(out), "--n-boot", n_boot, "--max-subject-plots", "0"]) == 0
+    return out
+
+
+def _noisy_run(path, *, seed, name, dataset="isruc", accuracy=0.8, n=300):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 5, n)
+    p = np.where(rng.random(n) < accuracy, y, (y + 1) % 5)
+    write_run(path, labels=y, preds=p, subjects=[f"s{i % 6}" for i in range(n)], dataset=dataset, name=name, seed=seed)
+    return path, y, p
+
+
+def _layout_psg_llava_table1(tmp_path):
+    epoch, subject, accs = [], [], []
+    for seed in (0, 1):
+        run, y, p = _noisy_run(tmp_path / f"e{seed}", seed=seed, name="PSG-LLaVA", dataset="isruc")
+        epoch.append((run, "PSG-LLaVA"))
+        accs.append(float(np.mean(y == p)))
+        subject.append((_noisy_run(tmp_path / f"s{seed}", seed=10 + seed, name="x", dataset="mass")[0], "PSG-LLaVA"))
+    subject.append((_noisy_run(tmp_path / "sd", seed=5, name="x", dataset="shhs")[0], "sDREAMER"))
+    results = [f"epoch split={_metrics(tmp_path, 'me', epoch)}", f"subject split={_metrics(tmp_path, 'ms', subject)}"]
+    mean, sd = np.mean(accs), np.std(accs, ddof=1)
+    expect = ["| Ours | PSG-LLaVA | paper | 0.8596 | 0.8301 | 0.8172 | 0.8588 | 0.8879 |",
+              f"| Ours | PSG-LLaVA | ours, epoch split (n=2) | {mean:.4f} ± {sd:.4f} |",
+              "| Image based | MaxViT | paper | 0.7875 |", "| Image based | CLIP (vision encoder) | paper | 0.7700 |",
+              "| Not in the paper | sDREAMER | ours, subject split (n=1) | – |"]
+    return results, expect
+
+
+def _layout_sleep2vec_table1(tmp_path):
+    run, y, p = _noisy_run(tmp_path / "eeg", seed=3, name="sleep2vec", dataset="shhs")
+    cm = np.zeros((5, 5))
+    np.add.at(cm, (y, p), 1)
+    spec = np.mean([(cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]) / (cm.sum() - cm[k].sum()) for k in range(5)])
+    results = [f"EEG={_metrics(tmp_path, 'eeg_m', [(run, 'sleep2vec')])}"]
+    expect = ["| EEG | paper (sleep2vec) | 87.4 | 0.82 | 77.3 | 76.2 | 96.1 | 92.4 |",
+              f"| EEG | ours (sleep2vec on shhs; n=1) | {100 * np.mean(y == p):.1f} |", f"| {100 * spec:.1f} |",
+              "| IBI & RESP | ours | – |", "| FULL CHANNELS | paper (sleep2vec) | 88.6 | 0.84 | 79.5 |"]
+    return results, expect
+
+
+def _layout_sdreamer_ablation(tmp_path):
+    runs = []
+    for seed, eeg in ((0, 0.7), (1, 0.8)):
+        run, _, _ = _noisy_run(tmp_path / f"sd{seed}", seed=seed, name="x")
+        (run / "metrics_single_channel.json").write_text(json.dumps({"eeg": {"accuracy": eeg}, "emg": {"accuracy": 0.3}}))
+        runs.append((run, "Sequence sDREAMER"))
+    results = [str(_metrics(tmp_path, "sd_m", runs))]
+    expect = ["| Sequence sDREAMER | paper (mice, 3 classes) | 91.72 | 87.64 | 88.12 | 83.78 |",
+              f"| 75.00 ± {100 * np.std([0.7, 0.8], ddof=1):.2f} | 30.00 ± 0.00 |",
+              "| Epoch sDREAMER | ours (n=0) | – | – | – | – |"]
+    return results, expect
+
+
+def _layout_nap_zero_shot(tmp_path):
+    nap, _, _ = _noisy_run(tmp_path / "nap", seed=0, name="x", dataset="sleepedf")
+    (nap / "metrics_table.json").write_text(json.dumps({"nap": {"macro_f1": 0.7}, "soft_vote": {"macro_f1": 0.6},
+                                                         "yasa@C3": {"macro_f1": 0.55}, "yasa@C4": {"macro_f1": 0.61},
+                                                         "nap_without_yasa": {"macro_f1": 0.9}}))
+    vote, _, _ = _noisy_run(tmp_path / "nap" / "soft_vote", seed=1, name="x", dataset="sleepedf")
+    results = [f"SEDF-SC={_metrics(tmp_path, 'nap_m', [(nap, 'NAP'), (vote, 'soft vote')])}"]
+    expect = ["| SEDF-SC | paper | 0.734 | – | 0.752 |", "| SEDF-SC | ours (n=1) | 0.610 |",
+              "| PHYS | paper | 0.693 | – | 0.732 |"]
+    return results, expect
+
+
+def _handmade(tmp_path, name, results):
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "results.json").write_text(json.dumps(results))
+    return tmp_path / name
+
+
+def _layout_psg_llava_robustness(tmp_path):
+    metrics = ("accuracy", "balanced_accuracy", "kappa", "weighted_f1", "macro_f1")
+    out = []
+    for seed, drop in ((0, 0.1), (1, 0.3)):
+        out.append("PSG-LLaVA on isruc=" + str(_handmade(tmp_path, f"rob{seed}", {
+            "suite": "robustness", "setting": "clean-train", "n_subjects_affected": 3, "manifest": [],
+            "corruption": {"seed": seed, "fraction": 0.7}, "clean": dict.fromkeys(metrics, 0.8),
+            "corrupted": dict.fromkeys(metrics, 0.8 - drop),
+            "delta": {k: {"delta": -drop, "ci": [-drop - 0.05, -drop + 0.05]} for k in metrics}})))
+    expect = ["| PSG-LLaVA on isruc (n=2) | 0.8000 → 0.6000 (-0.2000 ± 0.1414) |", "**train-corrupted**"]
+    return out, expect
+
+
+def _layout_psg_llava_attribution(tmp_path):
+    agg = {"correct_REM": {"n": 4, "modality_scores": {"EEG": 0.2, "EOG": 0.7, "EMG": 0.1}, "summary": "REM ...",
+                           "top": {"channel": "LOC", "modality": "EOG", "window_s": [10.0, 20.0], "score": 0.9}},
+           "correct_W": {"n": 0}}
+    path = _handmade(tmp_path, "att", {"suite": "attribution", "aggregates": agg, "summaries": ["REM ..."],
+                                       "timing": {"n_epochs": 4, "seconds_per_epoch_mean": 1.0,
+                                                  "forward_passes_mean": 577}})
+    expect = ["| PSG-LLaVA | REM | fast EOG segments | EOG 0.70 > EEG 0.20 > EMG 0.10 | LOC, s 10-20 | 4 |",
+              "| PSG-LLaVA | W | all EEG channels | – | – | 0 |",
+              "| PSG-LLaVA | misclassified | away from the regions experts read (Fig. 12) | – | – | 0 |"]
+    return [f"PSG-LLaVA={path}"], expect
+
+
+LAYOUT_CASES = {"psg_llava_table1": _layout_psg_llava_table1, "sleep2vec_table1": _layout_sleep2vec_table1,
+                "sdreamer_ablation": _layout_sdreamer_ablation, "nap_zero_shot": _layout_nap_zero_shot,
+                "psg_llava_robustness": _layout_psg_llava_robustness,
+                "psg_llava_attribution": _layout_psg_llava_attribution}
+
+
+def test_every_paper_layout_has_a_case():
+    from evals.suites.report import LAYOUTS
+
+    assert set(LAYOUT_CASES) == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUT_CASES))
+def test_paper_layout_puts_the_papers_numbers_beside_ours(layout, tmp_path):
+    results, expect = LAYOUT_CASES[layout](tmp_path)
+    assert evals_main(["report", "--layout", layout, "--results", *results, "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    section = md.split("\n## ")[1]  # the layout's table comes first
+    for text in expect:
+        assert text in section, f"{text!r} not in\n{section}"
+    summary = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert summary["layout"]["name"] == layout and summary["layout"]["rows"]
+
+
+def test_labels_qualify_models_and_unknown_layouts_are_refused(tmp_path, capsys):
+    run, _, _ = _noisy_run(tmp_path / "r", seed=0, name="m")
+    m = _metrics(tmp_path, "m", [(run, "resnet")])
+    assert evals_main(["report", "--results", f"my setting={m}", "--out", str(tmp_path / "rep")]) == 0
+    assert "| resnet [my setting] |" in (tmp_path / "rep" / "report.md").read_text()
+    with pytest.raises(SystemExit):
+        evals_main(["report", "--layout", "nope", "--results", str(m), "--out", str(tmp_path / "r2")])
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

@@ -29,6 +29,7 @@ RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.py"))
 CONFIGS = {
     "classifier_tiny_cpu.yaml": "image_classifier.py", "clip_linear_isruc.yaml": "image_classifier.py",
     "convnext_isruc.yaml": "image_classifier.py", "resnet_isruc.yaml": "image_classifier.py",
+    "resnet101_isruc.yaml": "image_classifier.py",
     "swin_isruc.yaml": "image_classifier.py", "vit_isruc.yaml": "image_classifier.py",
     "llava_isruc.yaml": "llava_isruc.py", "llava_isruc_eeg_only.yaml": "llava_isruc.py",
     "llava_isruc_qlora.yaml": "llava_isruc.py", "llava_isruc_zeroshot.yaml": "llava_isruc.py",

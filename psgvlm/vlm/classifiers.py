@@ -6,6 +6,14 @@ named size preset; ``clip_linear`` is a CLIP vision encoder + linear head (the p
 alone" ablation; encoder frozen unless ``train_encoder``). Runs are saved so ``psgvlm.vlm.predict`` and the
 evals read them: ``model/`` + ``meta.json`` (kind ``psgvlm-image-classifier-run``, preprocessing).
 
+Partial fine-tuning (the PSG-image paper's Table 3): ``trainable_layers=n`` leaves the last ``n``
+stages (ResNet, ConvNeXt, Swin) or encoder blocks (ViT, CLIP) trainable with everything after them
+(final norm, head) and freezes the rest; the paper's settings are ResNet 2 ("layers 3 & 4"), ConvNeXt
+1, Swin 1 ("last stage") and ViT 3 ("final three encoder blocks"). ``PRETRAINED`` maps the hub ids the
+paper configs name to the from-scratch preset of the same architecture, so a dry run builds them at
+full size on the meta device without downloading anything. MaxViT and Vision Mamba (also in the
+paper's Table 1) have no transformers implementation and are not provided.
+
 Preprocessing is done here with PIL + numpy (resize, scale to [0, 1], normalise) rather than an
 image processor class, so it needs no torchvision and is recorded exactly in ``meta.json``.
 """
@@ -67,7 +75,7 @@ def _resnet(**kw):
 
     presets = {"tiny": {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1],
                         "layer_type": "basic"},
-               "resnet50": {}, "resnet152": {"depths": [3, 8, 36, 3]}}
+               "resnet50": {}, "resnet101": {"depths": [3, 4, 23, 3]}, "resnet152": {"depths": [3, 8, 36, 3]}}
     return _hf_classifier(ResNetConfig, ResNetForImageClassification, presets)(**kw)
 
 
@@ -75,7 +83,8 @@ def _convnext(**kw):
     from transformers import ConvNextConfig, ConvNextForImageClassification
 
     presets = {"tiny": {"hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1]},
-               "convnext_tiny": {"hidden_sizes": [96, 192, 384, 768], "depths": [3, 3, 9, 3]}}
+               "convnext_tiny": {"hidden_sizes": [96, 192, 384, 768], "depths": [3, 3, 9, 3]},
+               "convnext_base": {"hidden_sizes": [128, 256, 512, 1024], "depths": [3, 3, 27, 3]}}
     return _hf_classifier(ConvNextConfig, ConvNextForImageClassification, presets)(**kw)
 
 
@@ -92,7 +101,8 @@ def _swin(**kw):
     from transformers import SwinConfig, SwinForImageClassification
 
     presets = {"tiny": {"embed_dim": 24, "depths": [1, 1, 1], "num_heads": [1, 2, 4], "window_size": 7},
-               "swin_tiny": {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7}}
+               "swin_tiny": {"embed_dim": 96, "depths": [2, 2, 6, 2], "num_heads": [3, 6, 12, 24], "window_size": 7},
+               "swin_base": {"embed_dim": 128, "depths": [2, 2, 18, 2], "num_heads": [4, 8, 16, 32], "window_size": 7}}
     return _hf_classifier(SwinConfig, SwinForImageClassification, presets)(**kw)
 
 
@@ -149,9 +159,68 @@ CLASSIFIERS = {
 }
 
 
+# The paper's pretrained baselines (hub ids) -> (architecture, from-scratch preset of the same shape).
+# Dry runs build the preset on the meta device instead of downloading; nothing else reads this.
+PRETRAINED = {
+    "microsoft/resnet-50": ("resnet", "resnet50"),
+    "microsoft/resnet-101": ("resnet", "resnet101"),
+    "microsoft/resnet-152": ("resnet", "resnet152"),
+    "facebook/convnext-tiny-224": ("convnext", "convnext_tiny"),
+    "facebook/convnext-base-224": ("convnext", "convnext_base"),
+    "google/vit-base-patch16-224": ("vit", "vit_base"),
+    "microsoft/swin-tiny-patch4-window7-224": ("swin", "swin_tiny"),
+    "microsoft/swin-base-patch4-window7-224": ("swin", "swin_base"),
+    "openai/clip-vit-large-patch14-336": ("clip_linear", "vit_l_14"),
+}
+
+# Literal registry: architecture -> (module path of its stages / encoder blocks, in order; module paths
+# after them that always train with the head), as transformers 5 names them. Used by set_trainable_layers.
+BLOCKS = {
+    "resnet": ("resnet.encoder.stages", ("classifier",)),
+    "convnext": ("convnext.encoder.stages", ("convnext.layernorm", "classifier")),
+    "vit": ("vit.layers", ("vit.layernorm", "classifier")),
+    "swin": ("swin.encoder.layers", ("swin.layernorm", "classifier")),
+    "clip_linear": ("encoder.encoder.layers", ("encoder.post_layernorm", "head")),
+}
+
+
+def set_trainable_layers(model, arch: str, n: int) -> dict:
+    """Partial fine-tuning: freeze ``model`` but its last ``n`` stages/blocks and the layers after them.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model built by :func:`build_classifier` for ``arch``.
+    n : int
+        Stages (ResNet, ConvNeXt, Swin) or encoder blocks (ViT, CLIP) left trainable, counted from
+        the last; the final norm and the head always train. 0: the head (and final norm) only.
+
+    Returns
+    -------
+    dict: ``trainable`` and ``total`` parameter counts, ``blocks`` (trainable of how many).
+    """
+    if arch not in BLOCKS:
+        raise ValueError(f"architecture {arch!r} not registered; choose from {sorted(BLOCKS)}")
+    path, tail = BLOCKS[arch]
+    blocks = model.get_submodule(path)
+    if not 0 <= n <= len(blocks):
+        raise ValueError(f"trainable_layers {n} not allowed for {arch}: it has {len(blocks)} "
+                         f"{path.rsplit('.', 1)[-1]}; choose 0..{len(blocks)} (or -1: train everything)")
+    model.requires_grad_(False)
+    for module in [*list(blocks)[len(blocks) - n:], *(model.get_submodule(t) for t in tail)]:
+        module.requires_grad_(True)
+    return {"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total": sum(p.numel() for p in model.parameters()), "blocks": f"{n} of {len(blocks)}"}
+
+
 def build_classifier(arch: str, *, checkpoint: str | None = None, size: str = "tiny",
-                     image_size: int | None = None, train_encoder: bool = False):
-    """``(model, Preprocess)`` for a registered architecture (a checkpoint dir/id or a size preset)."""
+                     image_size: int | None = None, train_encoder: bool = False, trainable_layers: int = -1):
+    """``(model, Preprocess)`` for a registered architecture (a checkpoint dir/id or a size preset).
+
+    ``trainable_layers`` >= 0 freezes all but the last that many stages/blocks
+    (:func:`set_trainable_layers`); -1 leaves the model as built (everything trains, except the CLIP
+    encoder without ``train_encoder``).
+    """
     if arch not in CLASSIFIERS:
         raise ValueError(f"architecture {arch!r} not registered; choose from {sorted(CLASSIFIERS)}")
     builder, pre = CLASSIFIERS[arch]
@@ -159,7 +228,10 @@ def build_classifier(arch: str, *, checkpoint: str | None = None, size: str = "t
     kwargs = {"checkpoint": checkpoint, "size": size, "image_size": pre.size}
     if arch == "clip_linear":
         kwargs["train_encoder"] = train_encoder
-    return builder(**kwargs), pre
+    model = builder(**kwargs)
+    if trainable_layers >= 0:
+        set_trainable_layers(model, arch, trainable_layers)
+    return model, pre
 
 
 def save_classifier_run(model, pre: Preprocess, run_dir, *, arch: str, meta_extra: dict) -> None:
