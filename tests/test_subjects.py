@@ -128,3 +128,10 @@ def test_render_subjects_by_id_and_file(isruc_dir, tmp_path, capsys):
                 "--subjects", "1", "isruc-sg1-8", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "['isruc-sg1-8']" in err and "Traceback" not in err and not (tmp_path / "x").exists()
+
+
+def test_a_root_named_like_isruc3_is_no_subgroup():
+    """pytest names folders isruc0, isruc1, ...: such a root is not ISRUC subgroup 3 (the ids stay plain)."""
+    from psgvlm.io.readers.isruc import _subgroup
+
+    assert _subgroup("isruc3") is None and _subgroup("ISRUC_S3") == "3" and _subgroup("ISRUC-Sleep-2") == "2"

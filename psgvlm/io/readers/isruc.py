@@ -24,8 +24,10 @@ from psgvlm.io.readers.pairing import make_recording
 from psgvlm.io.readers.signal_files import read_edf_signals
 from psgvlm.io.recording import Recording
 
-# "Subgroup_1", "subgroup1", "SubgroupIII", "ISRUC_S3", "ISRUC-Sleep-2", "sg2": the subgroup folder.
-_SUBGROUP = re.compile(r"(?:isruc[_ -]?(?:sleep[_ -]?)?(?:subgroup|sg|s)?|subgroup|sg|s)[_ -]?(1|2|3|iii|ii|i)",
+# "Subgroup_1", "subgroup1", "SubgroupIII", "ISRUC_S3", "ISRUC-Sleep-2", "sg2": the subgroup folder. A bare
+# "isruc3" is not one (a user's or a test's folder name, not the download's).
+_SUBGROUP = re.compile(r"(?:isruc[_ -]?(?:sleep[_ -]?(?:subgroup|sg|s)?|subgroup|sg|s)|subgroup|sg|s)[_ -]?"
+                       r"(1|2|3|iii|ii|i)",
                        re.IGNORECASE)
 _ROMAN = {"i": "1", "ii": "2", "iii": "3"}
 
