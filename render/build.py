@@ -295,15 +295,12 @@ def build_dataset(*, fmt: str, input, out, hypnogram=None, channels: list[str] |
         :func:`psgvlm.io.subjects.resolve_subjects`); an id not found under ``input`` is refused. The
         selection goes to ``meta.json`` (``settings.subjects``).
     """
+    params = dict(locals())  # every parameter, handed on whole: one list of them, the signature's
     bad_out = check_out_dir(out, beside=True, inside_lock=False)
     if bad_out:
         raise ValueError(bad_out)
     with out_lock(out, command="psgvlm render", inside=False):
-        return _build_dataset(fmt=fmt, input=input, out=out, hypnogram=hypnogram, channels=channels,
-                              settings=settings, sfreq=sfreq, split=split, split_seed=split_seed,
-                              num_proc=num_proc, overwrite=overwrite, transform=transform, scorer=scorer,
-                              visit=visit, trim_tail_epochs=trim_tail_epochs, require_channels=require_channels,
-                              label_channels=label_channels, subjects=subjects, progress=progress, nonfinite=nonfinite)
+        return _build_dataset(**params)
 
 
 def _build_dataset(*, fmt, input, out, hypnogram, channels, settings, sfreq, split, split_seed, num_proc,
