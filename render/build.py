@@ -145,9 +145,10 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     """Render cut epochs to dataset rows; returns ``(rows, dropped)``.
 
     Unscored epochs are dropped with reason ``unscored``; unlabelled recordings keep every epoch
-    with label None (they can be staged but not trained on). ``x`` is scaled in place.
+    with label None (they can be staged but not trained on). ``x`` is scaled in place, as
+    ``settings.scaling`` says (:func:`psgvlm.image.renderer.scale_epochs`).
     """
-    from psgvlm.signal.epochs import minmax_scale
+    from psgvlm.image.renderer import scale_epochs
 
     n_total = len(x)
     keep = np.arange(n_total) if stages is None else np.flatnonzero(stages != UNSCORED)
@@ -155,7 +156,7 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
                 "reason": "unscored"} for i in np.setdiff1d(np.arange(n_total), keep)]
     if len(keep) < n_total:
         x = x[keep]
-    x = minmax_scale(x, out=x)
+    x = scale_epochs(x, [summary["channels"][c]["modality"] for c in channels], settings, out=x)
     images = render_images(x, settings, num_proc=num_proc, progress=progress, desc=f"render {summary['recording']}")
     del x
     labels = stages[keep] if stages is not None else None
@@ -410,7 +411,7 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
 # CLI
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from psgvlm.image.renderer import RenderSettings
+    from psgvlm.image.renderer import SCALINGS, RenderSettings
     from psgvlm.io.readers import READERS
     from psgvlm.signal.corruption import load_transform
 
@@ -428,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split-seed", type=int, default=0, help="seed of the split (default %(default)s)")
     p.add_argument("--scorer", type=int, help="scorer for datasets with several (ISRUC: 1 or 2)")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
+    p.add_argument("--scaling", default="minmax", choices=SCALINGS,
+                   help="minmax: each epoch and channel stretched to its band (the paper); physical: fixed "
+                        "microvolt range per modality, clipped, amplitude kept (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--transform", metavar="SPEC.json",
@@ -436,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
         transform = load_transform(args.transform) if args.transform else None
-        settings = replace(RenderSettings(), size=args.size)
+        settings = replace(RenderSettings(), size=args.size, scaling=args.scaling)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
+from psgvlm.image.renderer import RenderSettings, scale_epochs
+from psgvlm.signal.epochs import epochs_from_recording
 from psgvlm.stages import EPOCH_S, UNSCORED
 
 
@@ -117,7 +118,7 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
     return flat
 
 
-def band_epochs(rec, mapping: list[str | None], sfreq: float):
+def band_epochs(rec, mapping: list[str | None], sfreq: float, settings=None):
     """The whole night, from signal time 0, cut into scaled epochs, one row per band of the run's image.
 
     The grid comes from the recording, never from the expert hypnogram: every whole 30-s epoch of the
@@ -130,12 +131,14 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
         The recording channel drawn in each band (None = a flat band), :func:`psgvlm.night.stage.resolve_channel_map`.
     sfreq : float
         The run's rate, Hz.
+    settings : psgvlm.image.renderer.RenderSettings, optional
+        The run's render settings; their ``scaling`` is applied (default: min-max, the paper's).
 
     Returns
     -------
     x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
-        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
-        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
+        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, scaled per epoch and channel to
+        [-1, 1] by :func:`psgvlm.image.renderer.scale_epochs`; unmapped bands are 0 (the band's mid-line).
     expert : np.ndarray, shape (n_epochs,), int8, or None
         ``UNSCORED`` where no expert label covers the epoch.
     starts_s : np.ndarray, shape (n_epochs,), float64
@@ -173,7 +176,8 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
     x = np.zeros((n_epochs, len(mapping), n_times), dtype=np.float32)  # flat bands stay 0 = mid-line
-    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = minmax_scale(x_raw)
+    x[:, [i for i, m in enumerate(mapping) if m is not None], :] = scale_epochs(
+        x_raw, [rec.channel(m).modality for m in present], settings or RenderSettings(), out=x_raw)
     expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
     notes = [str(w.message) for w in caught]
     if report is not None and report["unmatched_label_epochs"]:

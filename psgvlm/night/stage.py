@@ -338,7 +338,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     mapping = resolve_channel_map(rec, bands, modalities, channels)
     from psgvlm.night.grid import band_epochs
 
-    x, expert, starts_s, notes, checks = band_epochs(rec, mapping, sfreq)
+    x, expert, starts_s, notes, checks = band_epochs(rec, mapping, sfreq, settings)
     n_epochs = len(x)
     todo = np.flatnonzero(~checks["no_eeg"])  # epochs without EEG signal are not scored (left UNS)
     if epochs_path is not None:
