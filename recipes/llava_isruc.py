@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from psgvlm import training
 from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import stage_metrics
-from psgvlm.vlm.data import VLMCollator, get_template
+from psgvlm.vlm.data import BandDropout, BandDropoutDataset, VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
@@ -66,6 +66,8 @@ class Args:
     warmup_ratio: float = 0.1  # share of the optimizer steps spent warming up
     weight_decay: float = 0.0  # AdamW weight decay
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
+    band_dropout: float = 0.0  # share of training images with random bands drawn flat as `psgvlm stage` draws a missing channel
+    single_eeg_prob: float = 0.5  # of the images with flat bands, share that keep one EEG band alone
     max_eval_samples: int = 0  # in-training validation only; final predictions cover whole splits
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
     eval_batch_size: int = 8  # images per scoring batch
@@ -92,6 +94,8 @@ dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
                             need=("train", "validation") if args.train else ())
 template = get_template(args.prompt, channels=dataset_meta.get("channels"))
+dropout = BandDropout(dataset_meta, p=args.band_dropout, single_eeg_prob=args.single_eeg_prob) \
+    if args.train and args.band_dropout > 0 else None
 
 # ----------------------------------------------------------------------------- model
 # 4-bit weights must be placed on this process's GPU at load time.
@@ -180,7 +184,8 @@ if args.train:
         # Epoch order from its own seeded rng, so a resumed run sees the same batches.
         order = np.random.default_rng([args.seed, epoch]).permutation(len(train_ds)).tolist()
         # Its own generator: creating the iterator must not draw from the global RNG (LoRA dropout).
-        loader = accelerator.prepare(DataLoader(Subset(train_ds, order), batch_size=args.per_device_train_batch_size,
+        source = BandDropoutDataset(train_ds, dropout, seed=(args.seed, epoch)) if dropout else train_ds
+        loader = accelerator.prepare(DataLoader(Subset(source, order), batch_size=args.per_device_train_batch_size,
                                                 collate_fn=train_collator, generator=torch.Generator()))
         skip = (step - epoch * steps_per_epoch) * args.gradient_accumulation_steps
         if skip >= len(loader):
