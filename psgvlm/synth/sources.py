@@ -126,7 +126,7 @@ class NightSources:
         ctrl = {f: smooth(per_s[:, i], 15) for f, i in _F.items()}
         ctrl["hr"] = smooth(per_s[:, _F["hr"]], 45)
         # Eyes open/closed in wake: alpha when closed, blinks and saccades when open.
-        eyes_open = 1 / (1 + np.exp(-1.5 * slow_noise(rng, n_s, 6)))
+        eyes_open = 1 / (1 + np.exp(-1.5 * slow_noise(rng, n_s, 6) - self.p.get("eyes_open_bias", 0.0)))
         ctrl["alpha"] *= 0.25 + 1.1 * (1 - eyes_open)
         ctrl["blink"] *= 0.3 + 1.4 * eyes_open
         ctrl["saccade"] *= 0.2 + 1.6 * eyes_open
@@ -246,6 +246,9 @@ class NightSources:
             return self.at_rate(self.movement_s, fs) * band_noise(rng, n, fs, 0.3, 5, slope=1.0)
         if name == "pink":  # low-level 1/f floor shared by the non-EEG electrode channels
             return pink(rng, n, fs, 1.0)
+        if name == "sweat":  # sweat sway shared by the scalp leads (uV), 0.05-0.4 Hz, in spells of minutes
+            spells = np.clip(slow_noise(rng, self.n_s, 120), 0, None) * self.p.get("sweat_uv", 0.0)
+            return band_noise(rng, n, fs, 0.05, 0.4, slope=0.5) * self.at_rate(spells, fs)
         if name == "line":
             return np.sin(2 * np.pi * self.line_hz * np.arange(n) / fs).astype(np.float32)
         raise KeyError(name)
