@@ -154,9 +154,10 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     keep = np.arange(n_total) if stages is None else np.flatnonzero(stages != UNSCORED)
     dropped = [{"recording": summary["recording"], "epoch": int(i), "start_s": float(starts_s[i]),
                 "reason": "unscored"} for i in np.setdiff1d(np.arange(n_total), keep)]
+    # Scaled with every epoch present (scaling="recording" takes the night's median epoch, as stage does).
+    x = scale_epochs(x, [summary["channels"][c]["modality"] for c in channels], settings, out=x)
     if len(keep) < n_total:
         x = x[keep]
-    x = scale_epochs(x, [summary["channels"][c]["modality"] for c in channels], settings, out=x)
     images = render_images(x, settings, num_proc=num_proc, progress=progress, desc=f"render {summary['recording']}")
     del x
     labels = stages[keep] if stages is not None else None
@@ -431,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
     p.add_argument("--scaling", default="minmax", choices=SCALINGS,
                    help="minmax: each epoch and channel stretched to its band (the paper); physical: fixed "
-                        "microvolt range per modality, clipped, amplitude kept (default %(default)s)")
+                        "microvolt range per modality, clipped, amplitude kept; recording: range from the "
+                        "channel's median epoch in the night, relative amplitude kept (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--transform", metavar="SPEC.json",

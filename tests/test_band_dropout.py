@@ -73,7 +73,7 @@ def test_dropout_equals_rendering_the_bands_flat(name):
     assert not np.array_equal(blank, np.asarray(bd.apply(image, flat)))
 
 
-@pytest.mark.parametrize("scaling", ["minmax", "physical"])
+@pytest.mark.parametrize("scaling", ["minmax", "physical", "recording"])
 def test_dropout_equals_what_stage_draws_for_a_recording_without_those_channels(scaling):
     settings = RenderSettings(scaling=scaling)
     full = _recording(BANDS)

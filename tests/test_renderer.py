@@ -137,9 +137,10 @@ def test_labels_colors_and_settings_dict():
     ({"line_colors": ("black", "nope")}, r"line_colors\[1\]='nope'"),
     ({"labels": True}, r"labels=True"),
     ({"labels": ("a",), "label_margin_px": 0}, r"label_margin_px=0"),
-    ({"scaling": "zscore"}, r"scaling='zscore' not allowed; choose from \['minmax', 'physical'\]"),
+    ({"scaling": "zscore"}, r"scaling='zscore' not allowed; choose from \['minmax', 'physical', 'recording'\]"),
     ({"physical_range_uv": (("EEG", -5.0),)}, r"physical_range_uv=.*microvolts > 0"),
     ({"physical_range_uv": {"EEG": 100.0}}, r"physical_range_uv=.*tuple"),
+    ({"recording_span_sd": 0}, r"recording_span_sd=0"),
 ])
 def test_bad_settings_rejected_by_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -200,3 +201,21 @@ def test_scaling_settings_round_trip_and_old_metas_read_as_minmax():
     assert RenderSettings.from_dict(d) == s
     old = {k: v for k, v in RenderSettings().as_dict().items() if k not in ("scaling", "physical_range_uv")}
     assert RenderSettings.from_dict(old).scaling == "minmax"
+
+
+def test_recording_scaling_keeps_amplitude_relative_to_the_night():
+    t = np.arange(3000) / 100.0
+    wave = np.sin(2 * np.pi * t)
+    amps = np.array([10.0, 10.0, 10.0, 30.0, 5.0])  # a night of five epochs: three alike, one tall, one small
+    x = (amps[:, None, None] * np.stack([wave, 0.5 * wave])[None]).astype(np.float32)  # (5, 2, 3000): EEG, RESP
+    s = RenderSettings(scaling="recording")
+    y = scale_epochs(x, ["EEG", "RESP"], s)
+    sd = 10.0 / np.sqrt(2)  # the median epoch's SD
+    np.testing.assert_allclose(y[:, 0].max(-1), np.minimum(amps / (5.0 * sd), 1.0), atol=2e-3)
+    np.testing.assert_allclose(y[:, 1].max(-1), 1.0, atol=1e-3)  # not microvolts: min-max
+    # a quieter amplifier draws the same night the same way (the point of this scaling)
+    np.testing.assert_allclose(scale_epochs(0.3 * x, ["EEG", "RESP"], s), y, atol=1e-5)
+    flat = np.zeros((3, 1, 100), np.float32)
+    np.testing.assert_array_equal(scale_epochs(flat, ["EEG"], s), 0.0)
+    with pytest.raises(ValueError, match=r"every epoch of the recording.*got \(2, 3000\)"):
+        scale_epochs(x[0], ["EEG", "RESP"], s)

@@ -3,7 +3,11 @@
 Scaling (:func:`scale_epochs`, chosen by ``RenderSettings.scaling``): ``"minmax"`` is the PSG-image
 paper's per-epoch, per-channel min-max to [-1, 1]; ``"physical"`` keeps amplitude: each channel's
 epoch mean is removed and a fixed range per modality (``physical_range_uv``) maps to the band's
-edge, larger excursions clipped. Either way a flat (or missing) channel is 0, the band's mid-line.
+edge, larger excursions clipped; ``"recording"`` keeps amplitude relative to the rest of the night:
+the range is ``recording_span_sd`` times the channel's median epoch standard deviation over the
+recording, so a quiet amplifier or an old sleeper's small slow waves are drawn like anyone else's
+while N3 still stands taller than N2. Whatever the scaling, a flat (or missing) channel is 0, the
+band's mid-line.
 
 Layout (both renderers, one geometry function): each channel gets its own horizontal band, top to
 bottom in the given order, separated by ``band_gap_px``; a scaled sample ``v`` in [-1, 1] is drawn at
@@ -49,14 +53,15 @@ MODALITY_COLORS: dict[str, str] = {
     "OTHER": "#404040",
 }
 
-SCALINGS = ("minmax", "physical")
+SCALINGS = ("minmax", "physical", "recording")
 # Half the displayed span per modality under scaling="physical", microvolts (the readers' unit for
 # electrode channels). Chosen for a ~26-px band (12 bands in 336 px; ~9 px once the tiny model's
 # processor shrinks the image to 112 px): EEG 100 uV puts N3's slow waves (>= 75 uV peak to peak,
 # often 100-200) at 3/8 of the band or more while wake/REM background (10-30 uV) stays a thin trace,
 # and clips only K-complexes and artefacts; EOG 200 uV holds eye movements and blinks (50-300 uV);
 # chin EMG 50 uV shows wake tone filling the band and REM atonia as a near-flat line; ECG 1 mV an R
-# wave. Modalities without an entry (respiration, SpO2, other) are not in microvolts: min-max scaled.
+# wave. Modalities without an entry (respiration, SpO2, other) are not in microvolts: min-max scaled
+# (under "recording" too, which scales the modalities listed here).
 PHYSICAL_RANGE_UV: tuple[tuple[str, float], ...] = (("ECG", 1000.0), ("EEG", 100.0), ("EMG", 50.0), ("EOG", 200.0))
 
 
@@ -83,8 +88,9 @@ class RenderSettings:
     labels: tuple[str, ...] = ()  # optional channel labels drawn in the left margin, one per channel
     label_margin_px: int = 28  # width of the label margin, output pixels (used only with labels)
     label_font_px: int = 9  # label text height, output pixels
-    scaling: str = "minmax"  # "minmax" (per epoch and channel, the paper) or "physical" (fixed ranges below)
+    scaling: str = "minmax"  # "minmax" (per epoch and channel, the paper), "physical" or "recording" (see above)
     physical_range_uv: tuple[tuple[str, float], ...] = PHYSICAL_RANGE_UV  # (modality, half span uV); physical only
+    recording_span_sd: float = 5.0  # "recording": half span in the night's median epoch SD of the channel
 
     def __post_init__(self):
         if not isinstance(self.size, int) or isinstance(self.size, bool) or not 16 <= self.size <= 4096:
@@ -107,6 +113,9 @@ class RenderSettings:
                 and not isinstance(p[1], bool) and np.isfinite(p[1]) and p[1] > 0 for p in self.physical_range_uv):
             raise ValueError(f"physical_range_uv={self.physical_range_uv!r}: must be a tuple of (modality, microvolts "
                              f"> 0) pairs, e.g. {PHYSICAL_RANGE_UV}")
+        if not (isinstance(self.recording_span_sd, int | float) and np.isfinite(self.recording_span_sd)
+                and self.recording_span_sd > 0):
+            raise ValueError(f"recording_span_sd={self.recording_span_sd!r}: must be a positive number")
         _rgb(self.background, "background")
         _rgb(self.line_color, "line_color")
         for i, c in enumerate(self.line_colors):
@@ -159,13 +168,16 @@ def scale_epochs(x: np.ndarray, modalities, settings: RenderSettings, *, out: np
     ----------
     x : np.ndarray, shape (..., n_chans, n_times)
         Raw samples in the channels' units (microvolts for EEG/EOG/EMG/ECG), e.g. (n_epochs, n_chans,
-        n_times); not modified unless passed as ``out``.
+        n_times); not modified unless passed as ``out``. Under ``"recording"``, shape (n_epochs,
+        n_chans, n_times) holding every epoch of the recording (the scale is its median epoch).
     modalities : sequence of str, length n_chans
         Each channel's modality ("EEG", "EOG", ...); picks its range under ``"physical"``.
     settings : RenderSettings
         ``scaling="minmax"``: :func:`psgvlm.signal.epochs.minmax_scale` per epoch and channel;
         ``"physical"``: :func:`psgvlm.signal.epochs.physical_scale` with ``physical_range_uv`` of the
-        channel's modality, channels of a modality without a range min-max scaled.
+        channel's modality, channels of a modality without a range min-max scaled; ``"recording"``:
+        the same with range ``recording_span_sd`` x the median over epochs of the channel's epoch SD
+        (a channel flat throughout stays 0).
     out : np.ndarray, optional
         float32 array of ``x``'s shape to write into (``out=x`` scales in place).
 
@@ -184,12 +196,19 @@ def scale_epochs(x: np.ndarray, modalities, settings: RenderSettings, *, out: np
     ranges = dict(settings.physical_range_uv)
     fixed = [i for i, m in enumerate(modalities) if m in ranges]
     other = [i for i, m in enumerate(modalities) if m not in ranges]
+    span = np.array([ranges[modalities[i]] for i in fixed], dtype=np.float64)
+    if settings.scaling == "recording" and fixed:
+        if x.ndim != 3:
+            raise ValueError(f"scaling='recording' needs every epoch of the recording, shape (n_epochs, n_chans, "
+                             f"n_times); got {x.shape}")
+        sd = np.median(x[:, fixed, :].std(axis=-1, dtype=np.float64), axis=0)  # (n_fixed,) the night's median epoch
+        span = np.where(sd > 0, settings.recording_span_sd * sd, 1.0)  # flat throughout: 0 whatever the span
     if not other:
-        return physical_scale(x, np.array([ranges[m] for m in modalities]), out=out)
+        return physical_scale(x, span, out=out)
     result = np.empty(x.shape, np.float32) if out is None else out
     scaled_other = minmax_scale(x[..., other, :])  # fancy indexing copies: safe when out is x
     if fixed:
-        result[..., fixed, :] = physical_scale(x[..., fixed, :], np.array([ranges[modalities[i]] for i in fixed]))
+        result[..., fixed, :] = physical_scale(x[..., fixed, :], span)
     result[..., other, :] = scaled_other
     return result
 
