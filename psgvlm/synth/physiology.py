@@ -37,7 +37,7 @@ _REGION = {
     "Fp": dict(alpha=0.2, theta=0.7, delta=1.05, beta=1.0, sp_fast=0.35, sp_slow=0.8, kc=0.85, vertex=0.45, saw=0.6, eog=0.55),
     "F": dict(alpha=0.35, theta=0.9, delta=1.0, beta=0.9, sp_fast=0.55, sp_slow=1.0, kc=1.0, vertex=0.75, saw=0.85, eog=0.14),
     "T": dict(alpha=0.45, theta=0.7, delta=0.6, beta=0.9, sp_fast=0.4, sp_slow=0.4, kc=0.5, vertex=0.35, saw=0.5, eog=0.1),
-    "C": dict(alpha=0.55, theta=1.0, delta=0.8, beta=0.8, sp_fast=1.0, sp_slow=0.7, kc=0.85, vertex=1.0, saw=1.0, eog=0.04),
+    "C": dict(alpha=0.45, theta=1.0, delta=0.8, beta=0.8, sp_fast=1.0, sp_slow=0.7, kc=0.85, vertex=1.0, saw=1.0, eog=0.04),
     "P": dict(alpha=0.85, theta=0.8, delta=0.65, beta=0.7, sp_fast=0.95, sp_slow=0.45, kc=0.6, vertex=0.7, saw=0.7, eog=0.02),
     "O": dict(alpha=1.0, theta=0.6, delta=0.55, beta=0.6, sp_fast=0.45, sp_slow=0.3, kc=0.45, vertex=0.4, saw=0.5, eog=0.01),
     "A": dict(alpha=0.12, theta=0.12, delta=0.12, beta=0.3, sp_fast=0.1, sp_slow=0.1, kc=0.12, vertex=0.1, saw=0.1, eog=0.03),
@@ -112,8 +112,8 @@ def draw_subject(rng: np.random.Generator, age_range: tuple[float, float]) -> di
         "sex": str(rng.choice(["F", "M"])),
         "alpha_hz": float(np.clip(rng.normal(10.0, 0.7) - 0.01 * (age - 40), 8.3, 11.7)),
         "alpha_uv": float(17.0 * ln(0, 0.45)),
-        "theta_uv": float(8.0 * ln(0, 0.2)),
-        "delta_uv": float(36.0 * (0.8 + 0.2 * young) * ln(0, 0.15)),
+        "theta_uv": float(5.5 * ln(0, 0.2)),
+        "delta_uv": float(22.0 * (0.8 + 0.2 * young) * ln(0, 0.15)),
         "bg_uv": float(8.0 * ln(0, 0.2)),
         "beta_uv": float(2.5 * ln(0, 0.2)),
         "spindle_hz": float(np.clip(rng.normal(13.2, 0.5), 12.2, 14.5)),
@@ -156,7 +156,7 @@ def _recording_variety(rng: np.random.Generator) -> dict:
         "ecg_pick": float(np.clip(0.004 * rng.lognormal(0.7, 0.9), 0.002, 0.06)),  # ECG on the EEG (reference)
         "muscle_pick": float(rng.lognormal(0, 0.5)),  # scalp muscle on the EEG
         "sweat_uv": float(rng.uniform(5.0, 25.0)) if rng.random() < 0.3 else 0.0,  # slow sway in spells
-        "pops_per_min": float(rng.uniform(0.05, 0.6)) if rng.random() < 0.4 else 0.0,  # electrode pops per lead
+        "pops_per_min": float(rng.uniform(0.02, 0.2)) if rng.random() < 0.4 else 0.0,  # electrode pops per lead
         "eyes_open_bias": float(rng.uniform(-1.0, 1.5)),  # > 0: wake spent more with eyes open (less alpha)
     }
 
