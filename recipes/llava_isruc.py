@@ -7,9 +7,10 @@ GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe
     accelerate launch --config_file recipes/accelerate/deepspeed_zero3.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_shhs.yaml
 
-CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, minutes on 2 cores):
+CPU, tiny model on synthetic ISRUC-format data (the quickstart's recipe, minutes on 2 cores; the embedded
+default adds band dropout, six bands and physical scaling: recipes/configs/llava_tiny_default.yaml):
 
-    psgvlm synth --format isruc --out data/synth_isruc --subjects 8 --minutes 30 --seed 0
+    psgvlm synth --format isruc --out data/synth_isruc --subjects 12 --minutes 30 --seed 0
     psgvlm render --format isruc --input data/synth_isruc --out data/synth_isruc_img
     psgvlm tiny-model --out runs/tiny-llava --image-size 112
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
