@@ -270,26 +270,11 @@ def minmax_scale(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     lo = x.min(axis=-1, keepdims=True)
     hi = x.max(axis=-1, keepdims=True)
     # NaN propagates to min/max and inf shows in them, so checking the extremes checks every sample.
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad[..., 0])[0])
-        raise ValueError(
-            f"minmax_scale: non-finite samples (NaN/inf) in row {where} of an array of shape {x.shape} "
-            f"(leading axes are (epoch, channel)); {int(bad.sum())} rows affected"
-        )
+    _check_rows("minmax_scale", x, np.isfinite(lo) & np.isfinite(hi), out)
     lo = lo.astype(np.float64)
     span = hi.astype(np.float64) - lo
     gain = np.divide(2.0, span, out=np.zeros_like(span), where=span > 0)
-    mid = lo + span / 2.0
-    if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape):
-        raise ValueError(
-            f"out must be a float32 array of shape {x.shape}; got "
-            f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
-        )
-    out = np.subtract(x, mid.astype(np.float32), out=out, dtype=np.float32)
-    out *= gain.astype(np.float32)
-    np.clip(out, -1.0, 1.0, out=out)
-    return out
+    return _centre_and_clip(x, lo + span / 2.0, gain, out)
 
 
 def physical_scale(x: np.ndarray, range_uv, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -330,11 +315,17 @@ def physical_scale(x: np.ndarray, range_uv, *, out: np.ndarray | None = None) ->
     except ValueError:
         raise ValueError(f"range_uv of shape {r.shape} does not broadcast to the rows {x.shape[:-1]}") from None
     mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)
-    bad = ~np.isfinite(mean)
+    _check_rows("physical_scale", x, np.isfinite(mean), out)
+    return _centre_and_clip(x, mean, gain, out)
+
+
+def _check_rows(name: str, x: np.ndarray, finite: np.ndarray, out) -> None:
+    """Raise naming the first row (epoch, channel) whose statistic is not finite, or a wrong ``out``."""
+    bad = ~finite
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad[..., 0])[0])
         raise ValueError(
-            f"physical_scale: non-finite samples (NaN/inf) in row {where} of an array of shape {x.shape} "
+            f"{name}: non-finite samples (NaN/inf) in row {where} of an array of shape {x.shape} "
             f"(leading axes are (epoch, channel)); {int(bad.sum())} rows affected"
         )
     if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape):
@@ -342,7 +333,11 @@ def physical_scale(x: np.ndarray, range_uv, *, out: np.ndarray | None = None) ->
             f"out must be a float32 array of shape {x.shape}; got "
             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
         )
-    out = np.subtract(x, mean.astype(np.float32), out=out, dtype=np.float32)
+
+
+def _centre_and_clip(x: np.ndarray, centre: np.ndarray, gain: np.ndarray, out) -> np.ndarray:
+    """``clip((x - centre) * gain, -1, 1)`` in float32, into ``out`` when given (per-row centre and gain)."""
+    out = np.subtract(x, centre.astype(np.float32), out=out, dtype=np.float32)
     out *= gain.astype(np.float32)
     np.clip(out, -1.0, 1.0, out=out)
     return out
