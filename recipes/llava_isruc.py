@@ -7,9 +7,10 @@ GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe
     accelerate launch --config_file recipes/accelerate/deepspeed_zero3.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_shhs.yaml
 
-CPU, tiny model on synthetic ISRUC-format data (the embedded default's recipe, minutes on 2 cores):
+CPU, tiny model on synthetic ISRUC-format data (the quickstart's recipe, minutes on 2 cores; the embedded
+default adds band dropout, six bands and physical scaling: recipes/configs/llava_tiny_default.yaml):
 
-    psgvlm synth --format isruc --out data/synth_isruc --subjects 8 --minutes 30 --seed 0
+    psgvlm synth --format isruc --out data/synth_isruc --subjects 12 --minutes 30 --seed 0
     psgvlm render --format isruc --input data/synth_isruc --out data/synth_isruc_img
     psgvlm tiny-model --out runs/tiny-llava --image-size 112
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
@@ -41,7 +42,7 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from psgvlm import training
 from psgvlm.image.dataset import load_dataset
 from psgvlm.training import TrackingArguments
-from psgvlm.vlm.data import VLMCollator, get_template
+from psgvlm.vlm.data import BandDropout, BandDropoutDataset, VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
@@ -68,6 +69,8 @@ class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_che
     weight_decay: float = 0.0  # AdamW weight decay
     max_grad_norm: float = 0.0  # clip gradients to this total norm (0: no clipping; the norm is logged either way)
     max_train_samples: int = 0  # 0: all; else a seeded subset (CPU runs)
+    band_dropout: float = 0.0  # share of training images with random bands drawn flat as `psgvlm stage` draws a missing channel
+    single_eeg_prob: float = 0.5  # of the images with flat bands, share that keep one EEG band alone
     max_eval_samples: int = 0  # in-training validation only; final predictions cover whole splits
     predict_splits: list[str] = field(default_factory=lambda: ["validation", "test"])  # + train for NAP
     eval_batch_size: int = 8  # images per scoring batch
@@ -93,6 +96,8 @@ dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
                             need=("train", "validation") if args.train else ())
 template = get_template(args.prompt, channels=dataset_meta.get("channels"))
+dropout = BandDropout(dataset_meta, p=args.band_dropout, single_eeg_prob=args.single_eeg_prob) \
+    if args.train and args.band_dropout > 0 else None
 
 # ----------------------------------------------------------------------------- model
 # 4-bit weights must be placed on this process's GPU at load time.
@@ -162,8 +167,10 @@ if args.train:
     model.train()
     running, n_micro, done, grad_norm = 0.0, 0, False, None
     for epoch in range(math.ceil(args.num_train_epochs)):
-        # Seeded epoch order, the batches a resumed run has done skipped (None: it is past this epoch).
-        batches = training.epoch_batches(accelerator, train_ds, epoch=epoch, seed=args.seed,
+        # Seeded epoch order, the batches a resumed run has done skipped (None: it is past this epoch);
+        # band dropout draws from its own (seed, epoch) rng, so a resumed run sees the same images.
+        source = BandDropoutDataset(train_ds, dropout, seed=(args.seed, epoch)) if dropout else train_ds
+        batches = training.epoch_batches(accelerator, source, epoch=epoch, seed=args.seed,
                                          batch_size=args.per_device_train_batch_size, collate_fn=train_collator,
                                          skip=(step - epoch * steps_per_epoch) * args.gradient_accumulation_steps)
         if batches is None:

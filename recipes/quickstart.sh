@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 OUT=${1:-outputs/quickstart}
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-# -- data: 8 synthetic subjects in ISRUC's on-disk format, rendered with a subject-wise split -----
-psgvlm synth --format isruc --subjects 8 --minutes 30 --seed 0 --out "$OUT/isruc" --overwrite
+# -- data: 12 synthetic subjects in ISRUC's on-disk format, rendered with a subject-wise split -----
+psgvlm synth --format isruc --subjects 12 --minutes 30 --seed 0 --out "$OUT/isruc" --overwrite
 psgvlm render --format isruc --input "$OUT/isruc" --out "$OUT/isruc_img" --num-proc 2 --overwrite
 
 # -- model: a tiny random LLaVA-NeXT built from a config and saved like the real one -------------

@@ -142,17 +142,19 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     """Render cut epochs to dataset rows; returns ``(rows, dropped)``.
 
     Unscored epochs are dropped with reason ``unscored``; unlabelled recordings keep every epoch
-    with label None (they can be staged but not trained on). ``x`` is scaled in place.
+    with label None (they can be staged but not trained on). ``x`` is scaled in place, as
+    ``settings.scaling`` says (:func:`psgvlm.image.renderer.scale_epochs`).
     """
-    from psgvlm.signal.epochs import minmax_scale
+    from psgvlm.image.renderer import scale_epochs
 
     n_total = len(x)
     keep = np.arange(n_total) if stages is None else np.flatnonzero(stages != UNSCORED)
     dropped = [{"recording": summary["recording"], "epoch": int(i), "start_s": float(starts_s[i]),
                 "reason": "unscored"} for i in np.setdiff1d(np.arange(n_total), keep)]
+    # Scaled with every epoch present (scaling="recording" takes the night's median epoch, as stage does).
+    x = scale_epochs(x, [summary["channels"][c]["modality"] for c in channels], settings, out=x)
     if len(keep) < n_total:
         x = x[keep]
-    x = minmax_scale(x, out=x)
     images = render_images(x, settings, num_proc=num_proc, progress=progress, desc=f"render {summary['recording']}")
     del x
     labels = stages[keep] if stages is not None else None
@@ -472,7 +474,7 @@ def _by_reason(dropped: list[dict]) -> dict[str, int]:
 # CLI
 # ------------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    from psgvlm.image.renderer import RenderSettings
+    from psgvlm.image.renderer import SCALINGS, RenderSettings
     from psgvlm.io.readers import READERS
     from psgvlm.io.subjects import parse_subjects
     from psgvlm.signal.corruption import load_transform
@@ -501,6 +503,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="render only these subjects: ids (a b, or a,b) or a file of ids (one a line) or a rule "
                         "(.yaml); the paper's selections are in recipes/configs/subjects/")
     p.add_argument("--labels", action="store_true", help="draw channel names in the left margin")
+    p.add_argument("--scaling", default="minmax", choices=SCALINGS,
+                   help="minmax: each epoch and channel stretched to its band (the paper); physical: fixed "
+                        "microvolt range per modality, clipped, amplitude kept; recording: range from the "
+                        "channel's median epoch in the night, relative amplitude kept (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished dataset at --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--transform", metavar="SPEC.json",
@@ -513,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         check_options(fs=args.fs, size=args.size, num_proc=args.num_proc)
         transform = load_transform(args.transform) if args.transform else None
         subjects = parse_subjects(args.subjects) if args.subjects else None
-        settings = replace(RenderSettings(), size=args.size)
+        settings = replace(RenderSettings(), size=args.size, scaling=args.scaling)
         meta = build_dataset(fmt=args.format, input=args.input, out=args.out, hypnogram=args.hypnogram,
                              channels=args.channels, settings=settings, sfreq=args.fs, split=args.split,
                              split_seed=args.split_seed, num_proc=args.num_proc, overwrite=args.overwrite,

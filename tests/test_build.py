@@ -214,3 +214,20 @@ def test_png_encoder_is_lossless_for_every_render_setting():
         assert np.array_equal(np.asarray(back), img)
     with pytest.raises(ValueError, match="uint8"):
         encode_png(np.zeros((4, 4, 3), np.float32))
+
+
+def test_physical_scaling_is_recorded_and_drawn(isruc_dir, built, tmp_path, capsys):
+    out = tmp_path / "phys"
+    assert cli(["render", "--format", "isruc", "--input", str(isruc_dir), "--out", str(out), "--scaling", "physical",
+                "--quiet"]) == 0
+    dd, meta = load_dataset(out)
+    render = meta["settings"]["render"]
+    assert render["scaling"] == "physical" and render["physical_range_uv"]["EEG"] == 100.0
+    assert load_dataset(built)[1]["settings"]["render"]["scaling"] == "minmax"
+    mm = load_dataset(built, "train")[0][0]["image"]
+    assert dd["train"][0]["epoch"] == load_dataset(built, "train")[0][0]["epoch"]
+    assert not np.array_equal(np.asarray(dd["train"][0]["image"]), np.asarray(mm))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["render", "--format", "isruc", "--input", str(isruc_dir), "--out", str(tmp_path / "x"), "--scaling", "zscore"])
+    assert exit_info.value.code == 2 and "invalid choice: 'zscore'" in capsys.readouterr().err

@@ -34,6 +34,7 @@ CONFIGS = {
     "llava_isruc.yaml": "llava_isruc.py", "llava_isruc_eeg_only.yaml": "llava_isruc.py",
     "llava_isruc_qlora.yaml": "llava_isruc.py", "llava_isruc_zeroshot.yaml": "llava_isruc.py",
     "llava_mass.yaml": "llava_isruc.py", "llava_shhs.yaml": "llava_isruc.py", "llava_tiny_cpu.yaml": "llava_isruc.py",
+    "llava_tiny_default.yaml": "llava_isruc.py",
     "nap_paper.yaml": "nap.py", "sdreamer_paper.yaml": "sdreamer.py", "sdreamer_tiny.yaml": "sdreamer.py",
     "sdreamer_paper_epoch.yaml": "sdreamer.py", "sdreamer_paper_single_channel.yaml": "sdreamer.py",
     "sleep2vec_tiny_pretrain.yaml": "sleep2vec_pretrain.py", "sleep2vec_small_pretrain.yaml": "sleep2vec_pretrain.py",

@@ -14,6 +14,7 @@ from psgvlm.image.renderer import (
     image_agreement,
     render_epoch,
     render_epoch_reference,
+    scale_epochs,
 )
 from psgvlm.signal.epochs import minmax_scale
 
@@ -136,6 +137,10 @@ def test_labels_colors_and_settings_dict():
     ({"line_colors": ("black", "nope")}, r"line_colors\[1\]='nope'"),
     ({"labels": True}, r"labels=True"),
     ({"labels": ("a",), "label_margin_px": 0}, r"label_margin_px=0"),
+    ({"scaling": "zscore"}, r"scaling='zscore' not allowed; choose from \['minmax', 'physical', 'recording'\]"),
+    ({"physical_range_uv": (("EEG", -5.0),)}, r"physical_range_uv=.*microvolts > 0"),
+    ({"physical_range_uv": {"EEG": 100.0}}, r"physical_range_uv=.*tuple"),
+    ({"recording_span_sd": 0}, r"recording_span_sd=0"),
 ])
 def test_bad_settings_rejected_by_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -162,3 +167,55 @@ def test_bad_epochs_rejected():
         colors_for_modalities(["EEG", "XYZ"])
     with pytest.raises(ValueError, match=r"unknown render settings \['dpi'\]"):
         RenderSettings.from_dict({"dpi": 3})
+
+
+def test_scale_epochs_minmax_and_physical():
+    t = np.arange(3000) / 100.0
+    wave = np.sin(2 * np.pi * t)
+    mods = ["EEG", "EEG", "EOG", "EMG", "RESP"]
+    x = np.stack([30 * wave + 5, 150 * wave, 100 * wave, 25 * wave, 0.4 * wave + 3]).astype(np.float32)[None]
+    mm = scale_epochs(x, mods, RenderSettings())
+    np.testing.assert_array_equal(mm, minmax_scale(x))  # the paper's scaling, unchanged
+    ph = scale_epochs(x, mods, RenderSettings(scaling="physical"))
+    # EEG +-100 uV, EOG +-200, EMG +-50; a modality without a range (RESP) keeps min-max
+    np.testing.assert_allclose(ph[0].max(-1), [0.3, 1.0, 0.5, 0.5, 1.0], atol=2e-3)
+    assert np.mean(np.abs(ph[0, 1]) == 1.0) > 0.2  # 150 uV on a 100-uV range: clipped
+    np.testing.assert_allclose(ph[0, 0].mean(), 0.0, atol=1e-4)  # the offset is removed
+    # slow waves keep their size relative to a low-voltage epoch; min-max makes both full height
+    quiet = (10 * wave)[None, None].astype(np.float32)
+    assert scale_epochs(quiet, ["EEG"], RenderSettings(scaling="physical")).max() < 0.11
+    assert scale_epochs(quiet, ["EEG"], RenderSettings()).max() == pytest.approx(1.0)
+    inplace = x.copy()
+    assert scale_epochs(inplace, mods, RenderSettings(scaling="physical"), out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, ph)
+    custom = RenderSettings(scaling="physical", physical_range_uv=(("EEG", 300.0),))
+    np.testing.assert_allclose(scale_epochs(x[:, :1], ["EEG"], custom).max(), 0.1, atol=1e-3)
+    with pytest.raises(ValueError, match="one modality per channel"):
+        scale_epochs(x, ["EEG"], RenderSettings())
+
+
+def test_scaling_settings_round_trip_and_old_metas_read_as_minmax():
+    s = RenderSettings(scaling="physical", physical_range_uv=(("EEG", 150.0), ("EOG", 300.0)))
+    d = s.as_dict()
+    assert d["scaling"] == "physical" and d["physical_range_uv"] == {"EEG": 150.0, "EOG": 300.0}
+    assert RenderSettings.from_dict(d) == s
+    old = {k: v for k, v in RenderSettings().as_dict().items() if k not in ("scaling", "physical_range_uv")}
+    assert RenderSettings.from_dict(old).scaling == "minmax"
+
+
+def test_recording_scaling_keeps_amplitude_relative_to_the_night():
+    t = np.arange(3000) / 100.0
+    wave = np.sin(2 * np.pi * t)
+    amps = np.array([10.0, 10.0, 10.0, 30.0, 5.0])  # a night of five epochs: three alike, one tall, one small
+    x = (amps[:, None, None] * np.stack([wave, 0.5 * wave])[None]).astype(np.float32)  # (5, 2, 3000): EEG, RESP
+    s = RenderSettings(scaling="recording")
+    y = scale_epochs(x, ["EEG", "RESP"], s)
+    sd = 10.0 / np.sqrt(2)  # the median epoch's SD
+    np.testing.assert_allclose(y[:, 0].max(-1), np.minimum(amps / (5.0 * sd), 1.0), atol=2e-3)
+    np.testing.assert_allclose(y[:, 1].max(-1), 1.0, atol=1e-3)  # not microvolts: min-max
+    # a quieter amplifier draws the same night the same way (the point of this scaling)
+    np.testing.assert_allclose(scale_epochs(0.3 * x, ["EEG", "RESP"], s), y, atol=1e-5)
+    flat = np.zeros((3, 1, 100), np.float32)
+    np.testing.assert_array_equal(scale_epochs(flat, ["EEG"], s), 0.0)
+    with pytest.raises(ValueError, match=r"every epoch of the recording.*got \(2, 3000\)"):
+        scale_epochs(x[0], ["EEG", "RESP"], s)

@@ -1,4 +1,4 @@
-"""psgvlm.signal.epochs: polyphase resampling, time-paired epochs, min-max scaling.
+"""psgvlm.signal.epochs: polyphase resampling, time-paired epochs, min-max and physical scaling.
 
 Run: python -m pytest -q tests/test_signal.py
 """
@@ -13,6 +13,7 @@ from psgvlm.signal.epochs import (
     UpsampledChannelWarning,
     epochs_from_recording,
     minmax_scale,
+    physical_scale,
     resample,
     resample_plan,
     resample_ratio,
@@ -162,3 +163,32 @@ def test_minmax_scale_nan_names_where():
     x[2, 1, 50] = np.inf
     with pytest.raises(ValueError, match=r"non-finite"):
         minmax_scale(x)
+
+
+def test_physical_scale_keeps_amplitude_removes_offset_and_clips():
+    t = np.arange(3000) / 100.0
+    x = np.stack([np.stack([a * np.sin(2 * np.pi * t) + 40.0 for a in (20.0, 80.0, 300.0)]),
+                  np.full((3, 3000), -12.5)]).astype(np.float32)  # (2 epochs, 3 channels, 3000)
+    before = x.copy()
+    y = physical_scale(x, np.array([100.0, 100.0, 200.0]))
+    np.testing.assert_array_equal(x, before)
+    assert y.dtype == np.float32 and y.shape == x.shape
+    np.testing.assert_allclose(y[0].max(-1), [0.2, 0.8, 1.0], atol=2e-3)  # 20 and 80 uV of 100; 300 of 200 clipped
+    np.testing.assert_allclose(y[0].mean(-1)[:2], 0.0, atol=1e-5)  # the DC offset is gone
+    np.testing.assert_array_equal(y[1], 0.0)  # a flat channel: the band's mid-line, as min-max draws it
+    z = physical_scale(x, 100.0, out=x)
+    assert z is x and np.abs(z).max() <= 1.0
+
+
+@pytest.mark.parametrize(("range_uv", "match"), [(0.0, "positive finite"), ([100.0, -1.0, 5.0], "positive finite"),
+                                                 (np.nan, "positive finite"), ([1.0, 2.0], "does not broadcast")])
+def test_physical_scale_refuses_bad_ranges(range_uv, match):
+    with pytest.raises(ValueError, match=match):
+        physical_scale(np.zeros((2, 3, 10), np.float32), range_uv)
+
+
+def test_physical_scale_nan_names_where():
+    x = np.zeros((3, 2, 100), np.float32)
+    x[1, 0, 5] = np.nan
+    with pytest.raises(ValueError, match=r"row \(1, 0\)"):
+        physical_scale(x, 100.0)

@@ -270,9 +270,9 @@ def test_stage_recording_and_outputs(tmp_path, default_predictor):
     assert res.primary == "vlm" and list(res.predictions) == ["vlm"]
     assert res.probs.shape == (12, N_STAGES) and np.allclose(res.probs.sum(1), 1, atol=1e-5)
     assert seen[-1] == (12, 12) and pred.calls == 3
-    # The default run's 12 ISRUC bands: same names first, then same modality, the rest flat.
-    assert res.bands == ["F3", "C3", "O1", "F4", "C4", "O2", "LOC", "ROC", "EMG", "ECG", "LEG1", "LEG2"]
-    assert res.channel_map == [None, "C3", None, None, "C4", None, "LOC", "ROC", "EMG", None, None, None]
+    # The default run's six bands: same names first, then same modality (F3 takes the unused C4), the rest flat.
+    assert res.bands == ["F3", "C3", "O1", "LOC", "ROC", "EMG"]
+    assert res.channel_map == ["C4", "C3", None, "LOC", "ROC", "EMG"]
     assert any("upsampled" in w for w in res.recording["warnings"])  # 100 Hz signals, a 200 Hz model
     assert (res.expert == stages).all()
     # Re-rendering an epoch for the viewer gives the image that was scored.

@@ -210,7 +210,8 @@ def test_flat_epochs_left_unscored_and_reported(tmp_path, capsys):
     out = tmp_path / "o"
     code, printed, err = run_cli(["--edf", edf, "--out", out], capsys)
     assert code == 0 and "3 epochs unscored" in printed
-    assert "3 of 8 epochs have no EEG signal" in err and "'EMG' (band 8) is flat" in err
+    # band 5: EMG in the default run's six bands (F3 C3 O1 LOC ROC EMG)
+    assert "3 of 8 epochs have no EEG signal" in err and "'EMG' (band 5) is flat" in err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checks"]["unscored_epochs"] == [2, 3, 4]
     assert summary["checks"]["n_flat_epochs"]["EMG"] == 8 and summary["checks"]["n_flat_epochs"]["C3"] == 3

@@ -472,13 +472,18 @@ def test_default_run_loads_and_predicts():
 
 @pytest.mark.slow
 def test_default_run_reproduces_its_test_kappa_on_regenerated_data(tmp_path):
-    """Regenerate the default's synthetic ISRUC data (same seed) and re-score its held-out subjects."""
+    """Regenerate the default's synthetic ISRUC data (seed 0; subjects, length, bands and scaling read from its
+    meta.json, as its README's commands make them) and re-score its held-out subjects."""
     from psgvlm.cli import main as cli
     from psgvlm.vlm.predict import DEFAULT_RUN
 
-    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "8", "--minutes", "30",
-                "--seed", "0", "--quiet"]) == 0
+    dataset = json.loads((DEFAULT_RUN / "meta.json").read_text())["dataset"]
+    recordings = dataset["recordings"]
+    minutes = recordings[0]["n_epochs"] / 2
+    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", str(len(recordings)),
+                "--minutes", f"{minutes:g}", "--seed", "0", "--quiet"]) == 0
     assert cli(["render", "--format", "isruc", "--input", str(tmp_path / "raw"), "--out", str(tmp_path / "img"),
+                "--channels", *dataset["channels"], "--scaling", dataset["settings"]["render"]["scaling"],
                 "--quiet"]) == 0
     assert cli(["predict", "--run", str(DEFAULT_RUN), "--dataset", str(tmp_path / "img"), "--split", "test",
                 "--out", str(tmp_path / "pred")]) == 0
@@ -488,10 +493,10 @@ def test_default_run_reproduces_its_test_kappa_on_regenerated_data(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_cpu_recipe_learns_on_synthetic_isruc(tmp_path):
-    """The embedded default's recipe from scratch: kappa >= 0.5 on held-out synthetic subjects (~2-8 min)."""
+    """The quickstart's recipe from scratch: kappa >= 0.5 on held-out synthetic subjects (~2-8 min)."""
     from psgvlm.cli import main as cli
 
-    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "8", "--minutes", "30",
+    assert cli(["synth", "--format", "isruc", "--out", str(tmp_path / "raw"), "--subjects", "12", "--minutes", "30",
                 "--seed", "0", "--quiet"]) == 0
     assert cli(["render", "--format", "isruc", "--input", str(tmp_path / "raw"), "--out", str(tmp_path / "img"),
                 "--quiet"]) == 0

@@ -1,5 +1,14 @@
 """Epoch -> 336x336 RGB waveform image: a fast numpy rasteriser and a matplotlib reference.
 
+Scaling (:func:`scale_epochs`, chosen by ``RenderSettings.scaling``): ``"minmax"`` is the PSG-image
+paper's per-epoch, per-channel min-max to [-1, 1]; ``"physical"`` keeps amplitude: each channel's
+epoch mean is removed and a fixed range per modality (``physical_range_uv``) maps to the band's
+edge, larger excursions clipped; ``"recording"`` keeps amplitude relative to the rest of the night:
+the range is ``recording_span_sd`` times the channel's median epoch standard deviation over the
+recording, so a quiet amplifier or an old sleeper's small slow waves are drawn like anyone else's
+while N3 still stands taller than N2. Whatever the scaling, a flat (or missing) channel is 0, the
+band's mid-line.
+
 Layout (both renderers, one geometry function): each channel gets its own horizontal band, top to
 bottom in the given order, separated by ``band_gap_px``; a scaled sample ``v`` in [-1, 1] is drawn at
 the top of its band for +1 and at the bottom for -1, inset by half the line width so the ink stays
@@ -30,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
 
-RENDERER_VERSION = "1.0.0"
+RENDERER_VERSION = "1.1.0"  # 1.1: scaling and physical_range_uv settings (drawing unchanged)
 
 # Default line colour per modality, for settings built with colors_for_modalities (dark, distinct,
 # all readable on white).
@@ -43,6 +52,17 @@ MODALITY_COLORS: dict[str, str] = {
     "SPO2": "#b15928",
     "OTHER": "#404040",
 }
+
+SCALINGS = ("minmax", "physical", "recording")
+# Half the displayed span per modality under scaling="physical", microvolts (the readers' unit for
+# electrode channels). Chosen for a ~26-px band (12 bands in 336 px; ~9 px once the tiny model's
+# processor shrinks the image to 112 px): EEG 100 uV puts N3's slow waves (>= 75 uV peak to peak,
+# often 100-200) at 3/8 of the band or more while wake/REM background (10-30 uV) stays a thin trace,
+# and clips only K-complexes and artefacts; EOG 200 uV holds eye movements and blinks (50-300 uV);
+# chin EMG 50 uV shows wake tone filling the band and REM atonia as a near-flat line; ECG 1 mV an R
+# wave. Modalities without an entry (respiration, SpO2, other) are not in microvolts: min-max scaled
+# (under "recording" too, which scales the modalities listed here).
+PHYSICAL_RANGE_UV: tuple[tuple[str, float], ...] = (("ECG", 1000.0), ("EEG", 100.0), ("EMG", 50.0), ("EOG", 200.0))
 
 
 def _rgb(color: str, field: str) -> tuple[int, int, int]:
@@ -68,6 +88,9 @@ class RenderSettings:
     labels: tuple[str, ...] = ()  # optional channel labels drawn in the left margin, one per channel
     label_margin_px: int = 28  # width of the label margin, output pixels (used only with labels)
     label_font_px: int = 9  # label text height, output pixels
+    scaling: str = "minmax"  # "minmax" (per epoch and channel, the paper), "physical" or "recording" (see above)
+    physical_range_uv: tuple[tuple[str, float], ...] = PHYSICAL_RANGE_UV  # (modality, half span uV); physical only
+    recording_span_sd: float = 5.0  # "recording": half span in the night's median epoch SD of the channel
 
     def __post_init__(self):
         if not isinstance(self.size, int) or isinstance(self.size, bool) or not 16 <= self.size <= 4096:
@@ -83,6 +106,16 @@ class RenderSettings:
         for name in ("line_colors", "labels"):
             if not isinstance(getattr(self, name), tuple):
                 raise ValueError(f"{name}={getattr(self, name)!r}: must be a tuple (the settings are hashable)")
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"scaling={self.scaling!r} not allowed; choose from {list(SCALINGS)}")
+        if not isinstance(self.physical_range_uv, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], int | float)
+                and not isinstance(p[1], bool) and np.isfinite(p[1]) and p[1] > 0 for p in self.physical_range_uv):
+            raise ValueError(f"physical_range_uv={self.physical_range_uv!r}: must be a tuple of (modality, microvolts "
+                             f"> 0) pairs, e.g. {PHYSICAL_RANGE_UV}")
+        if not (isinstance(self.recording_span_sd, int | float) and np.isfinite(self.recording_span_sd)
+                and self.recording_span_sd > 0):
+            raise ValueError(f"recording_span_sd={self.recording_span_sd!r}: must be a positive number")
         _rgb(self.background, "background")
         _rgb(self.line_color, "line_color")
         for i, c in enumerate(self.line_colors):
@@ -98,12 +131,14 @@ class RenderSettings:
         d = asdict(self)
         d["line_colors"] = list(self.line_colors)
         d["labels"] = list(self.labels)
+        d["physical_range_uv"] = {m: float(v) for m, v in self.physical_range_uv}
         d["renderer_version"] = RENDERER_VERSION
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> RenderSettings:
-        """Inverse of :meth:`as_dict` (``renderer_version`` ignored; unknown keys rejected)."""
+        """Inverse of :meth:`as_dict` (``renderer_version`` ignored; unknown keys rejected; settings written
+        before ``scaling`` existed read as ``"minmax"``)."""
         d = {k: v for k, v in d.items() if k != "renderer_version"}
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(d) - known)
@@ -112,6 +147,8 @@ class RenderSettings:
         for k in ("line_colors", "labels"):
             if k in d:
                 d[k] = tuple(d[k])
+        if isinstance(d.get("physical_range_uv"), dict):
+            d["physical_range_uv"] = tuple(sorted((str(m), v) for m, v in d["physical_range_uv"].items()))
         return cls(**d)
 
 
@@ -122,6 +159,58 @@ def colors_for_modalities(modalities, palette: dict[str, str] | None = None) -> 
     if missing:
         raise ValueError(f"no colour for modalities {missing}; palette has {sorted(palette)}")
     return tuple(palette[m] for m in modalities)
+
+
+def scale_epochs(x: np.ndarray, modalities, settings: RenderSettings, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Scale raw epochs to [-1, 1] for drawing, as ``settings.scaling`` says.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (..., n_chans, n_times)
+        Raw samples in the channels' units (microvolts for EEG/EOG/EMG/ECG), e.g. (n_epochs, n_chans,
+        n_times); not modified unless passed as ``out``. Under ``"recording"``, shape (n_epochs,
+        n_chans, n_times) holding every epoch of the recording (the scale is its median epoch).
+    modalities : sequence of str, length n_chans
+        Each channel's modality ("EEG", "EOG", ...); picks its range under ``"physical"``.
+    settings : RenderSettings
+        ``scaling="minmax"``: :func:`psgvlm.signal.epochs.minmax_scale` per epoch and channel;
+        ``"physical"``: :func:`psgvlm.signal.epochs.physical_scale` with ``physical_range_uv`` of the
+        channel's modality, channels of a modality without a range min-max scaled; ``"recording"``:
+        the same with range ``recording_span_sd`` x the median over epochs of the channel's epoch SD
+        (a channel flat throughout stays 0).
+    out : np.ndarray, optional
+        float32 array of ``x``'s shape to write into (``out=x`` scales in place).
+
+    Returns
+    -------
+    np.ndarray, same shape, float32, in [-1, 1]; a flat channel is 0 under either scaling.
+    """
+    from psgvlm.signal.epochs import minmax_scale, physical_scale
+
+    x = np.asarray(x)
+    modalities = list(modalities)
+    if x.ndim < 2 or x.shape[-2] != len(modalities):
+        raise ValueError(f"x of shape {x.shape} needs one modality per channel (axis -2); got {modalities}")
+    if settings.scaling == "minmax":
+        return minmax_scale(x, out=out)
+    ranges = dict(settings.physical_range_uv)
+    fixed = [i for i, m in enumerate(modalities) if m in ranges]
+    other = [i for i, m in enumerate(modalities) if m not in ranges]
+    span = np.array([ranges[modalities[i]] for i in fixed], dtype=np.float64)
+    if settings.scaling == "recording" and fixed:
+        if x.ndim != 3:
+            raise ValueError(f"scaling='recording' needs every epoch of the recording, shape (n_epochs, n_chans, "
+                             f"n_times); got {x.shape}")
+        sd = np.median(x[:, fixed, :].std(axis=-1, dtype=np.float64), axis=0)  # (n_fixed,) the night's median epoch
+        span = np.where(sd > 0, settings.recording_span_sd * sd, 1.0)  # flat throughout: 0 whatever the span
+    if not other:
+        return physical_scale(x, span, out=out)
+    result = np.empty(x.shape, np.float32) if out is None else out
+    scaled_other = minmax_scale(x[..., other, :])  # fancy indexing copies: safe when out is x
+    if fixed:
+        result[..., fixed, :] = physical_scale(x[..., fixed, :], span)
+    result[..., other, :] = scaled_other
+    return result
 
 
 # -- geometry shared by both renderers -------------------------------------------------------------
@@ -168,7 +257,7 @@ def _check_epoch(x_scaled: np.ndarray, settings: RenderSettings, dtype=np.float6
     if lo < -1.001 or hi > 1.001:
         raise ValueError(
             f"x_scaled spans [{lo:.4g}, {hi:.4g}], outside [-1, 1]; scale it first "
-            f"(psgvlm.signal.epochs.minmax_scale)"
+            f"(psgvlm.image.renderer.scale_epochs or psgvlm.signal.epochs.minmax_scale)"
         )
     n = x.shape[0]
     for name in ("line_colors", "labels"):
@@ -216,6 +305,9 @@ class _Plan:
     cols: np.ndarray  # (w_hi,) output column of each sub-column
     lut: np.ndarray  # (n_colours * 256, 3) uint8 colour per (colour, coverage level)
     row_lut: np.ndarray | None  # (size, 1) offset into lut per row, None for one colour
+
+
+_FULL_ROW = float(2**24)  # one row's coverage by one sub-column in render_epoch's fixed-point sums
 
 
 @lru_cache(maxsize=16)
@@ -274,8 +366,7 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     Parameters
     ----------
     x_scaled : np.ndarray, shape (n_chans, n_times)
-        Each channel min-max scaled to [-1, 1] (:func:`psgvlm.signal.epochs.minmax_scale`); channel 0 is
-        drawn in the top band.
+        Each channel scaled to [-1, 1] (:func:`scale_epochs`); channel 0 is drawn in the top band.
     settings : RenderSettings
 
     Returns
@@ -322,18 +413,22 @@ def render_epoch(x_scaled: np.ndarray, settings: RenderSettings = RenderSettings
     keep = hi > lo  # sub-columns with ink; the others contribute F(0) - F(0) = 0
     ends = np.stack([np.where(keep, hi, 0.0), np.where(keep, lo, 0.0)])  # (2, n_chans, w_hi)
     fl = np.floor(ends)
-    fr = ends - fl
-    sign = np.array([255.0 / s, -255.0 / s], dtype=np.float32)[:, None, None]  # coverage in 1/255
-    fr *= sign
+    # Fixed point: a whole row is _FULL_ROW (an integer held exactly in float64), frac(y) is rounded
+    # to it and the row above gets the exact remainder, so each end adds exactly +-_FULL_ROW and an
+    # interval's ends cancel exactly below it: every band's pixels depend on its own channel alone
+    # (band dropout in training relies on it), not on float rounding left by the bands below.
+    sign = np.array([1.0, -1.0])[:, None, None]
+    fr = np.rint((ends - fl) * _FULL_ROW) * sign
     # Rows are stored reversed (index size - row) so a forward cumsum gives the reverse cumulative
     # sum; the (floor - 1) row is the next index.
     row = fl.astype(np.intp)
     np.clip(row, 0, size, out=row)
     base = (size - row) * size + p.cols
     g = np.bincount(np.concatenate([base.ravel(), base.ravel() + size]),
-                    weights=np.concatenate([fr.ravel(), (sign - fr).ravel()]),
+                    weights=np.concatenate([fr.ravel(), (sign * _FULL_ROW - fr).ravel()]),
                     minlength=(size + 2) * size)
     cov = np.cumsum(g.reshape(size + 2, size), axis=0)
+    cov *= 255.0 / (_FULL_ROW * s)  # coverage in 1/255, averaged over the s sub-columns
     # Coverage in 0..255 (clip: rounding noise only), then a colour lookup table: one gather.
     np.clip(cov, 0.0, 255.0, out=cov)
     cov += 0.5

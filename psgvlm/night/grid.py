@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from psgvlm.signal.epochs import epochs_from_recording, minmax_scale
+from psgvlm.image.renderer import RenderSettings, scale_epochs
+from psgvlm.signal.epochs import epochs_from_recording
 from psgvlm.stages import EPOCH_S, UNSCORED
 
 
@@ -121,7 +122,7 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
     return flat
 
 
-def band_epochs(rec, mapping: list[str | None], sfreq: float):
+def band_epochs(rec, mapping: list[str | None], sfreq: float, settings=None):
     """The whole night, from signal time 0, cut into scaled epochs, one row per band of the run's image.
 
     The grid comes from the recording, never from the expert hypnogram: every whole 30-s epoch of the
@@ -134,12 +135,14 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
         The recording channel drawn in each band (None = a flat band), :func:`psgvlm.night.stage.resolve_channel_map`.
     sfreq : float
         The run's rate, Hz.
+    settings : psgvlm.image.renderer.RenderSettings, optional
+        The run's render settings; their ``scaling`` is applied (default: min-max, the paper's).
 
     Returns
     -------
     x : np.ndarray, shape (n_epochs, n_bands, n_times), float32
-        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, min-max scaled per epoch and
-        channel to [-1, 1]; flat bands are 0 (the band's mid-line).
+        Cut by :func:`psgvlm.signal.epochs.epochs_from_recording`, scaled per epoch and channel to
+        [-1, 1] by :func:`psgvlm.image.renderer.scale_epochs`; unmapped bands are 0 (the band's mid-line).
     starts_s : np.ndarray, shape (n_epochs,), float64
     notes : list of str
         Warnings raised while cutting (e.g. a channel upsampled to the run's rate, flat channels), for
@@ -173,7 +176,9 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float):
     if n_epochs == 0:
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
-    x = minmax_scale(x, out=x)  # flat bands stay 0 = mid-line
+    drawn = [b for b, m in enumerate(mapping) if m is not None]  # unmapped bands stay 0 = mid-line
+    x[:, drawn] = scale_epochs(x[:, drawn], [rec.channel(mapping[b]).modality for b in drawn],
+                               settings or RenderSettings())
     notes = [str(w.message) for w in caught]
     for b, m in enumerate(mapping):
         if m is not None and flat[:, b].any():

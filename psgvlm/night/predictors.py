@@ -122,7 +122,7 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
     mapping = resolve_channel_map(rec, bands, modalities, channels)
     from psgvlm.night.grid import band_epochs
 
-    x, starts_s, notes, checks = band_epochs(rec, mapping, sfreq)
+    x, starts_s, notes, checks = band_epochs(rec, mapping, sfreq, settings)
     todo = np.flatnonzero(~checks["no_eeg"][:n_epochs])  # epochs without EEG signal are not scored (left UNS)
     if epochs_path is not None:
         np.save(epochs_path, x[:n_epochs].astype(np.float16))

@@ -6,7 +6,9 @@ Three pure functions, in pipeline order (the PSG-image paper's steps 1-3):
   (``scipy.signal.resample_poly``), which low-passes below the new Nyquist before decimating;
 - :func:`epochs_from_recording` -- every requested channel resampled once, whole, then cut into
   30-s epochs by *time* from ``rec.onset_s`` and paired with ``rec.stages``;
-- :func:`minmax_scale` -- per epoch, per channel, to [-1, 1] (a flat channel becomes 0).
+- :func:`minmax_scale` -- per epoch, per channel, to [-1, 1] (a flat channel becomes 0); or
+  :func:`physical_scale` -- per epoch, per channel, mean removed and divided by a fixed range in the
+  channel's units, clipped to [-1, 1] (amplitude kept: a 150-uV slow wave stays taller than 20-uV alpha).
 
 Rates are snapped before the ratio is taken: a rate within 1e-4 (relative) of an integer is that
 integer for resampling (MASS writes "256 Hz with decimals", e.g. 256.0017 Hz; treating it as 256 Hz
@@ -334,23 +336,74 @@ def minmax_scale(x: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
     lo = x.min(axis=-1, keepdims=True)
     hi = x.max(axis=-1, keepdims=True)
     # NaN propagates to min/max and inf shows in them, so checking the extremes checks every sample.
-    bad = ~(np.isfinite(lo) & np.isfinite(hi))
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad[..., 0])[0])
-        raise ValueError(
-            f"minmax_scale: non-finite samples (NaN/inf) in row {where} of an array of shape {x.shape} "
-            f"(leading axes are (epoch, channel)); {int(bad.sum())} rows affected"
-        )
+    _check_rows("minmax_scale", x, np.isfinite(lo) & np.isfinite(hi), out)
     lo = lo.astype(np.float64)
     span = hi.astype(np.float64) - lo
     gain = np.divide(2.0, span, out=np.zeros_like(span), where=span > 0)
-    mid = lo + span / 2.0
+    return _centre_and_clip(x, lo + span / 2.0, gain, out)
+
+
+def physical_scale(x: np.ndarray, range_uv, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Scale each epoch of each channel by a fixed physical range: ``(x - mean) / range``, clipped to [-1, 1].
+
+    The alternative to :func:`minmax_scale` that keeps amplitude: a channel's ``range_uv`` (its units,
+    microvolts for EEG/EOG/EMG/ECG) maps to the band's edge, larger excursions are clipped, and the
+    epoch's mean (the DC offset, which carries no stage information) is removed first, so a flat
+    channel becomes 0 (the band's mid-line), as under min-max scaling.
+
+    Parameters
+    ----------
+    x : np.ndarray, shape (..., n_times)
+        E.g. (n_epochs, n_chans, n_times), physical units; not modified unless passed as ``out``.
+    range_uv : float or array-like broadcastable to ``x.shape[:-1]``
+        Half the displayed span per row (e.g. one value per channel, shape (n_chans,)); > 0, finite.
+    out : np.ndarray, optional
+        float32 array of ``x``'s shape to write into (``out=x`` scales in place).
+
+    Returns
+    -------
+    np.ndarray, same shape, float32, in [-1, 1]
+        ``out`` when given, else a new array.
+
+    Raises
+    ------
+    ValueError
+        A range that is not positive and finite, or non-finite samples (names the first row).
+    """
+    x = np.asarray(x)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"physical_scale needs at least one sample along the last axis; got shape {x.shape}")
+    r = np.asarray(range_uv, dtype=np.float64)
+    if r.size == 0 or not np.all(np.isfinite(r) & (r > 0)):
+        raise ValueError(f"range_uv={range_uv!r}: every range must be a positive finite number")
+    try:
+        gain = np.broadcast_to(1.0 / r, x.shape[:-1])[..., None]
+    except ValueError:
+        raise ValueError(f"range_uv of shape {r.shape} does not broadcast to the rows {x.shape[:-1]}") from None
+    mean = x.mean(axis=-1, keepdims=True, dtype=np.float64)
+    _check_rows("physical_scale", x, np.isfinite(mean), out)
+    return _centre_and_clip(x, mean, gain, out)
+
+
+def _check_rows(name: str, x: np.ndarray, finite: np.ndarray, out) -> None:
+    """Raise naming the first row (epoch, channel) whose statistic is not finite, or a wrong ``out``."""
+    bad = ~finite
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad[..., 0])[0])
+        raise ValueError(
+            f"{name}: non-finite samples (NaN/inf) in row {where} of an array of shape {x.shape} "
+            f"(leading axes are (epoch, channel)); {int(bad.sum())} rows affected"
+        )
     if out is not None and (not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != x.shape):
         raise ValueError(
             f"out must be a float32 array of shape {x.shape}; got "
             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}"
         )
-    out = np.subtract(x, mid.astype(np.float32), out=out, dtype=np.float32)
+
+
+def _centre_and_clip(x: np.ndarray, centre: np.ndarray, gain: np.ndarray, out) -> np.ndarray:
+    """``clip((x - centre) * gain, -1, 1)`` in float32, into ``out`` when given (per-row centre and gain)."""
+    out = np.subtract(x, centre.astype(np.float32), out=out, dtype=np.float32)
     out *= gain.astype(np.float32)
     np.clip(out, -1.0, 1.0, out=out)
     return out

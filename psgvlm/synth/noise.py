@@ -87,6 +87,7 @@ def child_rng(seed: int, subject: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(subject), zlib.crc32(name.encode())])
 
 
-def pink(rng, n: int, fs: float, uv: float) -> np.ndarray:
-    """1/f background noise of ``uv`` microvolts std, 0.3-45 Hz, ``n`` samples at ``fs`` Hz."""
-    return band_noise(rng, n, fs, 0.3, min(0.45 * fs, 45), slope=0.75) * np.float32(uv)
+def pink(rng, n: int, fs: float, uv: float, *, slope: float = 0.75) -> np.ndarray:
+    """1/f background noise of ``uv`` microvolts std, 0.3-45 Hz, ``n`` samples at ``fs`` Hz; amplitude
+    spectrum f**-slope (0.75 by default; a subject's EEG draws its own)."""
+    return band_noise(rng, n, fs, 0.3, min(0.45 * fs, 45), slope=slope) * np.float32(uv)

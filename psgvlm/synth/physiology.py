@@ -26,7 +26,7 @@ import scipy.signal
 
 from psgvlm.stages import EPOCH_S, N2, N3, N_STAGES, W
 from psgvlm.synth.hypnogram import second_scorer, synth_hypnogram
-from psgvlm.synth.noise import band_noise, child_rng, pink, place, slow_noise
+from psgvlm.synth.noise import band_noise, child_rng, events_from_rate, pink, place, slow_noise
 from psgvlm.synth.sources import NightSources
 
 MIN_MINUTES = 5.0  # shortest night that still holds all five stages
@@ -37,7 +37,7 @@ _REGION = {
     "Fp": dict(alpha=0.2, theta=0.7, delta=1.05, beta=1.0, sp_fast=0.35, sp_slow=0.8, kc=0.85, vertex=0.45, saw=0.6, eog=0.55),
     "F": dict(alpha=0.35, theta=0.9, delta=1.0, beta=0.9, sp_fast=0.55, sp_slow=1.0, kc=1.0, vertex=0.75, saw=0.85, eog=0.14),
     "T": dict(alpha=0.45, theta=0.7, delta=0.6, beta=0.9, sp_fast=0.4, sp_slow=0.4, kc=0.5, vertex=0.35, saw=0.5, eog=0.1),
-    "C": dict(alpha=0.55, theta=1.0, delta=0.8, beta=0.8, sp_fast=1.0, sp_slow=0.7, kc=0.85, vertex=1.0, saw=1.0, eog=0.04),
+    "C": dict(alpha=0.45, theta=1.0, delta=0.8, beta=0.8, sp_fast=1.0, sp_slow=0.7, kc=0.85, vertex=1.0, saw=1.0, eog=0.04),
     "P": dict(alpha=0.85, theta=0.8, delta=0.65, beta=0.7, sp_fast=0.95, sp_slow=0.45, kc=0.6, vertex=0.7, saw=0.7, eog=0.02),
     "O": dict(alpha=1.0, theta=0.6, delta=0.55, beta=0.6, sp_fast=0.45, sp_slow=0.3, kc=0.45, vertex=0.4, saw=0.5, eog=0.01),
     "A": dict(alpha=0.12, theta=0.12, delta=0.12, beta=0.3, sp_fast=0.1, sp_slow=0.1, kc=0.12, vertex=0.1, saw=0.1, eog=0.03),
@@ -107,13 +107,13 @@ def draw_subject(rng: np.random.Generator, age_range: tuple[float, float]) -> di
     age = float(rng.uniform(*age_range))
     young = float(np.clip((60 - age) / 40, 0.3, 1.2))
     ln = rng.lognormal
-    return {
+    subject = {
         "age": round(age, 1),
         "sex": str(rng.choice(["F", "M"])),
         "alpha_hz": float(np.clip(rng.normal(10.0, 0.7) - 0.01 * (age - 40), 8.3, 11.7)),
         "alpha_uv": float(17.0 * ln(0, 0.45)),
-        "theta_uv": float(8.0 * ln(0, 0.2)),
-        "delta_uv": float(36.0 * (0.8 + 0.2 * young) * ln(0, 0.15)),
+        "theta_uv": float(5.5 * ln(0, 0.2)),
+        "delta_uv": float(22.0 * (0.8 + 0.2 * young) * ln(0, 0.15)),
         "bg_uv": float(8.0 * ln(0, 0.2)),
         "beta_uv": float(2.5 * ln(0, 0.2)),
         "spindle_hz": float(np.clip(rng.normal(13.2, 0.5), 12.2, 14.5)),
@@ -135,6 +135,30 @@ def draw_subject(rng: np.random.Generator, age_range: tuple[float, float]) -> di
         "line_uv": float(rng.uniform(0.0, 1.5)),
         "ecg_sign": float(rng.choice([1.0, 1.0, 1.0, -1.0])),
     }
+    subject.update(_recording_variety(rng))  # drawn last: the draws above keep their values
+    return subject
+
+
+def _recording_variety(rng: np.random.Generator) -> dict:
+    """How one night's recording differs from another's beyond physiology: amplifier gain and filters,
+    montage, artefacts, eyes-open habit; factors unless the name carries a unit.
+
+    Real uploads differ in exactly these ways (a 35-Hz low-pass, a 50-Hz-sampled file with nothing above
+    25 Hz, a noisy mastoid with ECG on it, sweat sway, electrode pops), and a stager trained on one clean
+    montage falls over on them.
+    """
+    lowpass = float(rng.uniform(18.0, 40.0))
+    return {
+        "eeg_gain": float(np.clip(rng.lognormal(0, 0.25), 0.6, 1.6)),  # all EEG (electrodes, skull, amplifier)
+        "bg_slope": float(rng.uniform(0.55, 1.05)),  # exponent of the EEG background's 1/f amplitude spectrum
+        "lowpass_hz": lowpass if rng.random() < 0.65 else 0.0,  # EEG/EOG amplifier low-pass (0: none)
+        "montage_mix": float(rng.uniform(0.0, 0.35)),  # largest share of another region mixed into a lead
+        "ecg_pick": float(np.clip(0.004 * rng.lognormal(0.7, 0.9), 0.002, 0.06)),  # ECG on the EEG (reference)
+        "muscle_pick": float(rng.lognormal(0, 0.5)),  # scalp muscle on the EEG
+        "sweat_uv": float(rng.uniform(5.0, 25.0)) if rng.random() < 0.3 else 0.0,  # slow sway in spells
+        "pops_per_min": float(rng.uniform(0.02, 0.2)) if rng.random() < 0.4 else 0.0,  # electrode pops per lead
+        "eyes_open_bias": float(rng.uniform(-1.0, 1.5)),  # > 0: wake spent more with eyes open (less alpha)
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -147,9 +171,14 @@ def _eeg(night: NightSources, spec: ChannelSpec, n: int, rng) -> np.ndarray:
     if spec.where not in _LOCATIONS:
         raise ValueError(f"channel {spec.label!r}: EEG location {spec.where!r} not in {sorted(_LOCATIONS)}")
     region, side, gain = _LOCATIONS[spec.where]
-    g = _REGION[region]
+    # Montage variety: each lead takes up to `montage_mix` of another region's mixture (electrode
+    # placement, reference) and a gain of its own; from a stream of its own (the lead's is untouched).
+    mrng = child_rng(night.seed, night.subject, f"montage:{spec.label}")
+    other, share = _REGION[str(mrng.choice(sorted(_REGION)))], mrng.uniform(0.0, p["montage_mix"])
+    g = {k: (1 - share) * v + share * other[k] for k, v in _REGION[region].items()}
+    gain *= p["eeg_gain"] * float(mrng.lognormal(0, 0.12))
     sd = {-1: "L", 1: "R", 0: "M"}[side]
-    x = pink(rng, n, fs, p["bg_uv"]) * night.at_rate(night.ctrl["bg"], fs)
+    x = pink(rng, n, fs, p["bg_uv"], slope=p["bg_slope"]) * night.at_rate(night.ctrl["bg"], fs)
     for band in ("alpha", "theta", "delta"):
         x += g[band] * src(f"{band}_{sd}", fs)
     x += g["beta"] * src("beta", fs)
@@ -157,9 +186,27 @@ def _eeg(night: NightSources, spec: ChannelSpec, n: int, rng) -> np.ndarray:
     x += g["kc"] * src("kc", fs) + g["vertex"] * src("vertex", fs) + g["saw"] * src("saw", fs)
     x += g["eog"] * (src("eye_v", fs) + 0.3 * side * src("eye_h", fs))
     # Muscle and cardiac pickup, movement artefact.
-    emg_pick = 0.12 if region in ("T", "Fp", "F") else 0.04
-    x += emg_pick * src(f"muscle_{sd}", fs) + 0.004 * src("ecg", fs) + 60 * src("move", fs)
+    emg_pick = (0.12 if region in ("T", "Fp", "F") else 0.04) * p["muscle_pick"]
+    x += emg_pick * src(f"muscle_{sd}", fs) + p["ecg_pick"] * src("ecg", fs) + 60 * src("move", fs)
+    x += _artefacts(night, spec, n, mrng)
     x *= gain
+    return x
+
+
+def _artefacts(night: NightSources, spec: ChannelSpec, n: int, rng) -> np.ndarray:
+    """Recording artefacts on one EEG lead (uV): the night's sweat sway and electrode pops (a sharp step
+    decaying over 0.2-1 s)."""
+    fs, p = spec.sfreq, night.p
+    x = np.zeros(n, np.float32)
+    if p["sweat_uv"] > 0:
+        x += rng.uniform(0.5, 1.5) * night.source("sweat", fs)
+    if p["pops_per_min"] > 0:
+        onsets = events_from_rate(rng, np.full(night.n_s, p["pops_per_min"]))
+        if len(onsets):
+            t = np.arange(int(2.0 * fs)) / fs
+            tau = rng.uniform(0.2, 1.0, len(onsets))[:, None]
+            uv = rng.uniform(50.0, 250.0, len(onsets)) * rng.choice([-1.0, 1.0], len(onsets))
+            place(x, np.round(onsets * fs).astype(int), uv[:, None] * np.exp(-t / tau))
     return x
 
 
@@ -317,6 +364,8 @@ def _channel(night: NightSources, spec: ChannelSpec) -> np.ndarray:
     x = _KINDS[spec.kind](night, spec, int(round(night.n_s * fs)), rng)
     if spec.kind in _ELECTRODE and p["line_uv"] > 0 and night.line_hz < fs / 2:
         x = x + p["line_uv"] * rng.uniform(0.2, 1.0) * night.source("line", fs)
+    if spec.kind in ("eeg", "eog") and 0 < p["lowpass_hz"] < 0.45 * fs:  # the night's amplifier low-pass
+        x = scipy.signal.sosfilt(scipy.signal.butter(4, p["lowpass_hz"], fs=fs, output="sos"), x)
     x = np.asarray(x, dtype=np.float32)
     return x if spec.scale == 1.0 else (x.astype(np.float64) * spec.scale).astype(np.float32)
 

@@ -19,11 +19,11 @@ from psgvlm.synth.noise import band_noise, child_rng, events_from_rate, pink, pl
 # Stage profiles: one value per stage (W, N1, N2, N3, REM) for every generator control.
 # Rates are multiplied by the subject's own density, amplitudes by the subject's own amplitude.
 PROFILE: dict[str, tuple[float, float, float, float, float]] = {
-    "alpha": (1.0, 0.30, 0.06, 0.04, 0.18),  # occipital 8-12 Hz, x subject alpha std
-    "theta": (0.25, 1.0, 0.65, 0.55, 0.75),  # 4-7 Hz
-    "delta": (0.12, 0.22, 0.35, 1.0, 0.18),  # 0.5-2 Hz, N3 further scaled by its slow-wave fraction
+    "alpha": (1.0, 0.35, 0.30, 0.30, 0.20),  # occipital 8-12 Hz, x subject alpha std (sleep keeps some: flat 4-12 Hz)
+    "theta": (0.25, 1.0, 0.65, 0.55, 0.55),  # 4-7 Hz
+    "delta": (0.06, 0.22, 0.30, 1.1, 0.12),  # 0.5-2 Hz, N3 further scaled by its slow-wave fraction
     "beta": (1.0, 0.5, 0.35, 0.3, 0.6),  # 15-25 Hz
-    "bg": (0.85, 0.8, 1.0, 1.15, 0.72),  # 1/f background
+    "bg": (0.75, 0.8, 1.0, 1.15, 0.6),  # 1/f background
     "spindle": (0.0, 0.08, 1.0, 0.35, 0.02),  # per minute, x subject spindle density
     "kc": (0.0, 0.08, 1.0, 0.45, 0.0),  # K-complexes per minute, x subject density
     "vertex": (0.0, 3.0, 0.3, 0.0, 0.1),  # vertex sharp waves per minute
@@ -126,7 +126,7 @@ class NightSources:
         ctrl = {f: smooth(per_s[:, i], 15) for f, i in _F.items()}
         ctrl["hr"] = smooth(per_s[:, _F["hr"]], 45)
         # Eyes open/closed in wake: alpha when closed, blinks and saccades when open.
-        eyes_open = 1 / (1 + np.exp(-1.5 * slow_noise(rng, n_s, 6)))
+        eyes_open = 1 / (1 + np.exp(-1.5 * slow_noise(rng, n_s, 6) - self.p.get("eyes_open_bias", 0.0)))
         ctrl["alpha"] *= 0.25 + 1.1 * (1 - eyes_open)
         ctrl["blink"] *= 0.3 + 1.4 * eyes_open
         ctrl["saccade"] *= 0.2 + 1.6 * eyes_open
@@ -246,6 +246,9 @@ class NightSources:
             return self.at_rate(self.movement_s, fs) * band_noise(rng, n, fs, 0.3, 5, slope=1.0)
         if name == "pink":  # low-level 1/f floor shared by the non-EEG electrode channels
             return pink(rng, n, fs, 1.0)
+        if name == "sweat":  # sweat sway shared by the scalp leads (uV), 0.05-0.4 Hz, in spells of minutes
+            spells = np.clip(slow_noise(rng, self.n_s, 120), 0, None) * self.p.get("sweat_uv", 0.0)
+            return band_noise(rng, n, fs, 0.05, 0.4, slope=0.5) * self.at_rate(spells, fs)
         if name == "line":
             return np.sin(2 * np.pi * self.line_hz * np.arange(n) / fs).astype(np.float32)
         raise KeyError(name)

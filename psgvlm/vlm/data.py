@@ -1,4 +1,4 @@
-"""Prompts and the LLaVA-NeXT collator (loss on the answer tokens only).
+"""Prompts, the LLaVA-NeXT collator (loss on the answer tokens only) and band dropout for training.
 
 Rendered datasets are loaded with :func:`psgvlm.image.dataset.load_dataset`.
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from psgvlm.stages import STAGES
 
@@ -171,3 +173,99 @@ class VLMCollator:
                 labels[i, end - len(ans): end] = ans
             batch["labels"] = labels
         return dict(batch)
+
+
+# --------------------------------------------------------------------------- band dropout
+
+
+class BandDropout:
+    """Draw random channel bands of already rendered images flat, exactly as ``psgvlm stage`` draws a missing channel.
+
+    Real recordings fill few of a run's bands (often one EEG channel); ``psgvlm stage`` leaves the
+    others flat, and a flat band is drawn as a line along the band's middle (scaled value 0), not as
+    background. Rather than re-render the dataset, each flattened band's pixel rows are replaced by
+    those of a flat line rendered once with the dataset's own settings: with ``band_gap_px >= 1`` no
+    pixel row holds ink of two bands, so the result is pixel for pixel the image of the same epoch
+    with those channels flat.
+
+    Parameters
+    ----------
+    dataset_meta : dict
+        The rendered dataset's meta (channels, modalities, sfreq, ``settings.render``).
+    p : float
+        Probability, in [0, 1], that an image gets any band drawn flat.
+    single_eeg_prob : float
+        Of those, the probability, in [0, 1], that one EEG band alone is kept (every other band flat,
+        the commonest real upload); otherwise every band is flat with probability one half, one EEG
+        band always kept.
+    """
+
+    def __init__(self, dataset_meta: dict, *, p: float, single_eeg_prob: float = 0.5):
+        from psgvlm.image.dataset import band_layout
+        from psgvlm.image.renderer import RenderSettings, render_epoch
+
+        for name, v in (("band_dropout", p), ("single_eeg_prob", single_eeg_prob)):
+            if not (isinstance(v, int | float) and 0.0 <= v <= 1.0):
+                raise ValueError(f"{name}={v!r}: must be a probability in [0, 1]")
+        self.p, self.single_eeg_prob = float(p), float(single_eeg_prob)
+        settings = RenderSettings.from_dict(dataset_meta["settings"]["render"])
+        if settings.band_gap_px < 1:
+            raise ValueError(f"band dropout needs band_gap_px >= 1 (no pixel row shared by two bands); the dataset "
+                             f"was rendered with band_gap_px={settings.band_gap_px}")
+        self.bands = band_layout(dataset_meta)
+        self.eeg = np.array([i for i, b in enumerate(self.bands) if b["modality"] == "EEG"], dtype=np.int64)
+        if not len(self.eeg):
+            raise ValueError(f"band dropout keeps an EEG band, and the dataset has none: {dataset_meta['channels']}")
+        n_times = int(round(float(dataset_meta["sfreq"]) * float(dataset_meta.get("epoch_s", 30.0))))
+        self.size = settings.size
+        self.flat_image = render_epoch(np.zeros((len(self.bands), n_times), np.float32), settings)
+
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """(n_bands,) bool: the bands to draw flat in one image (all False with probability ``1 - p``)."""
+        n = len(self.bands)
+        flat = np.zeros(n, dtype=bool)
+        if rng.random() >= self.p:
+            return flat
+        keep = int(rng.choice(self.eeg))
+        if rng.random() < self.single_eeg_prob:
+            flat[:] = True
+        else:
+            flat = rng.random(n) < 0.5
+        flat[keep] = False
+        return flat
+
+    def apply(self, image, flat: np.ndarray):
+        """A new RGB image: ``image`` with the bands where ``flat`` is True drawn flat."""
+        from PIL import Image
+
+        arr = np.array(image.convert("RGB"))
+        if arr.shape[:2] != (self.size, self.size):
+            raise ValueError(f"image of {arr.shape[1]}x{arr.shape[0]} px; the dataset's settings draw {self.size} px")
+        for b in np.flatnonzero(flat):
+            top, bottom = self.bands[b]["top"], self.bands[b]["bottom"]
+            arr[top:bottom] = self.flat_image[top:bottom]
+        return Image.fromarray(arr)
+
+    def __call__(self, image, rng: np.random.Generator):
+        """``image`` with a random draw of flat bands (:meth:`draw`, :meth:`apply`)."""
+        flat = self.draw(rng)
+        return self.apply(image, flat) if flat.any() else image
+
+
+class BandDropoutDataset:
+    """A map-style view of a training split whose images get :class:`BandDropout`.
+
+    Image ``i`` draws from ``np.random.default_rng([*seed, i])``: the same seed (e.g. the run's seed
+    and the pass over the data) gives the same images in any order and after a resume.
+    """
+
+    def __init__(self, ds, dropout: BandDropout, seed: tuple[int, ...]):
+        self.ds, self.dropout, self.seed = ds, dropout, tuple(int(v) for v in seed)
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        row = dict(self.ds[int(i)])
+        row["image"] = self.dropout(row["image"], np.random.default_rng([*self.seed, int(i)]))
+        return row
