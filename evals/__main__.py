@@ -9,6 +9,7 @@ summary.json and figures/):
     python -m evals attribution  --run RUN --dataset IMAGES --out DIR --per-stage 10
     python -m evals zero_shot    --predictions UNTUNED_RUN/predictions.jsonl --dataset IMAGES --out DIR
     python -m evals report       --results DIR [DIR ...] --out REPORT_DIR
+    python -m evals realdata     --data ../shared/data/real --out DIR
 
 ``python -m evals <suite> --help`` lists a suite's options.
 """
@@ -28,6 +29,7 @@ SUITES: dict[str, tuple[str, str]] = {
     "attribution": (".suites.attribution", "feature ablation over 14x14 patches -> channel x time"),
     "zero_shot": (".suites.zero_shot", "the untuned model's confusion matrix"),
     "report": (".suites.report", "gather results dirs into a Markdown report + JSON summary"),
+    "realdata": (".suites.realdata", "the real-data scorecard: every predictor kind on the shared real recordings"),
 }
 
 
