@@ -115,6 +115,7 @@ class Context:
     seed: int = 0
     vlm_runs: dict[str, Path] = field(default_factory=dict)  # extra VLM rows: name -> run dir
     wanted: list[str] = field(default_factory=list)  # the pretrained predictors asked for (rows)
+    data: Path | None = None  # the --data folder (recorded in the folds' datasets)
     predicted: dict[str, dict] = field(default_factory=dict)  # recording key -> {predictor: Hypnodensity}
     failed: dict[str, dict] = field(default_factory=dict)  # recording key -> {predictor: reason}
     _signal: list | None = None
@@ -227,6 +228,8 @@ def _loro(ctx: Context, row: str, train: Callable) -> dict[str, np.ndarray]:
     out = {}
     for rec in tqdm(ctx.pooled, desc=f"{row} LORO", unit="fold"):
         fold = ctx.work / row / rec.key
+        if fold.exists():  # a previous scorecard's fold: never resumed
+            shutil.rmtree(fold)
         out[rec.key] = _read_fold(train(fold, [k for k in keys if k != rec.key], rec.key), rec)
     return out
 
@@ -260,11 +263,8 @@ def _signal_recordings(ctx: Context) -> list:
 def _signal_fold(ctx: Context, fold: Path, train: list[str], test: str) -> Path:
     from psgvlm.baselines.signal_data import save_signal_dataset
 
-    path = fold / "signal"
-    if not (path / "meta.json").is_file():
-        save_signal_dataset(_signal_recordings(ctx), path, split=_loro_split(train, test), overwrite=True,
-                            extra={"input": "shared real recordings (evals realdata)"})
-    return path
+    return save_signal_dataset(_signal_recordings(ctx), fold / "signal", split=_loro_split(train, test), overwrite=True,
+                               extra={"input": {"format": "realdata", "path": str(ctx.data), "channels": ["EEG"]}})
 
 
 def _sdreamer(ctx: Context) -> dict[str, np.ndarray]:
@@ -278,17 +278,36 @@ def _sdreamer(ctx: Context) -> dict[str, np.ndarray]:
     return _loro(ctx, "sdreamer", train)
 
 
+def _sleep2vec_backbone(ctx: Context) -> Path:
+    """sleep2vec pre-trained once on synthetic nights (EEG, EOG, EMG), shared by every fold.
+
+    Its contrastive pre-training pairs two modalities of one night, and the real recordings give
+    one EEG channel: the backbone learns from synthetic nights (``psgvlm synth``), which hold no real
+    recording, so no fold sees its test night before fine-tuning.
+    """
+    pre = ctx.work / "sleep2vec" / "pretrained_synthetic"
+    if not (pre / "model.pt").is_file():
+        synth = ctx.work / "sleep2vec" / "synthetic_nights"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "psgvlm.cli", "synth", "--format", "isruc", "--subjects", "4",
+                               "--minutes", str(ctx.steps(60, 20)), "--seed", str(ctx.seed), "--out", str(synth)],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"psgvlm synth exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+        _recipe("sleep2vec_pretrain.py", "--config", RECIPES / "configs" / "sleep2vec_tiny_pretrain.yaml",
+                "--signal_data", synth.parent / "synthetic_signal", "--format", "isruc", "--input", synth,
+                "--max_steps", ctx.steps(300, 30), "--eval_every", 0, "--threads", 1, "--seed", ctx.seed,
+                "--output_dir", pre, log=synth.parent / "pretrain.log")
+    return pre
+
+
 def _sleep2vec(ctx: Context) -> dict[str, np.ndarray]:
     def train(fold, train_keys, test):
         data = _signal_fold(ctx, fold, train_keys, test)
-        # self-supervised pre-training on the fold's training recordings only, then fine-tuning on their labels
-        _recipe("sleep2vec_pretrain.py", "--config", RECIPES / "configs" / "sleep2vec_tiny_pretrain.yaml",
-                "--signal_data", data, "--modalities", "EEG", "--max_steps", ctx.steps(200, 30), "--eval_every", 0,
-                "--threads", 1, "--seed", ctx.seed, "--output_dir", fold / "s2v_pre", log=fold / "s2v_pre.log")
         _recipe("sleep2vec_finetune.py", "--config", RECIPES / "configs" / "sleep2vec_tiny_finetune.yaml",
-                "--signal_data", data, "--pretrained", fold / "s2v_pre", "--modalities", "EEG", "--eval_subsets", "EEG",
-                "--max_steps", ctx.steps(300, 40), "--eval_every", 0, "--threads", 1, "--seed", ctx.seed,
-                "--output_dir", fold / "s2v_ft", log=fold / "s2v_ft.log")
+                "--signal_data", data, "--pretrained", _sleep2vec_backbone(ctx), "--modalities", "EEG",
+                "--eval_subsets", "EEG", "--max_steps", ctx.steps(300, 40), "--eval_every", 0, "--threads", 1,
+                "--seed", ctx.seed, "--output_dir", fold / "s2v_ft", log=fold / "s2v_ft.log")
         return fold / "s2v_ft"
     return _loro(ctx, "sleep2vec", train)
 
@@ -301,7 +320,7 @@ ROWS: dict[str, tuple[str, str, Callable]] = {
     "gssc": ("pretrained", "GSSC ResNet + GRU (psgvlm[gssc])", _pretrained("gssc")),
     "vote": ("pretrained", "soft vote of YASA and GSSC", _pretrained("vote")),
     "sdreamer": ("LORO", "sDREAMER, tiny, EEG", _sdreamer),
-    "sleep2vec": ("LORO", "sleep2vec, tiny, pre-trained + fine-tuned, EEG", _sleep2vec),
+    "sleep2vec": ("LORO", "sleep2vec, tiny, pre-trained on synthetic nights, fine-tuned on EEG", _sleep2vec),
 }
 
 
@@ -458,7 +477,7 @@ def run_scorecard(recs: list[RealRecording], out: Path, *, rows: list[str], vlm_
     from psgvlm.night.predictors import PREDICTORS
 
     ctx = Context(recs=recs, work=out / "work", quick=quick, seed=seed, vlm_runs=dict(vlm_runs or {}),
-                  wanted=[n for n in rows if n in PREDICTORS])
+                  wanted=[n for n in rows if n in PREDICTORS], data=data)
     table = {name: ROWS[name] for name in ROWS if name in rows}
     for name, run_dir in ctx.vlm_runs.items():
         table[f"vlm:{name}"] = ("pretrained", f"VLM run {run_dir}", _vlm_run_row(name, run_dir))
