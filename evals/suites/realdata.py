@@ -118,7 +118,7 @@ class Context:
     data: Path | None = None  # the --data folder (recorded in the folds' datasets)
     predicted: dict[str, dict] = field(default_factory=dict)  # recording key -> {predictor: Hypnodensity}
     failed: dict[str, dict] = field(default_factory=dict)  # recording key -> {predictor: reason}
-    _signal: list | None = None
+    cache: dict = field(default_factory=dict)  # things several folds share (signal recordings, images)
 
     @property
     def pooled(self) -> list[RealRecording]:
@@ -244,20 +244,20 @@ def _signal_recordings(ctx: Context) -> list:
     The channel is named ``EEG`` in every recording (C3, Cz, Fpz-Cz, ... are one input to the models);
     subject and recording ids are the recording keys (each recording is a different subject).
     """
-    if ctx._signal is None:
+    if "signal" not in ctx.cache:
         from psgvlm.baselines.signal_data import recording_to_signal
         from psgvlm.io.channels import rank_channels
 
-        ctx._signal = []
+        ctx.cache["signal"] = []
         for r in ctx.pooled:
             eeg = rank_channels(r.rec.channels, "EEG")
             if not eeg:
                 raise RowUnavailable(f"{r.name} has no EEG channel")
             sig = recording_to_signal(r.rec, channels=[eeg[0]])
-            ctx._signal.append(replace(sig, subject=r.key, recording=r.key, x={"EEG": sig.x[eeg[0]]},
+            ctx.cache["signal"].append(replace(sig, subject=r.key, recording=r.key, x={"EEG": sig.x[eeg[0]]},
                                        modalities={"EEG": "EEG"}, sfreq={"EEG": sig.sfreq[eeg[0]]},
                                        meta={**sig.meta, "channel": eeg[0]}))
-    return ctx._signal
+    return ctx.cache["signal"]
 
 
 def _signal_fold(ctx: Context, fold: Path, train: list[str], test: str) -> Path:
@@ -312,6 +312,114 @@ def _sleep2vec(ctx: Context) -> dict[str, np.ndarray]:
     return _loro(ctx, "sleep2vec", train)
 
 
+def _vlm_images(ctx: Context) -> dict[str, dict]:
+    """Each pooled recording's scored epochs rendered as ``psgvlm stage`` renders them for the default run.
+
+    Same bands, channel choice (the one channel-picking rule, missing bands flat), scaling and
+    renderer settings as the embedded default's images of the ``vlm`` row; ``{key: {"png", "epoch",
+    "label", "start_s", "channels"}}`` with PNG bytes per epoch.
+    """
+    if "vlm_images" not in ctx.cache:
+        import io
+
+        from PIL import Image
+
+        from psgvlm.image.renderer import RenderSettings, render_epoch
+        from psgvlm.night.grid import band_epochs
+        from psgvlm.night.stage import render_settings, resolve_channel_map, run_channels
+
+        dmeta = _vlm(ctx, None).dataset_meta
+        bands, modalities, sfreq = run_channels(dmeta)
+        settings = RenderSettings.from_dict(render_settings(dmeta))
+        out = {}
+        for r in ctx.pooled:
+            mapping = resolve_channel_map(r.rec, bands, modalities, None)
+            x, starts_s, _, _ = band_epochs(r.rec, mapping, sfreq, settings)
+            keep = [k for k in range(min(len(x), r.rec.n_epochs)) if r.expert[k] != UNSCORED]
+            pngs = []
+            for k in keep:
+                buf = io.BytesIO()
+                Image.fromarray(render_epoch(x[k], settings)).save(buf, format="PNG")
+                pngs.append(buf.getvalue())
+            out[r.key] = {"png": pngs, "epoch": keep, "label": [int(r.expert[k]) for k in keep],
+                          "start_s": [float(starts_s[k]) for k in keep],
+                          "channels": ",".join(m or "-" for m in mapping), "dataset": r.fmt}
+        ctx.cache["vlm_images"] = out
+    return ctx.cache["vlm_images"]
+
+
+def _vlm_fold(ctx: Context, path: Path, split: dict) -> Path:
+    """An image dataset (the ``psgvlm render`` layout) of the folds' recordings; meta from the default run's."""
+    import datasets
+
+    from psgvlm.image.dataset import features
+    from psgvlm.provenance import provenance, write_json_atomic
+
+    images = _vlm_images(ctx)
+    dsd, counts = {}, {}
+    for name in ("train", "validation", "test"):
+        cols = {k: [] for k in ("image", "label", "stage", "subject", "recording", "epoch", "start_s", "dataset",
+                                "channels")}
+        for key in split[name]:
+            im = images[key]
+            n = len(im["png"])
+            cols["image"] += [{"bytes": b, "path": None} for b in im["png"]]
+            cols["label"] += im["label"]
+            cols["stage"] += [STAGES[y] for y in im["label"]]
+            cols["subject"] += [key] * n
+            cols["recording"] += [key] * n
+            cols["epoch"] += im["epoch"]
+            cols["start_s"] += im["start_s"]
+            cols["dataset"] += [im["dataset"]] * n
+            cols["channels"] += [im["channels"]] * n
+        dsd[name] = datasets.Dataset.from_dict(cols, features=features())
+        counts[name] = {**{s: cols["label"].count(i) for i, s in enumerate(STAGES)},
+                        "n_subjects": len(split[name]), "n_epochs": len(cols["label"])}
+    datasets.DatasetDict(dsd).save_to_disk(str(path))
+    dmeta = _vlm(ctx, None).dataset_meta
+    keep = ("kind", "version", "settings", "channels", "modalities", "sfreq", "epoch_s", "size")
+    write_json_atomic(path / "meta.json", {**{k: dmeta[k] for k in keep if k in dmeta}, "format": "realdata",
+                                           "split": split, "counts": counts, "labelled": True,
+                                           "input": {"path": str(ctx.data), "hypnogram": None},
+                                           "provenance": provenance()})
+    return path
+
+
+def _vlm_start(ctx: Context) -> Path:
+    """The embedded default run's model with its LoRA merged in: where each fold's fresh LoRA starts."""
+    start = ctx.work / "vlm_tiny" / "start"
+    if not (start / "config.json").is_file():
+        from peft import PeftModel
+
+        from psgvlm.night.stage import default_run
+        from psgvlm.vlm.model import load_model
+
+        run = default_run()
+        model, processor = load_model(str(run / "base_model"), dtype="float32")
+        model = PeftModel.from_pretrained(model, str(run / "adapter")).merge_and_unload()
+        model.save_pretrained(start)
+        processor.save_pretrained(start)
+    return start
+
+
+def _vlm_tiny(ctx: Context) -> dict[str, np.ndarray]:
+    keys = [r.key for r in ctx.pooled]
+
+    def train(fold, train_keys, test):
+        # validation (the recipe's checkpoint choice): the next recording after the test one, out of training
+        val = keys[(keys.index(test) + 1) % len(keys)]
+        split = {"kind": "leave-one-recording-out", "train": [k for k in train_keys if k != val],
+                 "validation": [val], "test": [test]}
+        data = _vlm_fold(ctx, fold / "images", split)
+        _recipe("llava_isruc.py", "--config", RECIPES / "configs" / "llava_tiny_cpu.yaml", "--dataset", data,
+                "--model", _vlm_start(ctx), "--num_train_epochs", ctx.steps(3, 1), "--max_steps", ctx.steps(0, 5),
+                "--predict_splits", "test", "--seed", ctx.seed, "--output_dir", fold / "run", log=fold / "llava.log")
+        return fold / "run"
+    if len(keys) < 3:
+        raise RowUnavailable(f"the tiny VLM's folds need three recordings or more (train, validation, test); have {keys}")
+    return _loro(ctx, "vlm_tiny", train)
+
+
 # Literal registry: row name -> (protocol, what it is, how its predictions are made). The pretrained
 # predictors are the entries of psgvlm.night.predictors.PREDICTORS of the same name.
 ROWS: dict[str, tuple[str, str, Callable]] = {
@@ -321,6 +429,7 @@ ROWS: dict[str, tuple[str, str, Callable]] = {
     "vote": ("pretrained", "soft vote of YASA and GSSC", _pretrained("vote")),
     "sdreamer": ("LORO", "sDREAMER, tiny, EEG", _sdreamer),
     "sleep2vec": ("LORO", "sleep2vec, tiny, pre-trained on synthetic nights, fine-tuned on EEG", _sleep2vec),
+    "vlm_tiny": ("LORO", "the embedded default VLM + a fresh LoRA fine-tuned on rendered real epochs", _vlm_tiny),
 }
 
 
