@@ -71,8 +71,20 @@ def case_report(env, out):
     assert "| Model | isruc Acc" in md and any(line.startswith("| m |") for line in md.splitlines())
 
 
+def case_realdata(env, out):  # the real recordings, not the synthetic env (tests/test_realdata.py covers more)
+    from conftest import REAL_DATA_DIR
+
+    if not REAL_DATA_DIR.is_dir():  # absent: the one-line refusal
+        assert evals_main(["realdata", "--data", str(REAL_DATA_DIR), "--out", str(out)]) == 2
+        return
+    assert evals_main(["realdata", "--data", str(REAL_DATA_DIR), "--out", str(out), "--rows", "yasa",
+                       "--recordings", "sleepedf", "--n-boot", "20"]) == 0
+    assert json.loads((out / "scorecard.json").read_text())["rows"]["yasa"]["n_epochs"] == 10
+
+
 CASES = {"metrics": case_metrics, "zero_shot": case_zero_shot, "attribution": case_attribution,
-         "robustness": case_robustness, "channel_loss": case_channel_loss, "report": case_report}
+         "robustness": case_robustness, "channel_loss": case_channel_loss, "report": case_report,
+         "realdata": case_realdata}
 
 
 @pytest.fixture(scope="module")
