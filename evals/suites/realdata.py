@@ -187,18 +187,22 @@ def _vlm_run_row(name: str, run_dir: Path) -> Callable:
 # ------------------------------------------------------------------------------------------------
 # leave-one-recording-out rows
 # ------------------------------------------------------------------------------------------------
-def _recipe(*args, log: Path) -> None:
-    """Run ``python recipes/<args>`` (one torch thread); its output goes to ``log``; failure names the log."""
-    if not (RECIPES / args[0]).is_file():
-        raise RowUnavailable(f"needs the recipes of a checkout ({RECIPES / args[0]} not found)")
+def _command(args: list, *, log: Path) -> None:
+    """Run ``python <args>`` (one torch thread); its output goes to ``log``; a failure names the log."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as fh:
-        proc = subprocess.run([sys.executable, str(RECIPES / args[0]), *map(str, args[1:])], cwd=REPO, env=env,
-                              stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.run([sys.executable, *map(str, args)], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
     if proc.returncode:
         tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
-        raise RuntimeError(f"{args[0]} exited {proc.returncode} (log {log}): {tail}")
+        raise RuntimeError(f"python {' '.join(map(str, args[:3]))} exited {proc.returncode} (log {log}): {tail}")
+
+
+def _recipe(*args, log: Path) -> None:
+    """``python recipes/<args>`` through :func:`_command`; RowUnavailable outside a checkout."""
+    if not (RECIPES / args[0]).is_file():
+        raise RowUnavailable(f"needs the recipes of a checkout ({RECIPES / args[0]} not found)")
+    _command([RECIPES / args[0], *args[1:]], log=log)
 
 
 def _read_fold(run_dir: Path, rec: RealRecording) -> np.ndarray:
@@ -288,12 +292,8 @@ def _sleep2vec_backbone(ctx: Context) -> Path:
     pre = ctx.work / "sleep2vec" / "pretrained_synthetic"
     if not (pre / "model.pt").is_file():
         synth = ctx.work / "sleep2vec" / "synthetic_nights"
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run([sys.executable, "-m", "psgvlm.cli", "synth", "--format", "isruc", "--subjects", "4",
-                               "--minutes", str(ctx.steps(60, 20)), "--seed", str(ctx.seed), "--out", str(synth)],
-                              env=env, capture_output=True, text=True)
-        if proc.returncode:
-            raise RuntimeError(f"psgvlm synth exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}")
+        _command(["-m", "psgvlm.cli", "synth", "--format", "isruc", "--subjects", 4, "--minutes", ctx.steps(60, 20),
+                  "--seed", ctx.seed, "--out", synth], log=synth.parent / "synth.log")
         _recipe("sleep2vec_pretrain.py", "--config", RECIPES / "configs" / "sleep2vec_tiny_pretrain.yaml",
                 "--signal_data", synth.parent / "synthetic_signal", "--format", "isruc", "--input", synth,
                 "--max_steps", ctx.steps(300, 30), "--eval_every", 0, "--threads", 1, "--seed", ctx.seed,
@@ -418,6 +418,87 @@ def _vlm_tiny(ctx: Context) -> dict[str, np.ndarray]:
     if len(keys) < 3:
         raise RowUnavailable(f"the tiny VLM's folds need three recordings or more (train, validation, test); have {keys}")
     return _loro(ctx, "vlm_tiny", train)
+
+
+def _reference_streams(ctx: Context) -> dict[str, list[Path]]:
+    """YASA and GSSC run dirs over the pooled recordings, as ``psgvlm reference`` writes them (NAP's input).
+
+    ``{corpus: [run dirs]}``, a run dir per predictor and corpus (per recording when only some of a
+    corpus's recordings are chosen); the streams per EEG channel are in each run's ``channels/``.
+    """
+    from psgvlm.night.predictors import PREDICTORS
+
+    if "streams" not in ctx.cache:
+        missing = {n: PREDICTORS[n].missing() for n in NAP_STREAMS if PREDICTORS[n].missing()}
+        if missing:
+            raise RowUnavailable("NAP fuses " + " and ".join(NAP_STREAMS) + ": " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
+        corpora: dict[str, list[RealRecording]] = {}
+        for r in ctx.pooled:
+            corpora.setdefault(r.fmt if r.fmt != "generic" else r.key, []).append(r)
+        out: dict[str, list] = {}
+        for corpus, recs in corpora.items():
+            from psgvlm.io.readers import find_recordings as reader_finds
+
+            folder = recs[0].path.parent
+            whole = recs[0].fmt != "generic" and len(reader_finds(recs[0].fmt, folder)) == len(recs)
+            jobs = [(corpus, ["--input", folder])] if whole else [
+                (r.key, ["--input", r.path] + (["--hypnogram", r.hypnogram] if r.fmt == "generic" else [])) for r in recs]
+            for name in NAP_STREAMS:
+                for tag, inputs in jobs:
+                    run = ctx.work / "nap" / "streams" / f"{name}_{tag}"
+                    _command(["-m", "psgvlm.cli", "reference", "--predictor", name, "--format", recs[0].fmt, *inputs,
+                              "--out", run], log=run.with_suffix(".log"))
+                    out.setdefault(corpus, []).append((name, run))
+        ctx.cache["streams"] = out
+    return ctx.cache["streams"]
+
+
+def _nap_predictions(ctx: Context, run_dir: Path, recs: list[RealRecording]) -> dict[str, np.ndarray]:
+    """NAP's out-of-fold ``predictions.jsonl`` of ``recs`` (matched by the reader's recording id)."""
+    from psgvlm.predictions import read_predictions
+
+    by_id = {(r.rec.dataset, str(r.rec.recording)): r for r in recs}
+    out = {r.key: np.full(r.rec.n_epochs, UNSCORED, dtype=np.int64) for r in recs}
+    for row in read_predictions(run_dir / "predictions.jsonl"):
+        rec = by_id.get((row["dataset"], row["recording"]))
+        if rec is None:
+            raise RuntimeError(f"{run_dir}: predictions of {row['dataset']}/{row['recording']}, not a chosen recording")
+        if row["pred"] >= 0:
+            out[rec.key][int(row["epoch"])] = int(row["pred"])
+    return out
+
+
+def _nap_args(ctx: Context) -> list:
+    return ["--max_steps", ctx.steps(400, 30), "--eval_every", 0, "--threads", 1, "--seed", ctx.seed]
+
+
+def _nap_loro(ctx: Context) -> dict[str, np.ndarray]:
+    """NAP over YASA + GSSC streams, leave one recording out (``recipes/nap.py --protocol loro``)."""
+    streams = [f"{name}={run}" for runs in _reference_streams(ctx).values() for name, run in runs]
+    out = ctx.work / "nap" / "loro"
+    _recipe("nap.py", "--protocol", "loro", "--predictors", *streams, *_nap_args(ctx), "--output_dir", out,
+            log=out.with_suffix(".log"))
+    return _nap_predictions(ctx, out, ctx.pooled)
+
+
+def _nap_zero_shot(ctx: Context) -> dict[str, np.ndarray]:
+    """NAP over YASA + GSSC streams, leave one corpus out: trained on the other corpora (``--protocol zero_shot``)."""
+    corpora = _reference_streams(ctx)
+    if len(corpora) < 2:
+        raise RowUnavailable(f"zero-shot NAP needs two corpora or more; have {list(corpora)}")
+    preds = {}
+    for corpus, runs in corpora.items():
+        train = [f"{name}={run}" for c, rs in corpora.items() if c != corpus for name, run in rs]
+        out = ctx.work / "nap" / f"zero_shot_{corpus}"
+        _recipe("nap.py", "--protocol", "zero_shot", "--train_predictors", *train,
+                "--predictors", *[f"{name}={run}" for name, run in runs], *_nap_args(ctx), "--output_dir", out,
+                log=out.with_suffix(".log"))
+        tested = [r for r in ctx.pooled if (r.fmt if r.fmt != "generic" else r.key) == corpus]
+        preds.update(_nap_predictions(ctx, out, tested))
+    return preds
+
+
+NAP_STREAMS = ("yasa", "gssc")  # the frozen stagers whose per-channel streams NAP fuses
 
 
 # Literal registry: row name -> (protocol, what it is, how its predictions are made). The pretrained
