@@ -473,7 +473,7 @@ def _nap_args(ctx: Context) -> list:
 
 
 def _nap_loro(ctx: Context) -> dict[str, np.ndarray]:
-    """NAP over YASA + GSSC streams, leave one recording out (``recipes/nap.py --protocol loro``)."""
+    """NAP over YASA + GSSC streams, leave one recording out (the loro protocol of ``recipes/nap.py``)."""
     streams = [f"{name}={run}" for runs in _reference_streams(ctx).values() for name, run in runs]
     out = ctx.work / "nap" / "loro"
     _recipe("nap.py", "--protocol", "loro", "--predictors", *streams, *_nap_args(ctx), "--output_dir", out,
@@ -482,7 +482,7 @@ def _nap_loro(ctx: Context) -> dict[str, np.ndarray]:
 
 
 def _nap_zero_shot(ctx: Context) -> dict[str, np.ndarray]:
-    """NAP over YASA + GSSC streams, leave one corpus out: trained on the other corpora (``--protocol zero_shot``)."""
+    """NAP over YASA + GSSC streams, leave one corpus out: trained on the other corpora (the zero_shot protocol)."""
     corpora = _reference_streams(ctx)
     if len(corpora) < 2:
         raise RowUnavailable(f"zero-shot NAP needs two corpora or more; have {list(corpora)}")
