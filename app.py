@@ -382,6 +382,10 @@ class DemoApp:
         code = int(result.stages[k])
         text = (f"Epoch {k} ({start / 3600:.2f} h, {start:.0f} s): {result.primary} (primary) says "
                 f"**{'unscored' if code == UNSCORED else STAGES[code]}** ({result.confidence[k]:.0%}).{extra}")
+        context = (result.model or {}).get("context", 0)
+        if context:  # the run reads neighbouring epochs: the viewer shows the strip it scored
+            text += (f" The image is the strip of epochs {k - context} to {k + context} the model read; epoch {k} "
+                     f"is the middle one, on white (grey panels: no epoch).")
         if with_attribution:
             with self.model_lock:
                 overlay, note = attribution_overlay(self.predictor, Image.fromarray(image))
