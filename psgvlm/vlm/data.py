@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.stages import STAGES
+from psgvlm.vlm.context import ContextDataset
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 IGNORE_INDEX = -100
@@ -252,20 +253,13 @@ class BandDropout:
         return self.apply(image, flat) if flat.any() else image
 
 
-class BandDropoutDataset:
+class BandDropoutDataset(ContextDataset):
     """A map-style view of a training split whose images get :class:`BandDropout`.
 
     Image ``i`` draws from ``np.random.default_rng([*seed, i])``: the same seed (e.g. the run's seed
-    and the pass over the data) gives the same images in any order and after a resume.
+    and the pass over the data) gives the same images in any order and after a resume. It is the K=0
+    case of :class:`psgvlm.vlm.context.ContextDataset` (one copy of the seeding and drawing).
     """
 
     def __init__(self, ds, dropout: BandDropout, seed: tuple[int, ...]):
-        self.ds, self.dropout, self.seed = ds, dropout, tuple(int(v) for v in seed)
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        row = dict(self.ds[int(i)])
-        row["image"] = self.dropout(row["image"], np.random.default_rng([*self.seed, int(i)]))
-        return row
+        super().__init__(ds, 0, dropout=dropout, seed=seed)
