@@ -16,6 +16,9 @@ default adds band dropout, six bands and physical scaling: recipes/configs/llava
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_tiny_cpu.yaml
 
+``--context 1`` shows the model the previous and next epoch beside the scored one in one strip image composed at
+load time (psgvlm/vlm/context.py); meta.json records K for predict, the evals, stage and the app.
+
 Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint latest`` (or
 ``RUN/checkpoints/step-N``) continues exactly (refused when the config differs). ``--train false`` scores
 the untuned model (zero-shot ablation). ``--report_to tensorboard`` (or wandb, mlflow) logs loss, learning
@@ -97,8 +100,8 @@ set_seed(args.seed)  # torch RNG drives LoRA init and dropout; data order uses i
 dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
                             need=("train", "validation") if args.train else ())
-# --context K: each row's image is the strip of its 2K+1 epochs, composed from the split's own rows at
-# load time (each epoch is stored once); K=0 is the row's own image. One sentence of the prompt says so.
+# --context K: each row's image is the strip of its 2K+1 epochs, composed from the split's own rows at load time
+# (each epoch stored once); K=0 is the row's own image. One sentence of the prompt says so.
 dsd = {name: ContextDataset(ds, args.context) for name, ds in dsd.items()}
 template = context_template(get_template(args.prompt, channels=dataset_meta.get("channels")), args.context)
 dropout = BandDropout(dataset_meta, p=args.band_dropout, single_eeg_prob=args.single_eeg_prob) \
