@@ -248,7 +248,7 @@ def split_dataset(tiny_synth, tmp_path_factory):
     return out
 
 
-def test_context_one_end_to_end_train_predict_stage(split_dataset, tiny_synth, tiny_dir, tmp_path):
+def test_context_one_end_to_end_train_predict_evals_stage(split_dataset, tiny_synth, tiny_dir, tmp_path):
     from psgvlm.image.dataset import load_dataset
     from psgvlm.io.readers import find_recordings, read_recording
     from psgvlm.night.stage import stage_recording
@@ -286,6 +286,11 @@ def test_context_one_end_to_end_train_predict_stage(split_dataset, tiny_synth, t
     assert np.allclose([r["probs"] for r in rows], [r["probs"] for r in ref], atol=1e-4)
     predictor = load_predictor(run)
     assert predictor.context == 1
+    # The evals score image datasets the same way (strips of the run's K).
+    from evals.inference import predict_rows
+
+    evals_rows = predict_rows(predictor, test, batch_size=8)
+    assert np.allclose([r["probs"] for r in evals_rows], [r["probs"] for r in ref], atol=1e-4)
     # A strip differs from a single epoch for this model: the context is read, not ignored.
     view = ContextDataset(test, 1)
     p_strip = predictor.predict_proba([view[3]["image"]])
