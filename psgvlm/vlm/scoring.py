@@ -32,7 +32,7 @@ def _device(model):
 _TEXT_KEYS = ("input_ids", "attention_mask", "labels")
 
 
-def _image_inputs(batch: dict, dev, dtype) -> dict:
+def image_inputs(batch: dict, dev, dtype) -> dict:
     """The processor's image inputs (pixel values and their sizes/grids/masks), floats in the model's dtype."""
     return {k: v.to(dev, dtype=dtype) if v.is_floating_point() else v.to(dev)
             for k, v in batch.items() if k not in _TEXT_KEYS}
@@ -81,7 +81,7 @@ def score_batch(model, batch: dict, answers: list[list[int]], family: str = "lla
     with torch.no_grad():
         positions, start = prompt_positions(model, facts, batch, ids, mask)
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                    **_image_inputs(batch, dev, model.dtype), use_cache=True, logits_to_keep=1)
+                    **image_inputs(batch, dev, model.dtype), use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (n, vocab)
         max_len = max(len(a) for a in answers)
         scores = torch.stack([first[:, a[0]] for a in answers], dim=1)  # (n, k)
@@ -166,7 +166,7 @@ def generate_batch(model, processor, batch: dict, *, max_new_tokens: int = 5) ->
 
     dev = _device(model)
     inputs = {"input_ids": batch["input_ids"].to(dev), "attention_mask": batch["attention_mask"].to(dev),
-              **_image_inputs(batch, dev, model.dtype)}
+              **image_inputs(batch, dev, model.dtype)}
     tok = processor.tokenizer
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
