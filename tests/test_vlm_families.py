@@ -180,3 +180,31 @@ def test_family_inferred_from_config():
     assert family_of({"model_type": "qwen2_5_vl"}) == "qwen2_5_vl"
     with pytest.raises(ValueError, match="no registered VLM family"):
         family_of({"model_type": "blip-2"})
+
+
+def test_rationale_prompt_is_parsed_and_its_failures_counted():
+    from psgvlm.vlm.data import get_template
+    from psgvlm.vlm.scoring import parse_features, parse_stage, unparseable_rate
+
+    text = get_template("rationale")
+    assert "Stage:" in text and "spindles" in text and text.count("<image>") == 1
+    answers = ["Stage: N2. Features: sleep spindles, K-complexes", "N3, slow waves throughout",
+               "Alpha rhythm and high chin EMG. Stage: W. Features: alpha, chin tone", "no idea", ""]
+    assert [parse_stage(a) for a in answers] == [2, 3, 0, None, None]
+    assert parse_features(answers[0]) == ["spindles", "k_complexes"]
+    assert parse_features(answers[2]) == ["alpha", "chin_tone"]
+    assert unparseable_rate(answers) == pytest.approx(0.4)
+
+
+def test_rationale_generation_runs_on_a_tiny_model():
+    from psgvlm.vlm.data import VLMCollator, get_template
+    from psgvlm.vlm.model import build_tiny_model
+    from psgvlm.vlm.scoring import generate_dataset, generation_probs
+
+    model, processor = build_tiny_model(family="idefics3", image_size=SIZE, n_layers=1)
+    col = VLMCollator(processor, get_template("rationale"), mode="score")
+    texts, codes = generate_dataset(model, col, [{"image": im} for im in _images(2)], batch_size=2,
+                                    max_new_tokens=12, progress=False)
+    assert len(texts) == 2 and len(codes) == 2
+    probs = generation_probs(codes)  # a random model: rows are one-hot or NaN (no answer), never read as W
+    assert all(np.isnan(r).all() or r.sum() == 1 for r in probs)

@@ -234,7 +234,8 @@ def _corpus(facts_name: str, wrap: Callable[[str, str], str]) -> list[str]:
     """Training text for a tiny tokenizer: every prompt template, alone and wrapped with each answer."""
     from psgvlm.vlm.data import load_prompts
 
-    templates = list(load_prompts()["templates"].values())
+    prompts = load_prompts()
+    templates = [t for name, t in prompts["templates"].items() if name not in prompts.get("generation_only", [])]
     return templates * 4 + [wrap(t, s) for t in templates for s in STAGES] * 4
 
 

@@ -140,19 +140,34 @@ def score_dataset(model, collator, rows, *, batch_size: int = 8, progress: bool 
 # --------------------------------------------------------------------------- generation
 
 
-_STAGE_RE = re.compile(r"^\W*(?:(?:sleep\s+)?stage\s*[:\-]?\s*)?(W|WAKE|N\s?[123]|REM|R)\b", re.IGNORECASE)
+_STAGE = r"(W|WAKE|N\s?[123]|REM|R)\b"
+_STAGE_RE = re.compile(r"^\W*(?:(?:sleep\s+)?stage\s*[:\-]?\s*)?" + _STAGE, re.IGNORECASE)
+_LABELLED_RE = re.compile(r"\bstage\s*[:\-]\s*" + _STAGE, re.IGNORECASE)  # "... Stage: N2. Features: ..."
+# AASM features the rationale prompt asks for, and the words that name them in free text.
+FEATURES = {"spindles": r"spindle", "k_complexes": r"k[\s-]?complex", "slow_waves": r"slow[\s-]?wave|delta",
+            "rapid_eye_movements": r"rapid eye|\bREMs\b|eye movement", "alpha": r"alpha",
+            "chin_tone": r"chin|\bEMG\b|muscle tone|atonia"}
 
 
 def parse_stage(text: str | None) -> int | None:
-    """Stage code from free text (``"N2"``, ``"Stage: REM"``, ``"wake"``), or None when unparseable."""
+    """Stage code from free text (``"N2"``, ``"Stage: REM"``, ``"wake"``, a rationale ``"... Stage: N2. Features:
+    spindles"``), or None when unparseable. A leading stage wins; else the first ``Stage: X`` in the text."""
     if not text:
         return None
-    m = _STAGE_RE.match(text.strip())
+    m = _STAGE_RE.match(text.strip()) or _LABELLED_RE.search(text)
     if not m:
         return None
     word = m.group(1).upper().replace(" ", "")
     word = {"WAKE": "W", "R": "REM"}.get(word, word)
     return STAGE_TO_CODE.get(word)
+
+
+def parse_features(text: str | None) -> list[str]:
+    """The AASM features (keys of ``FEATURES``) a rationale's text names after its ``Features:`` label (or anywhere)."""
+    if not text:
+        return []
+    part = re.split(r"features?\s*:", text, maxsplit=1, flags=re.IGNORECASE)[-1]
+    return [name for name, pattern in FEATURES.items() if re.search(pattern, part, re.IGNORECASE)]
 
 
 def unparseable_rate(texts: list[str]) -> float:
