@@ -48,7 +48,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request type hints against these globals
 
 from psgvlm.image.renderer import RenderSettings  # noqa: E402
-from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS  # noqa: E402
+from psgvlm.io.hypnogram_formats import HYPNOGRAM_FORMATS  # noqa: E402
 from psgvlm.night.outputs import statistics_table, summarize, write_outputs  # noqa: E402
 from psgvlm.night.predictors import PREDICTORS, stages_of  # noqa: E402
 from psgvlm.night.sessions import (  # noqa: E402

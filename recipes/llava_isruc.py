@@ -1,4 +1,10 @@
-"""Fine-tune LLaVA-NeXT with LoRA to score sleep stages from rendered PSG epochs (PSG-image paper).
+"""Fine-tune a VLM with LoRA to score sleep stages from rendered PSG epochs (PSG-image paper: LLaVA-NeXT).
+
+Any family in ``psgvlm.vlm.families`` (LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM, PaliGemma)
+runs through this recipe; the family is read from the model's config (``--family`` to insist on one):
+
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/qwen2_5_vl_3b_isruc.yaml
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/smolvlm_256m_isruc.yaml
 
 GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe, their configs):
 
@@ -56,6 +62,7 @@ class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_che
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir (train/validation/test splits)
     output_dir: str = "runs/llava_isruc"  # the run dir
     model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
+    family: str = ""  # VLM family in psgvlm.vlm.families ("": read from the model's config model_type)
     prompt: str = "default"  # template name in psgvlm/prompts/sleep_stage.yaml, or a literal with <image>
     pin_grid: bool = True  # pin the anyres grid to one tile per epoch (false: the model's default grid)
     context: int = 0  # K: the model reads epochs e-K..e+K side by side, one strip image (psgvlm/vlm/context.py)
@@ -110,7 +117,8 @@ dropout = BandDropout(dataset_meta, p=args.band_dropout, single_eeg_prob=args.si
 # ----------------------------------------------------------------------------- model
 # 4-bit weights must be placed on this process's GPU at load time.
 model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid, dtype="auto",
-                              device_map={"": accelerator.device} if args.quantization == "4bit" else None)
+                              device_map={"": accelerator.device} if args.quantization == "4bit" else None,
+                              family=args.family or None)
 if args.pin_grid and args.context:  # one tile per epoch of the strip, each at full resolution
     pin_strip_grid(model, processor, args.context)
 train_collator = VLMCollator(processor, template, mode="train")
@@ -234,7 +242,8 @@ if main:
     training.write_run_meta(out, kind="psgvlm-vlm-run", config=config, dataset_meta=dataset_meta,
                             base_model=base_model, adapter="adapter" if args.train else None,
                             prompt={"name": args.prompt, "template": template}, pin_grid=args.pin_grid,
-                            context=args.context, trainable_parameters=params, optimizer_steps=step, **checkpoints)
+                            family=score_collator.family, context=args.context,
+                            trainable_parameters=params, optimizer_steps=step, **checkpoints)
 
 # ----------------------------------------------------------------------------- evaluate
 for split in args.predict_splits:  # whole splits: NAP joins the streams by recording and epoch

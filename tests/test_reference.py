@@ -234,7 +234,7 @@ def test_stage_several_predictors_and_primary(tmp_path, capsys):
     # Disagreement is judged by YASA alone here (the synthetic default VLM has no say beside it): only
     # low confidence can flag an epoch.
     assert "disagree" not in "".join(review)
-    from psgvlm.io.hypnograms import read_generic_hypnogram
+    from psgvlm.io.hypnogram_formats import read_generic_hypnogram
 
     back = read_generic_hypnogram(out / "hypnogram.tsv")  # the predictor column does not stop a reader
     assert len(back.codes) == 10

@@ -295,7 +295,7 @@ def test_stage_recording_and_outputs(tmp_path, default_predictor):
                                                             "Sleep stage N3", "Sleep stage R"}
     assert np.allclose(ann.onset[:12], res.starts_s) and np.allclose(ann.duration[:12], 30.0)
     assert ann.description[12] == "psgvlm: stages by predictor vlm" and ann.onset[12] == 360.0
-    from psgvlm.io.hypnograms import read_generic_hypnogram
+    from psgvlm.io.hypnogram_formats import read_generic_hypnogram
 
     back = read_generic_hypnogram(paths["hypnogram_annotations.edf"])  # the note is skipped, the stages read
     assert list(back.codes) == list(res.stages)

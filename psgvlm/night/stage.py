@@ -295,8 +295,8 @@ def _sha256(path) -> str:
 def read_input(edf, hypnogram=None, hypnogram_format: str | None = None):
     """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram.
 
-    The hypnogram's format is detected from its content (:func:`psgvlm.io.hypnograms.detect_hypnogram`)
-    unless ``hypnogram_format`` names one of :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS`.
+    The hypnogram's format is detected from its content (:func:`psgvlm.io.hypnogram_formats.detect_hypnogram`)
+    unless ``hypnogram_format`` names one of :data:`psgvlm.io.hypnogram_formats.HYPNOGRAM_FORMATS`.
 
     The expert stages are placed on the staged grid: every whole 30-s epoch from signal time 0
     (``onset_s`` 0, :func:`psgvlm.night.grid.expert_on_grid`), ``UNSCORED`` where no label covers an
@@ -433,7 +433,7 @@ def _fail(message, code: int = 2) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS
+    from psgvlm.io.hypnogram_formats import HYPNOGRAM_FORMATS
 
     parser = argparse.ArgumentParser(prog="psgvlm stage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--edf", required=True, help="the recording: EDF, EDF+ or BDF")

@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=["scoring", "generate"], default="scoring",
                    help="label scoring (hypnodensity) or free generation + parser (unparseable answers are "
                         "counted and left out of the metrics)")
+    p.add_argument("--max-new-tokens", type=int, default=5,
+                   help="tokens generated per epoch with --mode generate (the rationale prompt needs ~96)")
     args = p.parse_args(argv)
     try:
         if args.batch_size < 1:
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         texts, codes = [], []
         for c in tqdm(chunks, desc="generate", unit="chunk"):
-            t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size)
+            t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size,
+                                      max_new_tokens=args.max_new_tokens)
             texts, codes = texts + t, codes + k
         # One-hot where the text parses; no answer (pred -1, left out of the metrics) where it does not.
         probs = generation_probs(codes)
