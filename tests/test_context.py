@@ -233,6 +233,25 @@ def test_a_pinned_strip_gets_one_full_tile_per_epoch(model, tiny_dir):
         assert n == side * side + side * (side * (2 * k + 1) + 1), (model, k, n)
 
 
+def test_other_families_strip_pinning():
+    """Idefics3/SmolVLM splits a pinned strip into one tile per epoch + its global view; Qwen2-VL (own size)
+    and PaliGemma (one square) are left as they are."""
+    from psgvlm.vlm.context import image_tokens, pin_strip_grid
+    from psgvlm.vlm.families import get_family
+    from psgvlm.vlm.model import pin_processor_grid
+
+    model, proc = get_family("idefics3").tiny()
+    pin_processor_grid(proc)
+    one = image_tokens(proc, 336, 336)  # the epoch's one pinned tile
+    for k in (1, 2):
+        assert pin_strip_grid(model, proc, k) is not None
+        assert image_tokens(proc, 336 * (2 * k + 1), 336) == (2 * k + 2) * one
+    for family in ("qwen2_vl", "paligemma"):
+        model, proc = get_family(family).tiny()
+        before = proc.image_processor.to_dict()
+        assert pin_strip_grid(model, proc, 1) is None and proc.image_processor.to_dict() == before
+
+
 # --------------------------------------------------------------------------- end to end
 
 

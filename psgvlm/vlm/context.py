@@ -263,23 +263,30 @@ def night_strips(indices, n_epochs: int, k: int, render, cache: dict | None = No
 
 
 def pin_strip_grid(model, processor, k: int) -> list | None:
-    """Pin LLaVA-NeXT's anyres grid to one row of 2K+1 tiles (both processor and model config).
+    """Pin a tiling processor to one row of 2K+1 tiles: one vision tile per epoch at its full resolution.
 
-    The strip is then cut into one vision tile per epoch at its full resolution (plus the base image
-    every anyres model adds). Families without an anyres grid (no ``image_grid_pinpoints``) take the
-    wide image their own way: nothing is changed and None is returned.
+    The strip's counterpart of :func:`psgvlm.vlm.model.pin_processor_grid` (one tile per epoch image).
+    LLaVA-NeXT: the anyres grid (processor and model config) becomes ``[[tile, (2K+1) tile]]``, plus the
+    base image every anyres model adds. Idefics3/SmolVLM: the longest edge becomes 2K+1 tiles, which
+    the processor splits into 1 x (2K+1) tiles plus its global view. Qwen2-VL keeps the image's own size
+    (its tokens grow with the width) and PaliGemma resizes to its one square size: nothing is changed
+    for them and None is returned.
     """
     from psgvlm.vlm.model import tile_size
 
     k = check_context(k)
-    image_processor = getattr(processor, "image_processor", None)
-    if getattr(image_processor, "image_grid_pinpoints", None) is None:
-        return None
-    tile = tile_size(processor)
-    grid = [[tile, tile * (2 * k + 1)]]  # (height, width)
-    image_processor.image_grid_pinpoints = grid
-    model.config.image_grid_pinpoints = grid
-    return grid
+    ip = getattr(processor, "image_processor", None)
+    if getattr(ip, "image_grid_pinpoints", None) is not None:
+        tile = tile_size(processor)
+        grid = [[tile, tile * (2 * k + 1)]]  # (height, width)
+        ip.image_grid_pinpoints = grid
+        model.config.image_grid_pinpoints = grid
+        return grid
+    if getattr(ip, "max_image_size", None) and getattr(ip, "do_image_splitting", False):
+        tile = int(ip.max_image_size["longest_edge"])
+        ip.size = {"longest_edge": tile * (2 * k + 1)}
+        return [[tile, tile * (2 * k + 1)]]
+    return None
 
 
 def image_tokens(processor, width: int, height: int, template: str = "<image>") -> int:
