@@ -304,6 +304,8 @@ def channel_choices(rec, bands: list[str], modalities: dict[str, str], requested
 
 def substitution_notes(choices: list[dict]) -> list[str]:
     """One line per band filled automatically with another channel, or left flat."""
+    from psgvlm.io.channels import MIN_AUTO_SFREQ
+
     notes = []
     for c in choices:
         if c["how"] == "substitute":
@@ -311,7 +313,8 @@ def substitution_notes(choices: list[dict]) -> list[str]:
                          f"{c['label']!r} instead (automatic, by the channel ranking; choose with --channels "
                          f"{c['band']}=CHANNEL or {ROLE_OPTIONS.get(c['modality'], '--channels')})")
         elif c["how"] == "flat":
-            notes.append(f"VLM band {c['band']}: no unused {c['modality']} channel in the recording; left flat")
+            notes.append(f"VLM band {c['band']}: no unused {c['modality']} channel sampled at >= {MIN_AUTO_SFREQ:g} Hz in the "
+                         f"recording; left flat")
     return notes
 
 
