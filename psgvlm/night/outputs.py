@@ -64,6 +64,12 @@ def _clock(result: StageResult, seconds: float) -> str | None:
     return t.isoformat() if result.start.date is not None else t.time().isoformat()
 
 
+def _time_of_day(iso: str):
+    import datetime as dt
+
+    return dt.time.fromisoformat(iso.split("T")[-1])
+
+
 def time_in_bed_facts(result: StageResult) -> dict:
     """``lights_off_s``/``lights_on_s`` (and their clock times), first epoch and epochs in bed."""
     bed = result.in_bed
@@ -253,8 +259,12 @@ def _write_files(result: StageResult, out: Path, *, clock_time: bool = False) ->
     write_annotations_edf(paths["hypnogram_annotations.edf"], onsets_s=[a[0] for a in anns],
                           durations_s=[a[1] for a in anns], texts=[a[2] for a in anns], start=result.start)
     others = [(name, stages_of(hyp)) for name, hyp in result.predictions.items() if name != result.primary]
+    clock = result.clock_times()
+    lights_h = None if result.lights is None else tuple(
+        (result.lights[k] - result.starts_s[0]) / 3600 for k in ("off_s", "on_s"))
     plot_night(result.stages, result.probs, result.starts_s, paths["hypnogram.png"], expert=result.expert,
-               epoch_s=result.epoch_s, notice=result.notice, pred_label=f"{result.primary} (primary)", others=others)
+               epoch_s=result.epoch_s, notice=result.notice, pred_label=f"{result.primary} (primary)", others=others,
+               clock_start=None if clock is None else _time_of_day(clock[0]), lights_h=lights_h)
     for name, hyp in result.predictions.items():
         folder = out / PREDICTORS_DIR / name
         folder.mkdir(parents=True)

@@ -484,6 +484,31 @@ def time_point_s(value, start: EdfStart | None, option: str) -> float:
     return float((of_day(clock) - of_day(start.time)) % day)
 
 
+def lights_in_bed(starts_s, start: EdfStart | None, lights_off=None, lights_on=None) -> dict | None:
+    """``StageResult.lights`` for lights off/on (:func:`time_point_s`), None when neither is given.
+
+    Lights off defaults to the start, lights on to the last epoch's start. Raises ValueError naming the
+    option for a bad value, and when no epoch starts in between.
+    """
+    from psgvlm.night.sleepstats import time_in_bed
+
+    if lights_off in (None, "") and lights_on in (None, ""):
+        return None
+    starts_s = np.asarray(starts_s, dtype=np.float64)
+    off_s = 0.0 if lights_off in (None, "") else time_point_s(lights_off, start, "--lights-off")
+    on_s = float(starts_s[-1]) if lights_on in (None, "") else time_point_s(lights_on, start, "--lights-on")
+    first, count = time_in_bed(starts_s, off_s, on_s)
+    return {"off_s": off_s, "on_s": on_s, "first_epoch": first, "n_epochs": count,
+            "rule": "epochs that start within [lights off, lights on], both inclusive (yasa.Hypnogram.crop)"}
+
+
+def with_lights(result: StageResult, lights_off=None, lights_on=None) -> StageResult:
+    """The same staged night with another time in bed (:func:`lights_in_bed`); nothing is rerun."""
+    import dataclasses
+
+    return dataclasses.replace(result, lights=lights_in_bed(result.starts_s, result.start, lights_off, lights_on))
+
+
 def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
     """De-identified facts about the input for the summary: signal facts only, never header text."""
     return {
@@ -563,15 +588,7 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
     grid_rec = dataclasses.replace(rec, stages=expert, onset_s=onset_s)
     starts_s = onset_s + np.arange(n_epochs, dtype=np.float64) * rec.epoch_s
-    lights = None
-    if lights_off is not None or lights_on is not None:
-        from psgvlm.night.sleepstats import time_in_bed
-
-        off_s = 0.0 if lights_off is None else time_point_s(lights_off, _start(rec), "--lights-off")
-        on_s = float(starts_s[-1]) if lights_on is None else time_point_s(lights_on, _start(rec), "--lights-on")
-        first, count = time_in_bed(starts_s, off_s, on_s)
-        lights = {"off_s": off_s, "on_s": on_s, "first_epoch": first, "n_epochs": count,
-                  "rule": "epochs that start within [lights off, lights on], both inclusive (yasa.Hypnogram.crop)"}
+    lights = lights_in_bed(starts_s, _start(rec), lights_off, lights_on)  # checked before anything runs
     request = channel_request(channels, eeg=eeg, eog=eog, emg=emg)
     opts = PredictorOptions(run_dir=run_dir, vlm=predictor, channels=request or None, eeg=eeg, eog=eog, emg=emg,
                             max_eeg=max_eeg, batch_size=batch_size, epochs_path=epochs_path, progress=progress)
