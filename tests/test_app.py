@@ -178,7 +178,7 @@ def test_real_sleepedf_with_expert_hypnogram_every_predictor(served, real_data_d
     assert "Recording accepted" in status and "Fpz-Cz" in channels
     st_status, _, stats, agreement, downloads, _ = result
     assert "Staged 10 epochs" in st_status and "primary: **yasa**" in st_status
-    assert "yasa (primary) vs expert hypnogram" in agreement and "| yasa (primary) | reference | Fpz-Cz" in agreement
+    assert "yasa (primary) vs expert hypnogram" in agreement and "| yasa (primary) | reference | EEG Fpz-Cz" in agreement  # the file's label
     assert "| vlm | vlm |" in agreement and "Pairwise: vlm vs yasa kappa" in agreement
     tsv = next(Path(f) for f in downloads if Path(f).name == "hypnogram.tsv").read_text().splitlines()
     assert len(tsv) == 11
