@@ -327,7 +327,7 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
 # The command line, with the real embedded default run
 # ------------------------------------------------------------------------------------------------
 def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
 
     assert main(["--edf", str(tmp_path / "missing.edf"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.edf" in capsys.readouterr().err
@@ -340,7 +340,7 @@ def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
 
 
 def test_cli_stages_with_default_run(tmp_path, capsys):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
     from psgvlm.vlm.predict import DEFAULT_RUN
 
     signals, stages = synthetic_night(10, seed=4)

@@ -94,7 +94,7 @@ def score_batch(model, batch: dict, answers: list[list[int]], family: str = "lla
         for j, a in enumerate(answers):
             feed[j, : len(a) - 1] = torch.tensor(a[:-1], device=dev)
             target[j, : len(a) - 1] = torch.tensor(a[1:], device=dev)
-        cache = out.past_key_values
+        cache = out.cache  # transformers 5 names it `cache` (past_key_values is deprecated)
         cache.batch_repeat_interleave(k)  # row i*k + j = example i, answer j
         feed_rows = feed.repeat(n, 1)
         target_rows = target.repeat(n, 1)
@@ -106,7 +106,7 @@ def score_batch(model, batch: dict, answers: list[list[int]], family: str = "lla
         cache_position = torch.arange(ids.shape[1], ids.shape[1] + max_len - 1, device=dev)
         lm = model.get_base_model() if hasattr(model, "get_base_model") else model
         out2 = lm(input_ids=feed_rows, attention_mask=full_mask, position_ids=cont_pos,
-                  past_key_values=cache, cache_position=cache_position, use_cache=True)
+                  cache=cache, cache_position=cache_position, use_cache=True)
         logp = torch.log_softmax(out2.logits.float(), dim=-1)  # (n*k, L-1, vocab)
         tok_lp = logp.gather(-1, target_rows.clamp(min=0).unsqueeze(-1)).squeeze(-1) * cont_mask
         return scores + tok_lp.sum(1).view(n, k)
