@@ -48,7 +48,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request type hints against these globals
 
 from psgvlm.image.renderer import RenderSettings  # noqa: E402
-from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS  # noqa: E402
+from psgvlm.io.hypnogram_formats import HYPNOGRAM_FORMATS  # noqa: E402
 from psgvlm.night.outputs import statistics_table, summarize, write_outputs  # noqa: E402
 from psgvlm.night.predictors import PREDICTORS, stages_of  # noqa: E402
 from psgvlm.night.sessions import (  # noqa: E402
@@ -67,6 +67,7 @@ from psgvlm.night.stage import (  # noqa: E402
     render_settings,
     run_channels,
     stage_recording,
+    with_lights,
     with_primary,
 )
 from psgvlm.night.uploads import (  # noqa: E402
@@ -86,7 +87,8 @@ CACHE_SWEEP = (600, 3600)  # Gradio cache: every 10 min, delete files older than
 NO_CHANNEL = "-"
 PRIMARY_CHOICES = ["auto", *PREDICTORS]  # whose stages fill the hypnogram, statistics and downloads
 OUTPUT_ORDER = ("hypnogram.tsv", "hypnogram.csv", "hypnogram_annotations.edf", "hypnodensity.npy", "summary.json",
-                "hypnogram.png")  # the Downloads list
+                "hypnogram.png", "hypnogram_yasa.json", "hypnogram_events.tsv", "confusion.png")  # the Downloads
+# list (confusion.png only with an expert hypnogram); hypnogram_yasa.json: yasa.Hypnogram.from_json(path)
 
 
 def _format_text(fmt: str) -> str:
@@ -268,6 +270,28 @@ class DemoApp:
                            f"{safe_message(err, folder)}") from None
         return self.present(replace(sess, result=result), paths)
 
+    def set_lights(self, state, lights_off, lights_on):
+        """Time in bed (lights off/on: clock time HH:MM[:SS] or seconds from the start): statistics, hypnogram
+        and downloads redone, nothing rerun; both empty = the whole night."""
+        sess = state
+        if sess is None or sess.result is None:
+            raise gr.Error("Stage a recording first.")
+        try:
+            result = with_lights(sess.result, lights_off or None, lights_on or None)
+        except ValueError as err:
+            raise gr.Error(str(err).replace("--lights-", "Lights ")) from None
+        return self._rewrite(sess, result)
+
+    def _rewrite(self, sess, result):
+        """Write the downloads of a changed (not rerun) night and present it."""
+        folder = Path(sess.dir)
+        with self.store.busy(folder) as hold:
+            out = folder / "outputs"
+            self.store.delete_files(out)
+            paths = write_outputs(result, out)
+            hold["ok"] = True
+        return self.present(replace(sess, result=result), paths)
+
     def set_primary(self, state, primary):
         """Another predictor's stages as the primary: hypnogram, statistics and downloads redone, nothing rerun."""
         sess = state
@@ -277,13 +301,7 @@ class DemoApp:
             result = with_primary(sess.result, primary)
         except ValueError as err:
             raise gr.Error(str(err)) from None
-        folder = Path(sess.dir)
-        with self.store.busy(folder) as hold:
-            out = folder / "outputs"
-            self.store.delete_files(out)
-            paths = write_outputs(result, out)
-            hold["ok"] = True
-        return self.present(replace(sess, result=result), paths)
+        return self._rewrite(sess, result)
 
     def present(self, sess, paths):
         """UI values for a staged session: state, status, plot, statistics, agreement, files, slider."""
@@ -294,12 +312,19 @@ class DemoApp:
             agreement.append(_agreement_md(f"{result.primary} (primary) vs expert hypnogram", result.expert,
                                            result.stages, cols=result.primary))
         flat = [b for b, m in zip(result.bands, result.channel_map) if m is None]
+        start = summary.get("start") or {}
+        when = (start.get("datetime") or "").replace("T", " ") or (
+            f"{start['time']} (date anonymised)" if start.get("time") else "unknown (anonymised header)")
+        bed = summary["time_in_bed"]
         status = (f"Staged {result.n_epochs} epochs in {result.timings_s['total']:.1f} s with "
-                  f"{', '.join(result.predictions)}; primary: **{result.primary}**."
+                  f"{', '.join(result.predictions)}; primary: **{result.primary}**. Recording started {when}."
+                  + (f" Time in bed: {bed['n_epochs']} epochs from epoch {bed['first_epoch']} (lights off "
+                     f"{bed['lights_off'] or bed['lights_off_s']}, on {bed['lights_on'] or bed['lights_on_s']})."
+                     if bed["given"] else "")
                   + (f" VLM bands left flat (no channel): {', '.join(flat)}." if flat else ""))
         for note in result.recording.get("warnings", []):
             status += "\n\nNote: " + note.replace("recording 'recording': ", "")
-        files = [str(paths[k]) for k in OUTPUT_ORDER]
+        files = [str(paths[k]) for k in OUTPUT_ORDER if k in paths]
         slider = gr.update(minimum=0, maximum=max(result.n_epochs - 1, 0), value=0, interactive=True)
         return [sess, status, str(paths["hypnogram.png"]), statistics_table(result), "\n\n".join(agreement),
                 files, slider]
@@ -380,12 +405,22 @@ class DemoApp:
             extra += f" On the review list: {result.review[k]}."
         start = result.starts_s[k]
         code = int(result.stages[k])
-        text = (f"Epoch {k} ({start / 3600:.2f} h, {start:.0f} s): {result.primary} (primary) says "
+        clock = result.clock_times()
+        at = f"{clock[k].split('T')[-1]}, " if clock else ""
+        text = (f"Epoch {k} ({at}{start / 3600:.2f} h, {start:.0f} s): {result.primary} (primary) says "
                 f"**{'unscored' if code == UNSCORED else STAGES[code]}** ({result.confidence[k]:.0%}).{extra}")
+        context = (result.model or {}).get("context", 0)
+        if context:  # the run reads neighbouring epochs: the viewer shows the strip it scored
+            text += (f" The image is the strip of epochs {k - context} to {k + context} the model read; epoch {k} "
+                     f"is the middle one, on white (grey panels: no epoch).")
         if with_attribution:
             with self.model_lock:
                 overlay, note = attribution_overlay(self.predictor, Image.fromarray(image))
             text += "\n\nAttribution of the VLM (the model that reads this image). " + note
+            if result.channels:  # the band names above are the model's; say which file channel each one shows
+                text += "\n\nBands drawn from the recording: " + ", ".join(
+                    f"{c['band']} = {c['label'] or 'flat'}" + (" (substitute)" if c["how"] == "substitute" else "")
+                    for c in result.channels) + "."
             image = overlay
             out_path = views / f"epoch_{k:05d}_attribution.png"
         Image.fromarray(image).save(out_path)
@@ -437,6 +472,10 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
                 primary = gr.Dropdown(choices=PRIMARY_CHOICES, value="auto", label="Primary predictor (whose stages "
                                       "fill the hypnogram, statistics and downloads; auto: GSSC > vote > YASA > VLM)")
                 stage_btn = gr.Button("Stage", variant="primary")
+                with gr.Row():  # time in bed, applied to a staged night (statistics follow; nothing rerun)
+                    lights_off = gr.Textbox(label="Lights off (HH:MM[:SS] or seconds from the start)", min_width=110)
+                    lights_on = gr.Textbox(label="Lights on (HH:MM[:SS] or seconds from the start)", min_width=110)
+                    lights_btn = gr.Button("Apply time in bed", size="sm")
         hypno = gr.Image(init["hypno"], label="Hypnograms of every predictor (primary on top), expert, hypnodensity",
                          type="filepath", interactive=False)
         with gr.Row():
@@ -472,6 +511,8 @@ def _layout(app: DemoApp, init: dict) -> gr.Blocks:
                         api_name="stage", concurrency_limit=1, concurrency_id="model")
         primary.input(_shown(app.set_primary), [state, primary], staged, api_name="primary", concurrency_limit=1,
                       concurrency_id="model")
+        lights_btn.click(_shown(app.set_lights), [state, lights_off, lights_on], staged, api_name="lights",
+                         concurrency_limit=1, concurrency_id="model")
         step = gr.Number(1, visible=False)  # +1 / -1: which way the review buttons go
         back = gr.Number(-1, visible=False)
         review_out = [state, epoch, epoch_img, epoch_probs, epoch_text]

@@ -25,7 +25,11 @@ def predict_rows(predictor, ds, *, batch_size: int = 16, transform_image=None, d
     from PIL import Image
 
     from psgvlm.image.attribution import no_grad
+    from psgvlm.vlm.context import with_context
 
+    context = getattr(predictor, "context", 0)
+    if context:  # a run trained with --context K reads strips; the transform applies to each epoch in them
+        ds, transform_image = with_context(ds, context, transform=transform_image), None
     probs = []
     for i in tqdm(range(0, len(ds), batch_size), desc=desc, unit="batch"):
         images = ds[i:i + batch_size]["image"]

@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reference": ("psgvlm.night.reference:main", "stage recordings with YASA or GSSC (pretrained): night outputs + run dir"),
     "yasa": ("psgvlm.night.reference:yasa_main", "alias of: psgvlm reference --predictor yasa"),
     "eval": ("psgvlm.evals.__main__:main", "run an eval suite (metrics, robustness, channel_loss, ...)"),
-    "stage": ("psgvlm.night.stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
+    "stage": ("psgvlm.night.cli_stage:main", "stage one recording end to end: hypnogram, hypnodensity, stats"),
 }
 
 

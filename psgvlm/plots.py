@@ -122,7 +122,7 @@ def plot_hypnodensity(probs, start_s, path, title: str = "", *, epoch_s: float =
 
 
 def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOCH_S, notice: str = "",
-               pred_label: str = "Predicted", others=()) -> Path:
+               pred_label: str = "Predicted", others=(), clock_start=None, lights_h=None) -> Path:
     """A staged night: predicted hypnogram (and the expert one below it) over the hypnodensity.
 
     Parameters
@@ -143,6 +143,10 @@ def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOC
         Y label of the predicted hypnogram (e.g. the name of the predictor it comes from).
     others : sequence of (str, array-like (n_epochs,))
         More hypnograms drawn below the predicted one (other predictors of the same night).
+    clock_start : datetime.time or datetime.datetime, optional
+        Clock time of the first epoch: the time axis then reads clock time (HH:MM).
+    lights_h : (float, float), optional
+        Lights off and on, hours from the first epoch: time out of bed is shaded grey.
     """
     start_s = np.asarray(start_s, dtype=float)
     edges = epoch_edges_h(start_s - (start_s[0] if len(start_s) else 0.0), epoch_s)
@@ -156,6 +160,25 @@ def plot_night(pred, probs, start_s, path, *, expert=None, epoch_s: float = EPOC
     draw_hypnodensity(axes[-1], probs, edges)
     axes[-1].set_ylabel("Hypnodensity")
     axes[-1].set_xlabel("Time from first epoch (h)")
+    if lights_h is not None and len(edges):
+        for ax in axes:
+            for lo, hi in ((edges[0], lights_h[0]), (lights_h[1], edges[-1])):
+                if hi > lo:
+                    ax.axvspan(lo, hi, color="0.5", alpha=0.25, linewidth=0)
+    if clock_start is not None:
+        from matplotlib.ticker import FuncFormatter, MultipleLocator
+
+        t0 = clock_start.hour + clock_start.minute / 60 + clock_start.second / 3600
+        span_h = float(edges[-1] - edges[0]) if len(edges) else 0.0
+        step = next((s for s in (1 / 60, 1 / 12, 0.25, 0.5, 1, 2) if span_h / s <= 10), 2)  # at most ~10 ticks
+        axes[-1].xaxis.set_major_locator(MultipleLocator(step, offset=-t0 % step))
+        def clock(h, _pos):
+            minutes = int(round((t0 + h) * 60)) % (24 * 60)
+            return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+        axes[-1].xaxis.set_major_formatter(FuncFormatter(clock))
+        axes[-1].set_xlabel(f"Clock time (recording started {clock_start.strftime('%H:%M:%S')})"
+                            + ("; grey: out of bed" if lights_h is not None else ""))
     if notice:
         fig.suptitle(textwrap.fill(notice, 110), fontsize=8, color="dimgray")
     return save_png(fig, path)

@@ -1,4 +1,10 @@
-"""Fine-tune LLaVA-NeXT with LoRA to score sleep stages from rendered PSG epochs (PSG-image paper).
+"""Fine-tune a VLM with LoRA to score sleep stages from rendered PSG epochs (PSG-image paper: LLaVA-NeXT).
+
+Any family in ``psgvlm.vlm.families`` (LLaVA-NeXT, Qwen2-VL, Qwen2.5-VL, Idefics3/SmolVLM, PaliGemma)
+runs through this recipe; the family is read from the model's config (``--family`` to insist on one):
+
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/qwen2_5_vl_3b_isruc.yaml
+    accelerate launch recipes/llava_isruc.py --config recipes/configs/smolvlm_256m_isruc.yaml
 
 GPU, paper settings (ISRUC rendered by ``psgvlm render``; MASS/SHHS: same recipe, their configs):
 
@@ -15,6 +21,9 @@ default adds band dropout, six bands and physical scaling: recipes/configs/llava
     psgvlm tiny-model --out runs/tiny-llava --image-size 112
     accelerate launch --config_file recipes/accelerate/cpu.yaml recipes/llava_isruc.py \
         --config recipes/configs/llava_tiny_cpu.yaml
+
+``--context 1`` shows the model the previous and next epoch beside the scored one in one strip image composed at
+load time (psgvlm/vlm/context.py); meta.json records K for predict, the evals, stage and the app.
 
 Any flag overrides the YAML (``--learning_rate 2e-4``); ``--resume_from_checkpoint latest`` (or
 ``RUN/checkpoints/step-N``) continues exactly (refused when the config differs). ``--train false`` scores
@@ -42,7 +51,8 @@ from peft import get_peft_model, prepare_model_for_kbit_training
 from psgvlm import training
 from psgvlm.image.dataset import load_dataset
 from psgvlm.training import TrackingArguments
-from psgvlm.vlm.data import BandDropout, BandDropoutDataset, VLMCollator, get_template
+from psgvlm.vlm.context import ContextDataset, context_template, pin_strip_grid
+from psgvlm.vlm.data import BandDropout, VLMCollator, get_template
 from psgvlm.vlm.model import load_model, lora_config, trainable_parameters
 from psgvlm.vlm.scoring import score_dataset
 
@@ -52,8 +62,10 @@ class Args(TrackingArguments):  # + report_to, save_total_limit, resume_from_che
     dataset: str = "data/isruc_img"  # `psgvlm render` output dir (train/validation/test splits)
     output_dir: str = "runs/llava_isruc"  # the run dir
     model: str = "llava-hf/llava-v1.6-mistral-7b-hf"  # hub id or local dir (`psgvlm tiny-model`)
+    family: str = ""  # VLM family in psgvlm.vlm.families ("": read from the model's config model_type)
     prompt: str = "default"  # template name in psgvlm/prompts/sleep_stage.yaml, or a literal with <image>
-    pin_grid: bool = True  # pin the anyres grid to one tile (false: the model's default grid)
+    pin_grid: bool = True  # pin the anyres grid to one tile per epoch (false: the model's default grid)
+    context: int = 0  # K: the model reads epochs e-K..e+K side by side, one strip image (psgvlm/vlm/context.py)
     train: bool = True  # False: no fine-tuning, score the untuned model (zero-shot ablation)
     lora_r: int = 16  # LoRA rank
     lora_alpha: int = 32  # LoRA scaling numerator (scale alpha / r)
@@ -95,14 +107,20 @@ set_seed(args.seed)  # torch RNG drives LoRA init and dropout; data order uses i
 dsd, dataset_meta = load_dataset(args.dataset)
 training.check_image_splits(dsd, args.dataset, predict_splits=args.predict_splits,
                             need=("train", "validation") if args.train else ())
-template = get_template(args.prompt, channels=dataset_meta.get("channels"))
+# --context K: each row's image is the strip of its 2K+1 epochs, composed from the split's own rows at load time
+# (each epoch stored once); K=0 is the row's own image. One sentence of the prompt says so.
+dsd = {name: ContextDataset(ds, args.context) for name, ds in dsd.items()}
+template = context_template(get_template(args.prompt, channels=dataset_meta.get("channels")), args.context)
 dropout = BandDropout(dataset_meta, p=args.band_dropout, single_eeg_prob=args.single_eeg_prob) \
     if args.train and args.band_dropout > 0 else None
 
 # ----------------------------------------------------------------------------- model
 # 4-bit weights must be placed on this process's GPU at load time.
 model, processor = load_model(args.model, quantization=args.quantization, pin_grid=args.pin_grid, dtype="auto",
-                              device_map={"": accelerator.device} if args.quantization == "4bit" else None)
+                              device_map={"": accelerator.device} if args.quantization == "4bit" else None,
+                              family=args.family or None)
+if args.pin_grid and args.context:  # one tile per epoch of the strip, each at full resolution
+    pin_strip_grid(model, processor, args.context)
 train_collator = VLMCollator(processor, template, mode="train")
 score_collator = VLMCollator(processor, template, mode="score")
 
@@ -168,8 +186,9 @@ if args.train:
     running, n_micro, done, grad_norm = 0.0, 0, False, None
     for epoch in range(math.ceil(args.num_train_epochs)):
         # Seeded epoch order, the batches a resumed run has done skipped (None: it is past this epoch);
-        # band dropout draws from its own (seed, epoch) rng, so a resumed run sees the same images.
-        source = BandDropoutDataset(train_ds, dropout, seed=(args.seed, epoch)) if dropout else train_ds
+        # band dropout draws from its own (seed, epoch) rng, so a resumed run sees the same images (one draw
+        # per row: the same bands flat in every epoch of a strip).
+        source = train_ds.with_dropout(dropout, seed=(args.seed, epoch)) if dropout else train_ds
         batches = training.epoch_batches(accelerator, source, epoch=epoch, seed=args.seed,
                                          batch_size=args.per_device_train_batch_size, collate_fn=train_collator,
                                          skip=(step - epoch * steps_per_epoch) * args.gradient_accumulation_steps)
@@ -223,6 +242,7 @@ if main:
     training.write_run_meta(out, kind="psgvlm-vlm-run", config=config, dataset_meta=dataset_meta,
                             base_model=base_model, adapter="adapter" if args.train else None,
                             prompt={"name": args.prompt, "template": template}, pin_grid=args.pin_grid,
+                            family=score_collator.family, context=args.context,
                             trainable_parameters=params, optimizer_steps=step, **checkpoints)
 
 # ----------------------------------------------------------------------------- evaluate

@@ -119,11 +119,20 @@ def test_synthetic_upload_stage_and_outputs(served, files, tmp_path):
     assert "accuracy" in agreement and "kappa" in agreement
     names = sorted(Path(f).name for f in downloads)
     assert names == sorted(["hypnogram.tsv", "hypnogram.csv", "hypnogram_annotations.edf", "hypnodensity.npy",
-                            "summary.json", "hypnogram.png"])
+                            "summary.json", "hypnogram.png", "hypnogram_yasa.json", "hypnogram_events.tsv",
+                            "confusion.png"])
     by_name = {Path(f).name: Path(f) for f in downloads}
     assert np.load(by_name["hypnodensity.npy"]).shape == (6, 5)
     summary = json.loads(by_name["summary.json"].read_text())
     assert summary["agreement"]["n_epochs"] == 6 and "not for clinical use" in summary["notice"]
+    assert "Recording started 2020-01-02 22:30:00" in st_status
+    # Time in bed on the staged night (clock time or seconds): the statistics follow, nothing is rerun.
+    lit_status, _, lit_stats, _, lit_files, _ = client.predict("22:30:30", "120", api_name="/lights")
+    assert "Time in bed: 4 epochs from epoch 1" in lit_status and lit_stats["data"][0][1] == "2.0"
+    lit = json.loads(next(Path(f) for f in lit_files if Path(f).name == "summary.json").read_text())
+    assert lit["time_in_bed"]["lights_off"] == "2020-01-02T22:30:30" and lit["sleep_statistics"]["TIB"] == 2.0
+    with pytest.raises(AppError, match="Lights off 'soon'"):
+        client.predict("soon", "", api_name="/lights")
     primary = summary["primary"]
     assert primary != "vlm" and f"primary: **{primary}**" in st_status  # a reference stager ran: never the toy VLM
     assert all(f"| {name}" in agreement for name in summary["predictors"])
@@ -169,7 +178,7 @@ def test_real_sleepedf_with_expert_hypnogram_every_predictor(served, real_data_d
     assert "Recording accepted" in status and "Fpz-Cz" in channels
     st_status, _, stats, agreement, downloads, _ = result
     assert "Staged 10 epochs" in st_status and "primary: **yasa**" in st_status
-    assert "yasa (primary) vs expert hypnogram" in agreement and "| yasa (primary) | reference | Fpz-Cz" in agreement
+    assert "yasa (primary) vs expert hypnogram" in agreement and "| yasa (primary) | reference | EEG Fpz-Cz" in agreement  # the file's label
     assert "| vlm | vlm |" in agreement and "Pairwise: vlm vs yasa kappa" in agreement
     tsv = next(Path(f) for f in downloads if Path(f).name == "hypnogram.tsv").read_text().splitlines()
     assert len(tsv) == 11

@@ -64,11 +64,11 @@ def test_closing_one_session_keeps_the_others_downloads(served, tmp_path):
     _, res_b = _stage(b, edf)
     urls_a = [f["url"] for f in res_a[4]]
     urls_b = [f["url"] for f in res_b[4]]
-    assert len(urls_b) == 6 and all(httpx.get(u).status_code == 200 for u in urls_a + urls_b)
+    assert len(urls_b) == 8 and all(httpx.get(u).status_code == 200 for u in urls_a + urls_b)
     shared = set(urls_a) & set(urls_b)
     assert len(shared) >= 4  # the same recording gives the same bytes: Gradio serves one copy to both
     store.delete(a.session_hash)  # what closing the page (unload) or the time-to-live does
-    assert [httpx.get(u).status_code for u in urls_b] == [200] * 6
+    assert [httpx.get(u).status_code for u in urls_b] == [200] * len(urls_b)
     assert all(httpx.get(u).status_code != 200 for u in set(urls_a) - shared)  # A's own copies are gone
     store.delete(b.session_hash)
     assert all(httpx.get(u).status_code != 200 for u in urls_b)

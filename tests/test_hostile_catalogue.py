@@ -124,7 +124,7 @@ def stage(request):
     mp.setattr(predict, "load_predictor", cached)
 
     def run(capsys, *args) -> tuple[int, str, str]:
-        from psgvlm.night.stage import main
+        from psgvlm.night.cli_stage import main
 
         code = main([str(a) for a in args])
         got = capsys.readouterr()
@@ -515,9 +515,10 @@ def test_stage_takes_over_a_stale_lock_and_cleans_dead_runs(tmp_path, capsys, st
     code, printed, err = stage(capsys, "--edf", edf, "--hypnogram", hyp, "--out", out)
     assert code == 0, err
     assert f"of PID {DEAD_PID} (is no longer running" in err and "staged 4 epochs" in printed
-    assert {p.name for p in out.iterdir()} == {"hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy",
-                                               "hypnogram_annotations.edf", "hypnogram.png", "summary.json",
-                                               "metrics.json", "predictors"}  # no lock, no dead run's temp folder
+    from psgvlm.night.outputs import OUTPUT_FILES
+
+    assert {p.name for p in out.iterdir()} == {*OUTPUT_FILES, "metrics.json", "confusion.png",
+                                               "predictors"}  # no lock, no dead run's temp folder
 
 
 @pytest.mark.parametrize("command", ["render", "stage"])

@@ -19,7 +19,8 @@ import pytest
 from edfio import Edf, EdfAnnotation, EdfSignal
 from edfio import Recording as EdfRecording
 
-from psgvlm.io.hypnograms import read_generic_hypnogram, read_nsrr_hypnogram, read_prerau_hypnogram
+from psgvlm.io.hypnogram_formats import read_generic_hypnogram
+from psgvlm.io.hypnograms import read_nsrr_hypnogram, read_prerau_hypnogram
 from psgvlm.io.readers import read_recording
 from psgvlm.io.readers.dreams import dreams_text_rate
 from psgvlm.io.readers.pairing import merge_overlaps, pair_by_time
@@ -246,7 +247,7 @@ DREAMS_5S = "".join(f"{c}\n" for c in [5] * 6 + [3] * 6 + [2] * 6 + [4] * 6)  # 
                      ("REM sleep|5", 90, 30)]), "nsrr"),
 ])
 def test_format_detected_from_content_and_read(tmp_path, name, text, fmt):
-    from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS, detect_hypnogram
+    from psgvlm.io.hypnogram_formats import HYPNOGRAM_FORMATS, detect_hypnogram
 
     _edf(tmp_path / "night.edf", 120)
     hyp = tmp_path / name
@@ -263,7 +264,7 @@ def test_format_detected_from_content_and_read(tmp_path, name, text, fmt):
 
 def test_edf_hypnogram_detected_whatever_its_name(tmp_path):
     from psgvlm.io.edf import write_annotations_edf
-    from psgvlm.io.hypnograms import detect_hypnogram
+    from psgvlm.io.hypnogram_formats import detect_hypnogram
 
     _edf(tmp_path / "night.edf", 120)
     hyp = write_annotations_edf(tmp_path / "labels.txt", [0, 30, 60, 90], [30] * 4,
@@ -308,7 +309,7 @@ def test_upload_check_reads_the_hypnogram(tmp_path):
 
 def test_real_dreams_hypnogram_read_as_5s_rk(real_data_dir, tmp_path):
     """DREAMS excerpt 3: its hypnogram detected as 5-s R&K labels; header removed, refused; named, read."""
-    from psgvlm.io.hypnograms import detect_hypnogram
+    from psgvlm.io.hypnogram_formats import detect_hypnogram
     from psgvlm.night.stage import read_input
 
     d = real_data_dir / "dreams_spindles"

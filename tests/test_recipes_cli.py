@@ -32,6 +32,7 @@ CONFIGS = {
     "resnet101_isruc.yaml": "image_classifier.py",
     "swin_isruc.yaml": "image_classifier.py", "vit_isruc.yaml": "image_classifier.py",
     "llava_isruc.yaml": "llava_isruc.py", "llava_isruc_eeg_only.yaml": "llava_isruc.py",
+    "qwen2_5_vl_3b_isruc.yaml": "llava_isruc.py", "smolvlm_256m_isruc.yaml": "llava_isruc.py",
     "llava_isruc_qlora.yaml": "llava_isruc.py", "llava_isruc_zeroshot.yaml": "llava_isruc.py",
     "llava_mass.yaml": "llava_isruc.py", "llava_shhs.yaml": "llava_isruc.py", "llava_tiny_cpu.yaml": "llava_isruc.py",
     "llava_tiny_default.yaml": "llava_isruc.py",

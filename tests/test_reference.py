@@ -202,7 +202,7 @@ def test_gssc_nets_load_weights_only():
 # psgvlm stage with several predictors
 # ------------------------------------------------------------------------------------------------
 def test_stage_several_predictors_and_primary(tmp_path, capsys):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
 
     signals, stages = synthetic_night(10, seed=4)
     edf = write_edf(tmp_path / "night.edf", signals)
@@ -234,7 +234,7 @@ def test_stage_several_predictors_and_primary(tmp_path, capsys):
     # Disagreement is judged by YASA alone here (the synthetic default VLM has no say beside it): only
     # low confidence can flag an epoch.
     assert "disagree" not in "".join(review)
-    from psgvlm.io.hypnograms import read_generic_hypnogram
+    from psgvlm.io.hypnogram_formats import read_generic_hypnogram
 
     back = read_generic_hypnogram(out / "hypnogram.tsv")  # the predictor column does not stop a reader
     assert len(back.codes) == 10
@@ -248,7 +248,7 @@ def test_stage_several_predictors_and_primary(tmp_path, capsys):
     (["--predictors", "vlm", "--primary", "yasa"], "not among --predictors"),
 ])
 def test_stage_bad_predictor_options_exit_2(tmp_path, capsys, argv, message):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
 
     signals, _ = synthetic_night(2)
     edf = write_edf(tmp_path / "n.edf", signals)

@@ -295,7 +295,7 @@ def test_stage_recording_and_outputs(tmp_path, default_predictor):
                                                             "Sleep stage N3", "Sleep stage R"}
     assert np.allclose(ann.onset[:12], res.starts_s) and np.allclose(ann.duration[:12], 30.0)
     assert ann.description[12] == "psgvlm: stages by predictor vlm" and ann.onset[12] == 360.0
-    from psgvlm.io.hypnograms import read_generic_hypnogram
+    from psgvlm.io.hypnogram_formats import read_generic_hypnogram
 
     back = read_generic_hypnogram(paths["hypnogram_annotations.edf"])  # the note is skipped, the stages read
     assert list(back.codes) == list(res.stages)
@@ -327,7 +327,7 @@ def test_no_pyplot_figures_left_open(tmp_path, default_predictor):
 # The command line, with the real embedded default run
 # ------------------------------------------------------------------------------------------------
 def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
 
     assert main(["--edf", str(tmp_path / "missing.edf"), "--out", str(tmp_path / "o")]) == 2
     assert "missing.edf" in capsys.readouterr().err
@@ -340,7 +340,7 @@ def test_cli_bad_input_exits_with_message(tmp_path, capsys, small_edf):
 
 
 def test_cli_stages_with_default_run(tmp_path, capsys):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
     from psgvlm.vlm.predict import DEFAULT_RUN
 
     signals, stages = synthetic_night(10, seed=4)

@@ -42,7 +42,7 @@ def one_error_line(err: str) -> bool:
 
 
 def run_cli(argv, capsys):
-    from psgvlm.night.stage import main
+    from psgvlm.night.cli_stage import main
 
     code = main([str(a) for a in argv])
     got = capsys.readouterr()
@@ -158,7 +158,8 @@ def test_reused_out_keeps_no_previous_outputs(tmp_path, capsys, night10):
     assert code == 0 and "staged 6 epochs" in printed
     names = {p.name for p in out.iterdir()}
     assert names == {"hypnogram.tsv", "hypnogram.csv", "hypnodensity.npy", "hypnogram_annotations.edf",
-                     "hypnogram.png", "summary.json", "predictors", "notes.txt", "sub"}
+                     "hypnogram.png", "hypnogram_yasa.json", "hypnogram_events.tsv", "hypnogram_events.json",
+                     "summary.json", "predictors", "notes.txt", "sub"}  # no metrics.json, no confusion.png
     assert (out / "notes.txt").read_text() == "mine"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_epochs"] == 6 and "agreement" not in summary and "metrics.json" not in summary["files"]

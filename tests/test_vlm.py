@@ -256,7 +256,7 @@ def test_predict_generate_mode_leaves_unparseable_out(tmp_path, tiny_dataset, mo
     from psgvlm.vlm import predict
     from psgvlm.vlm.scoring import parse_stage
 
-    def generate(self, images, batch_size=8):  # a model whose answers are known
+    def generate(self, images, batch_size=8, max_new_tokens=5):  # a model whose answers are known
         texts = ["N2", "hmm", "W", "I cannot tell"][:len(images)]
         return texts, [parse_stage(t) for t in texts]
 

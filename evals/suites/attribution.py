@@ -26,7 +26,10 @@ from ..plots import plot_heatmap
 
 
 def check_layout(dataset_meta: dict, predictor) -> None:
-    """Refuse a dataset rendered with other channels than the model was trained on."""
+    """Refuse a dataset rendered with other channels than the model was trained on, and a context run."""
+    if getattr(predictor, "context", 0):
+        raise ValueError(f"the run reads strips of {2 * predictor.context + 1} epochs (--context "
+                         f"{predictor.context}); the attribution suite explains one-epoch images only")
     trained = getattr(predictor, "dataset_meta", None) or {}
     a, b = trained.get("channels"), dataset_meta.get("channels")
     if a and b and list(a) != list(b):

@@ -168,3 +168,49 @@ def band_layout(meta: dict) -> list[dict]:
     return [{"channel": ch, "modality": modalities.get(ch, "?"), "top": int(np.floor(top + 1e-6)),
              "bottom": int(np.ceil(top + lay.band_h - 1e-6)), "left": float(lay.left), "right": float(lay.right)}
             for ch, top in zip(channels, tops)]
+
+
+def neighbour_index(ds, k: int) -> np.ndarray:
+    """Row numbers of each row's ``k`` previous and ``k`` next epochs of the same recording.
+
+    The dataset keeps each epoch once; a model that reads neighbouring epochs (``--context K``,
+    :mod:`psgvlm.vlm.context`) finds them through this index at load time instead of storing them again.
+
+    Parameters
+    ----------
+    ds : datasets.Dataset or dict of columns
+        A rendered split (or its columns): ``dataset``, ``subject``, ``recording`` and ``epoch``
+        (the epoch's number on the recording's 30-s grid). Only these columns are read, never the images.
+    k : int
+        Epochs on each side, >= 0.
+
+    Returns
+    -------
+    np.ndarray, shape (n_rows, 2 * k + 1), int64
+        Column ``k + d`` holds the row of epoch ``epoch + d`` of the same recording, or -1 where the
+        split has no such epoch (before the start or after the end of the night, or an epoch the
+        renderer left out); column ``k`` is the row itself.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"context k={k!r}: must be an integer >= 0")
+    names = ("dataset", "subject", "recording", "epoch")
+    if isinstance(ds, dict):
+        cols = ds
+    else:
+        absent = [c for c in names if c not in ds.column_names]
+        if absent:
+            raise ValueError(f"neighbour index needs columns {list(names)}; the split lacks {absent}")
+        cols = ds.select_columns(list(names)).to_dict()
+    keys = list(zip(cols["dataset"], cols["subject"], cols["recording"]))
+    epochs = [int(e) for e in cols["epoch"]]
+    row_of = {}
+    for row, (key, e) in enumerate(zip(keys, epochs)):
+        if (key, e) in row_of:
+            raise ValueError(f"epoch {e} of recording {key[2]!r} (subject {key[1]!r}) is in the split twice "
+                             f"(rows {row_of[key, e]} and {row})")
+        row_of[key, e] = row
+    out = np.full((len(epochs), 2 * k + 1), -1, dtype=np.int64)
+    for row, (key, e) in enumerate(zip(keys, epochs)):
+        for d in range(-k, k + 1):
+            out[row, k + d] = row_of.get((key, e + d), -1)
+    return out

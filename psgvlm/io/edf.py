@@ -24,6 +24,8 @@ from pathlib import Path
 import edfio
 import numpy as np
 
+from psgvlm.provenance import shared_mode
+
 # EDF header numbers are 8 ASCII characters; keep ranges well inside that.
 _MAX_ABS_PHYSICAL = 9_999_999.0
 
@@ -284,6 +286,73 @@ def edf_start(edf: edfio.Edf) -> _dt.datetime | None:
         return None
 
 
+# The date EDF+ prescribes when the real one is unknown, and what anonymisers (edfio's anonymize, EDFbrowser)
+# write: a start on this date is treated as no date.
+EDF_UNKNOWN_DATE = _dt.date(1985, 1, 1)
+
+
+@dataclass(frozen=True)
+class EdfStart:
+    """When a recording started, as far as its header tells (None where it was anonymised)."""
+
+    date: _dt.date | None  # EDF+ "Startdate dd-MMM-yyyy" (4-digit year) or the dd.mm.yy field; None if anonymised
+    time: _dt.time | None  # hh.mm.ss; None when anonymised along with the date (00.00.00)
+    anonymised: bool  # "Startdate X" or the 01.01.85 placeholder
+
+    @property
+    def datetime(self) -> _dt.datetime | None:
+        """Date and time of the first sample, or None when either is unknown."""
+        return None if self.date is None or self.time is None else _dt.datetime.combine(self.date, self.time)
+
+    def as_dict(self) -> dict:
+        """``{"datetime": ISO or None, "date", "time", "anonymised"}`` for a JSON summary."""
+        dt_ = self.datetime
+        return {"datetime": None if dt_ is None else dt_.isoformat(),
+                "date": None if self.date is None else self.date.isoformat(),
+                "time": None if self.time is None else self.time.isoformat(), "anonymised": self.anonymised}
+
+
+def read_edf_start(path) -> EdfStart:
+    """The start of an EDF/EDF+/BDF file from its fixed header alone (no signal is read).
+
+    The EDF+ recording field's ``Startdate dd-MMM-yyyy`` (4-digit year) wins over the 2-digit
+    ``dd.mm.yy`` field (years 85-99 are 19xx, 00-84 20xx, the EDF rule); ``Startdate X`` (EDF+
+    anonymised) or the placeholder date 01.01.85 give no date. The time of day is kept unless the date
+    is anonymised and the time is 00.00.00 (what anonymisers write), so a clock time can still be shown
+    for a file whose date was removed. A malformed field gives None for that part.
+    """
+    with open(path, "rb") as f:
+        fixed = f.read(256)
+    recording = _text(fixed[88:168]).split()
+    date: _dt.date | None = None
+    anonymised = False
+    if len(recording) >= 2 and recording[0] == "Startdate":
+        if recording[1] == "X":
+            anonymised = True
+        else:
+            try:
+                date = _dt.datetime.strptime(recording[1].title(), "%d-%b-%Y").date()
+            except ValueError:
+                pass
+    if date is None and not anonymised:
+        try:
+            d, m, y = (int(v) for v in _text(fixed[168:176]).split("."))
+            date = _dt.date(1900 + y if y >= 85 else 2000 + y, m, d)
+        except ValueError:
+            pass
+    try:
+        h, mi, sec = (int(v) for v in _text(fixed[176:184]).split("."))
+        time: _dt.time | None = _dt.time(h, mi, sec)
+    except ValueError:
+        time = None
+    if date == EDF_UNKNOWN_DATE:
+        date, anonymised = None, True
+    anonymised = anonymised or date is None
+    if anonymised and time == _dt.time(0, 0, 0):
+        time = None
+    return EdfStart(date=date, time=time, anonymised=anonymised)
+
+
 @dataclass(frozen=True)
 class EdfChannel:
     """One signal to write: samples in physical units at ``sfreq`` Hz."""
@@ -360,6 +429,7 @@ def _write_atomic(edf: edfio.Edf, path: Path) -> Path:
     os.close(fd)
     try:
         edf.write(tmp)
+        shared_mode(tmp)  # mkstemp's 0600 would leave the file unreadable to the group
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -428,7 +498,7 @@ def write_edf(path, channels: Sequence[EdfChannel], *, patient: edfio.Patient | 
 
 
 def write_annotations_edf(path, onsets_s, durations_s, texts, *, startdatetime: _dt.datetime | None = None,
-                          patient: edfio.Patient | None = None) -> Path:
+                          patient: edfio.Patient | None = None, start: EdfStart | None = None) -> Path:
     """Write an annotation-only EDF+ file (like a Sleep-EDF hypnogram or a MASS ``Base.edf``).
 
     Parameters
@@ -445,6 +515,9 @@ def write_annotations_edf(path, onsets_s, durations_s, texts, *, startdatetime: 
         Start of the recording the annotations refer to.
     patient : edfio.Patient, optional
         Patient field; anonymised when None.
+    start : EdfStart, optional
+        The recording's start as read (:func:`edf_start_info`), instead of ``startdatetime``: an
+        anonymised date is written as EDF+ ``Startdate X`` (01.01.85), a known time of day is kept.
 
     Returns
     -------
@@ -465,11 +538,15 @@ def write_annotations_edf(path, onsets_s, durations_s, texts, *, startdatetime: 
         if not (np.isfinite(o) and o >= 0) or (d is not None and not (np.isfinite(d) and d >= 0)):
             raise ValueError(f"{path}: annotation {i} has onset {o!r} s / duration {d!r} s; "
                              "both must be finite and >= 0")
-    start = startdatetime or _dt.datetime(1985, 1, 1)
+    if start is not None:
+        startdate, starttime = start.date, start.time or _dt.time(0, 0, 0)
+    else:
+        startdatetime = startdatetime or _dt.datetime.combine(EDF_UNKNOWN_DATE, _dt.time(0, 0, 0))
+        startdate, starttime = startdatetime.date(), startdatetime.time()
     anns = [edfio.EdfAnnotation(float(o), None if d is None else float(d), str(t))
             for o, d, t in zip(onsets, durations, texts)]
-    edf = edfio.Edf(
-        [], patient=patient or edf_patient(), recording=edfio.Recording(startdate=start.date()),
-        starttime=start.time().replace(microsecond=0), annotations=anns,
+    edf = edfio.Edf(  # Recording(startdate=None) writes "Startdate X" and 01.01.85
+        [], patient=patient or edf_patient(), recording=edfio.Recording(startdate=startdate),
+        starttime=starttime.replace(microsecond=0), annotations=anns,
     )
     return _write_atomic(edf, path)

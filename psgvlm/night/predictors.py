@@ -98,7 +98,8 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
     Returns
     -------
     psgvlm.reference.Hypnodensity
-        ``info`` holds ``bands``, ``channel_map``, ``sfreq``, ``settings``, ``model`` (:func:`model_info`),
+        ``info`` holds ``bands``, ``channel_map``, ``sfreq``, ``settings``, ``model`` (:func:`model_info` and
+        the run's ``context`` K: each epoch was scored in the strip of epochs e-K..e+K),
         ``checks`` (flat epochs per band) and ``timings_s``; epochs with no EEG signal are unscored.
     """
     from tqdm.auto import tqdm
@@ -128,15 +129,17 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
         np.save(epochs_path, x[:n_epochs].astype(np.float16))
     t_read = time.perf_counter()
 
-    from PIL import Image
+    from psgvlm.vlm.context import night_strips
 
+    context = getattr(predictor, "context", 0)  # a run trained with --context K reads strips of neighbours
+    strip_cache: dict = {}  # each epoch rendered once, kept while a later strip needs it
     probs = np.zeros((len(x), N_STAGES), dtype=np.float32)
     render_s = 0.0
     with tqdm(total=len(todo), desc="stage", unit="epoch") as bar:
         for lo in range(0, len(todo), batch_size):
             idx = todo[lo: lo + batch_size]
             r0 = time.perf_counter()
-            images = [Image.fromarray(render_epoch(x[i], settings)) for i in idx]
+            images = night_strips(idx, len(x), context, lambda i: render_epoch(x[i], settings), strip_cache)
             render_s += time.perf_counter() - r0
             p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float32)
             if p.shape != (len(idx), N_STAGES):
@@ -151,7 +154,7 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
     return Hypnodensity(
         probs=probs, channels=[m for m in mapping if m is not None], unscored=unscored, notes=notes,
         info={"bands": bands, "channel_map": mapping, "sfreq": sfreq, "settings": settings.as_dict(),
-              "model": model_info(run_dir),
+              "model": {**model_info(run_dir), "context": context},
               "checks": {"n_flat_epochs": {b: int(checks["flat"][:n_epochs, i].sum())
                                            for i, (b, m) in enumerate(zip(bands, mapping)) if m is not None}},
               "timings_s": {"load_model": t_load - t0, "read_resample_scale": t_read - t_load, "render": render_s,

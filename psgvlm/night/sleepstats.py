@@ -1,6 +1,7 @@
 """Standard sleep statistics from a hypnogram of 30-s epochs (AASM definitions, as YASA computes them).
 
-The hypnogram is assumed to span time in bed (lights off to lights on), one AASM code per epoch
+The hypnogram is assumed to span time in bed (lights off to lights on: :func:`time_in_bed` crops a night
+to it as ``yasa.Hypnogram.crop`` does), one AASM code per epoch
 (:mod:`psgvlm.stages`; ``UNSCORED`` epochs count in time in bed but never as sleep or wake). The
 definitions follow ``yasa.sleep_statistics`` (YASA >= 0.5) so numbers agree with what YASA users
 get; the test suite checks that equality. We add the AASM REM latency (from sleep onset), which
@@ -82,6 +83,38 @@ def sleep_statistics(stages, epoch_s: float = EPOCH_S) -> dict[str, float | None
     out["SME"] = 100.0 * out["TST"] / out["SPT"] if has_sleep else None
     out["n_unscored"] = int(np.count_nonzero(hypno == UNSCORED))
     return out
+
+
+def time_in_bed(starts_s, lights_off_s: float, lights_on_s: float) -> tuple[int, int]:
+    """The epochs in bed: ``(first epoch, number of epochs)`` of those that start within
+    [``lights_off_s``, ``lights_on_s``], both inclusive.
+
+    The rule of ``yasa.Hypnogram.crop(start=lights_off, end=lights_on)`` with timestamps (a label slice of
+    the epoch-start index): an epoch that starts before lights off is out even if lights go off inside it,
+    and the epoch that starts exactly at lights on is in. :func:`sleep_statistics` of
+    ``stages[first:first + n]`` then equals YASA's statistics of the cropped hypnogram.
+
+    Parameters
+    ----------
+    starts_s : array-like of float, shape (n_epochs,)
+        Epoch starts, seconds from the recording start, increasing.
+    lights_off_s, lights_on_s : float
+        Seconds from the recording start.
+
+    Raises
+    ------
+    ValueError
+        Lights on before lights off, or no epoch starts in between (naming the staged span).
+    """
+    starts = np.asarray(starts_s, dtype=np.float64)
+    if not lights_on_s >= lights_off_s:
+        raise ValueError(f"lights on ({lights_on_s:g} s from the start) is before lights off ({lights_off_s:g} s)")
+    inside = np.flatnonzero((starts >= lights_off_s - 1e-9) & (starts <= lights_on_s + 1e-9))
+    if inside.size == 0:
+        span = f"{starts[0]:g} to {starts[-1]:g} s" if starts.size else "nothing"
+        raise ValueError(f"no epoch starts between lights off ({lights_off_s:g} s) and lights on ({lights_on_s:g} s) "
+                         f"from the start; the staged epochs start at {span}")
+    return int(inside[0]), int(inside.size)
 
 
 def format_statistics(stats: dict) -> list[list[str]]:

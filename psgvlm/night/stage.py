@@ -1,76 +1,37 @@
-"""Stage one recording end to end: read, run every predictor on the same epochs, write the night.
+"""Stage one recording: read it, map its channels onto the run's bands, run every predictor on the same epochs.
 
-    psgvlm stage --edf night.edf --out out/night
-    psgvlm stage --edf SC4001E0-PSG.edf --hypnogram SC4001EC-Hypnogram.edf --run runs/llava_isruc --out out/sc4001
-    psgvlm stage --edf night.edf --channels C3 C4 LOC ROC EMG --out out/night
-    psgvlm stage --edf night.edf --predictors vlm yasa --primary yasa --out out/night
-
-The predictors (:data:`psgvlm.night.predictors.PREDICTORS`: the VLM run, YASA, GSSC when its extra is
-installed, their soft vote) all stage the same epochs; one that cannot run is reported with its reason.
-``--primary`` (default ``auto``: the best that ran by the real-data ranking) chooses whose stages fill
-the files below, which name it. What it writes in ``--out`` (:mod:`psgvlm.night.outputs`):
-
-- ``hypnogram.tsv``: ``init_sec  duration_sec  stage  predictor`` one row per 30-s epoch (U-Sleep's
-  layout, plus the primary's name).
-- ``hypnogram.csv``: ``epoch, start_s, stage, confidence, p_W, p_N1, p_N2, p_N3, p_REM, primary, review``,
-  one ``stage_<name>`` column per predictor (and ``expert`` when a hypnogram was given), as YASA users
-  tabulate ``predict_proba``; ``review`` says why a person should look at the epoch (predictors
-  disagree, low confidence) or is empty.
-- ``predictors/<name>/hypnogram.tsv`` and ``hypnodensity.npy``: each predictor's own.
-- ``hypnodensity.npy``: float32 (n_epochs, 5) stage probabilities, columns W, N1, N2, N3, REM.
-- ``hypnogram_annotations.edf``: EDF+ annotations ("Sleep stage W/N1/N2/N3/R", one per epoch) that
-  EDFbrowser or ``mne.read_annotations`` opens beside the recording.
-- ``hypnogram.png``: every predictor's hypnogram (the primary on top; the expert's below) plus the
-  primary's hypnodensity.
-- ``summary.json``: ``primary``; sleep statistics (:mod:`psgvlm.night.sleepstats`) of the primary's stages
-  (and of the expert hypnogram), agreement metrics when a hypnogram was given; ``predictors`` (each
-  one's kind, channels, stage counts, agreement, or why it did not run), ``pairwise_agreement``,
-  ``review`` (count and epochs); the VLM's channel mapping, the model and its
-  provenance, and the notice that says what the model is (e.g. trained on synthetic recordings, not
-  for clinical use), signal warnings (e.g. a channel upsampled to the model's rate), timings and
-  provenance. Patient-identifying header fields (name, birth date, hospital code) are never copied:
-  only signal facts (rates, durations, channel labels) and a SHA-256 of the input file.
-- ``metrics.json``: agreement with the expert hypnogram (:func:`psgvlm.metrics.stage_metrics`) of the
-  primary and of every predictor, when one was given.
-
-The staged span is always the whole recording: 30-s epochs from signal time 0 to the last whole
-epoch, whatever part of the night an expert hypnogram covers. Expert labels are placed on that grid by
-time (:mod:`psgvlm.night.grid`); staged epochs without a label count as unscored in the agreement, and
-labels outside the recording are reported as unmatched (console and ``summary.json`` ``checks.expert``).
-An epoch in which every EEG channel a predictor reads is flat (constant, zero or not finite) is not scored: its
-stage is ``UNS`` (``Sleep stage ?`` in the EDF+ annotations, probabilities 0), it counts in time in bed
-but never as sleep, and the count is a warning; a recording whose EEG is flat in every epoch is refused.
-A reused ``--out`` keeps no file of the previous run (:func:`psgvlm.night.outputs.write_outputs`).
-Bad input (a file, a value) exits with code 2 and one line naming it; ``--debug`` shows the traceback.
+:func:`read_input` reads a recording (and an expert hypnogram) and its start date-time;
+:func:`stage_recording` stages every 30-s epoch from signal time 0 with every predictor asked for
+(:mod:`psgvlm.night.predictors`) and returns a :class:`StageResult`; :func:`with_primary` swaps whose
+stages fill the night. The command ``psgvlm stage`` and the files it writes: :mod:`psgvlm.night.cli_stage`.
 
 Channels: the run's image has one band per channel of the dataset it was trained on (its
-``meta.json`` channel order). Each band is filled with the recording's channel of the same canonical
-name, else with the best unused channel of the same modality by the one channel-picking rule
-(:func:`psgvlm.io.channels.rank_channels`: EEG central first, then frontal, then occipital), else
-left flat and reported. ``--channels`` gives the recording's channels band by band instead (``-``
-leaves a band flat).
+``meta.json`` channel order). A :class:`ChannelRequest` says what the user chose: ``--channels`` one
+recording channel per band (``-`` leaves a band flat) or ``band=channel`` pairs, and the roles
+``--eeg/--eog/--emg`` (which also choose the reference stagers' channels): a role's channels go to the
+band of the same name, else of the same scalp region (C4 -> C3), else the first free band of that
+modality. Bands left over are filled automatically (:func:`auto_channels`): the recording's channel of
+the same canonical name, else the best unused channel of the band's modality by the one
+channel-picking rule (:func:`psgvlm.io.channels.rank_channels`), else left flat. :func:`channel_choices`
+says how each band was filled, with the file's own channel label; every automatic substitution (a band
+drawn from a channel of another name, or left flat) is a warning of the night.
 
-Modules of :mod:`psgvlm.night`: this one (read, map channels onto the run's bands, run the predictors,
-the CLI), :mod:`~psgvlm.night.predictors` (the registry, the VLM predictor, primary, pairwise agreement,
-review list), :mod:`~psgvlm.night.reference` (``psgvlm reference``), :mod:`~psgvlm.night.grid` (the epochs cut, expert labels placed on them, flat
-epochs), :mod:`~psgvlm.night.outputs` (the files above), :mod:`~psgvlm.night.viewer`
-(re-render one epoch, attribution overlay), :mod:`~psgvlm.night.sleepstats`,
-:mod:`~psgvlm.night.uploads` (upload checks) and :mod:`~psgvlm.night.sessions` (the app's per-session
-folders).
+Time in bed: ``lights_off``/``lights_on`` (seconds from the start, or clock time ``HH:MM[:SS]`` when
+the header gives the start time) keep the epochs that start within [lights off, lights on], both
+inclusive, as ``yasa.Hypnogram.crop`` does with timestamps (:func:`psgvlm.night.sleepstats.time_in_bed`);
+the sleep statistics are computed on those epochs, the files keep the whole night.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from psgvlm.locks import LockedError, check_out_dir
+from psgvlm.io.edf import EdfStart
 from psgvlm.provenance import read_json
 from psgvlm.stages import EPOCH_S, UNSCORED
 
@@ -141,22 +102,27 @@ def _band_modality(band: str, modalities: dict[str, str]) -> str:
     return lookup(band)[1]
 
 
-def auto_channels(rec, bands: list[str], modalities: dict[str, str]) -> list[str | None]:
+def auto_channels(rec, bands: list[str], modalities: dict[str, str],
+                  given: dict[int, str | None] | None = None) -> list[str | None]:
     """The recording's channel (canonical name) for each band, or None for a band left flat.
 
-    Same canonical name first (sampled at >= 50 Hz); then the best unused channel of the band's
+    Bands in ``given`` (band index -> channel or None) keep what the user chose; the others take the
+    channel of the same canonical name (sampled at >= 50 Hz), then the best unused channel of the band's
     modality by :func:`psgvlm.io.channels.rank_channels` (EEG central, then frontal, then occipital;
     EOG LOC, ROC first).
     """
     from psgvlm.io.channels import MIN_AUTO_SFREQ, rank_channels
 
-    out: list[str | None] = [None] * len(bands)
-    for i, band in enumerate(bands):
-        if band in rec.ch_names and rec.channel(band).sfreq >= MIN_AUTO_SFREQ:
-            out[i] = band
+    given = given or {}
+    out: list[str | None] = [given.get(i) for i in range(len(bands))]
     used = {m for m in out if m is not None}
     for i, band in enumerate(bands):
-        if out[i] is None:
+        if i not in given and band not in used and band in rec.ch_names \
+                and rec.channel(band).sfreq >= MIN_AUTO_SFREQ:
+            out[i] = band
+            used.add(band)
+    for i, band in enumerate(bands):
+        if out[i] is None and i not in given:
             candidates = rank_channels(rec.channels, _band_modality(band, modalities), exclude=used)
             if candidates:
                 out[i] = candidates[0]
@@ -194,31 +160,162 @@ def propose_channels(header, bands: list[str], modalities: dict[str, str]) -> tu
     return names, auto_channels(shell, bands, modalities)
 
 
-def resolve_channel_map(rec, bands: list[str], modalities: dict[str, str],
-                        requested: list[str] | None = None) -> list[str | None]:
-    """Validate a user's band-by-band channel list (or auto-detect one); see :func:`auto_channels`."""
-    if not requested:
-        mapping = auto_channels(rec, bands, modalities)
+ROLE_OPTIONS = {"EEG": "--eeg", "EOG": "--eog", "EMG": "--emg"}  # modality -> the option that names its channels
+
+
+@dataclass(frozen=True)
+class ChannelRequest:
+    """The channels a user chose for the VLM's bands (:func:`channel_request`); empty = automatic."""
+
+    positional: tuple[str, ...] = ()  # one recording channel per band, top first ("-" = flat)
+    pairs: tuple[tuple[str, str], ...] = ()  # (band, recording channel or "-") from --channels band=channel
+    roles: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (modality, channels) from --eeg/--eog/--emg
+
+    def __bool__(self) -> bool:
+        return bool(self.positional or self.pairs or self.roles)
+
+
+def channel_request(channels=None, *, eeg=None, eog=None, emg=None) -> ChannelRequest:
+    """Parse ``--channels`` (positional, or every value ``band=channel``) and the role options.
+
+    Raises
+    ------
+    ValueError
+        ``--channels`` mixes the two forms, or a pair has an empty band.
+    """
+    if isinstance(channels, ChannelRequest):
+        return channels
+    values = [str(v) for v in channels or ()]
+    pairs, positional = [], ()
+    if any("=" in v for v in values):
+        plain = [v for v in values if "=" not in v]
+        if plain:
+            raise ValueError(f"--channels mixes band=channel pairs with plain channels {plain}; give either one "
+                             f"channel per band, top first, or band=channel pairs")
+        for v in values:
+            band, name = (t.strip() for t in v.split("=", 1))
+            if not band or not name:
+                raise ValueError(f"--channels {v!r}: give band=channel, e.g. C3=\"EEG Pz-Oz\" ({EMPTY_BAND!r} = flat)")
+            pairs.append((band, name))
     else:
-        if len(requested) != len(bands):
+        positional = tuple(values)
+    roles = tuple((mod, tuple(names)) for mod, names in (("EEG", eeg), ("EOG", eog), ("EMG", emg)) if names)
+    return ChannelRequest(positional=positional, pairs=tuple(pairs), roles=roles)
+
+
+def _region(name: str) -> str:
+    """Scalp region of an electrode name: its first letter (F, C, O, P, T), upper case."""
+    return name[:1].upper()
+
+
+def resolve_channel_choices(rec, bands: list[str], modalities: dict[str, str], requested=None
+                            ) -> tuple[list[str | None], list[str]]:
+    """The channel of each band (see :func:`resolve_channel_map`) and how it was chosen.
+
+    Returns
+    -------
+    mapping : list of str or None
+        Canonical recording channel per band (None = flat).
+    how : list of str
+        Per band: ``"--channels"``, ``"--eeg"``/``"--eog"``/``"--emg"`` (the user's), ``"same name"``,
+        ``"substitute"`` (automatic, another channel name) or ``"flat"`` (automatic, nothing left).
+    """
+    req = channel_request(requested)
+    given: dict[int, str | None] = {}
+    how: dict[int, str] = {}
+    if req.positional:
+        if len(req.positional) != len(bands):
             raise ValueError(
-                f"--channels gives {len(requested)} channel(s) {list(requested)} but the model's image has "
-                f"{len(bands)} bands {bands}; give one recording channel per band ({EMPTY_BAND!r} for none)")
-        mapping = []
-        for name in requested:
-            if name in (EMPTY_BAND, "", None):
-                mapping.append(None)
-                continue
-            mapping.append(rec.channel(name).canonical)  # raises naming the available channels
-        dup = sorted({m for m in mapping if m is not None and mapping.count(m) > 1})
-        if dup:
-            raise ValueError(f"channel(s) {dup} requested for more than one band in {list(requested)}")
+                f"--channels gives {len(req.positional)} channel(s) {list(req.positional)} but the model's image "
+                f"has {len(bands)} bands {bands}; give one recording channel per band ({EMPTY_BAND!r} for none) "
+                f"or band=channel pairs")
+        for i, name in enumerate(req.positional):
+            given[i] = None if name in (EMPTY_BAND, "") else rec.channel(name).canonical  # names the available
+            how[i] = "--channels"
+    for band, name in req.pairs:
+        if band not in bands:
+            raise ValueError(f"--channels {band}={name}: the model's image has no band {band!r}; its bands: {bands}")
+        i = bands.index(band)
+        if i in given:
+            raise ValueError(f"--channels names band {band!r} twice")
+        given[i] = None if name == EMPTY_BAND else rec.channel(name).canonical
+        how[i] = "--channels"
+    if not req.positional:
+        for modality, names in req.roles:
+            for name in names:
+                c = rec.channel(name).canonical  # raises naming the available channels
+                if c in given.values():
+                    continue
+                free = [i for i, b in enumerate(bands) if i not in given and _band_modality(b, modalities) == modality]
+                if not free:
+                    continue  # more channels than bands of this modality: the reference stagers still read them
+                i = next((i for i in free if bands[i] == c), None)
+                if i is None:
+                    i = next((i for i in free if _region(bands[i]) == _region(c)), free[0])
+                given[i], how[i] = c, ROLE_OPTIONS[modality]
+    named = [m for m in given.values() if m is not None]
+    dup = sorted({m for m in named if named.count(m) > 1})
+    if dup:
+        raise ValueError(f"channel(s) {dup} requested for more than one band")
+    mapping = auto_channels(rec, bands, modalities, given)
     if not any(m is not None and rec.channel(m).modality == "EEG" for m in mapping):
-        eeg = [c.canonical for c in rec.channels if c.modality == "EEG"]
+        eeg = [c.name for c in rec.channels if c.modality == "EEG"]
         raise ValueError(
             f"no EEG channel mapped onto the model's bands {bands}; EEG channels found in the recording: "
-            f"{eeg or 'none'}; all channels: {rec.ch_names}")
-    return mapping
+            f"{eeg or 'none'}; all channels: {[c.name for c in rec.channels]}")
+    for i, (band, m) in enumerate(zip(bands, mapping)):
+        if i not in how:
+            how[i] = "flat" if m is None else "same name" if m == band else "substitute"
+    return mapping, [how[i] for i in range(len(bands))]
+
+
+def resolve_channel_map(rec, bands: list[str], modalities: dict[str, str], requested=None) -> list[str | None]:
+    """Validate what the user chose for the bands (or auto-detect); the recording channel of each band.
+
+    Parameters
+    ----------
+    rec : psgvlm.io.recording.Recording
+    bands, modalities
+        The run's bands (:func:`run_channels`).
+    requested : ChannelRequest or list of str, optional
+        :func:`channel_request`'s; a list is ``--channels``' values (one per band, or ``band=channel``).
+
+    Returns
+    -------
+    list of str or None
+        Canonical channel per band (None = flat); bands the user did not fill are filled by :func:`auto_channels`.
+
+    Raises
+    ------
+    ValueError
+        A channel not in the recording (naming those available), a band the model lacks, the wrong count
+        of positional channels, a channel in two bands, or no EEG channel on any band.
+    """
+    return resolve_channel_choices(rec, bands, modalities, requested)[0]
+
+
+def channel_choices(rec, bands: list[str], modalities: dict[str, str], requested=None) -> list[dict]:
+    """Per band: ``band``, ``modality``, ``label`` (the file's own), ``canonical``, ``how``
+    (:func:`resolve_channel_choices`), for the summary and the console."""
+    mapping, how = resolve_channel_choices(rec, bands, modalities, requested)
+    return [{"band": b, "modality": _band_modality(b, modalities), "label": None if m is None else rec.channel(m).name,
+             "canonical": m, "how": h} for b, m, h in zip(bands, mapping, how)]
+
+
+def substitution_notes(choices: list[dict]) -> list[str]:
+    """One line per band filled automatically with another channel, or left flat."""
+    from psgvlm.io.channels import MIN_AUTO_SFREQ
+
+    notes = []
+    for c in choices:
+        if c["how"] == "substitute":
+            notes.append(f"VLM band {c['band']}: the recording has no {c['band']}; drew {c['modality']} channel "
+                         f"{c['label']!r} instead (automatic, by the channel ranking; choose with --channels "
+                         f"{c['band']}=CHANNEL or {ROLE_OPTIONS.get(c['modality'], '--channels')})")
+        elif c["how"] == "flat":
+            notes.append(f"VLM band {c['band']}: no unused {c['modality']} channel sampled at >= {MIN_AUTO_SFREQ:g} Hz in the "
+                         f"recording; left flat")
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,6 +349,9 @@ class StageResult:
     failed: dict = field(default_factory=dict)  # name -> why it could not run
     review: list = field(default_factory=list)  # (n_epochs,) "" or why a person should look at the epoch
     notice: str = RUN_NOTICE  # the primary's notice
+    start: EdfStart | None = None  # when the recording started (None: not an EDF file); parts None if anonymised
+    lights: dict | None = None  # time in bed (time_in_bed()): off_s, on_s, first_epoch, n_epochs; None = whole night
+    channels: list = field(default_factory=list)  # the VLM's channel_choices(): per band label, canonical, how
 
     @property
     def stages(self) -> np.ndarray:
@@ -269,6 +369,24 @@ class StageResult:
     def n_epochs(self) -> int:
         return len(self.probs)
 
+    @property
+    def in_bed(self) -> slice:
+        """The epochs in bed (lights off to lights on; the whole night without them)."""
+        if self.lights is None:
+            return slice(0, self.n_epochs)
+        return slice(self.lights["first_epoch"], self.lights["first_epoch"] + self.lights["n_epochs"])
+
+    def clock_times(self) -> list[str] | None:
+        """Clock time of each epoch start: ISO date-time, or ``HH:MM:SS`` when only the time of day is
+        known; None when the header gives no start time."""
+        import datetime as dt
+
+        if self.start is None or self.start.time is None:
+            return None
+        t0 = dt.datetime.combine(self.start.date or dt.date(2000, 1, 1), self.start.time)
+        stamps = [t0 + dt.timedelta(seconds=float(s)) for s in self.starts_s]
+        return [t.isoformat() if self.start.date is not None else t.time().isoformat() for t in stamps]
+
 
 def with_primary(result: StageResult, primary: str) -> StageResult:
     """The same staged night with another predictor's stages as the primary (no predictor is rerun)."""
@@ -284,7 +402,8 @@ def with_primary(result: StageResult, primary: str) -> StageResult:
                                checks={**result.checks, "unscored_epochs": np.flatnonzero(chosen.unscored).tolist()})
 
 
-def _sha256(path) -> str:
+def sha256_file(path) -> str:
+    """SHA-256 hex digest of a file, read in 1-MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -295,19 +414,24 @@ def _sha256(path) -> str:
 def read_input(edf, hypnogram=None, hypnogram_format: str | None = None):
     """Read a recording (EDF/EDF+/BDF, any montage) and an optional expert hypnogram.
 
-    The hypnogram's format is detected from its content (:func:`psgvlm.io.hypnograms.detect_hypnogram`)
-    unless ``hypnogram_format`` names one of :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS`.
+    ``rec.meta["start"]`` is the header's start (:func:`psgvlm.io.edf.read_edf_start`: EDF+ anonymised
+    dates recognised).
+
+    The hypnogram's format is detected from its content (:func:`psgvlm.io.hypnogram_formats.detect_hypnogram`)
+    unless ``hypnogram_format`` names one of :data:`psgvlm.io.hypnogram_formats.HYPNOGRAM_FORMATS`.
 
     The expert stages are placed on the staged grid: every whole 30-s epoch from signal time 0
     (``onset_s`` 0, :func:`psgvlm.night.grid.expert_on_grid`), ``UNSCORED`` where no label covers an
     epoch; ``pairing["dropped_label_epochs"]`` counts the labels outside the recording. So a YASA
     reference or any other consumer of the returned recording sees the same epochs as the model.
     """
+    from psgvlm.io.edf import read_edf_start
     from psgvlm.io.readers import read_recording
     from psgvlm.night.grid import expert_on_grid
 
     opts = {} if hypnogram_format is None else {"hypnogram_format": hypnogram_format}
     rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram), **opts)
+    rec.meta["start"] = read_edf_start(edf)  # the header's start date-time (parts None where anonymised)
     if rec.stages is not None:
         n_epochs = max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))
         expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
@@ -317,13 +441,83 @@ def read_input(edf, hypnogram=None, hypnogram_format: str | None = None):
     return rec
 
 
+def _start(rec) -> EdfStart | None:
+    start = (rec.meta or {}).get("start")
+    return start if isinstance(start, EdfStart) else None
+
+
+def time_point_s(value, start: EdfStart | None, option: str) -> float:
+    """Seconds from the recording start of ``value``: seconds (``"3600"``, ``1800.5``) or a clock time
+    ``HH:MM[:SS]`` (the first such time at or after the start, so 23:00 -> 07:00 crosses midnight).
+
+    Raises
+    ------
+    ValueError
+        Not a number >= 0 nor a clock time, or a clock time while the header gives no start time.
+    """
+    import datetime as dt
+
+    text = str(value).strip()
+    if ":" not in text:
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = -1.0
+        if not (np.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"{option} {text!r} is not allowed; give seconds from the start (>= 0) or a clock "
+                             f"time HH:MM[:SS]")
+        return seconds
+    clock = None
+    for fmt in ("%H:%M:%S", "%H:%M"):
+        try:
+            clock = dt.datetime.strptime(text, fmt).time()
+            break
+        except ValueError:
+            continue
+    if clock is None:
+        raise ValueError(f"{option} {text!r} is not a clock time HH:MM[:SS] (00:00 to 23:59:59) nor seconds")
+    if start is None or start.time is None:
+        raise ValueError(f"{option} {text!r}: the recording's header gives no start time (anonymised), so a clock "
+                         f"time cannot be placed; give seconds from the start instead")
+    day = 24 * 3600
+    of_day = lambda t: t.hour * 3600 + t.minute * 60 + t.second  # noqa: E731
+    return float((of_day(clock) - of_day(start.time)) % day)
+
+
+def lights_in_bed(starts_s, start: EdfStart | None, lights_off=None, lights_on=None) -> dict | None:
+    """``StageResult.lights`` for lights off/on (:func:`time_point_s`), None when neither is given.
+
+    Lights off defaults to the start, lights on to the last epoch's start. Raises ValueError naming the
+    option for a bad value, and when no epoch starts in between.
+    """
+    from psgvlm.night.sleepstats import time_in_bed
+
+    if lights_off in (None, "") and lights_on in (None, ""):
+        return None
+    starts_s = np.asarray(starts_s, dtype=np.float64)
+    off_s = 0.0 if lights_off in (None, "") else time_point_s(lights_off, start, "--lights-off")
+    on_s = float(starts_s[-1]) if lights_on in (None, "") else time_point_s(lights_on, start, "--lights-on")
+    first, count = time_in_bed(starts_s, off_s, on_s)
+    return {"off_s": off_s, "on_s": on_s, "first_epoch": first, "n_epochs": count,
+            "rule": "epochs that start within [lights off, lights on], both inclusive (yasa.Hypnogram.crop)"}
+
+
+def with_lights(result: StageResult, lights_off=None, lights_on=None) -> StageResult:
+    """The same staged night with another time in bed (:func:`lights_in_bed`); nothing is rerun."""
+    import dataclasses
+
+    return dataclasses.replace(result, lights=lights_in_bed(result.starts_s, result.start, lights_off, lights_on))
+
+
 def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -> dict:
     """De-identified facts about the input for the summary: signal facts only, never header text."""
     return {
         "duration_s": float(rec.duration_s),
         "n_epochs": int(n_epochs),
         "onset_s": float(rec.onset_s),
-        "channels": [{"name": c.canonical, "modality": c.modality, "sfreq": float(c.sfreq)} for c in rec.channels],
+        "start": _start(rec).as_dict() if _start(rec) is not None else None,
+        "channels": [{"label": c.name, "name": c.canonical, "modality": c.modality, "sfreq": float(c.sfreq)}
+                     for c in rec.channels],
         # Counts only: a reader's pairing report may name files, which may name the patient.
         "pairing": {k: v for k, v in (rec.pairing or {}).items() if isinstance(v, int | float | bool)},
         "sha256": sha256,
@@ -334,7 +528,7 @@ def _recording_facts(rec, n_epochs: int, sha256: str | None, notes: list[str]) -
 def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, predictor=None,
                     batch_size: int = 16, epochs_path=None, progress=None, source_sha256: str | None = None,
                     predictors=None, primary: str = "auto", eeg=None, eog=None, emg=None, max_eeg: int | None = 1,
-                    from_onset: bool = False) -> StageResult:
+                    from_onset: bool = False, lights_off=None, lights_on=None) -> StageResult:
     """Stage every 30-s epoch of ``rec`` with every predictor asked for, on the same epochs.
 
     Parameters
@@ -342,8 +536,11 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     rec : psgvlm.io.recording.Recording
         The night (expert stages optional, placed on the grid by time). Epoch ``k`` is
         ``[30 k, 30 (k + 1))`` s of signal time, up to the last whole epoch of every channel.
-    run_dir, channels, predictor, batch_size, epochs_path, progress
-        The VLM's (:func:`score_vlm`).
+    run_dir, predictor, batch_size, epochs_path, progress
+        The VLM's (:func:`psgvlm.night.predictors.score_vlm`).
+    channels : list of str or ChannelRequest, optional
+        ``--channels``: one recording channel per band of the VLM's image, or ``band=channel`` values
+        (:func:`channel_request`); bands not named are filled automatically.
     source_sha256 : str, optional
         Checksum of the input file, recorded in the summary.
     predictors : list of str, optional
@@ -352,12 +549,16 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         Whose stages fill the hypnogram and the statistics: a predictor's name, or ``"auto"`` (the best
         that ran by :data:`psgvlm.night.predictors.AUTO_PRIMARY`).
     eeg, eog, emg : list of str, optional
-        The reference stagers' channels (default: the best EEG, EOG and EMG channel).
+        The reference stagers' channels (default: the best EEG, EOG and EMG channel), also placed on the
+        VLM's bands of that modality (:func:`resolve_channel_choices`) unless ``channels`` gives every band.
     max_eeg : int or None
         EEG channels the reference stagers pick when ``eeg`` is not given (None = every one).
     from_onset : bool
         Keep the reader's grid (epochs from ``rec.onset_s``, ``rec.stages`` as the expert) instead of the
         whole night from 0 s: ``psgvlm reference`` on a dataset whose scoring starts later (Prerau).
+    lights_off, lights_on : float or str, optional
+        Time in bed (:func:`time_point_s`: seconds from the start or clock time ``HH:MM[:SS]``): the
+        statistics count the epochs that start within [lights_off, lights_on] (yasa.Hypnogram.crop's rule).
 
     Returns
     -------
@@ -386,9 +587,12 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
     else:
         expert, report = expert_on_grid(rec, n_epochs, rec.epoch_s)
     grid_rec = dataclasses.replace(rec, stages=expert, onset_s=onset_s)
-    opts = PredictorOptions(run_dir=run_dir, vlm=predictor, channels=channels, eeg=eeg, eog=eog, emg=emg,
+    starts_s = onset_s + np.arange(n_epochs, dtype=np.float64) * rec.epoch_s
+    lights = lights_in_bed(starts_s, _start(rec), lights_off, lights_on)  # checked before anything runs
+    request = channel_request(channels, eeg=eeg, eog=eog, emg=emg)
+    opts = PredictorOptions(run_dir=run_dir, vlm=predictor, channels=request or None, eeg=eeg, eog=eog, emg=emg,
                             max_eeg=max_eeg, batch_size=batch_size, epochs_path=epochs_path, progress=progress)
-    strict = ({"vlm"} if channels else set()) | ({"yasa", "gssc"} if (eeg or eog or emg) else set())
+    strict = ({"vlm"} if request else set()) | ({"yasa", "gssc"} if (eeg or eog or emg) else set())
     outputs, failed, seconds = run_predictors(grid_rec, n_epochs, names, opts, strict=strict)
     if not outputs:
         raise ValueError("nothing to stage: no predictor could run on this recording: "
@@ -405,10 +609,16 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         notes += out.notes if k == "vlm" else [f"{k}: {n}" for n in out.notes]
     vlm = outputs.get("vlm")
     vinfo = vlm.info if vlm is not None else {}
+    choices = []
+    if vlm is not None:
+        dmeta = predictor.dataset_meta if predictor is not None else \
+            read_json(Path(run_dir or default_run()) / "meta.json").get("dataset", {})
+        choices = channel_choices(grid_rec, *run_channels(dmeta)[:2], request)
+        notes += substitution_notes(choices)
     model = vinfo.get("model")
     chosen = outputs[prim]
     night = StageResult(
-        probs=chosen.probs, starts_s=onset_s + np.arange(n_epochs, dtype=np.float64) * rec.epoch_s, expert=expert,
+        probs=chosen.probs, starts_s=starts_s, expert=expert,
         bands=vinfo.get("bands", []), channel_map=vinfo.get("channel_map", []), sfreq=vinfo.get("sfreq"),
         settings=vinfo.get("settings"), model=model, recording=_recording_facts(rec, n_epochs, source_sha256, notes),
         epochs_path=None if epochs_path is None or vlm is None else str(epochs_path),
@@ -416,120 +626,5 @@ def stage_recording(rec, *, run_dir=None, channels: list[str] | None = None, pre
         epoch_s=float(rec.epoch_s), unscored=chosen.unscored,
         checks={"n_flat_epochs": vinfo.get("checks", {}).get("n_flat_epochs", {}),
                 "unscored_epochs": np.flatnonzero(chosen.unscored).tolist(), "expert": report},
-        predictions=outputs, primary=prim, failed=failed)
+        predictions=outputs, primary=prim, failed=failed, start=_start(rec), lights=lights, channels=choices)
     return with_primary(night, prim)  # the primary's notice, review list and unscored epochs
-
-
-# ------------------------------------------------------------------------------------------------
-# CLI
-# ------------------------------------------------------------------------------------------------
-MAX_BATCH_SIZE = 1024  # epoch images per forward pass; more only exhausts memory
-
-
-def _fail(message, code: int = 2) -> int:
-    """Print one line ``psgvlm stage: <message>`` to stderr and return the exit code."""
-    print(f"psgvlm stage: {' '.join(str(message).split())}", file=sys.stderr)
-    return code
-
-
-def main(argv: list[str] | None = None) -> int:
-    from psgvlm.io.hypnograms import HYPNOGRAM_FORMATS
-
-    parser = argparse.ArgumentParser(prog="psgvlm stage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--edf", required=True, help="the recording: EDF, EDF+ or BDF")
-    parser.add_argument("--hypnogram", help="expert hypnogram; its format is detected from its content "
-                        "(see --hypnogram-format)")
-    parser.add_argument("--hypnogram-format", choices=sorted(HYPNOGRAM_FORMATS), metavar="NAME",
-                        help="read --hypnogram as this format instead of detecting it: "
-                        + "; ".join(f"{k}: {d}" for k, (_, d) in sorted(HYPNOGRAM_FORMATS.items())))
-    parser.add_argument("--channels", nargs="+",
-                        help=f"recording channel per band of the model's image, top first ({EMPTY_BAND!r} = flat)")
-    parser.add_argument("--run", help="run directory (default: the embedded default model)")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--batch-size", default="16",
-                        help=f"epoch images scored per forward pass, 1..{MAX_BATCH_SIZE} (default 16)")
-    from psgvlm.night.predictors import add_predictor_arguments
-
-    add_predictor_arguments(parser)
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    args = parser.parse_args(argv)
-
-    from psgvlm.night.outputs import summarize, write_outputs
-    from psgvlm.night.uploads import UploadError, validate_recording_upload
-
-    try:
-        batch_size = int(args.batch_size)
-    except ValueError:
-        batch_size = 0
-    if not 1 <= batch_size <= MAX_BATCH_SIZE:
-        return _fail(f"--batch-size {args.batch_size!r} is not allowed; give a whole number 1..{MAX_BATCH_SIZE}")
-    edf = Path(args.edf)
-    if not edf.is_file():
-        return _fail(f"--edf {str(edf)!r} is not a file")
-    if args.hypnogram and not Path(args.hypnogram).is_file():
-        return _fail(f"--hypnogram {args.hypnogram!r} is not a file")
-    if args.run and not Path(args.run).is_dir():
-        return _fail(f"--run {args.run!r} is not a directory")
-    bad_out = check_out_dir(args.out)
-    if bad_out:
-        return _fail(bad_out)
-    from psgvlm.night.predictors import add_predictor_arguments, check_predictor_arguments
-
-    try:
-        names, primary = check_predictor_arguments(args)
-    except ValueError as err:
-        return _fail(err)
-    try:
-        validate_recording_upload(edf)
-        t_read = time.perf_counter()
-        rec = read_input(edf, args.hypnogram, args.hypnogram_format)
-        t_read = time.perf_counter() - t_read
-        result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
-                                 source_sha256=_sha256(edf), predictors=names, primary=primary,
-                                 eeg=args.eeg, eog=args.eog, emg=args.emg)
-        result.timings_s["read_input"] = t_read
-        paths = write_outputs(result, args.out)
-    except LockedError as err:  # another run writes --out: the message names the lock and its PID
-        if args.debug:
-            raise
-        return _fail(err)
-    except (UploadError, ValueError) as err:  # bad input: the message names the file and the value
-        if args.debug:
-            raise
-        return _fail(err if edf.name in str(err) else f"{edf.name}: {err}")
-    except Exception as err:  # noqa: BLE001  not the user's input: one line, the traceback with --debug
-        if args.debug:
-            raise
-        return _fail(f"{type(err).__name__}: {err} (rerun with --debug for the traceback)", code=1)
-    report_night(result, summarize(result), paths, args.out)
-    return 0
-
-
-def report_night(result: StageResult, summary: dict, paths: dict, out) -> None:
-    """The console report of a staged night: what ran, the primary, agreement, warnings, the notice."""
-    stats = summary["sleep_statistics"]
-    n_uns = int(np.count_nonzero(result.stages == UNSCORED))
-    print(f"staged {result.n_epochs} epochs ({result.n_epochs * result.epoch_s / 60:g} min, from 0 s) in "
-          f"{result.timings_s['total']:.1f} s; primary {result.primary}: TST {stats['TST']:.1f} min, "
-          f"SE {stats['SE']:.1f}%" + (f"; {n_uns} epochs unscored (no EEG signal)" if n_uns else ""))
-    for name, entry in summary["predictors"].items():
-        if not entry["ran"]:
-            print(f"  {name}: not run: {entry['reason']}")
-            continue
-        line = f"  {name}{' (primary)' if entry['primary'] else ''}: channels {', '.join(entry['channels'])}"
-        agree = entry.get("agreement")
-        if agree:
-            line += (f"; vs expert: accuracy {agree['accuracy']:.3f}, kappa {agree['kappa']:.3f}, "
-                     f"macro F1 {agree['macro_f1']:.3f} ({agree['n_epochs']} epochs)")
-        print(line)
-    print(f"review: {summary['review']['n_epochs']} epochs where predictors disagree or the primary's "
-          f"confidence is below {summary['review']['confidence_below']:g} (hypnogram.csv column 'review')")
-    top = sorted({p.relative_to(out).parts[0] for p in paths.values()})
-    print(f"wrote {', '.join(top)} to {out}")
-    for note in result.recording["warnings"]:
-        print(f"warning: {note}", file=sys.stderr)
-    print(result.notice)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -127,7 +127,7 @@ def validate_hypnogram_upload(path, *, name: str | None = None,
                               max_bytes: int = MAX_HYPNOGRAM_BYTES) -> str:
     """Checks for an uploaded expert hypnogram, by reading it as staging will; returns its format.
 
-    The format is detected from the content (:func:`psgvlm.io.hypnograms.detect_hypnogram`, the same
+    The format is detected from the content (:func:`psgvlm.io.hypnogram_formats.detect_hypnogram`, the same
     function ``psgvlm stage`` and the readers use) and the file is read by its reader: unknown stage
     codes, bad onsets or durations, the ambiguous header-less DREAMS/ISRUC case and overlapping labels
     with different stages are refused here, at upload, not when Stage is pressed. EDF+ hypnograms must
@@ -136,14 +136,14 @@ def validate_hypnogram_upload(path, *, name: str | None = None,
     Returns
     -------
     str
-        A key of :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS` (``"dreams"``, ``"edf"``, ``"table"``...).
+        A key of :data:`psgvlm.io.hypnogram_formats.HYPNOGRAM_FORMATS` (``"dreams"``, ``"edf"``, ``"table"``...).
 
     Raises
     ------
     UploadError
         The message names the upload by the client's file name, never the server path.
     """
-    from psgvlm.io.hypnograms import detect_hypnogram, read_generic_hypnogram
+    from psgvlm.io.hypnogram_formats import detect_hypnogram, read_generic_hypnogram
     from psgvlm.io.readers.pairing import merge_overlaps
 
     path = Path(path)

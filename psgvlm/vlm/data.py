@@ -1,9 +1,10 @@
-"""Prompts, the LLaVA-NeXT collator (loss on the answer tokens only) and band dropout for training.
+"""Prompts, the VLM collator (loss on the answer tokens only) and band dropout for training.
 
 Rendered datasets are loaded with :func:`psgvlm.image.dataset.load_dataset`.
 
-A training example is ``chat(user=template with <image>) + " " + stage + "</s>"``. The prompt is
-built with the processor's chat template; the answer's token ids are derived once per template by
+A training example is ``chat(user=template with <image>) + " " + stage + "</s>"`` (per family:
+:mod:`psgvlm.vlm.families`; PaliGemma's answer is its processor's suffix). The prompt is built with the
+processor's chat template; the answer's token ids are derived once per template by
 tokenising prompt and prompt+answer and checking the prompt is an exact prefix, so training labels
 and scoring use the very same tokens. Image tokens are never truncated: a too-long sequence raises.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.stages import STAGES
+from psgvlm.vlm.context import ContextDataset
 
 PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 IGNORE_INDEX = -100
@@ -71,50 +73,33 @@ def get_template(name_or_text: str | None = None, *, channels=None, prompts_path
     return text
 
 
-def _chat(processor):
-    return getattr(processor, "chat_template", None) or getattr(processor.tokenizer, "chat_template", None)
-
-
 def prompt_text(processor, template: str) -> str:
-    """The full prompt (up to where the answer starts) for a user ``template``."""
-    messages = [{"role": "user", "content": [{"type": "text", "text": template}]}]
-    if _chat(processor):
-        return processor.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=_chat(processor))
-    return f"USER: {template} ASSISTANT:"
+    """The full prompt (up to where the answer starts) for a user ``template``, in the processor's family."""
+    from psgvlm.vlm.families import family_of_processor, get_family
+    from psgvlm.vlm.families import prompt_text as family_prompt
+
+    return family_prompt(get_family(family_of_processor(processor)), processor, template)
 
 
 def answer_text(processor, template: str, stage: str) -> str:
     """The text that follows :func:`prompt_text` for ``stage`` (e.g. ``" N2</s>"``)."""
-    if not _chat(processor):
-        return f" {stage}{processor.tokenizer.eos_token}"
-    messages = [{"role": "user", "content": [{"type": "text", "text": template}]},
-                {"role": "assistant", "content": [{"type": "text", "text": stage}]}]
-    full = processor.tokenizer.apply_chat_template(messages, tokenize=False, chat_template=_chat(processor))
-    prompt = prompt_text(processor, template)
-    if not full.startswith(prompt):
-        raise ValueError("chat template: the assistant turn does not extend the user turn")
-    return full[len(prompt):].rstrip()
+    from psgvlm.vlm.families import answer_text as family_answer
+    from psgvlm.vlm.families import family_of_processor, get_family
+
+    return family_answer(get_family(family_of_processor(processor)), processor, template, stage)
 
 
 def answer_token_ids(processor, template: str) -> list[list[int]]:
     """Token ids of each stage's answer after the prompt, in STAGES order.
 
     Derived from the full tokenisation so boundary effects are exact; raises if the tokenizer merges
-    across the prompt/answer boundary or two answers tokenise identically.
+    across the prompt/answer boundary or two answers tokenise identically
+    (:func:`psgvlm.vlm.families.answer_token_ids`).
     """
-    tok = processor.tokenizer
-    prompt = prompt_text(processor, template)
-    ids_prompt = tok(prompt, add_special_tokens=True)["input_ids"]
-    out = []
-    for stage in STAGES:
-        ids_full = tok(prompt + answer_text(processor, template, stage), add_special_tokens=True)["input_ids"]
-        if ids_full[: len(ids_prompt)] != ids_prompt or len(ids_full) == len(ids_prompt):
-            raise ValueError(f"answer {stage!r} does not tokenise as a suffix of the prompt; "
-                             f"prompt ids end {ids_prompt[-3:]}, full ids {ids_full[len(ids_prompt) - 3:]}")
-        out.append(ids_full[len(ids_prompt):])
-    if len({tuple(a) for a in out}) != len(out):
-        raise ValueError(f"two answers tokenise identically: {dict(zip(STAGES, out))}")
-    return out
+    from psgvlm.vlm.families import answer_token_ids as family_answers
+    from psgvlm.vlm.families import family_of_processor, get_family
+
+    return family_answers(get_family(family_of_processor(processor)), processor, template)
 
 
 # --------------------------------------------------------------------------- collator
@@ -122,11 +107,12 @@ def answer_token_ids(processor, template: str) -> list[list[int]]:
 
 @dataclass
 class VLMCollator:
-    """Batches ``{"image": PIL, "label": int}`` rows for LLaVA-NeXT.
+    """Batches ``{"image": PIL, "label": int}`` rows for any registered VLM family (the processor's).
 
-    ``mode="train"``: prompt + answer, right padding, ``labels`` = answer tokens only (prompt, image
-    and padding tokens are -100). ``mode="score"``: prompt only, left padding, no labels.
-    ``max_length`` raises instead of truncating (truncation would cut image tokens).
+    ``mode="train"``: prompt + answer, the family's training padding (right), ``labels`` = answer tokens
+    only (prompt, image and padding tokens are -100). ``mode="score"``: prompt only, the family's
+    scoring padding (left), no labels. Every row must hold exactly the image tokens the processor's
+    accounting gives its image (none truncated); ``max_length`` raises instead of truncating.
     """
 
     processor: object
@@ -136,8 +122,12 @@ class VLMCollator:
     answers: list = field(init=False)
 
     def __post_init__(self):
+        from psgvlm.vlm.families import family_of_processor, get_family
+
         if self.mode not in ("train", "score"):
             raise ValueError(f"mode {self.mode!r} not allowed; choose 'train' or 'score'")
+        self.family = family_of_processor(self.processor)
+        self.facts = get_family(self.family)
         self.prompt = prompt_text(self.processor, self.template)
         self.answers = answer_token_ids(self.processor, self.template)
         self.answer_texts = [answer_text(self.processor, self.template, s) for s in STAGES]
@@ -147,21 +137,33 @@ class VLMCollator:
 
         images = [r["image"].convert("RGB") for r in rows]
         tok = self.processor.tokenizer
+        kwargs = {}
         if self.mode == "train":
             labels_in = [int(r["label"]) for r in rows]
             bad = [v for v in labels_in if not 0 <= v < len(STAGES)]
             if bad:
                 raise ValueError(f"labels {bad} outside 0..{len(STAGES) - 1} (unscored epochs must not be trained on)")
-            texts = [self.prompt + self.answer_texts[v] for v in labels_in]
-            tok.padding_side = "right"
+            if self.facts.answer_as_suffix:
+                texts, kwargs["suffix"] = [self.prompt] * len(rows), [self.answer_texts[v] for v in labels_in]
+            else:
+                texts = [self.prompt + self.answer_texts[v] for v in labels_in]
+            tok.padding_side = self.facts.train_padding
         else:
             texts = [self.prompt] * len(rows)
-            tok.padding_side = "left"
-        batch = self.processor(images=images, text=texts, padding=True, truncation=False, return_tensors="pt")
+            tok.padding_side = self.facts.score_padding
+        batch = self.processor(images=[[im] for im in images] if self.facts.nested_images else images, text=texts,
+                               padding=True, truncation=False, return_tensors="pt", **kwargs)
+        batch.pop("labels", None)  # PaliGemma's processor labels the suffix itself; ours are built below
         n_tokens = batch["input_ids"].shape[1]
         if self.max_length is not None and n_tokens > self.max_length:
             raise ValueError(f"sequence of {n_tokens} tokens exceeds max_length {self.max_length}; image "
                              f"tokens are never truncated: raise max_length or pin the anyres grid")
+        image_id = self.processor.image_token_id
+        have = (batch["input_ids"] == image_id).sum(1).tolist()
+        want = self.facts.image_tokens(self.processor, [(im.height, im.width) for im in images])
+        if have != want:
+            raise ValueError(f"image tokens per row {have} differ from the processor's accounting {want} "
+                             f"({self.family}): an image token was lost or duplicated")
         if self.mode == "train":
             labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
             lengths = batch["attention_mask"].sum(1).tolist()
@@ -252,20 +254,13 @@ class BandDropout:
         return self.apply(image, flat) if flat.any() else image
 
 
-class BandDropoutDataset:
+class BandDropoutDataset(ContextDataset):
     """A map-style view of a training split whose images get :class:`BandDropout`.
 
     Image ``i`` draws from ``np.random.default_rng([*seed, i])``: the same seed (e.g. the run's seed
-    and the pass over the data) gives the same images in any order and after a resume.
+    and the pass over the data) gives the same images in any order and after a resume. It is the K=0
+    case of :class:`psgvlm.vlm.context.ContextDataset` (one copy of the seeding and drawing).
     """
 
     def __init__(self, ds, dropout: BandDropout, seed: tuple[int, ...]):
-        self.ds, self.dropout, self.seed = ds, dropout, tuple(int(v) for v in seed)
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __getitem__(self, i):
-        row = dict(self.ds[int(i)])
-        row["image"] = self.dropout(row["image"], np.random.default_rng([*self.seed, int(i)]))
-        return row
+        super().__init__(ds, 0, dropout=dropout, seed=seed)

@@ -2,8 +2,10 @@
 
     psgvlm doctor --run runs/llava_isruc --dataset data/isruc_img
     psgvlm doctor --model llava-hf/llava-v1.6-mistral-7b-hf --dataset data/isruc_img
+    psgvlm doctor --model runs/tiny-smolvlm --dataset data/isruc_img     # any family in psgvlm.vlm.families
 
-Checks (exit 1 when one fails): image-token count == image-feature count per example; which tokens
+Checks (exit 1 when one fails), for the model's family (read from its config): image-token count ==
+image-feature count per example (and == the processor's accounting); which tokens
 carry loss (their share and text: only the answer must); padding side (right for training, left for
 scoring); LoRA targets and trainable-parameter counts (no projector, no unused vision layer); the five
 answers W/N1/N2/N3/REM distinguishable by the scorer (distinct token sequences, distinct scores).
@@ -25,10 +27,16 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
     import torch
 
     from psgvlm.vlm.data import IGNORE_INDEX, VLMCollator
-    from psgvlm.vlm.model import lora_config, trainable_parameters, unused_vision_layers
-    from psgvlm.vlm.scoring import score_batch
+    from psgvlm.vlm.families import family_of, get_family
+    from psgvlm.vlm.model import lora_config, trainable_parameters
+    from psgvlm.vlm.scoring import image_inputs, score_batch
 
     checks = {}
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    family = family_of(base.config)
+    facts = get_family(family)
+    checks["family"] = {"ok": VLMCollator(processor, template, mode="score").family == family, "family": family,
+                        "processor": type(processor).__name__, "model": type(base).__name__}
     train_col = VLMCollator(processor, template, mode="train")
     batch = train_col(rows)
     tok = processor.tokenizer
@@ -38,17 +46,21 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
     checks["padding_score"] = {"ok": tok.padding_side == "left" and bool((sbatch["attention_mask"][:, -1] == 1).all()),
                                "padding_side": tok.padding_side}
 
-    # image tokens vs features
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    image_id = base.config.image_token_index
+    # image tokens vs features (the collator has checked them against the processor's accounting)
+    image_id = base.config.image_token_id
     n_tokens = (batch["input_ids"] == image_id).sum(1).tolist()
+    inputs = {k: v for k, v in image_inputs(batch, base.device, base.dtype).items()
+              if k not in ("token_type_ids", "mm_token_type_ids")}
     with torch.no_grad():
-        feats = base.model.get_image_features(pixel_values=batch["pixel_values"].to(base.dtype),
-                                              image_sizes=batch["image_sizes"]).pooler_output
-    n_feats = [int(f.shape[0]) for f in feats]
+        feats = base.model.get_image_features(**inputs).pooler_output
+    if isinstance(feats, list | tuple):  # one (n_features, dim) per image
+        n_feats = [int(f.reshape(-1, f.shape[-1]).shape[0]) for f in feats]
+    else:  # (images x tiles, features per tile, dim)
+        per_row = feats.shape[0] // len(rows) * feats.shape[-2] if feats.dim() == 3 else feats.shape[0] // len(rows)
+        n_feats = [int(per_row)] * len(rows)
     checks["image_tokens"] = {"ok": n_tokens == n_feats, "image_tokens": n_tokens, "image_features": n_feats,
-                              "tiles": int(batch["pixel_values"].shape[1]),
-                              "grid": base.config.image_grid_pinpoints}
+                              "pixel_values": list(batch["pixel_values"].shape),
+                              "grid": getattr(base.config, "image_grid_pinpoints", None)}
 
     # loss tokens
     labels = batch["labels"]
@@ -68,10 +80,11 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
         model = get_peft_model(model, lora_config(model))
     targets = sorted({n.rsplit(".lora_", 1)[0].replace("base_model.model.", "")
                       for n, _ in model.named_parameters() if ".lora_" in n})
-    skip = [f"model.vision_tower.encoder.layers.{i}." for i in unused_vision_layers(base.config)]
-    bad = [t for t in targets if "multi_modal_projector" in t or t.startswith("lm_head") or any(t.startswith(s) for s in skip)]
+    skip = [f"{facts.vision_prefix}.{facts.vision_layers}.{i}." for i in facts.unused_vision_layers(base.config)]
+    bad = [t for t in targets if t.startswith(facts.projector_prefix + ".") or t.startswith("lm_head")
+           or any(t.startswith(s) for s in skip)]
     params = trainable_parameters(model)
-    checks["lora"] = {"ok": bool(targets) and not bad and params["per_part"]["multi_modal_projector"] == 0,
+    checks["lora"] = {"ok": bool(targets) and not bad and params["per_part"][params["projector"]] == 0,
                       "trainable_params": params["trainable"], "total_params": params["total"],
                       "n_targets": len(targets), "bad_targets": bad, "unused_vision_layers": [s[:-1] for s in skip],
                       "example_targets": targets[:3] + targets[-3:], "trainable": params}
@@ -80,7 +93,7 @@ def run_checks(model, processor, template: str, rows: list[dict], *, add_lora: b
     answers = train_col.answers
     first = {s: a[0] for s, a in zip(STAGES, answers)}
     with torch.no_grad():
-        lls = score_batch(model, sbatch, answers).numpy()
+        lls = score_batch(model, sbatch, answers, family).numpy()
     distinct = len({tuple(a) for a in answers}) == len(STAGES) and all(len(set(np.round(r, 6))) == len(STAGES) for r in lls)
     checks["answers"] = {"ok": distinct, "tokens": {s: tok.convert_ids_to_tokens(a) for s, a in zip(STAGES, answers)},
                          "shared_first_token": len(set(first.values())) < len(STAGES),

@@ -1,10 +1,13 @@
-"""LLaVA-NeXT loading, LoRA targets, optional 4-bit QLoRA, and the tiny model for tests and CPU.
+"""VLM loading (any family in :data:`psgvlm.vlm.families.FAMILIES`), LoRA targets, optional 4-bit QLoRA,
+and the tiny models for tests and CPU.
 
-The real model (``llava-hf/llava-v1.6-mistral-7b-hf``) and the tiny one built by
-``psgvlm tiny-model --out DIR`` load through the same ``from_pretrained`` path: :func:`load_model`.
+A real checkpoint (``llava-hf/llava-v1.6-mistral-7b-hf``, ``Qwen/Qwen2.5-VL-3B-Instruct``, ...) and a
+tiny one built by ``psgvlm tiny-model --family NAME --out DIR`` load through the same
+``from_pretrained`` path: :func:`load_model`, which reads the family from the config's ``model_type``.
 
-Module names (transformers 5): ``model.vision_tower`` (CLIP, ``encoder.layers.N``),
-``model.multi_modal_projector``, ``model.language_model`` (Mistral, ``layers.N``), ``lm_head``.
+LLaVA-NeXT module names (transformers 5): ``model.vision_tower`` (CLIP, ``encoder.layers.N``),
+``model.multi_modal_projector``, ``model.language_model`` (Mistral, ``layers.N``), ``lm_head``; the other
+families' prefixes are in the registry.
 """
 
 from __future__ import annotations
@@ -16,24 +19,14 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-from psgvlm.stages import STAGES
+from psgvlm.vlm.families import FAMILIES, IMAGE_PLACEHOLDER, LLAVA_CHAT, family_of, get_family
 
-VISION_PREFIX = "model.vision_tower"
-PROJECTOR_PREFIX = "model.multi_modal_projector"
-LANGUAGE_PREFIX = "model.language_model"
-IMAGE_TOKEN = "<image>"
-# The llava-v1.6-mistral chat template (from the real processor), also given to the tiny model so
-# both build prompts the same way: "[INST] <image>\n... [/INST] N2</s>".
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'system' %}{{ '<<SYS>>\n' + "
-    "message['content'][0]['text'] + '\n<</SYS>>\n\n' }}{% elif message['role'] == 'user' %}"
-    "{{ '[INST] ' }}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\n' }}{% endfor %}{% for content in message['content'] | selectattr('type', "
-    "'equalto', 'text') %}{{ content['text'] }}{% endfor %}{{' [/INST]' }}{% elif message['role'] == "
-    "'assistant' %}{{ ' ' + message['content'][0]['text'] + '</s> '}}{% else %}{{ raise_exception("
-    "'Only user and assistant roles are supported!') }}{% endif %}{% endfor %}"
-)
-
+# LLaVA-NeXT's prefixes and chat template (the default family), kept for the benchmarks that name them.
+VISION_PREFIX = FAMILIES["llava_next"].vision_prefix
+PROJECTOR_PREFIX = FAMILIES["llava_next"].projector_prefix
+LANGUAGE_PREFIX = FAMILIES["llava_next"].language_prefix
+IMAGE_TOKEN = IMAGE_PLACEHOLDER
+CHAT_TEMPLATE = LLAVA_CHAT
 
 class ModelNotAvailableError(RuntimeError):
     """A model id that is neither a local directory nor loadable (offline, not cached)."""
@@ -99,8 +92,8 @@ def check_bitsandbytes() -> None:
                            "Use quantization='none' for CPU runs")
 
 
-def quantization_config(dtype=None):
-    """4-bit NF4 config that leaves the vision tower, the projector and lm_head unquantised.
+def quantization_config(dtype=None, family: str = "llava_next"):
+    """4-bit NF4 config that leaves the family's vision tower, projector and lm_head unquantised.
 
     ``llm_int8_skip_modules`` takes full module prefixes: short names like ``vision_tower`` would
     also be matched, but full prefixes cannot collide with language-model modules.
@@ -112,7 +105,7 @@ def quantization_config(dtype=None):
     return BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=dtype or torch.bfloat16,
-        llm_int8_skip_modules=[VISION_PREFIX, PROJECTOR_PREFIX, "lm_head"])
+        llm_int8_skip_modules=[get_family(family).vision_prefix, get_family(family).projector_prefix, "lm_head"])
 
 
 def pick_dtype(name: str = "auto"):
@@ -135,52 +128,85 @@ def tile_size(processor) -> int:
     return int(crop["height"] if isinstance(crop, dict) else crop.height)
 
 
+def pin_processor_grid(processor) -> bool:
+    """Pin a multi-tile processor to one tile per epoch image; True if it had a grid to pin.
+
+    LLaVA-NeXT: the anyres grid becomes one tile of the vision tower's size (base + 1 tile).
+    Idefics3/SmolVLM: images are resized to one ``max_image_size`` tile (no split into 4x4 tiles + global).
+    Qwen2-VL and PaliGemma have no grid (Qwen keeps the image's own size; PaliGemma resizes to its one size).
+    """
+    ip = processor.image_processor
+    if hasattr(ip, "image_grid_pinpoints"):
+        size = tile_size(processor)
+        ip.image_grid_pinpoints = [[size, size]]
+        return True
+    if hasattr(ip, "max_image_size") and getattr(ip, "do_image_splitting", False):
+        ip.size = {"longest_edge": int(ip.max_image_size["longest_edge"])}
+        return True
+    return False
+
+
 def load_processor(model: str, *, pin_grid: bool = False):
-    """The model's processor; ``pin_grid`` pins the anyres grid to a single tile (base + 1 tile)."""
+    """The model's processor; ``pin_grid``: one tile per epoch image (:func:`pin_processor_grid`)."""
     from transformers import AutoProcessor
 
     source, local_only = resolve_model_source(model)
     processor = AutoProcessor.from_pretrained(source, local_files_only=local_only)
     if pin_grid:
-        size = tile_size(processor)
-        processor.image_processor.image_grid_pinpoints = [[size, size]]
+        pin_processor_grid(processor)
     return processor
 
 
+def model_family(model: str) -> str:
+    """The registered family of a hub id or model dir, from its ``config.json``'s ``model_type``."""
+    from transformers import AutoConfig
+
+    source, local_only = resolve_model_source(model)
+    return family_of(AutoConfig.from_pretrained(source, local_files_only=local_only))
+
+
 def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid: bool = False,
-               device_map=None):
-    """Load a LLaVA-NeXT model and processor from a hub id or a local directory.
+               device_map=None, family: str | None = None):
+    """Load a VLM of any registered family and its processor from a hub id or a local directory.
 
     Parameters
     ----------
     model : str
-        ``from_pretrained`` id (``llava-hf/llava-v1.6-mistral-7b-hf``) or a local dir.
+        ``from_pretrained`` id (``llava-hf/llava-v1.6-mistral-7b-hf``, ``Qwen/Qwen2.5-VL-3B-Instruct``) or a
+        local dir.
     dtype : str or torch.dtype
         ``"auto"`` (bf16 where supported, else fp32), ``"float32"``, ``"bfloat16"``, ``"float16"``.
     quantization : {"none", "4bit"}
         ``"4bit"``: bitsandbytes NF4 for the language model; vision tower and projector unquantised.
     pin_grid : bool
-        Pin the anyres grid to one tile of the vision tower's size (336 for the real model) in both
-        processor and model config: a 336x336 epoch image then runs 2 tiles (base + 1), not 3.
+        One tile per epoch image (:func:`pin_processor_grid`): LLaVA-NeXT's anyres grid pinned to one tile
+        of the vision tower's size in processor and model config (a 336x336 epoch image then runs 2 tiles,
+        base + 1, not 3); Idefics3 resized to one tile. No effect on families without a grid.
+    family : str, optional
+        A name in ``FAMILIES``; by default read from the config's ``model_type`` (must agree when given).
 
     Returns
     -------
     (model, processor)
     """
-    from transformers import LlavaNextForConditionalGeneration
+    import transformers
 
     if quantization not in ("none", "4bit"):
         raise ValueError(f"quantization {quantization!r} not allowed; choose 'none' or '4bit'")
     torch_dtype = pick_dtype(dtype) if isinstance(dtype, str) else dtype
     source, local_only = resolve_model_source(model)
+    found = model_family(source)
+    if family is not None and family != found:
+        raise ValueError(f"model {model!r} is a {found!r} model (config model_type), not family {family!r}")
+    facts = get_family(found)
     kwargs = {"dtype": torch_dtype, "local_files_only": local_only}
     if quantization == "4bit":
-        kwargs["quantization_config"] = quantization_config(torch_dtype)
+        kwargs["quantization_config"] = quantization_config(torch_dtype, found)
     if device_map is not None:
         kwargs["device_map"] = device_map
-    net = LlavaNextForConditionalGeneration.from_pretrained(source, **kwargs)
+    net = getattr(transformers, facts.model_class).from_pretrained(source, **kwargs)
     processor = load_processor(source, pin_grid=pin_grid)
-    if pin_grid:
+    if pin_grid and hasattr(net.config, "image_grid_pinpoints"):
         net.config.image_grid_pinpoints = processor.image_processor.image_grid_pinpoints
     return net, processor
 
@@ -189,35 +215,39 @@ def load_model(model: str, *, dtype="auto", quantization: str = "none", pin_grid
 
 
 def unused_vision_layers(config) -> list[int]:
-    """Vision encoder layers after ``vision_feature_layer``: they get no gradient, so no LoRA there."""
-    n = config.vision_config.num_hidden_layers
-    layers = config.vision_feature_layer
-    layers = layers if isinstance(layers, list | tuple) else [layers]
-    # hidden_states has n + 1 entries (embeddings first); index k is the output of layer k - 1.
-    last_used = max((k if k >= 0 else n + 1 + k) for k in layers) - 1
-    return list(range(last_used + 1, n))
+    """Vision encoder layers whose output the projector never reads: no gradient, so no LoRA there.
+
+    LLaVA-NeXT: the layers after ``vision_feature_layer``; the other families read the last layer.
+    """
+    return get_family(family_of(config)).unused_vision_layers(config)
+
+
+def _is_linear(module) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) or type(module).__name__ in ("Linear4bit", "Linear8bitLt")
 
 
 def lora_target_modules(model, *, vision: bool = True, language: bool = True) -> list[str]:
-    """Full names of the ``nn.Linear`` layers LoRA should wrap.
+    """Full names of the ``nn.Linear`` layers LoRA should wrap, for the model's family.
 
-    Language-model linears (attention + MLP) and vision-tower linears in the layers that feed
-    ``vision_feature_layer``; never the projector, ``lm_head`` or unused vision layers.
+    Language-model linears (attention + MLP) and vision-tower linears in the layers that feed the
+    projector; never the projector, ``lm_head`` or unused vision layers.
     """
-    import torch
-
-    skip = {f"{VISION_PREFIX}.encoder.layers.{i}." for i in unused_vision_layers(model.config)}
+    facts = get_family(family_of(model.config))
+    skip = [f"{facts.vision_prefix}.{facts.vision_layers}.{i}." for i in facts.unused_vision_layers(model.config)]
+    skip.append(facts.projector_prefix + ".")  # Qwen's merger sits inside the vision tower
     out = []
     for name, module in model.named_modules():
-        if not isinstance(module, torch.nn.Linear) and type(module).__name__ not in ("Linear4bit", "Linear8bitLt"):
+        if not _is_linear(module) or any(name.startswith(s) for s in skip):
             continue
-        if language and name.startswith(LANGUAGE_PREFIX + "."):
+        if language and name.startswith(facts.language_prefix + "."):
             out.append(name)
-        elif vision and name.startswith(VISION_PREFIX + ".") and not any(name.startswith(s) for s in skip):
+        elif vision and name.startswith(facts.vision_prefix + "."):
             out.append(name)
     if not out:
-        raise ValueError("no LoRA target found: is this a LLaVA-NeXT model (model.vision_tower, "
-                         "model.language_model)?")
+        raise ValueError(f"no LoRA target found in this {facts.model_type} model ({facts.vision_prefix}, "
+                         f"{facts.language_prefix})")
     return out
 
 
@@ -231,105 +261,51 @@ def lora_config(model, *, r: int = 16, alpha: int = 32, dropout: float = 0.05, v
 
 
 def trainable_parameters(model) -> dict:
-    """Counts of trainable / total parameters and the trainable ones per top-level part."""
-    parts = {"vision_tower": 0, "multi_modal_projector": 0, "language_model": 0, "lm_head": 0, "other": 0}
+    """Counts of trainable / total parameters and the trainable ones per top-level part.
+
+    Parts are named by the family's module names (LLaVA-NeXT: ``vision_tower``, ``multi_modal_projector``,
+    ``language_model``; Qwen: ``visual``, ``merger``, ...), plus ``lm_head`` and ``other``; the projector
+    is matched first, as Qwen's sits inside its vision tower.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    facts = get_family(family_of(base.config))
+    keys = [p.rsplit(".", 1)[-1] for p in (facts.projector_prefix, facts.vision_prefix, facts.language_prefix)]
+    parts = {k: 0 for k in [keys[1], keys[0], keys[2], "lm_head", "other"]}
     trainable = total = 0
     for name, p in model.named_parameters():
         total += p.numel()
         if not p.requires_grad:
             continue
         trainable += p.numel()
-        key = next((k for k in parts if f".{k}." in f".{name}."), "other")
+        key = next((k for k in [*keys, "lm_head"] if f".{k}." in f".{name}."), "other")
         parts[key] += p.numel()
-    return {"trainable": trainable, "total": total, "share": trainable / max(total, 1), "per_part": parts}
+    return {"trainable": trainable, "total": total, "share": trainable / max(total, 1), "per_part": parts,
+            "projector": keys[0]}
 
 
 # --------------------------------------------------------------------------- tiny model
 
 
-def _tiny_tokenizer(corpus: list[str], vocab_size: int):
-    """A byte-free BPE tokenizer with Mistral-like behaviour: Metaspace, single digits, BOS only."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tiny_model(*, family: str = "llava_next", **kwargs):
+    """A random tiny model + processor of ``family`` (tokenizer built in code from psgvlm/prompts), no download.
 
-    specials = ["<unk>", "<s>", "</s>", IMAGE_TOKEN, "<pad>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    # Digits split on their own so N1/N2/N3 share the first token 'N', as with the real tokenizer.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first"),
-        pre_tokenizers.Digits(individual_digits=True)])
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first")
-    alphabet = [chr(c) for c in range(32, 127)] + ["\n", "\u2581"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, initial_alphabet=alphabet,
-                                  min_frequency=2, show_progress=False)
-    tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
-                                                       special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
-                                   unk_token="<unk>", pad_token="<pad>",
-                                   extra_special_tokens={"image_token": IMAGE_TOKEN},
-                                   chat_template=CHAT_TEMPLATE)
-
-
-def build_tiny_model(*, image_size: int = 336, patch_size: int = 14, vision_hidden: int = 64,
-                     text_hidden: int = 64, n_layers: int = 2, vocab_size: int = 400, init_range: float = 0.2,
-                     seed: int = 0):
-    """A random tiny LLaVA-NeXT + processor (tokenizer built in code from psgvlm/prompts), no download.
-
-    The anyres grid is pinned to one ``image_size`` tile. ``init_range`` is the std of the language
-    model's initial weights: with transformers' default 0.02 and a frozen random ``lm_head`` over a
-    64-d state, logits stay within about +-1.3, so LoRA alone cannot push the answer loss far below
-    log(vocab); 0.2 leaves the frozen head enough range to learn. Returns ``(model, processor)``.
+    Keyword arguments go to the family's builder (``psgvlm.vlm.families``): ``image_size``,
+    ``patch_size``, ``vision_hidden``, ``text_hidden``, ``n_layers``, ``vocab_size``, ``init_range``,
+    ``seed``. LLaVA-NeXT's anyres grid is pinned to one ``image_size`` tile. Returns ``(model, processor)``.
     """
-    import torch
-    from transformers import (
-        CLIPVisionConfig,
-        LlavaNextConfig,
-        LlavaNextForConditionalGeneration,
-        LlavaNextImageProcessor,
-        LlavaNextProcessor,
-        MistralConfig,
-    )
-
-    from psgvlm.vlm.data import load_prompts
-
-    if image_size % patch_size:
-        raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch_size}")
-    prompts = load_prompts()
-    corpus = [t for t in prompts["templates"].values()] * 4
-    corpus += [f"[INST] {IMAGE_TOKEN}\n{t} [/INST] {s}</s>" for t in prompts["templates"].values()
-               for s in STAGES] * 4
-    tokenizer = _tiny_tokenizer(corpus, vocab_size)
-    grid = [[image_size, image_size]]
-    vision = CLIPVisionConfig(hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
-                              num_hidden_layers=n_layers, num_attention_heads=4, image_size=image_size,
-                              patch_size=patch_size, projection_dim=vision_hidden)
-    text = MistralConfig(hidden_size=text_hidden, intermediate_size=2 * text_hidden,
-                         num_hidden_layers=n_layers, num_attention_heads=4, num_key_value_heads=2,
-                         vocab_size=len(tokenizer), max_position_embeddings=4096, sliding_window=None,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-                         initializer_range=init_range)
-    config = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.image_token_id,
-                             image_grid_pinpoints=grid, vision_feature_layer=-2,
-                             vision_feature_select_strategy="default", tie_word_embeddings=False)
-    torch.manual_seed(seed)  # from_config draws weights from torch's global RNG; seeded from the argument
-    model = LlavaNextForConditionalGeneration(config)
-    image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-        image_grid_pinpoints=grid, image_mean=[0.48145466, 0.4578275, 0.40821073],
-        image_std=[0.26862954, 0.26130258, 0.27577711])
-    processor = LlavaNextProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                                   patch_size=patch_size, vision_feature_select_strategy="default",
-                                   num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
-    return model, processor
+    return get_family(family).tiny(**kwargs)
 
 
 def tiny_model_main(argv: list[str] | None = None) -> int:
-    """``psgvlm tiny-model --out DIR``: build and save a tiny random LLaVA-NeXT (no download)."""
+    """``psgvlm tiny-model --out DIR [--family NAME]``: build and save a tiny random VLM (no download)."""
+    from psgvlm.vlm.families import has_torchvision
+
     parser = argparse.ArgumentParser(prog="psgvlm tiny-model", description=tiny_model_main.__doc__)
     parser.add_argument("--out", required=True, help="output directory (save_pretrained format)")
-    parser.add_argument("--image-size", type=int, default=336, help="image side, pixels (one anyres tile)")
+    parser.add_argument("--family", default="llava_next", choices=sorted(FAMILIES),
+                        help=f"VLM family (default llava_next): {', '.join(sorted(FAMILIES))}")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="image side, pixels (one tile; default 336 for llava_next, 112 for the others)")
     parser.add_argument("--patch-size", type=int, default=14, help="vision patch side, pixels")
     parser.add_argument("--vision-hidden", type=int, default=64, help="vision tower hidden size")
     parser.add_argument("--text-hidden", type=int, default=64, help="language model hidden size")
@@ -342,16 +318,86 @@ def tiny_model_main(argv: list[str] | None = None) -> int:
     if out.exists() and any(out.iterdir()) and not args.overwrite:
         print(f"psgvlm tiny-model: {out} exists and is not empty (use --overwrite)", file=sys.stderr)
         return 2
+    if args.family.startswith("qwen") and not has_torchvision():
+        print(f"psgvlm tiny-model: --family {args.family}: transformers saves and loads Qwen2-VL processors "
+              f"only with torchvision, which is not installed (pip install torchvision)", file=sys.stderr)
+        return 2
+    size = {"image_size": args.image_size} if args.image_size else {}
     try:
-        model, processor = build_tiny_model(image_size=args.image_size, patch_size=args.patch_size,
+        model, processor = build_tiny_model(family=args.family, patch_size=args.patch_size,
                                             vision_hidden=args.vision_hidden, text_hidden=args.text_hidden,
-                                            n_layers=args.layers, init_range=args.init_range,
-                                            seed=args.seed)
+                                            n_layers=args.layers, init_range=args.init_range, seed=args.seed,
+                                            **size)
     except ValueError as err:
         print(f"psgvlm tiny-model: {err}", file=sys.stderr)
         return 2
     model.save_pretrained(out)
     processor.save_pretrained(out)
     n = sum(p.numel() for p in model.parameters())
-    print(f"saved tiny LLaVA-NeXT ({n:,} parameters, vocab {len(processor.tokenizer)}) to {out}")
+    print(f"saved tiny {args.family} ({n:,} parameters, vocab {len(processor.tokenizer)}) to {out}")
     return 0
+
+
+# --------------------------------------------------------------------------- dry run of a real checkpoint
+
+
+def checkpoint_facts(family: str) -> dict:
+    """The shipped values of ``family``'s real checkpoint: ``{"hub_id", "source", "config", "preprocessor", "processor"}``."""
+    import json
+
+    from psgvlm.vlm.families import CONFIGS_DIR
+
+    path = CONFIGS_DIR / get_family(family).checkpoint_file
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def image_tokens_per_image(family: str, size_px: tuple[int, int] = (336, 336), *, pin_grid: bool = True) -> int:
+    """Image tokens one ``size_px`` epoch image gets from the real checkpoint's image processor.
+
+    The processor is the family's own class with the real image-processor and processor values shipped in
+    ``psgvlm/assets/vlm_configs`` and a tiny tokenizer (token counts do not depend on the vocabulary).
+    """
+    facts = get_family(family)
+    real = checkpoint_facts(family)
+    _, processor = facts.tiny(n_layers=1, vision_hidden=32, text_hidden=32)
+    processor.image_processor = type(processor.image_processor).from_dict(real["preprocessor"])
+    for key, value in real["processor"].items():
+        setattr(processor, key, value)
+    if pin_grid:
+        pin_processor_grid(processor)
+    return facts.image_tokens(processor, [size_px])[0]
+
+
+def dry_run(family: str, *, lora_r: int = 16, vision: bool = True) -> dict:
+    """A family's real checkpoint on the meta device (no weights): LoRA targets, trainable counts, image tokens.
+
+    The architecture is built from the shipped ``config.json`` values, LoRA attached as the recipe does
+    (rank ``lora_r``, alpha ``2 * lora_r``), and the image tokens of one 336x336 epoch image counted with
+    the real image-processor values (:func:`image_tokens_per_image`; pinned to one tile and as shipped).
+    """
+    from collections import Counter
+
+    import torch
+    import transformers
+    from peft import get_peft_model
+
+    facts = get_family(family)
+    real = checkpoint_facts(family)
+    config = transformers.AutoConfig.for_model(**real["config"])
+    if family_of(config) != family:
+        raise ValueError(f"{facts.checkpoint_file}: model_type {config.model_type!r} is not family {family!r}")
+    with torch.device("meta"):
+        model = getattr(transformers, facts.model_class)(config)
+    total = sum(p.numel() for p in model.parameters())
+    lcfg = lora_config(model, r=lora_r, alpha=2 * lora_r, vision=vision)
+    targets = sorted(lcfg.target_modules)
+    with torch.device("meta"):
+        params = trainable_parameters(get_peft_model(model, lcfg))
+    kinds = Counter(("vision:" if t.startswith(facts.vision_prefix + ".") else "language:") + t.rsplit(".", 1)[-1]
+                    for t in targets)
+    return {"family": family, "hub_id": real["hub_id"], "source": real["source"], "total_parameters_base": total,
+            "lora_r": lora_r, "n_lora_target_modules": len(targets), "lora_target_kinds": dict(sorted(kinds.items())),
+            "projector_targets": [t for t in targets if t.startswith(facts.projector_prefix + ".")],
+            "unused_vision_layers": facts.unused_vision_layers(config), "trainable": params,
+            "image_tokens_336_pinned": image_tokens_per_image(family, pin_grid=True),
+            "image_tokens_336_as_shipped": image_tokens_per_image(family, pin_grid=False)}

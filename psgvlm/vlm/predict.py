@@ -65,6 +65,7 @@ class Predictor:
         self.run_dir = Path(run_dir)
         self.meta = read_run_meta(self.run_dir)
         self.dataset_meta = self.meta.get("dataset", {})
+        self.context = 0  # K: each image is the strip of epochs e-K..e+K (psgvlm.vlm.context)
         if self.meta["kind"] == VLM_RUN:
             self.kind = "vlm"
             self._load_vlm(merge_adapter)
@@ -77,6 +78,7 @@ class Predictor:
     def _load_vlm(self, merge_adapter: bool) -> None:
         from transformers import AutoProcessor
 
+        from psgvlm.vlm.context import pin_strip_grid, run_context
         from psgvlm.vlm.data import VLMCollator
         from psgvlm.vlm.model import load_model
 
@@ -91,12 +93,18 @@ class Predictor:
             if merge_adapter:
                 model = model.merge_and_unload()
         processor = AutoProcessor.from_pretrained(self.run_dir / "processor")
+        self.context = run_context(self.meta)
+        if self.context and self.meta.get("pin_grid"):  # the grid the run trained with: one tile per epoch
+            pin_strip_grid(model, processor, self.context)
         model.eval()
         self.model, self.processor = model, processor
         self.collator = VLMCollator(processor, self.meta["prompt"]["template"], mode="score")
 
     def predict_proba(self, images, batch_size: int = 8, progress: bool = False) -> np.ndarray:
-        """Hypnodensity for PIL images: ``(n_images, 5)`` float64, rows sum to 1 (W, N1, N2, N3, REM)."""
+        """Hypnodensity for PIL images: ``(n_images, 5)`` float64, rows sum to 1 (W, N1, N2, N3, REM).
+
+        With ``context`` K > 0 each image is a strip of 2K+1 epochs (:mod:`psgvlm.vlm.context`).
+        """
         images = list(images)
         if not images:
             return np.zeros((0, N_STAGES))
@@ -143,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=["scoring", "generate"], default="scoring",
                    help="label scoring (hypnodensity) or free generation + parser (unparseable answers are "
                         "counted and left out of the metrics)")
+    p.add_argument("--max-new-tokens", type=int, default=5,
+                   help="tokens generated per epoch with --mode generate (the rationale prompt needs ~96)")
     args = p.parse_args(argv)
     try:
         if args.batch_size < 1:
@@ -152,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"psgvlm predict: {err}", file=sys.stderr)
         return 2
+    from psgvlm.vlm.context import with_context
+
+    ds = with_context(ds, predictor.context)  # a run trained with --context K reads strips of neighbours
     if args.max_samples:
         ds = ds.select(range(min(args.max_samples, len(ds))))
     extra = {"run": str(args.run), "dataset": str(args.dataset), "split": args.split, "mode": args.mode,
@@ -164,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         texts, codes = [], []
         for c in tqdm(chunks, desc="generate", unit="chunk"):
-            t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size)
+            t, k = predictor.generate(ds.select(c)["image"], batch_size=args.batch_size,
+                                      max_new_tokens=args.max_new_tokens)
             texts, codes = texts + t, codes + k
         # One-hot where the text parses; no answer (pred -1, left out of the metrics) where it does not.
         probs = generation_probs(codes)

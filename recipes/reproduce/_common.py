@@ -218,8 +218,9 @@ def _m(n: int) -> str:
 
 def check_llava(args, plan):
     """LLaVA-NeXT on the meta device: parameters, LoRA trainables, image and sequence tokens vs context."""
+    k = getattr(args, "context", 0)  # --context K: one strip of 2K+1 epochs per example
     key = ("llava", args.model, args.train, args.lora_r, args.lora_alpha, args.lora_vision, args.pin_grid, args.prompt,
-           args.per_device_train_batch_size)
+           args.per_device_train_batch_size, k)
 
     def build():
         import numpy as np
@@ -228,6 +229,7 @@ def check_llava(args, plan):
         from PIL import Image
         from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
 
+        from psgvlm.vlm.context import context_template, pin_strip_grid
         from psgvlm.vlm.data import VLMCollator, get_template
         from psgvlm.vlm.model import load_processor, lora_config, trainable_parameters
 
@@ -252,21 +254,24 @@ def check_llava(args, plan):
         context = config.text_config.max_position_embeddings
         if (model_dir / "processor_config.json").is_file() or (model_dir / "preprocessor_config.json").is_file():
             proc = load_processor(str(model_dir), pin_grid=args.pin_grid)
-            white = Image.fromarray(np.full((IMAGE_PX, IMAGE_PX, 3), 255, np.uint8))
-            batch = VLMCollator(proc, get_template(args.prompt), mode="train")(
+            if args.pin_grid and k:
+                pin_strip_grid(model, proc, k)
+            white = Image.fromarray(np.full((IMAGE_PX, IMAGE_PX * (2 * k + 1), 3), 255, np.uint8))
+            batch = VLMCollator(proc, context_template(get_template(args.prompt), k), mode="train")(
                 [{"image": white, "label": k} for k in range(5)])  # every answer: the longest sets the length
             image_tokens = int((batch["input_ids"][0] == config.image_token_index).sum())
             seq = int(batch["input_ids"].shape[1])
             how = f"processor of {model_dir.name}, prompt {args.prompt!r}"
         elif args.pin_grid:  # one pinned tile: base grid + the tile's grid with one newline token per row
             per_side = side // config.vision_config.patch_size
-            image_tokens, seq = per_side * per_side + per_side * (per_side + 1), None
+            image_tokens, seq = per_side * per_side + per_side * (per_side * (2 * k + 1) + 1), None
             how = "formula (no processor at --model-dir; prompt text not counted)"
         else:
             raise ValueError(f"no processor at {model_dir} to count the anyres grid's image tokens (give --model-dir)")
         if (seq or image_tokens) > context:
             raise ValueError(f"{seq or image_tokens} tokens per epoch exceed the context of {context}")
-        lines.append(f"  one {IMAGE_PX}x{IMAGE_PX} epoch: {image_tokens} image tokens"
+        lines.append(f"  one {IMAGE_PX}x{IMAGE_PX} epoch" + (f" in a strip of {2 * k + 1}" if k else "")
+                     + f": {image_tokens} image tokens"
                      + (f", {seq} tokens with prompt and answer" if seq else "")
                      + f" (context {context}; {how}); train batch {args.per_device_train_batch_size} x {seq or '?'}")
         return lines

@@ -1,4 +1,4 @@
-"""Any EDF/BDF, optionally with a hypnogram in any form :func:`psgvlm.io.hypnograms.read_generic_hypnogram`
+"""Any EDF/BDF, optionally with a hypnogram in any form :func:`psgvlm.io.hypnogram_formats.read_generic_hypnogram`
 reads (format detected from its content, or named: CSV/TSV intervals, one label per line, DREAMS and ISRUC
 text, EDF+ annotations, NSRR XML)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from psgvlm.io.edf import edf_start
-from psgvlm.io.hypnograms import read_generic_hypnogram
+from psgvlm.io.hypnogram_formats import read_generic_hypnogram
 from psgvlm.io.readers.pairing import make_recording
 from psgvlm.io.readers.signal_files import read_edf_signals
 from psgvlm.io.recording import Recording
@@ -34,7 +34,7 @@ def find_generic(root: Path) -> list[tuple[Path, Path | None, str, str]]:
 def read_generic(path, hypnogram=None, *, channels=None, nonfinite="raise",
                  hypnogram_format: str | None = None) -> Recording:
     """Any EDF/BDF, optionally with a hypnogram in any format of
-    :data:`psgvlm.io.hypnograms.HYPNOGRAM_FORMATS`, detected from its content unless
+    :data:`psgvlm.io.hypnogram_formats.HYPNOGRAM_FORMATS`, detected from its content unless
     ``hypnogram_format`` names it. Without a hypnogram the recording is unlabelled (``stages`` None)."""
     path = Path(path)
     chans, meta, edf = read_edf_signals(path, channels=channels, nonfinite=nonfinite)
