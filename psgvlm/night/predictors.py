@@ -105,7 +105,8 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
     from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RenderSettings, render_epoch
-    from psgvlm.night.stage import default_run, model_info, render_settings, resolve_channel_map, run_channels
+    from psgvlm.night.bands import resolve_channel_map
+    from psgvlm.night.stage import default_run, model_info, render_settings, run_channels
     from psgvlm.reference import on_grid
 
     if batch_size < 1:
