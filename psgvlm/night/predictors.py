@@ -12,8 +12,9 @@ epoch grid out, or :class:`psgvlm.reference.PredictorUnavailable` with the reaso
 
 A consensus over other predictors is an entry of kind ``"consensus"`` whose ``needs`` names them: it
 runs after them and reads their outputs (``done[name].probs`` and the per-channel ``streams``). The NAP
-consensus plugs in the same way once a trained NAP run ships: ``"nap": Predictor("consensus",
-_run_nap, ..., needs=("yasa", "gssc"), missing=<None when the run dir is there>)``.
+consensus would plug in the same way: ``"nap": Predictor("consensus", _run_nap, ..., needs=("yasa", "gssc"),
+missing=<None when the run dir is there>)``; none ships, because no NAP over YASA + GSSC beat the soft
+vote or, meaningfully, GSSC on the shared real recordings (figures: recipes/nap.py).
 
 :func:`choose_primary` picks whose stages fill the night's hypnogram (``--primary``; ``auto`` takes
 the first of :data:`AUTO_PRIMARY` that ran), :func:`pairwise_agreement` compares predictors,
