@@ -49,6 +49,7 @@ import gradio as gr  # noqa: E402  module level: Gradio resolves the gr.Request 
 
 from psgvlm.image.renderer import RenderSettings  # noqa: E402
 from psgvlm.io.hypnogram_formats import HYPNOGRAM_FORMATS  # noqa: E402
+from psgvlm.night.bands import propose_channels  # noqa: E402
 from psgvlm.night.outputs import statistics_table, summarize, write_outputs  # noqa: E402
 from psgvlm.night.predictors import PREDICTORS, stages_of  # noqa: E402
 from psgvlm.night.sessions import (  # noqa: E402
@@ -58,11 +59,11 @@ from psgvlm.night.sessions import (  # noqa: E402
     copy_upload,
     discard_upload,
     safe_message,
+    upload_arrived,
 )
 from psgvlm.night.stage import (  # noqa: E402
     default_run,
     model_info,
-    propose_channels,
     read_input,
     render_settings,
     run_channels,
@@ -177,7 +178,11 @@ class DemoApp:
     def load(self, rec_file, hyp_file, state, request: gr.Request):
         """Validate and keep an upload (recording and/or hypnogram); propose a channel per band."""
         sess = self._session(state, request)
-        if rec_file is not None and Path(rec_file).is_file():
+        if hyp_file is not None:
+            upload_arrived(hyp_file)  # moved into Gradio's cache after the upload request answered
+        if rec_file is not None:
+            if not upload_arrived(rec_file):
+                raise gr.Error("The recording's upload did not reach the server; upload it again.")
             return self._accept(Path(rec_file), hyp_file, sess)
         keep = [gr.update() for _ in self.bands]
         if sess.recording is not None and Path(sess.recording).is_file():

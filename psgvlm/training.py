@@ -481,8 +481,9 @@ def write_model_card(run_dir) -> Path:
     args = config.get("args", config) if isinstance(config, dict) else {}
     args = args or meta.get("args") or {}
     dataset = meta.get("dataset") or {}
-    sources = [read_json(Path(p) / "meta.json") for p in (meta.get("sources") or {}).values()
-               if (Path(p) / "meta.json").is_file()]  # NAP: the data is its predictors'
+    sources = [read_json(Path(p) / "meta.json") for v in (meta.get("sources") or {}).values()
+               for p in ([v] if isinstance(v, str) else v)
+               if (Path(p) / "meta.json").is_file()]  # NAP: the data is its predictors' (one run dir or several)
     synthetic = _is_synthetic(dataset) or any(_is_synthetic(s.get("dataset") or {}) for s in sources)
     base = meta.get("base_model") or args.get("checkpoint") or args.get("pretrained") or None
     hub_base = base if isinstance(base, str) and re.fullmatch(r"[\w.-]+/[\w.-]+", base) else None

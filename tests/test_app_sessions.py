@@ -173,3 +173,17 @@ def test_signal_removes_uploads_and_session_files(tmp_path, sig):
     assert not root.exists(), [p for p in root.rglob("*")]
     assert not _files_holding(cache, PATIENT_NAME.encode()) and not _files_holding(tmp, PATIENT_NAME.encode())
     assert np.all([not p.name.endswith(".edf") for p in cache.rglob("*")])
+
+
+def test_an_upload_moved_in_late_is_waited_for(tmp_path):
+    """Gradio moves an upload into its cache after answering the request: the handler waits for it."""
+    import threading
+
+    from psgvlm.night.sessions import upload_arrived
+
+    late = tmp_path / "late.edf"
+    timer = threading.Timer(0.3, late.write_bytes, args=(b"0" * 8,))
+    timer.start()
+    assert upload_arrived(late, timeout_s=10.0)
+    timer.join()
+    assert not upload_arrived(tmp_path / "never.edf", timeout_s=0.2)

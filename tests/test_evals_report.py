@@ -136,14 +136,18 @@ def _layout_sdreamer_ablation(tmp_path):
 
 
 def _layout_nap_zero_shot(tmp_path):
-    nap, _, _ = _noisy_run(tmp_path / "nap", seed=0, name="x", dataset="sleepedf")
-    (nap / "metrics_table.json").write_text(json.dumps({"nap": {"macro_f1": 0.7}, "soft_vote": {"macro_f1": 0.6},
-                                                         "yasa@C3": {"macro_f1": 0.55}, "yasa@C4": {"macro_f1": 0.61},
-                                                         "nap_without_yasa": {"macro_f1": 0.9}}))
-    vote, _, _ = _noisy_run(tmp_path / "nap" / "soft_vote", seed=1, name="x", dataset="sleepedf")
-    results = [f"SEDF-SC={_metrics(tmp_path, 'nap_m', [(nap, 'NAP'), (vote, 'soft vote')])}"]
-    expect = ["| SEDF-SC | paper | 0.734 | – | 0.752 |", "| SEDF-SC | ours (n=1) | 0.610 |",
-              "| PHYS | paper | 0.693 | – | 0.732 |"]
+    from psgvlm.metrics import stage_metrics
+
+    runs, mf1 = [], {}
+    for seed, (model, acc) in enumerate((("NAP", 0.85), ("soft vote", 0.8), ("YASA", 0.6), ("GSSC", 0.75))):
+        run, y, p = _noisy_run(tmp_path / model.replace(" ", "_"), seed=seed, name="x", dataset="sleepedf",
+                               accuracy=acc)
+        runs.append((run, model))
+        mf1[model] = stage_metrics(y, p)["macro_f1"]
+    results = [f"SEDF-SC={_metrics(tmp_path, 'nap_m', runs)}"]
+    expect = ["| SEDF-SC | paper | 0.734 | – | 0.752 | +0.018 |",
+              f"| SEDF-SC | ours (n=1) | {mf1['GSSC']:.3f} (GSSC) | {mf1['soft vote']:.3f} | {mf1['NAP']:.3f} | "
+              f"{mf1['NAP'] - mf1['GSSC']:+.3f} |", "| PHYS | paper | 0.693 | – | 0.732 | +0.039 |"]
     return results, expect
 
 

@@ -148,7 +148,7 @@ MODS = {"F3": "EEG", "C3": "EEG", "O1": "EEG", "LOC": "EOG", "ROC": "EOG", "EMG"
 
 
 def test_roles_and_band_pairs_choose_the_vlm_bands():
-    from psgvlm.night.stage import channel_choices, channel_request, resolve_channel_choices
+    from psgvlm.night.bands import channel_choices, channel_request, resolve_channel_choices
 
     signals, stages = synthetic_night(2)
     rec = recording_from(signals, stages)  # C3-A2, C4-A1, LOC-A2, ROC-A1, EMG Chin

@@ -302,7 +302,7 @@ def test_reference_folder_holding_only_an_edf(real_data_dir, tmp_path, capsys):
     assert main(["yasa", "--input", str(folder), "--out", str(tmp_path / "y")]) == 0  # the alias
     summary = json.loads((tmp_path / "y" / "night" / "summary.json").read_text())
     assert summary["primary"] == "yasa" and summary["n_epochs"] == 10
-    assert summary["predictors"]["yasa"]["channels"] == ["Fpz-Cz", "Pz-Oz", "EOG"]  # chin EMG is at 1 Hz
+    assert summary["predictors"]["yasa"]["channels"] == ["EEG Fpz-Cz", "EEG Pz-Oz", "EOG horizontal"]  # file labels; chin EMG is at 1 Hz
     assert sorted(p.name for p in (tmp_path / "y" / "channels").iterdir()) == ["Fpz-Cz", "Pz-Oz"]
 
 

@@ -50,7 +50,8 @@ EXPECT = {
     "sleep2vec_table1.py": [r"sleep2vec-medium pre-training model", r"modalities \['EEG'\]: .*-> \(1, 1100, 5\)",
                             r"modalities \['ECG', 'RESP'\]"],
     "sdreamer_ablation.py": [r"sDREAMER paper \(K=16", r"sDREAMER paper \(K=1,"],
-    "nap_zero_shot.py": [r"NAP d 24 x 4 layers", r"sleep2vec-medium stager"],
+    "nap_zero_shot.py": [r"NAP d 24 x 4 layers", r"psgvlm reference --predictor gssc --format sleepedf",
+                         r"recipes/nap.py .*--protocol zero_shot --train_predictors yasa=\S+sedf-st_yasa "],
 }
 
 

@@ -232,7 +232,7 @@ def test_real_edf_headers(real_data_dir):
 # Channel mapping and scoring
 # ------------------------------------------------------------------------------------------------
 def test_auto_channels_by_name_then_modality():
-    from psgvlm.night.stage import auto_channels, resolve_channel_map
+    from psgvlm.night.bands import auto_channels, resolve_channel_map
 
     signals, stages = synthetic_night(2)
     rec = recording_from(signals, stages)

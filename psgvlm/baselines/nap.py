@@ -257,16 +257,18 @@ def sample_subgrid(avail: np.ndarray, rng: np.random.Generator, *, fix_channels:
 
 
 def _run_files(run_dir: Path) -> list[tuple[str, Path]]:
-    """(channel, predictions file) pairs of a run dir: top-level + ``predictions_*/`` for the run's own
-    channel-free stream, and ``channels/<ch>/`` sub-runs for per-channel predictors such as YASA."""
+    """(channel, predictions file) pairs of a run dir: ``channels/<ch>/`` sub-runs for a per-channel
+    predictor such as YASA (its top-level ``predictions.jsonl`` combines them and is not a stream of its
+    own), else the top level + ``predictions_*/`` as one stream on the whole-montage pseudo-channel."""
     files = []
     if (run_dir / "channels").is_dir():
         for sub in sorted((run_dir / "channels").iterdir()):
             if (sub / "predictions.jsonl").exists():
                 files.append((sub.name, sub / "predictions.jsonl"))
-    for f in [run_dir / "predictions.jsonl", *sorted(run_dir.glob("predictions_*/predictions.jsonl"))]:
-        if f.exists():
-            files.append((ALL_CHANNELS, f))
+    if not files:
+        for f in [run_dir / "predictions.jsonl", *sorted(run_dir.glob("predictions_*/predictions.jsonl"))]:
+            if f.exists():
+                files.append((ALL_CHANNELS, f))
     if not files:
         raise FileNotFoundError(f"{run_dir} holds no predictions.jsonl (nor channels/*/predictions.jsonl)")
     return files
@@ -276,61 +278,73 @@ def _unscored(row) -> bool:
     return row["label"] is None or int(row["label"]) < 0
 
 
-def load_streams(sources: dict[str, str]) -> dict:
+def load_streams(sources: dict) -> dict:
     """Load hypnodensity streams of frozen predictors and check that they describe the same epochs.
 
     Parameters
     ----------
     sources : dict
-        Predictor name -> run dir (or a ``predictions.jsonl`` file). A run dir contributes its
-        ``predictions.jsonl`` and ``predictions_<split>/predictions.jsonl`` files (one stream on the
-        pseudo-channel ``"*"``) and/or ``channels/<ch>/predictions.jsonl`` (one stream per channel).
+        Predictor name -> run dir (or a ``predictions.jsonl`` file), or a list of them (one predictor
+        run on several corpora, e.g. ``psgvlm reference`` once per dataset format). A run dir
+        contributes its ``predictions.jsonl`` and ``predictions_<split>/predictions.jsonl`` files (one
+        stream on the pseudo-channel ``"*"``) and/or ``channels/<ch>/predictions.jsonl`` (one stream
+        per channel).
 
     Returns
     -------
-    dict with ``channels`` (list), ``predictors`` (list), ``avail`` (C, P) bool, ``recordings``:
-    {(dataset, subject, recording): {"probs": (C, T, P, 5) float32, "labels": (T,), "epochs": (T,),
-    "starts_s": (T,)}}, and ``dropped``: one entry per recording where unscored epochs were left out
-    (``dataset``, ``subject``, ``recording``, ``epochs``, ``missing_from`` {"predictor@channel": n}).
+    dict with ``channels`` (list), ``predictors`` (list), ``avail`` (C, P) bool (every stream of any
+    recording), ``recordings``: {(dataset, subject, recording): {"probs": (C, T, P, 5) float32 (zero
+    where a stream is absent), "labels": (T,), "epochs": (T,), "starts_s": (T,)}}, and ``dropped``:
+    one entry per recording where unscored epochs were left out (``dataset``, ``subject``,
+    ``recording``, ``epochs``, ``missing_from`` {"predictor@channel": n}). When recordings differ in
+    the streams they have (a per-channel predictor on corpora with different montages: C3 here, Cz
+    there), every recording also carries its own ``avail`` (C, P) (what :func:`nap_batch` and
+    :func:`predict_nap` take).
 
-    Streams are joined on (recording, epoch). Image datasets leave unscored epochs out while the
-    signal datasets keep them (label -1): an epoch that some streams lack is dropped from all of them
-    when every stream that has it marks it unscored, and reported in ``dropped``.
+    Streams are joined on (recording, epoch). A per-channel stream holds the recordings that have its
+    channel, but every predictor must cover the same recordings (over its channels). Image datasets
+    leave unscored epochs out while the signal datasets keep them (label -1): an epoch that some
+    streams lack is dropped from all of them when every stream that has it marks it unscored, and
+    reported in ``dropped``.
 
     Raises
     ------
     ValueError
-        When streams disagree: a recording present in one stream and absent from another, a scored
-        epoch missing from a stream, different labels, or a different subject for the same recording.
+        When streams disagree: a recording one predictor has and another lacks, a scored epoch missing
+        from a stream, different labels, or a different subject for the same recording.
     """
     from psgvlm.predictions import read_predictions
 
     per_stream = {}  # (channel, predictor) -> {key: {epoch: row}}
-    for pred, src in sources.items():
-        src = Path(src)
-        files = [(ALL_CHANNELS, src)] if src.is_file() else _run_files(src)
-        for ch, f in files:
-            d = per_stream.setdefault((ch, pred), {})
-            for r in read_predictions(f):
-                d.setdefault((r["dataset"], r["recording"]), {})[int(r["epoch"])] = r
+    for pred, srcs in sources.items():
+        for src in [srcs] if isinstance(srcs, str | Path) else srcs:
+            src = Path(src)
+            files = [(ALL_CHANNELS, src)] if src.is_file() else _run_files(src)
+            for ch, f in files:
+                d = per_stream.setdefault((ch, pred), {})
+                for r in read_predictions(f):
+                    d.setdefault((r["dataset"], r["recording"]), {})[int(r["epoch"])] = r
     channels = sorted({c for c, _ in per_stream}, key=lambda c: (c == ALL_CHANNELS, c))
     predictors = list(sources)
     avail = np.zeros((len(channels), len(predictors)), bool)
     for c, p in per_stream:
         avail[channels.index(c), predictors.index(p)] = True
-    keys = None
-    for (c, p), d in per_stream.items():
+    covered = {}  # predictor -> the recordings of its streams
+    for (_, p), d in per_stream.items():
+        covered.setdefault(p, set()).update(d)
+    keys, ref = None, None
+    for p, recs in covered.items():
         if keys is None:
-            keys, ref = set(d), (c, p)
-        elif set(d) != keys:
-            only_a, only_b = sorted(keys - set(d)), sorted(set(d) - keys)
-            raise ValueError(f"predictor {p!r} channel {c!r} and predictor {ref[1]!r} channel {ref[0]!r} cover "
-                             f"different recordings: missing {only_a[:5]}, extra {only_b[:5]} (a run predicts "
-                             "train/validation subjects only where asked: VLM and image-classifier recipes "
-                             "--predict_splits train validation test; or train NAP on fewer splits, --train_on)")
+            keys, ref = recs, p
+        elif recs != keys:
+            only_a, only_b = sorted(keys - recs), sorted(recs - keys)
+            raise ValueError(f"predictor {p!r} and predictor {ref!r} cover different recordings: missing "
+                             f"{only_a[:5]}, extra {only_b[:5]} (a run predicts train/validation subjects only "
+                             "where asked: VLM and image-classifier recipes --predict_splits train validation "
+                             "test; or train NAP on fewer splits, --train_on)")
     recordings, dropped = {}, []
     for ds, rec in sorted(keys):
-        streams = [((c, p), d[(ds, rec)]) for (c, p), d in per_stream.items()]
+        streams = [((c, p), d[(ds, rec)]) for (c, p), d in per_stream.items() if (ds, rec) in d]
         (ref_c, ref_p), ref_rows = streams[0]
         for (c, p), rows in streams[1:]:  # epochs in one stream only must be unscored wherever present
             scored = sorted(e for e in set(rows) ^ set(ref_rows)
@@ -344,6 +358,7 @@ def load_streams(sources: dict[str, str]) -> dict:
         if not epochs:
             raise ValueError(f"recording {rec!r}: the streams share no epoch")
         probs = np.zeros((len(channels), len(epochs), len(predictors), N_STAGES), np.float32)
+        own = np.zeros_like(avail)
         for (c, p), rows in streams:
             for e in epochs:
                 a, b = rows[e], ref_rows[e]
@@ -354,6 +369,7 @@ def load_streams(sources: dict[str, str]) -> dict:
                     raise ValueError(f"recording {rec!r} epoch {e}: label {a['label']} in {p!r} vs "
                                      f"{b['label']} in {ref_p!r}")
             probs[channels.index(c), :, predictors.index(p)] = [rows[e]["probs"] for e in epochs]
+            own[channels.index(c), predictors.index(p)] = True
         if not np.all(np.isfinite(probs)):
             raise ValueError(f"recording {rec!r}: hypnodensities hold NaN values")
         subject = ref_rows[epochs[0]]["subject"]
@@ -363,10 +379,81 @@ def load_streams(sources: dict[str, str]) -> dict:
                                              for (c, p), rows in streams if any(e not in rows for e in extra)}})
         labels = np.array([-1 if ref_rows[e]["label"] is None else ref_rows[e]["label"] for e in epochs])
         recordings[(ds, subject, rec)] = {
-            "probs": probs, "labels": labels, "epochs": np.array(epochs),
+            "probs": probs, "labels": labels, "epochs": np.array(epochs), "avail": own,
             "starts_s": np.array([ref_rows[e]["start_s"] for e in epochs])}
+    if all(np.array_equal(d["avail"], avail) for d in recordings.values()):  # one montage: the global mask
+        for d in recordings.values():
+            del d["avail"]
     return {"channels": channels, "predictors": predictors, "avail": avail, "recordings": recordings,
             "dropped": dropped}
+
+
+def fitted_subjects(run_dir) -> dict | None:
+    """What the model behind a run dir was fitted on, from its ``meta.json``: ``{"input": corpus path or
+    None, "subjects": set of subject ids}``; None for a run that records no training split (a pretrained
+    stager's, as ``psgvlm reference`` writes: fitted elsewhere, out-of-sample on any corpus here).
+
+    A predict-only run (``predict_only`` + ``source_run``) answers for its source run; a run dir whose
+    meta names a training split but whose source run cannot be read is reported as unknown (ValueError).
+    """
+    from psgvlm.provenance import read_json
+
+    run_dir = Path(run_dir)
+    run_dir = run_dir.parent if run_dir.is_file() else run_dir
+    path = next((p / "meta.json" for p in (run_dir, run_dir.parent) if (p / "meta.json").is_file()), None)
+    if path is None:
+        return None
+    meta = read_json(path)
+    if meta.get("predict_only") and meta.get("source_run"):
+        if not (Path(meta["source_run"]) / "meta.json").is_file():
+            raise ValueError(f"{path}: predictions of run {meta['source_run']!r}, whose meta.json is missing, so "
+                             "whether they are out-of-sample cannot be checked")
+        return fitted_subjects(meta["source_run"])
+    ds = meta.get("dataset") or meta.get("dataset_meta") or {}
+    split = ds.get("split") or meta.get("split") or {}
+    if not isinstance(split, dict) or not split.get("train"):
+        return None
+    corpus = ds.get("input") or (ds.get("settings") or {}).get("input")
+    return {"input": None if corpus is None else str(corpus), "subjects": {str(s) for s in split["train"]}}
+
+
+def in_sample_streams(sources: dict, keys) -> list[str]:
+    """The streams of ``sources`` (as :func:`load_streams` takes them) that hold a model's predictions on
+    its own training subjects for any recording of ``keys`` ((dataset, subject, recording) tuples):
+    one line per offending run dir, naming the subjects. NAP may train only on out-of-sample
+    (cross-fitted) hypnodensities; the caller refuses these.
+    """
+    from psgvlm.predictions import read_predictions
+    from psgvlm.provenance import read_json
+
+    keys = {(str(ds), str(rec)): str(subj) for ds, subj, rec in keys}
+    found = []
+    for pred, srcs in sources.items():
+        for src in [srcs] if isinstance(srcs, str | Path) else srcs:
+            fitted = fitted_subjects(src)
+            if fitted is None:
+                continue
+            src = Path(src)
+            meta = src.parent if src.is_file() else src
+            here = (read_json(meta / "meta.json").get("dataset") or {}).get("input") \
+                if (meta / "meta.json").is_file() else None
+            if fitted["input"] and here and str(here) != fitted["input"]:
+                continue  # a model applied to another corpus than the one it was fitted on
+            files = [src] if src.is_file() else [f for _, f in _run_files(src)]
+            hit = sorted({keys[k] for f in files for r in read_predictions(f)
+                          if (k := (str(r["dataset"]), str(r["recording"]))) in keys
+                          and keys[k] in fitted["subjects"]})
+            if hit:
+                found.append(f"{pred}={src}: predictions on its own training subjects {hit[:5]}"
+                             + (" ..." if len(hit) > 5 else ""))
+    return found
+
+
+def _compact(d: dict, avail) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channel rows, predictor columns, mask) of the streams a recording has (its own ``avail`` if any)."""
+    own = np.asarray(d.get("avail", avail), bool)
+    ch, pr = np.flatnonzero(own.any(1)), np.flatnonzero(own.any(0))
+    return ch, pr, own[np.ix_(ch, pr)]
 
 
 def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, batch_size: int,
@@ -376,29 +463,31 @@ def nap_batch(data: list[dict], avail: np.ndarray, rng: np.random.Generator, *, 
     Returns (p (B, C', T', P', 5) tensor, avail (C', P') tensor, labels (B, T') long tensor).
 
     A dict of ``data`` may carry its own ``avail`` (C_i, P) (recordings with different montages, e.g.
-    one EEG channel here and three there): then every batch draws its windows from one recording,
-    picked at random, with that recording's mask (``avail`` argument unused, may be None).
+    one EEG channel here and three there): rows and columns where it has no stream are left out, and a
+    batch draws its windows from recordings whose remaining masks are the same (those of one
+    recording picked at random), so one C3 night and one Cz night mix. The sequence length is drawn
+    up to the longest such recording and windows come from the recordings at least that long.
     """
-    if any("avail" in d for d in data):
-        if not all("avail" in d for d in data):
-            raise ValueError("either every NAP training recording carries its own 'avail' mask or none does")
-        d = data[int(rng.integers(0, len(data)))]
-        return nap_batch([{"probs": d["probs"], "labels": d["labels"]}], d["avail"], rng, batch_size=batch_size,
-                         min_len=min_len, max_len=max_len, adaptive=adaptive)
+    if any("avail" in d for d in data) and not all("avail" in d for d in data):
+        raise ValueError("either every NAP training recording carries its own 'avail' mask or none does")
+    compact = [_compact(d, avail) for d in data]
+    _, _, mask = compact[int(rng.integers(0, len(data)))]
+    group = [i for i, (_, _, m) in enumerate(compact) if m.shape == mask.shape and np.array_equal(m, mask)]
+    longest = max(len(data[i]["labels"]) for i in group)
     if adaptive:
-        ch, pr = sample_subgrid(avail, rng)
-        longest = min(len(d["labels"]) for d in data)
+        ch, pr = sample_subgrid(mask, rng)
         t = int(rng.integers(min(min_len, longest), min(max_len, longest) + 1))
     else:
-        ch, pr = np.arange(avail.shape[0]), np.arange(avail.shape[1])
-        t = min(max_len, min(len(d["labels"]) for d in data))
+        ch, pr = np.arange(mask.shape[0]), np.arange(mask.shape[1])
+        t = min(max_len, longest)
+    group = [i for i in group if len(data[i]["labels"]) >= t]
     ps, ys = [], []
-    for i in rng.integers(0, len(data), size=batch_size):
-        d = data[i]
+    for i in rng.choice(group, size=batch_size):
+        d, (rows, cols, _) = data[i], compact[i]
         s = int(rng.integers(0, len(d["labels"]) - t + 1))
-        ps.append(d["probs"][np.ix_(ch, np.arange(s, s + t), pr)])
+        ps.append(d["probs"][np.ix_(rows[ch], np.arange(s, s + t), cols[pr])])
         ys.append(d["labels"][s:s + t])
-    return (torch.from_numpy(np.stack(ps)), torch.from_numpy(avail[np.ix_(ch, pr)]),
+    return (torch.from_numpy(np.stack(ps)), torch.from_numpy(mask[np.ix_(ch, pr)]),
             torch.from_numpy(np.stack(ys).astype(np.int64)))
 
 

@@ -76,7 +76,8 @@ from pathlib import Path
 import numpy as np
 
 from psgvlm.locks import LockedError, check_out_dir
-from psgvlm.night.stage import EMPTY_BAND, StageResult, read_input, sha256_file, stage_recording
+from psgvlm.night.bands import EMPTY_BAND
+from psgvlm.night.stage import StageResult, read_input, sha256_file, stage_recording
 from psgvlm.stages import UNSCORED
 
 MAX_BATCH_SIZE = 1024  # epoch images per forward pass; more only exhausts memory
@@ -138,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
+    from psgvlm.night.bands import channel_request
     from psgvlm.night.outputs import summarize, write_outputs
     from psgvlm.night.predictors import check_predictor_arguments
-    from psgvlm.night.stage import channel_request, time_point_s
+    from psgvlm.night.stage import time_point_s
     from psgvlm.night.uploads import UploadError, validate_recording_upload
 
     try:

@@ -132,7 +132,7 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float, settings=None):
     ----------
     rec : psgvlm.io.recording.Recording
     mapping : list of str or None
-        The recording channel drawn in each band (None = a flat band), :func:`psgvlm.night.stage.resolve_channel_map`.
+        The recording channel drawn in each band (None = a flat band), :func:`psgvlm.night.bands.resolve_channel_map`.
     sfreq : float
         The run's rate, Hz.
     settings : psgvlm.image.renderer.RenderSettings, optional

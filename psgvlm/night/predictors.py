@@ -12,8 +12,9 @@ epoch grid out, or :class:`psgvlm.reference.PredictorUnavailable` with the reaso
 
 A consensus over other predictors is an entry of kind ``"consensus"`` whose ``needs`` names them: it
 runs after them and reads their outputs (``done[name].probs`` and the per-channel ``streams``). The NAP
-consensus plugs in the same way once a trained NAP run ships: ``"nap": Predictor("consensus",
-_run_nap, ..., needs=("yasa", "gssc"), missing=<None when the run dir is there>)``.
+consensus would plug in the same way: ``"nap": Predictor("consensus", _run_nap, ..., needs=("yasa", "gssc"),
+missing=<None when the run dir is there>)``; none ships, because no NAP over YASA + GSSC beat the soft
+vote or, meaningfully, GSSC on the shared real recordings (figures: recipes/nap.py).
 
 :func:`choose_primary` picks whose stages fill the night's hypnogram (``--primary``; ``auto`` takes
 the first of :data:`AUTO_PRIMARY` that ran), :func:`pairwise_agreement` compares predictors,
@@ -105,7 +106,8 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
     from tqdm.auto import tqdm
 
     from psgvlm.image.renderer import RenderSettings, render_epoch
-    from psgvlm.night.stage import default_run, model_info, render_settings, resolve_channel_map, run_channels
+    from psgvlm.night.bands import resolve_channel_map
+    from psgvlm.night.stage import default_run, model_info, render_settings, run_channels
     from psgvlm.reference import on_grid
 
     if batch_size < 1:

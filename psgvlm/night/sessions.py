@@ -24,6 +24,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -222,3 +223,17 @@ def discard_upload(path) -> None:
         Path(path).unlink(missing_ok=True)
     except OSError:
         pass
+
+
+def upload_arrived(path, timeout_s: float = 15.0) -> bool:
+    """Whether an uploaded file is (or within ``timeout_s`` becomes) a file on disk.
+
+    Gradio answers an upload request first and moves the file into its cache in a background task, so
+    on a busy server the handler that receives the path can run before the file is there.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not Path(path).is_file():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
