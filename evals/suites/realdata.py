@@ -13,7 +13,9 @@ epoch grid (the expert's 30-s epochs):
   best EEG channel of each recording (``recipes/sdreamer.py``, ``recipes/sleep2vec_pretrain.py`` and
   ``recipes/sleep2vec_finetune.py`` as subprocesses, tiny CPU configs), and the tiny VLM: the embedded
   default model fine-tuned with a fresh LoRA on the real epochs rendered as ``psgvlm stage`` renders
-  them for it (``recipes/llava_isruc.py``).
+  them for it (``recipes/llava_isruc.py``);
+- NAP over YASA's and GSSC's per-EEG-channel streams (``psgvlm reference`` run dirs, ``recipes/nap.py``):
+  LORO, and zero-shot by leaving one corpus out (DREAMS, Prerau, Sleep-EDF: NAP trained on the others).
 
 Per row: per recording and pooled accuracy, Cohen's kappa, macro-F1 and per-class F1 (the shipped
 ``evaluate`` module, as ``python -m evals metrics``), recording-bootstrap 95% CIs (each recording is a
@@ -325,8 +327,9 @@ def _vlm_images(ctx: Context) -> dict[str, dict]:
         from PIL import Image
 
         from psgvlm.image.renderer import RenderSettings, render_epoch
+        from psgvlm.night.bands import resolve_channel_map
         from psgvlm.night.grid import band_epochs
-        from psgvlm.night.stage import render_settings, resolve_channel_map, run_channels
+        from psgvlm.night.stage import render_settings, run_channels
 
         dmeta = _vlm(ctx, None).dataset_meta
         bands, modalities, sfreq = run_channels(dmeta)
@@ -510,6 +513,9 @@ ROWS: dict[str, tuple[str, str, Callable]] = {
     "vote": ("pretrained", "soft vote of YASA and GSSC", _pretrained("vote")),
     "sdreamer": ("LORO", "sDREAMER, tiny, EEG", _sdreamer),
     "sleep2vec": ("LORO", "sleep2vec, tiny, pre-trained on synthetic nights, fine-tuned on EEG", _sleep2vec),
+    "nap_loro": ("LORO", "NAP over YASA + GSSC per-channel streams (recipes/nap.py --protocol loro)", _nap_loro),
+    "nap_zero_shot": ("zero-shot", "NAP over YASA + GSSC streams trained on the other corpora, leave one corpus out",
+                      _nap_zero_shot),
     "vlm_tiny": ("LORO", "the embedded default VLM + a fresh LoRA fine-tuned on rendered real epochs", _vlm_tiny),
 }
 
