@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.predictors:
             cmd += ["--predictors", *args.predictors]
         load0 = os.getloadavg()
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode:
             print(proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
@@ -69,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in t["predictors"].items():
         print(f"  {name}: {sec:.1f} s" + (f"  {({k: round(v, 1) for k, v in t['vlm_phases'].items()})}"
                                           if name == "vlm" else ""))
+    user, sys_ = cpu1.ru_utime - cpu0.ru_utime, cpu1.ru_stime - cpu0.ru_stime
+    print(f"CPU time of psgvlm stage and its worker: {user + sys_:.1f} s (user {user:.1f}, system {sys_:.1f}); "
+          f"on 2 idle cores the wall time is at least half that ({(user + sys_) / 2:.1f} s)")
     print(f"cpus: {os.cpu_count()}, load average before: {load0[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
           "(shared machine: pessimistic)")
     return 0
