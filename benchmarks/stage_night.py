@@ -10,9 +10,16 @@ on it in a fresh process (so imports and model loading count) and prints: wall t
 and after staging (interpreter, imports, writing the outputs: wall minus the timed phases); reading the
 EDF; each predictor's wall time (``summary.json`` ``timings_s.predictors``) with the VLM's own phases
 (model load, resample and scale, render, render and score; the reference stagers of a night this long
-run in a worker process beside the VLM, so their times overlap it); CPU count and load average. Run it twice:
-the first run on a machine also compiles antropy's numba functions into numba's cache (YASA; about
-10 s, once). On a shared machine the figures are pessimistic: say so when quoting them.
+run in a worker process beside the VLM, so their times overlap it); the CPU time of the stage process and
+its worker (user + system: less sensitive to other load than wall time; on 2 idle cores the wall time
+is at least half of it); CPU count and load average. Run it twice: the first run on a machine also
+compiles antropy's numba functions into numba's cache (YASA; about 10 s, once). On a shared machine
+the wall figures are pessimistic: say so when quoting them.
+
+Where the time goes (2 cores; issue 10 item 6): imports are ~9 s of CPU (torch ~2, transformers'
+modeling and processing modules ~3.5, peft, yasa with mne/sklearn/lightgbm, antropy's cached numba
+code, gssc); loading the 1.4 MB default run itself is under 1 s. The VLM's forward passes ~4 s,
+rendering ~2.5 s, YASA's features ~4 s, GSSC's ResNet ~5 s (one thread each, for 960 epochs).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -51,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.predictors:
             cmd += ["--predictors", *args.predictors]
         load0 = os.getloadavg()
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode:
             print(proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
@@ -69,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, sec in t["predictors"].items():
         print(f"  {name}: {sec:.1f} s" + (f"  {({k: round(v, 1) for k, v in t['vlm_phases'].items()})}"
                                           if name == "vlm" else ""))
+    user, sys_ = cpu1.ru_utime - cpu0.ru_utime, cpu1.ru_stime - cpu0.ru_stime
+    print(f"CPU time of psgvlm stage and its worker: {user + sys_:.1f} s (user {user:.1f}, system {sys_:.1f}); "
+          f"on 2 idle cores the wall time is at least half that ({(user + sys_) / 2:.1f} s)")
     print(f"cpus: {os.cpu_count()}, load average before: {load0[0]:.1f}, after: {os.getloadavg()[0]:.1f} "
           "(shared machine: pessimistic)")
     return 0

@@ -40,6 +40,49 @@ class Channel:
         return len(self.data) / self.sfreq
 
 
+class LazyChannel(Channel):
+    """A :class:`Channel` whose samples are read from its file the first time ``data`` is used.
+
+    The readers build these with ``lazy=True`` (``psgvlm stage`` reads a whole night's EDF and uses a
+    few of its channels): name, modality, rate and length come from the header, and the reader's
+    per-channel checks run when the samples are read. Anything else is a plain :class:`Channel`;
+    pickled or copied, it is one (with its samples read).
+    """
+
+    def __init__(self, name: str, canonical: str, modality: str, sfreq: float, data: np.ndarray | None = None,
+                 unit: str = "uV", *, n_times: int | None = None, load=None):
+        if (data is None) == (load is None):
+            raise ValueError(f"channel {name!r}: give its data or a function that reads it, not both or neither")
+        self.name, self.canonical, self.modality, self.sfreq, self.unit = name, canonical, modality, sfreq, unit
+        self._data, self._load = data, load
+        self._n_times = len(data) if data is not None else int(n_times)
+        self.__post_init__()
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = self._load()  # raises as the reader would (non-finite samples, ...)
+            self._load = None
+            self._n_times = len(self._data)
+        return self._data
+
+    @data.setter
+    def data(self, value) -> None:
+        self._data, self._load, self._n_times = value, None, len(value)
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the samples have been read."""
+        return self._data is not None
+
+    @property
+    def duration_s(self) -> float:
+        return self._n_times / self.sfreq  # from the header until read: no samples read for it
+
+    def __reduce__(self):
+        return Channel, (self.name, self.canonical, self.modality, self.sfreq, self.data, self.unit)
+
+
 @dataclass
 class Recording:
     """A PSG recording: channels, expert stages per 30-s epoch, and who it came from.

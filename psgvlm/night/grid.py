@@ -106,11 +106,15 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
         ch = rec.channel(name)
         bounds = np.round((onset_s + np.arange(n_epochs + 1) * epoch_s) * ch.sfreq).astype(np.int64)
         bounds = np.minimum(bounds, len(ch.data))
-        data = np.asarray(ch.data[bounds[0]: bounds[-1]], dtype=np.float64)
+        data = np.asarray(ch.data[bounds[0]: bounds[-1]])
         bounds = bounds - bounds[0]
-        finite = np.isfinite(data)
-        hi = np.where(finite, data, -np.inf)
-        lo = np.where(finite, data, np.inf)
+        if data.size and np.isfinite(data.min()) and np.isfinite(data.max()):  # NaN and inf show in the extremes
+            hi = lo = data  # every sample finite: the extremes are the samples' own (no copies of a night)
+        else:
+            data = data.astype(np.float64)
+            finite = np.isfinite(data)
+            hi = np.where(finite, data, -np.inf)
+            lo = np.where(finite, data, np.inf)
         starts = bounds[:-1]
         ok = starts < bounds[1:]  # an epoch with samples (always, unless the channel is short)
         mx = np.full(n_epochs, -np.inf)
@@ -118,7 +122,7 @@ def flat_epochs(rec, mapping: list[str | None], n_epochs: int, epoch_s: float = 
         if ok.any():
             mx[ok] = np.maximum.reduceat(hi, starts[ok])[: int(ok.sum())]
             mn[ok] = np.minimum.reduceat(lo, starts[ok])[: int(ok.sum())]
-        flat[:, b] = ~np.isfinite(mx) | (mx - mn <= 0)
+        flat[:, b] = ~np.isfinite(mx) | (mx <= mn)  # max - min <= 0, without its overflow
     return flat
 
 
@@ -177,8 +181,12 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float, settings=None):
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
     drawn = [b for b, m in enumerate(mapping) if m is not None]  # unmapped bands stay 0 = mid-line
-    x[:, drawn] = scale_epochs(x[:, drawn], [rec.channel(mapping[b]).modality for b in drawn],
-                               settings or RenderSettings())
+    modalities = [rec.channel(mapping[b]).modality for b in drawn]
+    if len(drawn) == len(mapping):  # every band drawn: scaled in place (a night of epochs is large)
+        scale_epochs(x, modalities, settings or RenderSettings(), out=x)
+    else:
+        part = x[:, drawn]  # a copy (fancy indexing), scaled in place and put back
+        x[:, drawn] = scale_epochs(part, modalities, settings or RenderSettings(), out=part)
     notes = [str(w.message) for w in caught]
     for b, m in enumerate(mapping):
         if m is not None and flat[:, b].any():

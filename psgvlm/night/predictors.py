@@ -141,7 +141,10 @@ def score_vlm(rec, n_epochs: int, *, run_dir=None, channels: list[str] | None = 
         for lo in range(0, len(todo), batch_size):
             idx = todo[lo: lo + batch_size]
             r0 = time.perf_counter()
-            images = night_strips(idx, len(x), context, lambda i: render_epoch(x[i], settings), strip_cache)
+            if context:
+                images = night_strips(idx, len(x), context, lambda i: render_epoch(x[i], settings), strip_cache)
+            else:  # uint8 arrays: the predictor takes them as they are
+                images = [render_epoch(x[i], settings) for i in idx]
             render_s += time.perf_counter() - r0
             p = np.asarray(predictor.predict_proba(images, batch_size=batch_size), dtype=np.float32)
             if p.shape != (len(idx), N_STAGES):
@@ -249,82 +252,170 @@ def run_predictors(rec, n_epochs: int, names, options: PredictorOptions, *, stri
     failed: dict[str, str] = {}
     seconds: dict[str, float] = {}
     side = [n for n in names if PREDICTORS[n].kind == "reference" and PREDICTORS[n].missing() is None]
-    worker = None
+    worker = threads = None
     if parallel and "vlm" in names and side and n_epochs >= options.parallel_min_epochs:
         worker = _start_reference_worker(rec, n_epochs, side, options, strict)
-    for name in names:
-        pred = PREDICTORS[name]
-        if worker is not None and (name in side or pred.needs):
-            if name in side:
+        threads = _leave_a_core()
+    try:
+        for name in names:
+            pred = PREDICTORS[name]
+            if worker is not None and (name in side or pred.needs):
+                if name in side:
+                    continue
+                done, worker = worker, None
+                _collect(done, outputs, failed, seconds)  # a consensus needs the reference stagers first
+            reason = pred.missing()
+            if reason is not None:
+                failed[name] = reason
                 continue
-            _collect(worker, outputs, failed, seconds)  # a consensus needs the reference stagers first
-            worker = None
-        reason = pred.missing()
-        if reason is not None:
-            failed[name] = reason
-            continue
-        t0 = time.perf_counter()
-        try:
-            out = pred.run(rec, n_epochs, options, dict(outputs))
-            if len(out.probs) != n_epochs:
-                raise RuntimeError(f"predictor {name!r} returned {len(out.probs)} epochs for {n_epochs}")
-            if pred.kind == "reference":
-                eeg = [c for c in out.channels if rec.channel(c).modality == "EEG"]
-                out.unscored = out.unscored | flat_epochs(rec, eeg, n_epochs, rec.epoch_s, onset_s=rec.onset_s).all(1)
-                if out.unscored.all():
-                    raise PredictorUnavailable(f"EEG channel(s) {eeg} flat (constant, zero or not finite) in every epoch")
-            out.probs[out.unscored] = 0.0
-            outputs[name] = out
-        except (PredictorUnavailable, ValueError) as err:  # this recording: reported, the others run
-            if name in strict:
-                raise
-            failed[name] = " ".join(str(err).split())
-        seconds[name] = time.perf_counter() - t0
-    if worker is not None:
-        _collect(worker, outputs, failed, seconds)
+            t0 = time.perf_counter()
+            try:
+                out = pred.run(rec, n_epochs, options, dict(outputs))
+                if len(out.probs) != n_epochs:
+                    raise RuntimeError(f"predictor {name!r} returned {len(out.probs)} epochs for {n_epochs}")
+                if pred.kind == "reference":
+                    eeg = [c for c in out.channels if rec.channel(c).modality == "EEG"]
+                    out.unscored = out.unscored | flat_epochs(rec, eeg, n_epochs, rec.epoch_s, onset_s=rec.onset_s).all(1)
+                    if out.unscored.all():
+                        raise PredictorUnavailable(f"EEG channel(s) {eeg} flat (constant, zero or not finite) in every epoch")
+                out.probs[out.unscored] = 0.0
+                outputs[name] = out
+            except (PredictorUnavailable, ValueError) as err:  # this recording: reported, the others run
+                if name in strict:
+                    raise
+                failed[name] = " ".join(str(err).split())
+            seconds[name] = time.perf_counter() - t0
+        if worker is not None:
+            done, worker = worker, None
+            _collect(done, outputs, failed, seconds)
+    finally:
+        if worker is not None:
+            _stop(worker)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
     order = list(PREDICTORS)
     return (dict(sorted(outputs.items(), key=lambda kv: order.index(kv[0]))),
             dict(sorted(failed.items(), key=lambda kv: order.index(kv[0]))), seconds)
 
 
-def _reference_worker(rec, n_epochs, names, options, strict):
-    """The reference stagers of a night, in a worker process (one torch thread: the VLM has the other core)."""
+def _leave_a_core() -> int:
+    """Give this process's torch one thread fewer while the worker runs on a core; returns the count to restore.
+
+    Two processes that each start a thread per core slow each other down (their threads spin for
+    work on cores the other holds). One fewer is fixed for the whole VLM pass: the VLM's scores do
+    not depend on when the worker ends (the thread count moves them by ~1e-8).
+    """
     import torch
 
-    torch.set_num_threads(1)
-    return run_predictors(rec, n_epochs, names, options, strict=strict, parallel=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before - 1))
+    return before
+
+
+def _reference_worker(conn, rec, n_epochs, names, options, strict) -> None:
+    """The reference stagers of a night, in a worker process (one torch thread: the VLM has the other core).
+
+    Sends ``(True, run_predictors(...))`` or ``(False, the exception)`` through ``conn``.
+    """
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        result = (True, run_predictors(rec, n_epochs, names, options, strict=strict, parallel=False))
+    except BaseException as err:  # noqa: BLE001  raised again in the parent, where the caller sees it
+        result = (False, err)
+    try:
+        conn.send(result)
+    except Exception:  # noqa: BLE001  an exception that does not pickle: its text
+        conn.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]}")))
+    conn.close()
+
+
+def _worker_start_method() -> str:
+    """``"fork"`` where it is safe and cheaper, else ``"spawn"``.
+
+    A forked worker starts with this process's imports (torch, numpy, scipy: seconds of CPU on a
+    2-core machine) and its recording in memory, where a spawned one imports them again and
+    receives the recording pickled. Forking is safe only in a process without other threads, so
+    only on Linux, with one Python thread, before torch was imported (it is imported here, before
+    the fork: importing it starts no thread; running it starts its pool). The app (a server's
+    threads, a loaded VLM) spawns.
+    """
+    import sys
+    import threading
+
+    if sys.platform != "linux" or threading.active_count() != 1 or "torch" in sys.modules:
+        return "spawn"
+    import torch  # noqa: F401  the worker's and the VLM's, imported once
+
+    return "fork"
 
 
 def _start_reference_worker(rec, n_epochs, names, options, strict):
-    """Start :func:`_reference_worker` in a fresh process on the EEG/EOG/EMG channels; ``(pool, future)``."""
+    """Start :func:`_reference_worker` in another process on the channels it reads; ``(process, connection)``."""
     import dataclasses
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     keep = [c.canonical for c in rec.channels if c.modality in ("EEG", "EOG", "EMG")]
-    for asked in (options.eeg or [], options.eog or [], options.emg or []):
-        for n in asked:
+    if options.eeg or options.eog or options.emg:  # the user's names: the worker checks them against these
+        for n in (*(options.eeg or []), *(options.eog or []), *(options.emg or [])):
             try:
                 keep.append(rec.channel(n).canonical)
             except ValueError:
                 pass  # the worker names the unknown channel
-    sub = rec.pick(list(dict.fromkeys(keep)))
+    else:  # the stagers' automatic choice, which is the same on these channels as on the recording's
+        from psgvlm.reference import reference_channels
+
+        try:
+            chans = reference_channels(rec, max_eeg=options.max_eeg)
+            keep = [*chans["eeg"], *chans["eog"], *chans["emg"]]
+        except PredictorUnavailable:
+            pass  # the worker reports it, naming what the recording holds
+    sub = rec.pick(list(dict.fromkeys(keep)))  # only what it reads goes to the worker
     opts = dataclasses.replace(options, vlm=None, progress=None)  # the loaded VLM and callbacks stay here
-    # spawn, not fork: this process may hold threads (the app's server, torch's pool).
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    return pool, pool.submit(_reference_worker, sub, n_epochs, names, opts, tuple(strict))
+    method = _worker_start_method()
+    if method == "fork":  # read before the fork (the VLM reads them too): the worker starts with them
+        for c in sub.channels:
+            c.data  # noqa: B018  (a LazyChannel reads its samples on first use)
+    ctx = multiprocessing.get_context(method)
+    receive, send = ctx.Pipe(duplex=False)
+    # daemon: ended with this process if it stops before collecting the answer
+    proc = ctx.Process(target=_reference_worker, args=(send, sub, n_epochs, names, opts, tuple(strict)),
+                       name="psgvlm-reference-stagers", daemon=True)
+    proc.start()
+    send.close()
+    return proc, receive
 
 
 def _collect(worker, outputs, failed, seconds) -> None:
-    """Wait for the reference worker and merge what it ran."""
-    pool, future = worker
+    """Wait for the reference worker and merge what it ran (its exception is raised here)."""
+    proc, receive = worker
     try:
-        out, fail, sec = future.result()
+        ok, answer = receive.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"the reference stagers' worker process ended without an answer (exit code "
+                           f"{proc.exitcode})") from None
     finally:
-        pool.shutdown()
+        receive.close()
+    proc.join()
+    if not ok:
+        raise answer
+    out, fail, sec = answer
     outputs.update(out)
     failed.update(fail)
     seconds.update(sec)
+
+
+def _stop(worker) -> None:
+    """End a worker whose answer is not wanted (an error here)."""
+    proc, receive = worker
+    receive.close()
+    if proc.is_alive():
+        proc.terminate()
+    proc.join()
 
 
 def stages_of(out: Hypnodensity) -> np.ndarray:

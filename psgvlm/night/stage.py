@@ -197,7 +197,9 @@ def read_input(edf, hypnogram=None, hypnogram_format: str | None = None):
     from psgvlm.night.grid import expert_on_grid
 
     opts = {} if hypnogram_format is None else {"hypnogram_format": hypnogram_format}
-    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram), **opts)
+    # lazy: a channel's samples are read when a predictor first uses them (a night's EDF holds many unused)
+    rec = read_recording("generic", str(edf), hypnogram=None if hypnogram is None else str(hypnogram), lazy=True,
+                         **opts)
     rec.meta["start"] = read_edf_start(edf)  # the header's start date-time (parts None where anonymised)
     if rec.stages is not None:
         n_epochs = max(0, int(np.floor(rec.duration_s / rec.epoch_s + 1e-9)))

@@ -60,6 +60,64 @@ def _safe_classes() -> list:
             np.dtype, np.dtypes.Int64DType, (core.multiarray.scalar, "numpy.core.multiarray.scalar")]
 
 
+def channels_last_2d(sig_net):
+    """The same signal net computed as 2-D convolutions over a one-row image in channels-last layout.
+
+    GSSC's ResNet is ``Conv1d`` layers (with GroupNorm, LeakyReLU, AvgPool1d, residual sums) over
+    2560 samples; oneDNN runs a 1-D convolution in the channels-first layout about twice as slowly
+    on a CPU as the identical 2-D convolution (kernel ``1 x k``) over ``(N, C, 1, L)`` kept
+    channels-last. This copy holds the same weights (each ``w`` as ``w[:, :, None, :]``) and sums
+    the same products in another order: its outputs match the 1-D net's to float32 rounding (a few
+    1e-7 relative). Returns None (keep the 1-D net) for a net holding any other kind of layer.
+    """
+    import copy
+
+    import torch
+    from torch import nn
+
+    kinds = (nn.Conv1d, nn.AvgPool1d, nn.GroupNorm, nn.LeakyReLU, nn.Dropout, nn.Identity)
+    if any(not isinstance(m, kinds) for m in sig_net.modules() if not list(m.children())):
+        return None
+    net = copy.deepcopy(sig_net).eval()
+    for parent in list(net.modules()):
+        for name, m in list(parent.named_children()):
+            if isinstance(m, nn.Conv1d):
+                conv = nn.Conv2d(m.in_channels, m.out_channels, (1, m.kernel_size[0]), (1, m.stride[0]),
+                                 (0, m.padding[0]), (1, m.dilation[0]), m.groups, m.bias is not None, m.padding_mode)
+                w = m.weight.detach()[:, :, None, :].contiguous(memory_format=torch.channels_last)
+                conv.weight = nn.Parameter(w, requires_grad=False)
+                if m.bias is not None:
+                    conv.bias = nn.Parameter(m.bias.detach().clone(), requires_grad=False)
+                # A 1-channel input leaves the layout ambiguous and oneDNN answers channels-first: say it.
+                conv.register_forward_hook(_channels_last_output)
+                setattr(parent, name, conv.eval())
+            elif isinstance(m, nn.AvgPool1d):
+                setattr(parent, name, nn.AvgPool2d((1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]),
+                                                   m.ceil_mode, m.count_include_pad))
+    return net
+
+
+def _channels_last_output(module, inputs, output):
+    import torch
+
+    return output.contiguous(memory_format=torch.channels_last)
+
+
+def run_signal_net(net, x, batch: int = 32):
+    """A signal net over epochs ``x`` (torch, (n, 1, 2560)), ``batch`` at a time: ``(n, features, 1)`` as
+    ``ResSleep`` flattens it. ``net`` is GSSC's 1-D net or its :func:`channels_last_2d` copy."""
+    import torch
+    from torch import nn
+
+    two_d = any(isinstance(m, nn.Conv2d) for m in net.modules())
+    out = []
+    for b in x.split(batch):
+        if two_d:
+            b = b[:, :, None, :].contiguous(memory_format=torch.channels_last)
+        out.append(net(b).reshape(len(b), -1, 1))
+    return torch.cat(out)
+
+
 @functools.lru_cache(maxsize=1)
 def load_nets():
     """GSSC's signal net (``ResSleep``) and context net (``SleepGRU``), weights-only, on CPU, in eval mode."""
@@ -74,6 +132,14 @@ def load_nets():
         net = torch.load(files("gssc.nets").joinpath("sig_net_v1.pt"), weights_only=True, map_location="cpu")
         con = torch.load(files("gssc.nets").joinpath("gru_net_v1.pt"), weights_only=True, map_location="cpu")
     return net.eval(), con.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def signal_nets() -> dict:
+    """The signal nets :func:`gssc_predict` runs: per signal (``eeg``, ``eog``) the :func:`channels_last_2d`
+    copy of GSSC's ResNet (its own when it cannot be copied)."""
+    net, _ = load_nets()
+    return {sig: channels_last_2d(m) or m for sig, m in net.sig_net.items()}
 
 
 def _zscored_epochs(rec, names: list[str], n_epochs: int) -> tuple[np.ndarray, list[str]]:
@@ -165,7 +231,7 @@ def gssc_predict(rec, n_epochs: int | None = None, *, eeg=None, eog=None, max_ee
                 key = (sig, perm[sig])
                 if key not in reps:
                     xi = torch.from_numpy(np.ascontiguousarray(x[:, names.index(perm[sig])]))[:, None, :]
-                    reps[key] = torch.cat([net.sig_net[sig](b) for b in xi.split(32)]).reshape(len(xi), -1, 1)
+                    reps[key] = run_signal_net(signal_nets()[sig], xi)
                 parts.append(reps[key])
             mix = net.mix_net[" ".join(sorted(perm))](torch.hstack(parts))
             y, _ = con(mix.swapaxes(-1, 1), torch.zeros(10, 1, 256))  # the whole night as one sequence

@@ -99,11 +99,14 @@ class Predictor:
         model.eval()
         self.model, self.processor = model, processor
         self.collator = VLMCollator(processor, self.meta["prompt"]["template"], mode="score")
+        self.score_collator = FastScoreCollator(self.collator)
 
     def predict_proba(self, images, batch_size: int = 8, progress: bool = False) -> np.ndarray:
-        """Hypnodensity for PIL images: ``(n_images, 5)`` float64, rows sum to 1 (W, N1, N2, N3, REM).
+        """Hypnodensity for images: ``(n_images, 5)`` float64, rows sum to 1 (W, N1, N2, N3, REM).
 
-        With ``context`` K > 0 each image is a strip of 2K+1 epochs (:mod:`psgvlm.vlm.context`).
+        ``images``: PIL images or (height, width, 3) uint8 arrays (``render_epoch``'s, which a VLM run
+        scores without making PIL images of them). With ``context`` K > 0 each image is a strip of 2K+1
+        epochs (:mod:`psgvlm.vlm.context`).
         """
         images = list(images)
         if not images:
@@ -111,10 +114,11 @@ class Predictor:
         if self.kind == "vlm":
             from psgvlm.vlm.scoring import score_dataset
 
-            return score_dataset(self.model, self.collator, [{"image": im} for im in images],
+            return score_dataset(self.model, self.score_collator, [{"image": im} for im in images],
                                  batch_size=batch_size, progress=progress)
         from psgvlm.vlm.classifiers import predict_proba
 
+        images = [row["image"] for row in _pil_rows([{"image": im} for im in images])]
         return predict_proba(self.model, self.image_processor, images, batch_size=batch_size, progress=progress)
 
     def generate(self, images, batch_size: int = 8, max_new_tokens: int = 5) -> tuple[list[str], list]:
@@ -125,6 +129,131 @@ class Predictor:
 
         return generate_dataset(self.model, self.collator, [{"image": im} for im in images],
                                 batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False)
+
+
+class FastScoreCollator:
+    """A scoring collator that gives the batches of a ``VLMCollator(mode="score")`` bit for bit, faster.
+
+    Every scoring prompt is the same text and every image of one size expands to the same number of
+    image tokens, so the text part of a batch is one row repeated. And when the image processor
+    turns an image into patches that are all the image resized to the model's input (LLaVA-NeXT with
+    one grid pinpoint equal to its input size: the tiny runs), a patch is one PIL resize of the image
+    followed by the processor's rescale and normalisation, which act on each channel's uint8 value
+    alone: a 256-entry table per channel, computed once by the processor's own ``rescale`` and
+    ``normalize``. The transformers processor spends most of a night's scoring time on per-image
+    Python; this spends a resize and a table look-up.
+
+    The fast path is taken for an image size only after it reproduced the wrapped collator's batch
+    exactly (every key, every value) on the first images of that size seen; otherwise, and for any
+    processor it does not recognise, the wrapped collator builds every batch.
+
+    Parameters
+    ----------
+    collator : psgvlm.vlm.data.VLMCollator
+        ``mode="score"``; its ``answers`` and ``mode`` are this collator's.
+    """
+
+    def __init__(self, collator):
+        if collator.mode != "score":
+            raise ValueError(f"FastScoreCollator wraps a scoring collator; got mode={collator.mode!r}")
+        self.collator = collator
+        self.mode = collator.mode
+        self.answers = collator.answers
+        self._plan = _fast_patch_plan(collator.processor)  # None: never fast
+        self._checked: dict[tuple, tuple | None] = {}  # image shape -> (a row's text part, patches, keys) or None
+
+    def __call__(self, rows: list[dict]) -> dict:
+        images = [_rgb_array(r["image"]) for r in rows]
+        sizes = {im.shape for im in images}
+        if self._plan is None or len(sizes) != 1:
+            return self.collator(_pil_rows(rows))
+        size = sizes.pop()
+        if size not in self._checked:
+            probe = _pil_rows(rows[:2])
+            exact = self.collator(probe)
+            text = _repeated_row(exact)
+            if text is not None:
+                text = (text, exact["pixel_values"].shape[1], list(exact))
+                if not _same_batch(self._batch(images[: len(probe)], *text), exact):
+                    text = None
+            self._checked[size] = text
+        text = self._checked[size]
+        return self.collator(_pil_rows(rows)) if text is None else self._batch(images, *text)
+
+    def _batch(self, images: list[np.ndarray], text: dict, n_patches: int, keys: list[str]) -> dict:
+        import torch
+        from PIL import Image
+
+        side, lut, resample = self._plan
+        rgb = np.stack(images)  # (n, h, w, 3)
+        grey = bool((rgb[..., 1] == rgb[..., 0]).all() and (rgb[..., 2] == rgb[..., 0]).all())
+        # PIL resizes every band alike: a grey image's bands are resized once, as one band.
+        bands = [np.ascontiguousarray(rgb[..., 0])] if grey else [np.ascontiguousarray(rgb[..., c]) for c in range(3)]
+        small = [np.stack([np.asarray(Image.fromarray(im).resize((side, side), resample)) for im in band])
+                 for band in bands]  # per band (n, side, side)
+        pixels = np.empty((len(images), n_patches, 3, side, side), dtype=lut.dtype)
+        for c in range(3):
+            pixels[:, 0, c] = lut[c][small[0 if grey else c]]
+        pixels[:, 1:] = pixels[:, :1]  # every patch is the resized image (checked against the processor)
+        batch = {k: v.repeat(len(images), *[1] * (v.ndim - 1)) for k, v in text.items()}
+        batch["pixel_values"] = torch.from_numpy(pixels)
+        return {k: batch[k] for k in keys}
+
+
+def _rgb_array(image) -> np.ndarray:
+    """An epoch image as a (H, W, 3) uint8 array: a PIL image converted as the processor does, or such an array."""
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"an image array must be (height, width, 3) uint8; got {image.dtype} {image.shape}")
+        return image
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
+def _pil_rows(rows: list[dict]) -> list[dict]:
+    """Rows whose images are PIL images (what ``VLMCollator`` reads)."""
+    from PIL import Image
+
+    return [{**r, "image": Image.fromarray(r["image"])} if isinstance(r["image"], np.ndarray) else r for r in rows]
+
+
+def _fast_patch_plan(processor):
+    """``(side, lut, resample)`` when every patch may be the image resized to ``side``, else None.
+
+    ``lut[c, v]`` is the processor's own ``normalize(rescale(v))`` of uint8 value ``v`` in channel ``c``.
+    """
+    ip = getattr(processor, "image_processor", None)
+    pins = getattr(ip, "image_grid_pinpoints", None)
+    size, crop = dict(getattr(ip, "size", None) or {}), dict(getattr(ip, "crop_size", None) or {})
+    if type(ip).__name__ != "LlavaNextImageProcessorPil" or not pins or len(pins) != 1:
+        return None
+    side = int(pins[0][0])
+    if list(pins[0]) != [side, side] or size != {"shortest_edge": side} or crop != {"height": side, "width": side}:
+        return None
+    if not (ip.do_resize and ip.do_rescale and ip.do_normalize and ip.do_convert_rgb):
+        return None
+    ramp = np.broadcast_to(np.arange(256, dtype=np.uint8), (3, 1, 256)).copy()  # channels first, as the processor
+    lut = ip.normalize(ip.rescale(ramp, ip.rescale_factor), ip.image_mean, ip.image_std)[:, 0, :]
+    return side, np.ascontiguousarray(lut), int(ip.resample)
+
+
+def _repeated_row(batch: dict) -> dict | None:
+    """Row 0 of every key but the images' (a batch of one), when every row equals it; else None."""
+    out = {}
+    for k, v in batch.items():
+        if k == "pixel_values":
+            continue
+        if not hasattr(v, "shape") or len(v) != len(batch["pixel_values"]) or not bool((v == v[:1]).all()):
+            return None
+        out[k] = v[:1]
+    return out
+
+
+def _same_batch(a: dict, b: dict) -> bool:
+    """Same keys, and for each the same dtype, shape and values."""
+    import torch
+
+    return a.keys() == b.keys() and all(
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
 
 
 def load_predictor(run_dir=DEFAULT_RUN) -> Predictor:

@@ -32,12 +32,13 @@ def find_generic(root: Path) -> list[tuple[Path, Path | None, str, str]]:
 
 
 def read_generic(path, hypnogram=None, *, channels=None, nonfinite="raise",
-                 hypnogram_format: str | None = None) -> Recording:
+                 hypnogram_format: str | None = None, lazy: bool = False) -> Recording:
     """Any EDF/BDF, optionally with a hypnogram in any format of
     :data:`psgvlm.io.hypnogram_formats.HYPNOGRAM_FORMATS`, detected from its content unless
-    ``hypnogram_format`` names it. Without a hypnogram the recording is unlabelled (``stages`` None)."""
+    ``hypnogram_format`` names it. Without a hypnogram the recording is unlabelled (``stages`` None).
+    ``lazy``: each channel's samples are read the first time they are used (:func:`read_edf_signals`)."""
     path = Path(path)
-    chans, meta, edf = read_edf_signals(path, channels=channels, nonfinite=nonfinite)
+    chans, meta, edf = read_edf_signals(path, channels=channels, nonfinite=nonfinite, lazy=lazy)
     stem = path.stem
     if hypnogram is None:
         return make_recording(chans, subject=stem, recording=stem, dataset="generic", source=path, meta=meta)

@@ -15,6 +15,7 @@ channels with an empty or unknown unit are taken as microvolts and listed in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from psgvlm.io.channels import canonical_names, derivations
 from psgvlm.io.edf import edf_start, open_edf
-from psgvlm.io.recording import Channel
+from psgvlm.io.recording import Channel, LazyChannel
 
 _UV_PER_UNIT = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
 _ELECTRO = ("EEG", "EOG", "EMG", "ECG")
@@ -73,7 +74,7 @@ def _parse_patient(patient: str, start: dt.date | None) -> dict:
 def channels_from_signals(
     source: Path, labels: list[str], sfreqs: list[float], units: list[str], getters: list,
     *, channels: list[str] | None, nonfinite: str, meta: dict, dataset: str | None = None,
-    rereference: bool = False,
+    rereference: bool = False, lengths: list[int] | None = None,
 ) -> list[Channel]:
     """Channels (canonical names, microvolts) from per-signal data getters, checking the input.
 
@@ -100,6 +101,9 @@ def channels_from_signals(
         Replace bare electrodes (``F3`` beside ``A2``) by their contralateral derivations (``F3-A2`` =
         F3 - A2, canonical ``F3``; :func:`psgvlm.io.channels.derivations`) before channels are picked;
         ``meta["derived_channels"]`` says which (``{"F3-A2": "F3 - A2"}``).
+    lengths : list of int, optional
+        Samples per signal (from a header): the channels are :class:`~psgvlm.io.recording.LazyChannel`,
+        each read and checked the first time its samples are used, not here.
 
     Returns
     -------
@@ -130,48 +134,61 @@ def channels_from_signals(
                 f"{[n for n, _ in names]} (file labels {stripped})"
             )
         wanted = [index[c] for c in channels]
+    if lengths is not None and len(lengths) != len(labels):
+        raise ValueError(f"{source}: {len(lengths)} signal lengths for {len(labels)} signals")
     out = []
     for i in wanted:
         canon, modality = names[i]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            x = np.asarray(getters[i](), dtype=np.float64)
-        for w in caught:  # e.g. edfio: "digital minimum equals digital maximum ... uncalibrated"
-            meta.setdefault("read_warnings", []).append(str(w.message))
         unit = units[i].strip()
         factor = _uv_factor(unit)
-        if factor is not None:
-            x, unit = x * factor, "uV"
-        elif modality in _ELECTRO:
+        if factor is None and modality in _ELECTRO:
             meta.setdefault("unit_assumed_uv", []).append(f"{stripped[i]} ({unit!r})")
-            unit = "uV"
-        if x.size == 0:
-            raise ValueError(f"{source}: channel {stripped[i]!r} has no samples")
-        x = x.astype(np.float32)
-        bad = ~np.isfinite(x)
-        if unit == "uV" and modality in _ELECTRO and not bad.any():
-            peak = float(np.max(np.abs(x)))
-            if peak > 1e5:  # > 100 mV: no scalp or skin potential is that large; the header unit is suspect
-                meta.setdefault("unit_warnings", []).append(
-                    f"{stripped[i]}: peak {peak:.0f} uV from header unit {units[i].strip()!r} is implausible"
-                )
-        if bad.any():
-            n_bad = int(bad.sum())
-            if nonfinite == "raise":
-                raise ValueError(
-                    f"{source}: channel {stripped[i]!r} has {n_bad} NaN/inf samples of {x.size} "
-                    f"(psgvlm render --nonfinite zero, or nonfinite='zero' in Python, replaces them with 0)"
-                )
-            x[bad] = 0.0
-            meta.setdefault("nonfinite_zeroed", {})[stripped[i]] = n_bad
-        out.append(Channel(name=stripped[i], canonical=canon, modality=modality, sfreq=float(sfreqs[i]),
-                           data=x, unit=unit))
+        read = functools.partial(_read_samples, source, stripped[i], modality, unit, factor, getters[i], nonfinite, meta)
+        kind = dict(name=stripped[i], canonical=canon, modality=modality, sfreq=float(sfreqs[i]),
+                    unit="uV" if factor is not None or modality in _ELECTRO else unit)
+        if lengths is not None and lengths[i] > 0:  # (a derived channel keeps its electrode's place and length)
+            out.append(LazyChannel(**kind, n_times=lengths[i], load=read))
+        else:
+            out.append(Channel(**kind, data=read()))
     # Recording.channel(name) matches canonical or file names in channel order. A bare electrode
     # labelled "C3" beside "C3-M2" (canonical "C3") would shadow it, so such a channel is moved right
     # after the channel whose canonical name it carries; every other channel keeps file order.
     owner = {c.canonical: k for k, c in enumerate(out)}
     keys = [max(k, owner[c.name] + 0.5) if owner.get(c.name, k) != k else k for k, c in enumerate(out)]
     return [out[k] for k in sorted(range(len(out)), key=keys.__getitem__)]
+
+
+def _read_samples(source, label: str, modality: str, unit: str, factor: float | None, getter, nonfinite: str,
+                  meta: dict) -> np.ndarray:
+    """One signal's samples as float32 (microvolts for a voltage, ``factor`` per header unit), checked as
+    :func:`channels_from_signals` says; reading notes go into ``meta``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = np.asarray(getter(), dtype=np.float64)
+    for w in caught:  # e.g. edfio: "digital minimum equals digital maximum ... uncalibrated"
+        meta.setdefault("read_warnings", []).append(str(w.message))
+    if factor is not None and factor != 1.0:
+        x = x * factor
+    if x.size == 0:
+        raise ValueError(f"{source}: channel {label!r} has no samples")
+    x = x.astype(np.float32)
+    lo, hi = x.min(), x.max()  # NaN and inf show in the extremes: no per-sample masks of a whole night
+    bad = None if np.isfinite(lo) and np.isfinite(hi) else ~np.isfinite(x)
+    if modality in _ELECTRO and bad is None:  # a voltage, in microvolts
+        peak = float(max(hi, -lo))
+        if peak > 1e5:  # > 100 mV: no scalp or skin potential is that large; the header unit is suspect
+            meta.setdefault("unit_warnings", []).append(
+                f"{label}: peak {peak:.0f} uV from header unit {unit!r} is implausible")
+    if bad is not None:
+        n_bad = int(bad.sum())
+        if nonfinite == "raise":
+            raise ValueError(
+                f"{source}: channel {label!r} has {n_bad} NaN/inf samples of {x.size} "
+                f"(psgvlm render --nonfinite zero, or nonfinite='zero' in Python, replaces them with 0)"
+            )
+        x[bad] = 0.0
+        meta.setdefault("nonfinite_zeroed", {})[label] = n_bad
+    return x
 
 
 def _rereference(source, labels, sfreqs, units, getters, names, *, meta: dict, dataset):
@@ -196,7 +213,8 @@ def _rereference(source, labels, sfreqs, units, getters, names, *, meta: dict, d
 
 
 def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str = "raise",
-                     dataset: str | None = None, rereference: bool = False) -> tuple[list[Channel], dict, object]:
+                     dataset: str | None = None, rereference: bool = False,
+                     lazy: bool = False) -> tuple[list[Channel], dict, object]:
     """Read an EDF/EDF+/BDF file into Channels (own rates, microvolts) and subject metadata.
 
     Parameters
@@ -211,6 +229,10 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
         Reader name, for dataset-specific channel aliases (SHHS "EEG" is C4).
     rereference : bool
         Derive referenced channels from bare electrodes (:func:`channels_from_signals`).
+    lazy : bool
+        Read each channel's samples (and check them) the first time they are used
+        (:class:`~psgvlm.io.recording.LazyChannel`): a caller that uses a few channels of a night reads
+        only those. EDF samples are integers scaled by the checked header, so they are always finite.
 
     Returns
     -------
@@ -235,6 +257,7 @@ def read_edf_signals(path, *, channels: list[str] | None = None, nonfinite: str 
         path, [s.label for s in signals], [s.sampling_frequency for s in signals],
         [s.physical_dimension for s in signals], [lambda s=s: s.data for s in signals],
         channels=channels, nonfinite=nonfinite, meta=meta, dataset=dataset, rereference=rereference,
+        lengths=[s.samples_per_data_record * edf.num_data_records for s in signals] if lazy else None,
     )
     return chans, meta, edf
 
