@@ -159,6 +159,7 @@ class FastScoreCollator:
         self.collator = collator
         self.mode = collator.mode
         self.answers = collator.answers
+        self.family = collator.family  # scoring reads the family's facts from the collator
         self._plan = _fast_patch_plan(collator.processor)  # None: never fast
         self._checked: dict[tuple, tuple | None] = {}  # image shape -> (a row's text part, patches, keys) or None
 
