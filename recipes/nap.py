@@ -38,25 +38,8 @@ subjects -- is refused (exit 2), whatever the protocol. Pretrained stagers (YASA
 With the in-domain split, baselines trained on the train subjects therefore give NAP their
 validation subjects (the default ``--train_on validation``) or cross-fitted streams.
 
-Measured on the shared real recordings (DREAMS excerpts 1-6 + Prerau, 527 expert epochs; YASA and
-GSSC per EEG channel from ``psgvlm reference``; seed 0; kappa, pooled / per recording ex1-ex6, Prerau):
-
-| LORO | pooled κ | acc | MF1 | ex1 | ex2 | ex3 | ex4 | ex5 | ex6 | Prerau |
-|---|---|---|---|---|---|---|---|---|---|---|
-| NAP, real folds only | .586 | .751 | .515 | .512 | .783 | .245 | .710 | .591 | .321 | .611 |
-| NAP + synthetic Sleep-EDF streams | .702 | .816 | .787 | .497 | .685 | .339 | .835 | .620 | .520 | .861 |
-| NAP d12 x 2, 150 steps, + synth. Sleep-EDF + ISRUC | .640 | .795 | .681 | .430 | .808 | .075 | .528 | .686 | .273 | .857 |
-| NAP + synthetic Sleep-EDF + ISRUC streams | .715 | .825 | .798 | .497 | .777 | .351 | .858 | .620 | .516 | .861 |
-| soft vote (YASA, GSSC) | .717 | .825 | .791 | .553 | .746 | .350 | .858 | .590 | .581 | .851 |
-| GSSC | .709 | .820 | .800 | .557 | .655 | .464 | .905 | .572 | .452 | .842 |
-| YASA | .619 | .753 | .659 | .531 | .787 | .079 | .644 | .495 | .590 | .789 |
-
-The best NAP (the last of four settings tried on the same folds) is +.006 kappa over GSSC, -.002 macro
-F1, below the soft vote, in one seed: no real gain. The NAP the licences allow to ship (trained on the
-synthetic streams, Prerau and the Sleep-EDF crop, never DREAMS), zero-shot on DREAMS 1-6: kappa .619 vs
-GSSC .644 and soft vote .651. So no NAP consensus ships (psgvlm.night.predictors). Synthetic streams:
-``psgvlm synth --format sleepedf --subjects 8 --minutes 120 --seed 1`` and ``--format isruc ... --seed
-2``, then ``psgvlm reference`` (YASA, GSSC) on each.
+Real-data figures of each protocol and of the NAP settings tried, and why no NAP consensus ships:
+README, "How good is it on real sleep?".
 
 Outputs: ``predictions.jsonl`` + ``metrics.json`` (NAP), ``soft_vote/``, ``predictors/<name>/`` (the
 mean of each predictor's streams per recording), ``streams/<predictor>__<channel>/``,
