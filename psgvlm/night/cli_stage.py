@@ -68,7 +68,6 @@ each band drawn from a channel of another name, or left flat, is printed as a wa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -87,22 +86,6 @@ def _fail(message, code: int = 2) -> int:
     """Print one line ``psgvlm stage: <message>`` to stderr and return the exit code."""
     print(f"psgvlm stage: {' '.join(str(message).split())}", file=sys.stderr)
     return code
-
-
-@contextlib.contextmanager
-def _quiet_model_loading():
-    """transformers' own "Loading weights" bar and info logs off while the VLM loads (restored after)."""
-    from transformers.utils import logging as hf_logging
-
-    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bar:
-            hf_logging.enable_progress_bar()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,21 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         start = rec.meta.get("start")
         if args.clock_time and (start is None or start.time is None):
             raise ValueError("--clock-time: the header gives no start time (anonymised); leave --clock-time out")
-        predictor, t_load = None, 0.0
-        if names is None or "vlm" in names:
-            from psgvlm.night.stage import default_run
-            from psgvlm.vlm.predict import load_predictor
-
-            t_load = time.perf_counter()
-            with _quiet_model_loading():
-                predictor = load_predictor(Path(args.run) if args.run else default_run())
-            t_load = time.perf_counter() - t_load
+        # The VLM loads inside stage_recording, after the reference stagers' worker has started: its
+        # imports and loading (seconds) then overlap their work instead of preceding it.
         result = stage_recording(rec, run_dir=args.run, channels=args.channels, batch_size=batch_size,
-                                 predictor=predictor, source_sha256=sha256_file(edf), predictors=names,
+                                 source_sha256=sha256_file(edf), predictors=names,
                                  primary=primary, eeg=args.eeg, eog=args.eog, emg=args.emg,
                                  lights_off=args.lights_off, lights_on=args.lights_on)
         result.timings_s["read_input"] = t_read
-        result.timings_s["load_vlm"] = t_load
         paths = write_outputs(result, args.out, clock_time=args.clock_time)
     except LockedError as err:  # another run writes --out: the message names the lock and its PID
         if args.debug:

@@ -12,6 +12,7 @@ ISRUC-format data; see its README.md): it shows the pipeline working, it is not 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from pathlib import Path
@@ -46,6 +47,22 @@ def resolve_base_model(run_dir, name: str) -> str:
     inside = Path(run_dir) / name
     return str(inside) if inside.is_dir() else name
 
+
+@contextlib.contextmanager
+def _quiet_loading():
+    """transformers' "Loading weights" bar and info logs off while a run loads (restored after): a run
+    dir's few-MB model is not worth a bar, and staging a night shows one bar of its own."""
+    from transformers.utils import logging as hf_logging
+
+    bar, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 class Predictor:
     """Stage probabilities for epoch images with a trained run.
@@ -83,16 +100,17 @@ class Predictor:
         from psgvlm.vlm.model import load_model
 
         base = resolve_base_model(self.run_dir, self.meta["base_model"])
-        model, _ = load_model(base, pin_grid=bool(self.meta.get("pin_grid")), dtype="auto")
-        if self.meta.get("adapter"):
-            from peft import PeftModel
+        with _quiet_loading():
+            model, _ = load_model(base, pin_grid=bool(self.meta.get("pin_grid")), dtype="auto")
+            if self.meta.get("adapter"):
+                from peft import PeftModel
 
-            with warnings.catch_warnings():  # peft reads a property transformers 5 deprecates: not the user's concern
-                warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing")
-                model = PeftModel.from_pretrained(model, self.run_dir / self.meta["adapter"])
-            if merge_adapter:
-                model = model.merge_and_unload()
-        processor = AutoProcessor.from_pretrained(self.run_dir / "processor")
+                with warnings.catch_warnings():  # peft reads a property transformers 5 deprecates: not the user's
+                    warnings.filterwarnings("ignore", category=FutureWarning, message=".*is_gradient_checkpointing")
+                    model = PeftModel.from_pretrained(model, self.run_dir / self.meta["adapter"])
+                if merge_adapter:
+                    model = model.merge_and_unload()
+            processor = AutoProcessor.from_pretrained(self.run_dir / "processor")
         self.context = run_context(self.meta)
         if self.context and self.meta.get("pin_grid"):  # the grid the run trained with: one tile per epoch
             pin_strip_grid(model, processor, self.context)
