@@ -19,7 +19,10 @@ the wall figures are pessimistic: say so when quoting them.
 Where the time goes (2 cores; issue 10 item 6): imports are ~9 s of CPU (torch ~2, transformers'
 modeling and processing modules ~3.5, peft, yasa with mne/sklearn/lightgbm, antropy's cached numba
 code, gssc); loading the 1.4 MB default run itself is under 1 s. The VLM's forward passes ~4 s,
-rendering ~2.5 s, YASA's features ~4 s, GSSC's ResNet ~5 s (one thread each, for 960 epochs).
+rendering ~2.5 s, YASA's features ~4 s, GSSC's ResNet ~5 s (one thread each, for 960 epochs). The VLM
+loads after the reference worker has forked, so its imports overlap YASA and GSSC. Measured at load
+0.7-1.0: 22.2-22.5 s wall, 36.9 s CPU (was 31.6 s wall when the VLM loaded first): the 15-s target
+needs about a fifth less CPU than the night now takes.
 """
 
 from __future__ import annotations
