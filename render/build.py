@@ -152,12 +152,8 @@ def render_rows(x, stages, starts_s, summary, *, channels: list[str], settings, 
     dropped = [{"recording": summary["recording"], "epoch": int(i), "start_s": float(starts_s[i]),
                 "reason": "unscored"} for i in np.setdiff1d(np.arange(n_total), keep)]
     # Scaled with every epoch present (scaling="recording" takes the night's median epoch, as stage does).
-    drawn = [i for i, c in enumerate(channels) if c in summary["channels"]]  # missing bands stay 0 = flat
-    modalities = [summary["channels"][channels[i]]["modality"] for i in drawn]
-    if len(drawn) == len(channels):
-        x = scale_epochs(x, modalities, settings, out=x)
-    else:
-        x[:, drawn] = scale_epochs(x[:, drawn], modalities, settings)
+    # A missing channel's band has no modality (None): it stays 0 = flat.
+    x = scale_epochs(x, [summary["channels"].get(c, {}).get("modality") for c in channels], settings, out=x)
     if len(keep) < n_total:
         x = x[keep]
     images = render_images(x, settings, num_proc=num_proc, progress=progress, desc=f"render {summary['recording']}")

@@ -170,8 +170,9 @@ def scale_epochs(x: np.ndarray, modalities, settings: RenderSettings, *, out: np
         Raw samples in the channels' units (microvolts for EEG/EOG/EMG/ECG), e.g. (n_epochs, n_chans,
         n_times); not modified unless passed as ``out``. Under ``"recording"``, shape (n_epochs,
         n_chans, n_times) holding every epoch of the recording (the scale is its median epoch).
-    modalities : sequence of str, length n_chans
-        Each channel's modality ("EEG", "EOG", ...); picks its range under ``"physical"``.
+    modalities : sequence of str or None, length n_chans
+        Each channel's modality ("EEG", "EOG", ...); picks its range under ``"physical"``. None: a blank
+        band (no channel drawn in it), left as it is (zeros: the band's mid-line).
     settings : RenderSettings
         ``scaling="minmax"``: :func:`psgvlm.signal.epochs.minmax_scale` per epoch and channel;
         ``"physical"``: :func:`psgvlm.signal.epochs.physical_scale` with ``physical_range_uv`` of the
@@ -191,6 +192,14 @@ def scale_epochs(x: np.ndarray, modalities, settings: RenderSettings, *, out: np
     modalities = list(modalities)
     if x.ndim < 2 or x.shape[-2] != len(modalities):
         raise ValueError(f"x of shape {x.shape} needs one modality per channel (axis -2); got {modalities}")
+    if None in modalities:  # blank bands stay as they are; the drawn ones are scaled and put back
+        drawn = [i for i, m in enumerate(modalities) if m is not None]
+        result = np.array(x, dtype=np.float32) if out is None else out
+        if result is not x:
+            result[...] = x
+        part = x[..., drawn, :]  # fancy indexing copies: scaled in place
+        result[..., drawn, :] = scale_epochs(part, [modalities[i] for i in drawn], settings, out=part)
+        return result
     if settings.scaling == "minmax":
         return minmax_scale(x, out=out)
     ranges = dict(settings.physical_range_uv)

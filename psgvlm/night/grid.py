@@ -180,13 +180,9 @@ def band_epochs(rec, mapping: list[str | None], sfreq: float, settings=None):
     if n_epochs == 0:
         raise ValueError(f"{name}: the recording holds no whole 30-s epoch ({rec.duration_s:.1f} s of signal)")
     flat = np.vstack([flat, np.ones((max(0, n_epochs - len(flat)), len(mapping)), bool)])[:n_epochs]
-    drawn = [b for b, m in enumerate(mapping) if m is not None]  # unmapped bands stay 0 = mid-line
-    modalities = [rec.channel(mapping[b]).modality for b in drawn]
-    if len(drawn) == len(mapping):  # every band drawn: scaled in place (a night of epochs is large)
-        scale_epochs(x, modalities, settings or RenderSettings(), out=x)
-    else:
-        part = x[:, drawn]  # a copy (fancy indexing), scaled in place and put back
-        x[:, drawn] = scale_epochs(part, modalities, settings or RenderSettings(), out=part)
+    # In place (a night of epochs is large); unmapped bands stay 0 = mid-line.
+    scale_epochs(x, [None if m is None else rec.channel(m).modality for m in mapping], settings or RenderSettings(),
+                 out=x)
     notes = [str(w.message) for w in caught]
     for b, m in enumerate(mapping):
         if m is not None and flat[:, b].any():
