@@ -49,7 +49,8 @@ def tiny_dataset(tiny_synth) -> Path:
 def tiny_image_run(tiny_dataset) -> Path:
     """An image-classifier run dir (untrained tiny ResNet, seeded) that ``load_predictor`` reads, with
     :func:`tiny_dataset`'s meta as its training data."""
-    torch = pytest.importorskip("torch")
+    import torch
+
     from psgvlm.image.dataset import read_dataset_meta
     from psgvlm.vlm.classifiers import build_classifier, save_classifier_run
 

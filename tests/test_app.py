@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # app.py lives at the top level
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
 from test_stage import (  # noqa: E402
     BIRTHDATE,
     HOSPITAL_CODE,
@@ -35,10 +37,6 @@ from test_stage import (  # noqa: E402
     write_edf,
     write_hypnogram_csv,
 )
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 IDENTIFYING = [PATIENT_NAME.encode(), PATIENT_CODE.encode(), HOSPITAL_CODE.encode(),
                BIRTHDATE.strftime("%d-%b-%Y").upper().encode(), b"Doe"]

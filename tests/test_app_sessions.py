@@ -29,13 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from test_app import _launch, cache_dir  # noqa: E402, F401  (the fixture is used by name)
-from test_stage import PATIENT_NAME, synthetic_night, write_edf  # noqa: E402
-
-gradio_client = pytest.importorskip("gradio_client")
 import httpx  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
+from test_app import _launch, cache_dir  # noqa: E402, F401  (the fixture is used by name)
+from test_stage import PATIENT_NAME, synthetic_night, write_edf  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ def sh(*args, cwd):
 
 @pytest.mark.slow
 def test_all_suites_on_a_tiny_vlm_run(tmp_path):
-    pytest.importorskip("psgvlm.vlm.predict")
     sh("-m", "psgvlm.cli", "synth", "--format", "isruc", "--subjects", "4", "--minutes", "5", "--seed", "0",
        "--out", "synth", "--quiet", cwd=tmp_path)
     sh("-m", "psgvlm.cli", "render", "--format", "isruc", "--input", "synth", "--out", "img", cwd=tmp_path)

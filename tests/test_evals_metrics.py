@@ -5,14 +5,13 @@ import json
 
 import numpy as np
 import pytest
+import sklearn.metrics as sk  # noqa: E402
 from test_evals_common import write_run, write_run_for
 
 from evals.__main__ import main as evals_main
 from evals.metrics import load_sleep_staging
 from psgvlm.image.dataset import load_dataset
 from psgvlm.metrics import bootstrap_ci, paired_bootstrap_delta, seed_summary, stage_metrics
-
-sk = pytest.importorskip("sklearn.metrics")
 
 
 def noisy(seed, n=600, acc=0.7, n_subjects=8):
